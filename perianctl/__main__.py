@@ -1,0 +1,3 @@
+from perianctl.cli import main
+
+main()

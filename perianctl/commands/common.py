@@ -1,0 +1,110 @@
+"""Plumbing every command shares: global options, settings, the API client, job-id resolution."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import typer
+
+from perianctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from perianctl.config import Settings
+    from perianctl.perian.client import PerianClient
+
+T = TypeVar("T")
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+
+
+@dataclass
+class GlobalOptions:
+    """What the root callback parsed; settings are resolved lazily (``config`` needs no token)."""
+
+    profile: str | None = None
+    api_url: str | None = None
+    organization: str | None = None
+    token: str | None = None
+    token_file: str | None = None
+    config_file: str | None = None
+    verbose: int = 0
+    quiet: bool = False
+    _settings: Settings | None = field(default=None, repr=False)
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from perianctl.config import read_token_file, resolve
+
+            token = self.token
+            if self.token_file:
+                token = read_token_file(self.token_file)
+            self._settings = resolve(
+                flags={"api_url": self.api_url, "organization": self.organization, "token": token},
+                profile=self.profile,
+                config_file=self.config_file,
+            )
+        return self._settings
+
+
+def options(ctx: typer.Context) -> GlobalOptions:
+    root = ctx.find_root()
+    if not isinstance(root.obj, GlobalOptions):
+        root.obj = GlobalOptions()
+    return root.obj
+
+
+def make_client(ctx: typer.Context, **kwargs: Any) -> PerianClient:
+    """The PERIAN client for this invocation's settings (credentials required)."""
+    from perianctl.perian.client import PerianClient
+
+    settings = options(ctx).settings()
+    organization, token = settings.require_credentials()
+    return PerianClient(settings.api_url, organization, token, **kwargs)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def validate_job_id(job_id: str) -> str:
+    job_id = job_id.strip()
+    if not _UUID.match(job_id):
+        raise UsageError(f"invalid job id '{job_id}': expected a UUID such as 3f2c1a4e-0b1d-4c5e-9f00-1234567890ab")
+    return job_id.lower()
+
+
+def resolve_job_ids(ctx: typer.Context, ids: list[str] | None, *, last: bool, required: bool = True) -> list[str]:
+    """Explicit ids (``@last`` allowed), or ``--last``: the job this machine submitted most recently."""
+    wanted = list(ids or [])
+    if last or "@last" in wanted:
+        from perianctl.journal import open_journal
+
+        with open_journal() as journal:
+            last_id = journal.last_job_id(profile=options(ctx).settings().profile) or journal.last_job_id()
+        if last_id is None:
+            raise UsageError("--last: no job submitted from this machine yet (see 'perianctl list')")
+        wanted = [j for j in wanted if j != "@last"] + [last_id]
+    if not wanted and required:
+        raise UsageError("give one or more JOB_IDs, or --last")
+    seen: dict[str, None] = {}
+    for job_id in wanted:
+        seen.setdefault(validate_job_id(job_id))
+    return list(seen)
+
+
+def stdin_is_tty() -> bool:
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+OutputOption = typer.Option(
+    "table", "--output", "-o", help="Output format: table, wide, json, yaml or name.", case_sensitive=False
+)
+LastOption = typer.Option(False, "--last", help="Use the job most recently submitted from this machine.")

@@ -1,0 +1,297 @@
+"""Settings: TOML profiles, environment variables and flags, with one documented precedence.
+
+    flag  >  environment variable  >  profile in the config file  >  built-in default
+
+The config file (``$PERIANCTL_CONFIG`` or ``$XDG_CONFIG_HOME/perianctl/config.toml``) looks like::
+
+    current_profile = "default"
+
+    [profiles.default]
+    api_url = "https://api.perian.cloud"
+    organization = "my-org"
+    token = "..."
+
+It may hold a token, so every write is atomic (temp file + ``os.replace``), made ``0600`` before
+any byte is written, and serialised with an exclusive lock so two concurrent ``config set`` never
+lose an update. A half-written or corrupt file is never left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli
+
+from perianctl.errors import ConfigError, UsageError
+from perianctl.redact import REDACTED, register_secret
+
+DEFAULT_API_URL = "https://api.perian.cloud"
+DEFAULT_PROFILE = "default"
+
+# Profile keys users may set, with a one-line description (shown by `config set --help`).
+PROFILE_KEYS: dict[str, str] = {
+    "api_url": "PERIAN API base URL",
+    "organization": "PERIAN organization (account) name",
+    "token": "PERIAN API token (stored 0600; redacted in `config show`)",
+    "output_prefix": "default --output-prefix for submit (a local dir or s3:// / gs:// URI)",
+    "connector": "default --connector HOST:PORT for submit/get/delete",
+}
+SECRET_KEYS = frozenset({"token"})
+
+# Environment variables, by setting. The first one set wins.
+ENV_VARS: dict[str, tuple[str, ...]] = {
+    "api_url": ("PERIAN_API_URL", "PERIAN_ENDPOINT"),
+    "organization": ("PERIAN_ORGANIZATION", "PERIAN_ORG"),
+    "token": ("PERIAN_TOKEN",),
+    "output_prefix": ("PERIANCTL_OUTPUT_PREFIX",),
+    "connector": ("PERIANCTL_CONNECTOR",),
+}
+PROFILE_ENV = "PERIANCTL_PROFILE"
+CONFIG_ENV = "PERIANCTL_CONFIG"
+STATE_ENV = "PERIANCTL_STATE_DIR"
+
+
+def config_path(explicit: str | Path | None = None) -> Path:
+    if explicit:
+        return Path(explicit).expanduser()
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV]).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "perianctl" / "config.toml"
+
+
+def state_dir() -> Path:
+    """Where the journal and sandbox state live (``$PERIANCTL_STATE_DIR`` or XDG state dir)."""
+    if os.environ.get(STATE_ENV):
+        return Path(os.environ[STATE_ENV]).expanduser()
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "perianctl"
+
+
+# --------------------------------------------------------------------------- file I/O
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse the config file; a missing file is an empty config, a broken one a one-line error."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        data = tomli.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    except tomli.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    profiles = data.get("profiles", {})
+    if not isinstance(profiles, dict) or not all(isinstance(v, dict) for v in profiles.values()):
+        raise ConfigError(f"config file {path}: [profiles.NAME] must be tables")
+    for name, values in profiles.items():
+        for key, value in values.items():
+            if key not in PROFILE_KEYS:
+                raise ConfigError(
+                    f"config file {path}: unknown key '{key}' in profile '{name}' "
+                    f"(known: {', '.join(PROFILE_KEYS)})"
+                )
+            if not isinstance(value, str):
+                raise ConfigError(f"config file {path}: profile '{name}' key '{key}' must be a string")
+    current = data.get("current_profile")
+    if current is not None and not isinstance(current, str):
+        raise ConfigError(f"config file {path}: current_profile must be a string")
+    return data
+
+
+def _dump_toml(data: Mapping[str, Any]) -> str:
+    import tomli_w
+
+    return tomli_w.dumps(dict(data))
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def atomic_write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically with mode 0600 from the first byte."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def update_config_file(path: Path, mutate: Any) -> dict[str, Any]:
+    """Read-modify-write under an exclusive lock; ``mutate(data)`` edits the dict in place."""
+    with _locked(path):
+        data = read_config_file(path)
+        mutate(data)
+        atomic_write_private(path, _dump_toml(data))
+        return data
+
+
+def save_profile(
+    name: str, values: Mapping[str, str], *, config_path: Path | None = None, make_current: bool = False
+) -> Path:
+    """Create or update profile ``name`` with ``values`` (merged over what is there)."""
+    validate_profile_name(name)
+    for key in values:
+        if key not in PROFILE_KEYS:
+            raise UsageError(f"unknown config key '{key}' (known: {', '.join(PROFILE_KEYS)})")
+    path = _resolve_path(config_path)
+
+    def mutate(data: dict[str, Any]) -> None:
+        profiles = data.setdefault("profiles", {})
+        profile = profiles.setdefault(name, {})
+        profile.update({k: str(v) for k, v in values.items()})
+        if make_current or "current_profile" not in data:
+            data["current_profile"] = name
+
+    update_config_file(path, mutate)
+    return path
+
+
+def _resolve_path(explicit: Path | None) -> Path:
+    return explicit if explicit is not None else config_path()
+
+
+def validate_profile_name(name: str) -> None:
+    if not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise UsageError(f"invalid profile name '{name}' (use letters, digits, '-', '_', '.')")
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+@dataclass
+class Settings:
+    """The resolved settings of one invocation, with where each value came from."""
+
+    profile: str
+    config_file: Path
+    values: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def api_url(self) -> str:
+        return self.values.get("api_url", DEFAULT_API_URL)
+
+    @property
+    def organization(self) -> str | None:
+        return self.values.get("organization")
+
+    @property
+    def token(self) -> str | None:
+        return self.values.get("token")
+
+    def get(self, key: str) -> str | None:
+        return self.values.get(key)
+
+    def require_credentials(self) -> tuple[str, str]:
+        """Organization and token, or a one-line error telling how to provide them."""
+        missing = [k for k in ("organization", "token") if not self.values.get(k)]
+        if missing:
+            raise ConfigError(
+                f"no PERIAN {' or '.join(missing)} configured for profile '{self.profile}'",
+                hint="pass --org/--token, set PERIAN_ORGANIZATION/PERIAN_TOKEN, or run "
+                "'perianctl config init' (or 'perianctl sandbox start' for a local sandbox)",
+            )
+        assert self.organization is not None and self.token is not None
+        return self.organization, self.token
+
+    def redacted(self) -> dict[str, dict[str, str]]:
+        """Every value with its source, secrets masked (what `config show` prints)."""
+        out = {}
+        for key in PROFILE_KEYS:
+            if key in self.values:
+                value = REDACTED if key in SECRET_KEYS else self.values[key]
+                out[key] = {"value": value, "source": self.sources.get(key, "default")}
+            elif key == "api_url":
+                out[key] = {"value": DEFAULT_API_URL, "source": "default"}
+        return out
+
+
+def read_token_file(spec: str) -> str:
+    """Token from a file path, or from stdin when ``spec`` is ``-``; first line, stripped."""
+    try:
+        text = sys.stdin.read() if spec == "-" else Path(spec).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read token file {spec}: {getattr(exc, 'strerror', None) or exc}") from None
+    token = text.strip().splitlines()[0].strip() if text.strip() else ""
+    if not token:
+        raise UsageError(f"token file {spec} is empty")
+    return token
+
+
+def resolve(
+    *,
+    flags: Mapping[str, str | None] | None = None,
+    profile: str | None = None,
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve settings with precedence flag > env > profile > default."""
+    env = os.environ if environ is None else environ
+    path = config_path(config_file) if config_file else (
+        Path(env[CONFIG_ENV]).expanduser() if env.get(CONFIG_ENV) else config_path()
+    )
+    data = read_config_file(path)
+    profiles: dict[str, dict[str, str]] = data.get("profiles", {})
+    explicit_profile = profile or env.get(PROFILE_ENV)
+    name = explicit_profile or data.get("current_profile") or DEFAULT_PROFILE
+    if explicit_profile and explicit_profile not in profiles:
+        known = ", ".join(sorted(profiles)) or "none"
+        raise ConfigError(f"profile '{explicit_profile}' not found in {path} (profiles: {known})")
+    settings = Settings(profile=name, config_file=path)
+    for key, value in profiles.get(name, {}).items():
+        settings.values[key] = value
+        settings.sources[key] = f"profile {name} ({path})"
+    for key, names in ENV_VARS.items():
+        for var in names:
+            if env.get(var):
+                settings.values[key] = env[var]
+                settings.sources[key] = f"env {var}"
+                break
+    for key, value in (flags or {}).items():
+        if value:
+            settings.values[key] = value
+            settings.sources[key] = "flag"
+    if "api_url" in settings.values:
+        settings.values["api_url"] = validate_api_url(settings.values["api_url"])
+    register_secret(settings.token)
+    return settings
+
+
+def validate_api_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if not (url.startswith("http://") or url.startswith("https://")) or len(url) < 10 or " " in url:
+        raise ConfigError(f"invalid API URL '{url}': expected http(s)://host[:port]")
+    return url

@@ -1,0 +1,115 @@
+"""Typed errors and the stable exit-code contract.
+
+Every failure a user can cause or meet is one of these classes. The CLI's top level turns them
+into a single line on stderr and the documented exit code, so scripts can branch on the code and
+people never see a traceback for an expected failure.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Documented exit codes (README "Exit codes"). Never renumber: CI scripts depend on them."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    JOB_FAILED = 3
+    JOB_CANCELLED = 4
+    TIMEOUT = 5
+    AUTH = 6
+    NOT_FOUND = 7
+    UNAVAILABLE = 8
+
+
+class PerianctlError(Exception):
+    """Base class: an expected failure with a one-line message and an exit code."""
+
+    exit_code: ExitCode = ExitCode.ERROR
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(PerianctlError):
+    """Bad flags, arguments, input files or config values."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(UsageError):
+    """A config file that cannot be read or a missing required setting."""
+
+
+class TemplateError(UsageError):
+    """A task template that cannot be loaded or translated."""
+
+
+class InputError(UsageError):
+    """Task inputs that do not match the template's interface."""
+
+
+class ApiError(PerianctlError):
+    """The PERIAN API answered with an error.
+
+    ``status`` is the HTTP status, ``detail`` the envelope's ``detail`` string (PERIAN clients
+    branch on that text, not on the status, because "not found" is an HTTP 400).
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, detail: str | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.detail = detail
+
+
+class AuthError(ApiError):
+    exit_code = ExitCode.AUTH
+
+
+class NotFoundError(ApiError):
+    exit_code = ExitCode.NOT_FOUND
+
+
+class JobAlreadyDoneError(ApiError):
+    """Cancel of a job that is already terminal. Commands treat it as an idempotent success."""
+
+
+class ValidationFailed(ApiError):
+    """HTTP 422: the API rejected the request body or parameters."""
+
+    exit_code = ExitCode.USAGE
+
+
+class BadRequestError(ApiError):
+    """Any other HTTP 400 with a detail we do not special-case (insufficient credit, ...)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class UnavailableError(ApiError):
+    """Network failure, timeout or 5xx after all retries were used."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class ProtocolError(ApiError):
+    """The API answered with something that is not the PERIAN wire format."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class JobOutcome(PerianctlError):
+    """A waited-for job ended in a non-success outcome; carries the matching exit code."""
+
+    def __init__(self, message: str, exit_code: ExitCode) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

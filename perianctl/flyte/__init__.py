@@ -1,0 +1,1 @@
+"""Flyte side: template loading, inputs, rendering, translation to PERIAN, phases, the connector."""

@@ -1,0 +1,217 @@
+"""Local journal of submitted jobs and every status transition perianctl has observed.
+
+PERIAN keeps no status history, so the journal is where ``get --history`` comes from, and it is
+how ``--last`` means "the job *I* submitted last" rather than "whatever the server lists first".
+SQLite (WAL, one transaction per write, busy timeout) keeps it consistent when several perianctl
+processes -- a ``watch`` and a ``submit`` -- write at once, and a crash never leaves half a row.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from perianctl.config import state_dir
+from perianctl.errors import ConfigError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    profile TEXT,
+    api_url TEXT,
+    name TEXT,
+    image TEXT,
+    source TEXT,
+    via TEXT,
+    connector TEXT,
+    resource_meta TEXT,
+    output_prefix TEXT,
+    idempotency_key TEXT,
+    submitted_at REAL,
+    last_status TEXT,
+    last_message TEXT,
+    last_seen REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_submitted ON jobs (submitted_at);
+CREATE TABLE IF NOT EXISTS transitions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    status TEXT NOT NULL,
+    phase TEXT,
+    message TEXT
+);
+CREATE INDEX IF NOT EXISTS transitions_job ON transitions (job_id, id);
+"""
+
+
+@dataclass(frozen=True)
+class JournalJob:
+    job_id: str
+    profile: str | None
+    api_url: str | None
+    name: str | None
+    image: str | None
+    source: str | None
+    via: str | None
+    connector: str | None
+    resource_meta: str | None
+    output_prefix: str | None
+    submitted_at: float | None
+    last_status: str | None
+    last_message: str | None
+    last_seen: float | None
+
+
+@dataclass(frozen=True)
+class Transition:
+    job_id: str
+    at: float
+    status: str
+    phase: str | None
+    message: str | None
+
+
+def journal_path() -> Path:
+    return state_dir() / "journal.db"
+
+
+class Journal:
+    """A connection to the journal database; use :func:`open_journal`."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    # ------------------------------------------------------------------ writes
+
+    def record_submission(
+        self,
+        job_id: str,
+        *,
+        profile: str | None = None,
+        api_url: str | None = None,
+        name: str | None = None,
+        image: str | None = None,
+        source: str | None = None,
+        via: str = "api",
+        connector: str | None = None,
+        resource_meta: str | None = None,
+        output_prefix: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        with self._conn:
+            self._conn.execute(
+                """INSERT INTO jobs (job_id, profile, api_url, name, image, source, via, connector,
+                       resource_meta, output_prefix, idempotency_key, submitted_at)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+                   ON CONFLICT(job_id) DO UPDATE SET
+                       profile=excluded.profile, api_url=excluded.api_url, name=excluded.name,
+                       image=excluded.image, source=excluded.source, via=excluded.via,
+                       connector=excluded.connector, resource_meta=excluded.resource_meta,
+                       output_prefix=excluded.output_prefix, idempotency_key=excluded.idempotency_key,
+                       submitted_at=COALESCE(jobs.submitted_at, excluded.submitted_at)""",
+                (job_id, profile, api_url, name, image, source, via, connector, resource_meta,
+                 output_prefix, idempotency_key, time.time()),
+            )
+
+    def observe(
+        self,
+        job_id: str,
+        status: str,
+        *,
+        phase: str | None = None,
+        message: str | None = None,
+        at: float | None = None,
+        api_url: str | None = None,
+    ) -> bool:
+        """Record that ``job_id`` was seen in ``status``; returns True when that is a transition."""
+        now = time.time() if at is None else at
+        with self._conn:
+            row = self._conn.execute("SELECT last_status FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            if row is None:
+                self._conn.execute(
+                    "INSERT INTO jobs (job_id, api_url, via, last_status, last_message, last_seen) "
+                    "VALUES (?,?,?,?,?,?)",
+                    (job_id, api_url, "observed", status, message, now),
+                )
+                changed = True
+            else:
+                changed = row[0] != status
+                self._conn.execute(
+                    "UPDATE jobs SET last_status=?, last_message=?, last_seen=? WHERE job_id=?",
+                    (status, message, now, job_id),
+                )
+            if changed:
+                self._conn.execute(
+                    "INSERT INTO transitions (job_id, at, status, phase, message) VALUES (?,?,?,?,?)",
+                    (job_id, now, status, phase, message),
+                )
+        return changed
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, job_id: str) -> JournalJob | None:
+        row = self._conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return JournalJob(*row) if row else None
+
+    def last_job_id(self, *, profile: str | None = None) -> str | None:
+        """The most recently *submitted* job (optionally of one profile)."""
+        query = "SELECT job_id FROM jobs WHERE submitted_at IS NOT NULL"
+        args: tuple[str, ...] = ()
+        if profile:
+            query += " AND profile = ?"
+            args = (profile,)
+        row = self._conn.execute(query + " ORDER BY submitted_at DESC, rowid DESC LIMIT 1", args).fetchone()
+        return row[0] if row else None
+
+    def jobs(self, *, limit: int = 50, submitted_only: bool = True) -> list[JournalJob]:
+        where = "WHERE submitted_at IS NOT NULL" if submitted_only else ""
+        rows = self._conn.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs {where} "
+            "ORDER BY COALESCE(submitted_at, last_seen) DESC, rowid DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [JournalJob(*row) for row in rows]
+
+    def history(self, job_id: str) -> list[Transition]:
+        rows = self._conn.execute(
+            "SELECT job_id, at, status, phase, message FROM transitions WHERE job_id = ? ORDER BY id",
+            (job_id,),
+        ).fetchall()
+        return [Transition(*row) for row in rows]
+
+
+_JOB_COLUMNS = (
+    "job_id, profile, api_url, name, image, source, via, connector, resource_meta, output_prefix, "
+    "submitted_at, last_status, last_message, last_seen"
+)
+
+
+@contextmanager
+def open_journal(path: Path | None = None) -> Iterator[Journal]:
+    """Open (creating 0600 if needed) the journal; a broken file becomes a one-line error."""
+    db = path or journal_path()
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not db.exists():
+            db.touch(mode=0o600)
+        conn = sqlite3.connect(db, timeout=10.0, isolation_level=None)
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"cannot open the job journal {db}: {exc}") from None
+    try:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(
+                f"the job journal {db} is damaged ({exc}); move it aside to start a new one"
+            ) from None
+        conn.isolation_level = "DEFERRED"
+        yield Journal(conn)
+    finally:
+        conn.close()

@@ -1,0 +1,1 @@
+"""PERIAN Job API: wire models, status vocabulary and the async client."""

@@ -1,0 +1,143 @@
+"""The sandbox's settings: one frozen dataclass built by the CLI, the daemon or a test.
+
+Everything that changes how the sandbox behaves lives here, so a server can be rebuilt from the
+same values after a crash (``restart()`` in the test plugin) and so the CLI parsing stays thin.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+RUNTIMES = ("simulate", "process", "docker")
+FAULT_KINDS = ("500", "503", "reset")
+FAULT_PHASES = ("before", "after", "mixed")
+ENDPOINTS = ("create", "get", "list", "cancel", "instance-type", "accelerator-type")
+DEFAULT_ORG = "sandbox"
+
+
+class SandboxConfigError(ValueError):
+    """A setting that cannot work; the message is one line fit for a user."""
+
+
+@dataclass(frozen=True)
+class SimTimings:
+    """Base durations (seconds) of the simulated lifecycle, divided by ``speed``.
+
+    At ``speed=1`` the happy path takes about 4.5 s, which looks realistic in a demo; tests use a
+    large speed so the whole lifecycle takes a fraction of a second.
+    """
+
+    queued: float = 0.5
+    initializing: float = 1.0
+    running: float = 3.0
+    slow_factor: float = 20.0
+    cancel_delay: float = 3.0
+    undefined: float = 2.0
+    speed: float = 1.0
+
+    def scaled(self, seconds: float) -> float:
+        return max(0.0, seconds / self.speed)
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    """Latency and faults injected in front of the PERIAN routes (never the admin routes).
+
+    ``latency`` is a ``(min, max)`` range in seconds (equal bounds = fixed). ``rate`` is the chance
+    that one request gets a fault of one of ``kinds``. ``phase`` ``before`` fails *instead of*
+    handling (nothing happens server-side); ``after`` handles the request and then loses the
+    reply -- the case client idempotency must survive; ``mixed`` picks one per fault.
+    """
+
+    latency: tuple[float, float] = (0.0, 0.0)
+    latency_endpoints: frozenset[str] = frozenset(ENDPOINTS)
+    rate: float = 0.0
+    kinds: tuple[str, ...] = FAULT_KINDS
+    endpoints: frozenset[str] = frozenset(ENDPOINTS)
+    phase: str = "before"
+    seed: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.rate > 0 or self.latency[1] > 0
+
+    def validate(self) -> FaultConfig:
+        if not 0.0 <= self.rate <= 1.0:
+            raise SandboxConfigError(f"fault rate must be between 0 and 1, got {self.rate}")
+        low, high = self.latency
+        if low < 0 or high < low:
+            raise SandboxConfigError(f"invalid latency range {low}-{high}")
+        bad = [k for k in self.kinds if k not in FAULT_KINDS]
+        if bad or not self.kinds:
+            raise SandboxConfigError(f"fault kinds must be a non-empty subset of {', '.join(FAULT_KINDS)}")
+        for name, group in (("fault", self.endpoints), ("latency", self.latency_endpoints)):
+            unknown = sorted(set(group) - set(ENDPOINTS))
+            if unknown:
+                raise SandboxConfigError(
+                    f"unknown {name} endpoint(s) {', '.join(unknown)} (known: {', '.join(ENDPOINTS)})"
+                )
+        if self.phase not in FAULT_PHASES:
+            raise SandboxConfigError(f"fault phase must be one of {', '.join(FAULT_PHASES)}")
+        return self
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """Everything a sandbox server needs. ``port=0`` picks a free port."""
+
+    state_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    runtime: str = "simulate"
+    organization: str | None = None
+    token: str | None = None
+    timings: SimTimings = field(default_factory=SimTimings)
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    kill_grace: float = 5.0
+    max_parallel: int = 4
+    log_cap_bytes: int = 1_000_000
+    access_log: bool = True
+
+    def validate(self) -> SandboxConfig:
+        if self.runtime not in RUNTIMES:
+            raise SandboxConfigError(f"unknown runtime '{self.runtime}' (choose {', '.join(RUNTIMES)})")
+        if not 0 <= self.port <= 65535:
+            raise SandboxConfigError(f"invalid port {self.port}")
+        if self.timings.speed <= 0:
+            raise SandboxConfigError("simulation speed must be > 0")
+        if self.kill_grace < 0:
+            raise SandboxConfigError("kill grace must be >= 0")
+        if self.max_parallel < 1:
+            raise SandboxConfigError("max parallel jobs must be >= 1")
+        self.faults.validate()
+        return self
+
+    def with_credentials(self, organization: str, token: str) -> SandboxConfig:
+        return replace(self, organization=organization, token=token)
+
+
+def parse_latency(text: str | None) -> tuple[float, float]:
+    """``"0.2"`` → (0.2, 0.2); ``"0.1-0.5"`` → (0.1, 0.5); empty → no latency."""
+    if text is None or not str(text).strip():
+        return (0.0, 0.0)
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(?:-\s*([0-9]*\.?[0-9]+)\s*)?", str(text))
+    if not match:
+        raise SandboxConfigError(f"invalid latency '{text}': use seconds like 0.2 or a range like 0.1-0.5")
+    low = float(match.group(1))
+    high = float(match.group(2)) if match.group(2) is not None else low
+    if high < low:
+        raise SandboxConfigError(f"invalid latency '{text}': the range must go from low to high")
+    return (low, high)
+
+
+def parse_csv(text: str | None, *, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """A comma-separated subset of ``allowed`` (``all`` or empty = everything), order kept."""
+    if text is None or not text.strip() or text.strip().lower() == "all":
+        return allowed
+    items = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    unknown = [item for item in items if item not in allowed]
+    if unknown:
+        raise SandboxConfigError(f"unknown {what} {', '.join(unknown)} (choose from {', '.join(allowed)})")
+    return items

@@ -1,0 +1,1 @@
+"""Rendering: consoles, tables, live views and machine-readable output formats."""

@@ -1,0 +1,108 @@
+"""How a PERIAN job is shown: one record shape for every output format.
+
+``job_record`` is the stable, machine-readable form (``-o json|yaml``): the job as the API sent it
+(secrets redacted) plus ``flyte_phase``. ``job_row`` is the compact human form used by tables.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from perianctl.flyte.phase import status_to_phase
+from perianctl.perian.models import JobView
+from perianctl.perian.status import is_terminal
+from perianctl.redact import redact
+
+TABLE_COLUMNS = ("ID", "STATUS", "PHASE", "IMAGE", "AGE", "DURATION", "MESSAGE")
+WIDE_COLUMNS = (
+    "ID", "STATUS", "PHASE", "IMAGE", "INSTANCE TYPE", "CREATED", "STARTED", "DONE", "DURATION", "PRICE",
+    "MESSAGE",
+)
+
+
+def job_record(job: JobView) -> dict[str, Any]:
+    data = job.model_dump(mode="json")
+    data["flyte_phase"] = status_to_phase(job.status, errors=job.errors).phase.name
+    return redact(data)
+
+
+def first_line(text: str | None, limit: int = 80) -> str:
+    if not text:
+        return ""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    line = lines[-1] if lines else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def short_error(text: str | None, limit: int = 80) -> str:
+    if not text or not text.strip():
+        return ""
+    line = text.strip().splitlines()[0]
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None or seconds < 0:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, sec = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m"
+    return f"{hours // 24}d{hours % 24:02d}h"
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def elapsed(job: JobView, now: datetime | None = None) -> float | None:
+    """Run time so far (or total): from start (or creation) to done (or now)."""
+    now = now or datetime.now(UTC)
+    start = _aware(job.started_at)
+    if start is None:
+        return None
+    end = _aware(job.done_at) or (None if is_terminal(job.status) else now)
+    return (end - start).total_seconds() if end else None
+
+
+def iso(value: datetime | None) -> str:
+    value = _aware(value)
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else "-"
+
+
+def price_text(job: JobView) -> str:
+    price = job.price
+    if not price or not price.unit_price or price.currency in (None, "Undefined"):
+        return "-"
+    unit = {"PER_SECOND": "/s", "PER_MINUTE": "/min", "PER_HOUR": "/h", "PER_10_MINUTES": "/10min"}.get(
+        price.granularity or "", ""
+    )
+    return f"{price.unit_price} {price.currency}{unit}"
+
+
+def message_for(job: JobView) -> str:
+    return short_error(job.errors) or first_line(job.logs, 60)
+
+
+def job_row(job: JobView, *, wide: bool = False, now: datetime | None = None) -> list[str]:
+    now = now or datetime.now(UTC)
+    phase = status_to_phase(job.status, errors=job.errors).phase.name
+    created = _aware(job.created_at)
+    age = human_duration((now - created).total_seconds()) if created else "-"
+    if not wide:
+        return [job.id or "-", job.status, phase, job.image or "-", age, human_duration(elapsed(job, now)),
+                message_for(job)]
+    instance = job.runtime_metadata.instance_type_id if job.runtime_metadata else None
+    return [
+        job.id or "-", job.status, phase, job.image or "-", instance or "-", iso(job.created_at),
+        iso(job.started_at), iso(job.done_at), human_duration(elapsed(job, now)), price_text(job),
+        message_for(job),
+    ]

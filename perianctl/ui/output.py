@@ -1,0 +1,70 @@
+"""Output formats shared by every read command: table, wide, json, yaml, name.
+
+Machine formats go straight to stdout with the standard library (no rich import); tables use rich.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any
+
+from perianctl.ui.console import out_console, write_out
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    wide = "wide"
+    json = "json"
+    yaml = "yaml"
+    name = "name"
+
+
+def dump_json(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=False, default=str)
+
+
+def dump_yaml(data: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def emit_data(data: Any, fmt: OutputFormat) -> None:
+    if fmt is OutputFormat.yaml:
+        write_out(dump_yaml(data))
+    else:
+        write_out(dump_json(data))
+
+
+def emit_table(columns: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None) -> None:
+    from rich import box
+    from rich.table import Table
+
+    console = out_console()
+    table = Table(
+        *columns,
+        box=box.SIMPLE_HEAD if console.is_terminal else None,
+        title=title,
+        show_edge=False,
+        pad_edge=False,
+        header_style="bold",
+    )
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def parse_format(value: str, *, allowed: Sequence[OutputFormat] | None = None) -> OutputFormat:
+    """``-o`` value → format, or a usage error naming the choices."""
+    from perianctl.errors import UsageError
+
+    choices = list(allowed or OutputFormat)
+    try:
+        fmt = OutputFormat(value.lower())
+    except ValueError:
+        fmt = None
+    if fmt is None or fmt not in choices:
+        raise UsageError(f"invalid output format '{value}' (choose: {', '.join(f.value for f in choices)})")
+    return fmt
