@@ -280,9 +280,9 @@ def resolve(
                 settings.values[key] = env[var]
                 settings.sources[key] = f"env {var}"
                 break
-    for key, value in (flags or {}).items():
-        if value:
-            settings.values[key] = value
+    for key, flag_value in (flags or {}).items():
+        if flag_value:
+            settings.values[key] = flag_value
             settings.sources[key] = "flag"
     if "api_url" in settings.values:
         settings.values["api_url"] = validate_api_url(settings.values["api_url"])

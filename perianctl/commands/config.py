@@ -27,10 +27,11 @@ def init_cmd(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing profile.")] = False,
 ) -> None:
     """Create a profile from --api-url/--org/--token/--token-file (or their env vars)."""
+    import os
+
     from perianctl.config import config_path, read_config_file, read_token_file, save_profile, validate_api_url
     from perianctl.errors import UsageError
     from perianctl.ui.console import success
-    import os
 
     opts = options(ctx)
     path = config_path(opts.config_file)

@@ -87,8 +87,8 @@ def _list_local(fmt: object, limit: int, statuses: set[str] | None) -> None:
     from datetime import UTC, datetime
 
     from perianctl.journal import open_journal
-    from perianctl.ui.output import OutputFormat, emit_data, emit_table
     from perianctl.ui.console import write_out
+    from perianctl.ui.output import OutputFormat, emit_data, emit_table
 
     with open_journal() as journal:
         rows = journal.jobs(limit=limit)

@@ -1,0 +1,306 @@
+"""Submit a Flyte task template (.pb, TaskSpec, package .tgz, JSON, YAML or file.py:task) to PERIAN."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from perianctl.commands.common import make_client, options, run
+
+if TYPE_CHECKING:
+    from perianctl.flyte.launch import PreparedLaunch
+    from perianctl.flyte.templates import LoadedTemplate
+    from perianctl.flyte.translate import JobOverrides, JobSecrets
+
+
+def submit(
+    ctx: typer.Context,
+    template: Annotated[str, typer.Argument(help="Template file (.pb/.json/.yaml/.tgz) or path/file.py:task_name.")],
+    task: Annotated[str | None, typer.Option("--task", help="Task to pick from a package with several.")] = None,
+    image: Annotated[str | None, typer.Option("--image", help="Container image (overrides the template's).")] = None,
+    input_pairs: Annotated[list[str] | None, typer.Option("--input", "-i", help="Task input NAME=VALUE (repeatable).")] = None,
+    inputs_file: Annotated[str | None, typer.Option("--inputs-file", help="Inputs as JSON/YAML mapping or LiteralMap .pb.")] = None,
+    output_prefix: Annotated[str | None, typer.Option("--output-prefix", help="Where inputs.pb/outputs.pb live (dir, s3://, gs://).")] = None,
+    cores: Annotated[int | None, typer.Option("--cores", min=1, help="CPU cores.")] = None,
+    memory: Annotated[int | None, typer.Option("--memory", min=1, help="RAM in GB.")] = None,
+    accelerators: Annotated[int | None, typer.Option("--accelerators", min=0, help="Number of GPUs.")] = None,
+    accelerator_type: Annotated[str | None, typer.Option("--accelerator-type", help="GPU type, e.g. A100, H100, L4.")] = None,
+    country_code: Annotated[str | None, typer.Option("--country-code", help="Two-letter country code, e.g. DE.")] = None,
+    provider: Annotated[str | None, typer.Option("--provider", help="Provider short name, e.g. ovh.")] = None,
+    os_storage_size: Annotated[int | None, typer.Option("--os-storage-size", min=1, help="Boot disk in GB.")] = None,
+    instance_type_id: Annotated[str | None, typer.Option("--instance-type-id", help="A specific instance type.")] = None,
+    timeout: Annotated[str | None, typer.Option("--timeout", help="Job timeout: seconds or 30s/5m/2h/1h30m/1d.")] = None,
+    env: Annotated[list[str] | None, typer.Option("--env", "-e", help="Container env KEY=VALUE (repeatable).")] = None,
+    secret_env: Annotated[list[str] | None, typer.Option("--secret-env", help="Forward local env var NAME as a job secret (repeatable).")] = None,
+    storage_credentials: Annotated[bool, typer.Option("--storage-credentials", help="Forward AWS_* / GOOGLE_APPLICATION_CREDENTIALS from the local env so the job can reach the output prefix.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the request that would be sent (secrets redacted) and exit.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the job; exit code tells the outcome.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Watch the job live until it ends.")] = False,
+    wait_timeout: Annotated[str | None, typer.Option("--wait-timeout", help="With --wait/--watch: give up after this long (exit 5).")] = None,
+    connector: Annotated[str | None, typer.Option("--connector", help="Submit through a Flyte connector at HOST:PORT (gRPC), as flytepropeller does.")] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="text, name, json or yaml.")] = "text",
+) -> None:
+    from perianctl.errors import UsageError
+    from perianctl.flyte.translate import JobOverrides
+    from perianctl.timeparse import parse_duration
+
+    if wait and watch:
+        raise UsageError("choose one of --wait and --watch")
+    if output not in ("text", "name", "json", "yaml"):
+        raise UsageError(f"invalid output format '{output}' (choose: text, name, json, yaml)")
+    settings = options(ctx).settings()
+    connector = connector or settings.get("connector")
+    overrides = JobOverrides(
+        cores=cores, memory=memory, accelerators=accelerators, accelerator_type=accelerator_type,
+        country_code=country_code, provider=provider, os_storage_size=os_storage_size,
+        timeout_seconds=int(parse_duration(timeout, what="--timeout")) if timeout else None,
+        image=image, env=_parse_env(env), instance_type_id=instance_type_id,
+    )
+    loaded = _load(template, task=task, image=image)
+    inputs = _inputs(loaded, input_pairs or [], inputs_file)
+    run_id = uuid.uuid4().hex
+    prefix = output_prefix or settings.get("output_prefix") or _default_prefix(run_id)
+    from perianctl.flyte.launch import prepare_launch
+
+    launch = prepare_launch(loaded.template, inputs, prefix, run_id=run_id, write_inputs=not dry_run)
+    secrets = _secrets(secret_env or [], storage_credentials)
+    if connector:
+        job_id, resource_meta = _via_connector(ctx, connector, launch, dry_run=dry_run, output=output)
+    else:
+        job_id, resource_meta = _via_api(ctx, launch, overrides, secrets, run_id=run_id, dry_run=dry_run,
+                                         output=output, secret_env=secret_env or [])
+    if job_id is None:  # dry run
+        return
+    _journal(ctx, job_id, loaded, launch, connector=connector, resource_meta=resource_meta, run_id=run_id)
+    _print_result(job_id, launch, output, connector=connector)
+    if wait or watch:
+        _follow(ctx, job_id, mode="watch" if watch else "wait", wait_timeout=wait_timeout, launch=launch,
+                connector=connector, resource_meta=resource_meta, output=output)
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _load(source: str, *, task: str | None, image: str | None) -> LoadedTemplate:
+    from perianctl.flyte.templates import load_template
+    from perianctl.ui.console import warn
+
+    loaded = load_template(source, task=task, image=image)
+    if loaded.template.type != "perian_task":
+        warn(f"template type is '{loaded.template.type}', not 'perian_task'; submitting it to PERIAN anyway")
+    return loaded
+
+
+def _inputs(loaded: LoadedTemplate, pairs: list[str], inputs_file: str | None):
+    from pathlib import Path
+
+    from perianctl.flyte.inputs import build_inputs
+
+    return build_inputs(loaded.template.interface, pairs, Path(inputs_file) if inputs_file else None)
+
+
+def _default_prefix(run_id: str) -> str:
+    from perianctl.config import state_dir
+
+    return str(state_dir() / "runs" / run_id)
+
+
+def _parse_env(pairs: list[str] | None) -> dict[str, str]:
+    from perianctl.errors import UsageError
+
+    result: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--env expects KEY=VALUE, got '{pair}'")
+        result[key.strip()] = value
+    return result
+
+
+def _secrets(secret_env: list[str], storage_credentials: bool) -> JobSecrets | None:
+    import os
+    from pathlib import Path
+
+    from perianctl.errors import UsageError
+    from perianctl.flyte.translate import JobSecrets
+    from perianctl.redact import register_secret
+
+    for name in secret_env:
+        if name not in os.environ:
+            raise UsageError(f"--secret-env {name}: not set in the local environment")
+        register_secret(os.environ[name])
+    if not storage_credentials:
+        return None
+    gcp_path = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    gcp = None
+    if gcp_path:
+        try:
+            gcp = Path(gcp_path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot read GOOGLE_APPLICATION_CREDENTIALS file: {exc.strerror}") from None
+    secrets = JobSecrets(
+        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+        google_application_credentials=gcp,
+    )
+    for value in (secrets.aws_access_key_id, secrets.aws_secret_access_key, gcp):
+        register_secret(value)
+    if not (secrets.aws_access_key_id or gcp):
+        raise UsageError("--storage-credentials: neither AWS_ACCESS_KEY_ID nor GOOGLE_APPLICATION_CREDENTIALS is set")
+    return secrets
+
+
+def _via_api(
+    ctx: typer.Context,
+    launch: PreparedLaunch,
+    overrides: JobOverrides,
+    secrets: JobSecrets | None,
+    *,
+    run_id: str,
+    dry_run: bool,
+    output: str,
+    secret_env: list[str],
+) -> tuple[str | None, str | None]:
+    import os
+
+    from perianctl.flyte.translate import template_to_job_request
+
+    request = template_to_job_request(launch.template, overrides=overrides, secrets=secrets)
+    if secret_env:
+        params = request.docker_run_parameters
+        merged = {**(params.secrets or {}), **{name: os.environ[name] for name in secret_env}}
+        request = request.model_copy(
+            update={"docker_run_parameters": params.model_copy(update={"secrets": merged})}
+        )
+    if dry_run:
+        _print_dry_run(ctx, request.to_wire(), launch, output)
+        return None, None
+
+    async def create() -> str:
+        async with make_client(ctx) as client:
+            return await client.create_job(request, idempotency_key=f"perianctl-{run_id}")
+
+    return run(create()), None
+
+
+def _print_dry_run(ctx: typer.Context, body: dict[str, object], launch: PreparedLaunch, output: str) -> None:
+    from perianctl.redact import redact
+    from perianctl.ui.output import OutputFormat, emit_data
+
+    settings = options(ctx).settings()
+    emit_data(
+        {
+            "method": "POST",
+            "url": f"{settings.api_url}/job",
+            "output_prefix": launch.output_prefix,
+            "body": redact(body),
+        },
+        OutputFormat.yaml if output == "yaml" else OutputFormat.json,
+    )
+
+
+def _via_connector(
+    ctx: typer.Context, address: str, launch: PreparedLaunch, *, dry_run: bool, output: str
+) -> tuple[str | None, str | None]:
+    from perianctl.flyte import grpc_client
+
+    if dry_run:
+        from google.protobuf import json_format
+
+        from perianctl.ui.console import write_out
+
+        request = grpc_client.build_create_request(launch.template, launch.inputs, launch.output_prefix)
+        write_out(json_format.MessageToJson(request))
+        return None, None
+    resource_meta = run(
+        grpc_client.create_task(address, launch.template, launch.inputs, launch.output_prefix)
+    )
+    return grpc_client.job_id_from_resource_meta(resource_meta), resource_meta.decode("utf-8", "replace")
+
+
+def _journal(
+    ctx: typer.Context,
+    job_id: str,
+    loaded: LoadedTemplate,
+    launch: PreparedLaunch,
+    *,
+    connector: str | None,
+    resource_meta: str | None,
+    run_id: str,
+) -> None:
+    from perianctl.journal import open_journal
+
+    settings = options(ctx).settings()
+    template = launch.template
+    name = template.id.name or loaded.source
+    image = template.container.image if template.HasField("container") else None
+    with open_journal() as journal:
+        journal.record_submission(
+            job_id, profile=settings.profile, api_url=settings.api_url, name=name, image=image,
+            source=loaded.source, via="connector" if connector else "api", connector=connector,
+            resource_meta=resource_meta, output_prefix=launch.output_prefix,
+            idempotency_key=f"perianctl-{run_id}",
+        )
+
+
+def _print_result(job_id: str, launch: PreparedLaunch, output: str, *, connector: str | None) -> None:
+    from perianctl.ui.console import info, write_out
+    from perianctl.ui.output import OutputFormat, emit_data
+
+    if output in ("json", "yaml"):
+        emit_data(
+            {"id": job_id, "output_prefix": launch.output_prefix, "connector": connector},
+            OutputFormat(output),
+        )
+        return
+    write_out(job_id)
+    if output == "text":
+        info(f"submitted job {job_id}" + (f" via connector {connector}" if connector else ""))
+        info(f"follow it: perianctl watch {job_id}   ·   outputs: {launch.output_prefix}")
+
+
+def _follow(
+    ctx: typer.Context,
+    job_id: str,
+    *,
+    mode: str,
+    wait_timeout: str | None,
+    launch: PreparedLaunch,
+    connector: str | None,
+    resource_meta: str | None,
+    output: str,
+) -> None:
+    from perianctl.commands.wait import follow_after_submit
+    from perianctl.timeparse import parse_duration
+
+    timeout = parse_duration(wait_timeout, what="--wait-timeout") if wait_timeout else None
+    code = follow_after_submit(ctx, [job_id], mode=mode, timeout=timeout, interval=1.0)
+    _show_outputs(launch, code)
+    if code:
+        raise typer.Exit(code)
+
+
+def _show_outputs(launch: PreparedLaunch, code: int) -> None:
+    """After a successful wait, print the task's outputs as plain values (stderr: error.pb text)."""
+    from perianctl.flyte.launch import read_error, read_outputs
+    from perianctl.ui.console import info, warn
+
+    if code == 0:
+        outputs = read_outputs(launch.output_prefix)
+        if outputs is None:
+            if launch.template.interface.outputs.variables:
+                warn(f"the task wrote no outputs.pb under {launch.output_prefix}")
+            return
+        from perianctl.flyte.inputs import literal_map_to_python
+        from perianctl.ui.output import dump_json
+
+        values = literal_map_to_python(outputs)
+        info("outputs:")
+        for name, value in values.items():
+            info(f"  {name} = {dump_json(value) if not isinstance(value, str) else value}")
+    else:
+        message = read_error(launch.output_prefix)
+        if message:
+            warn(f"task error: {message.strip().splitlines()[-1] if message.strip() else message}")

@@ -1,0 +1,110 @@
+"""Prepare a task launch the way flytepropeller does: inputs written, placeholders rendered.
+
+``submit`` uses this for both paths: talking to PERIAN directly (then the connector's translation
+turns the rendered template into a CreateJobRequest) and talking to a connector over gRPC (then the
+rendered template, inputs and output prefix are exactly what propeller would send in CreateTask).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from perianctl.flyte import storage
+
+if TYPE_CHECKING:
+    from flyteidl.core.literals_pb2 import LiteralMap
+    from flyteidl.core.tasks_pb2 import TaskTemplate
+
+INPUTS_FILE = "inputs.pb"
+OUTPUTS_FILE = "outputs.pb"
+ERROR_FILE = "error.pb"
+
+_INPUT_PLACEHOLDER = re.compile(r"\{\{\s*[.$]\s*(input|inputprefix)\s*\}\}", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class PreparedLaunch:
+    template: TaskTemplate
+    """The template with container args (and a custom ``command``) rendered."""
+    inputs: LiteralMap
+    output_prefix: str
+    inputs_uri: str
+    wrote_inputs: bool
+
+
+def reads_inputs_file(template: TaskTemplate) -> bool:
+    """Does the task read ``inputs.pb`` itself (pyflyte-execute style)?"""
+    args = list(template.container.args) if template.HasField("container") else []
+    command = template.custom.fields.get("command") if template.HasField("custom") else None
+    if command is not None and command.HasField("list_value"):
+        args += [v.string_value for v in command.list_value.values]
+    elif command is not None and command.HasField("string_value"):
+        args.append(command.string_value)
+    return any(_INPUT_PLACEHOLDER.search(a) for a in args)
+
+
+def prepare_launch(
+    template: TaskTemplate,
+    inputs: LiteralMap,
+    output_prefix: str,
+    *,
+    run_id: str,
+    write_inputs: bool = True,
+) -> PreparedLaunch:
+    """Write ``<prefix>/inputs.pb`` (when the task reads it) and render the template's placeholders."""
+    from perianctl.flyte.render import RenderContext, render_template
+
+    prefix = storage.normalize_prefix(output_prefix)
+    inputs_uri = storage.join(prefix, INPUTS_FILE)
+    wrote = False
+    if write_inputs and (reads_inputs_file(template) or len(inputs.literals) > 0):
+        storage.write_bytes(inputs_uri, inputs.SerializeToString())
+        wrote = True
+    context = RenderContext(
+        input_path=inputs_uri,
+        input_prefix=prefix,
+        output_prefix=prefix,
+        raw_output_prefix=storage.join(prefix, "raw"),
+        checkpoint_prefix=storage.join(prefix, "checkpoint"),
+        prev_checkpoint_prefix="",
+        per_retry_unique_key=run_id,
+        task_template_path=storage.join(prefix, "task.pb"),
+        namespace="perianctl",
+        inputs=inputs,
+    )
+    return PreparedLaunch(
+        template=render_template(template, context),
+        inputs=inputs,
+        output_prefix=prefix,
+        inputs_uri=inputs_uri,
+        wrote_inputs=wrote,
+    )
+
+
+def read_outputs(output_prefix: str) -> LiteralMap | None:
+    """The task's ``outputs.pb`` under the prefix, or ``None`` if it wrote none (yet)."""
+    from flyteidl.core.literals_pb2 import LiteralMap
+
+    data = storage.read_bytes(storage.join(output_prefix, OUTPUTS_FILE))
+    if data is None:
+        return None
+    literal_map = LiteralMap()
+    literal_map.ParseFromString(data)
+    return literal_map
+
+
+def read_error(output_prefix: str) -> str | None:
+    """The user-facing message of ``error.pb`` (flytekit's ErrorDocument), if the task wrote one."""
+    from flyteidl.core.errors_pb2 import ErrorDocument
+
+    data = storage.read_bytes(storage.join(output_prefix, ERROR_FILE))
+    if data is None:
+        return None
+    document = ErrorDocument()
+    try:
+        document.ParseFromString(data)
+    except Exception:
+        return None
+    return document.error.message or None
