@@ -43,13 +43,13 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     ctx: typer.Context,
-    profile: Annotated[str | None, typer.Option("--profile", "-p", help="Config profile to use [env: PERIANCTL_PROFILE].")] = None,
-    api_url: Annotated[str | None, typer.Option("--api-url", help="PERIAN API URL [env: PERIAN_API_URL; default https://api.perian.cloud].")] = None,
-    org: Annotated[str | None, typer.Option("--org", help="PERIAN organization [env: PERIAN_ORGANIZATION].")] = None,
-    token: Annotated[str | None, typer.Option("--token", help="PERIAN API token [env: PERIAN_TOKEN]. Prefer --token-file.")] = None,
-    token_file: Annotated[str | None, typer.Option("--token-file", help="Read the token from a file ('-' for stdin).")] = None,
-    config: Annotated[str | None, typer.Option("--config", help="Config file [env: PERIANCTL_CONFIG].")] = None,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail on stderr (-vv: HTTP requests).")] = 0,
+    profile: Annotated[str | None, typer.Option("--profile", "-p", metavar="NAME", help="Config profile to use [env: PERIANCTL_PROFILE].")] = None,
+    api_url: Annotated[str | None, typer.Option("--api-url", metavar="URL", help="PERIAN API URL [env: PERIAN_API_URL; default https://api.perian.cloud].")] = None,
+    org: Annotated[str | None, typer.Option("--org", metavar="ORG", help="PERIAN organization [env: PERIAN_ORGANIZATION].")] = None,
+    token: Annotated[str | None, typer.Option("--token", metavar="TOKEN", help="PERIAN API token [env: PERIAN_TOKEN]. Prefer --token-file.")] = None,
+    token_file: Annotated[str | None, typer.Option("--token-file", metavar="PATH", help="Read the token from a file ('-' for stdin).")] = None,
+    config: Annotated[str | None, typer.Option("--config", metavar="PATH", help="Config file [env: PERIANCTL_CONFIG].")] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail on stderr (-vv: HTTP requests).", show_default=False)] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only data and errors.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="Disable colour [env: NO_COLOR].")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
@@ -122,15 +122,35 @@ def _unexpected(exc: BaseException) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: run the app and turn every failure into an exit code."""
+    """Console-script entry point: run the app and turn every failure into an exit code.
+
+    Click's own usage errors are reported like ours -- one ``error:`` line plus a hint -- so a
+    script sees the same shape whatever went wrong.
+    """
+    from typer._click import exceptions as click_exc
+
     try:
-        app(args=argv, prog_name="perianctl")
+        result = app(args=argv, prog_name="perianctl", standalone_mode=False)
     except PerianctlError as exc:
         from perianctl.ui.console import error
 
         error(exc.message, exc.hint)
         sys.exit(int(exc.exit_code))
-    except KeyboardInterrupt:
+    except click_exc.NoArgsIsHelpError as exc:
+        exc.show()
+        sys.exit(0)
+    except click_exc.UsageError as exc:
+        from perianctl.ui.console import error
+
+        command = exc.ctx.command_path if exc.ctx is not None else "perianctl"
+        error(exc.format_message(), hint=f"see '{command} --help'")
+        sys.exit(int(ExitCode.USAGE))
+    except click_exc.ClickException as exc:
+        from perianctl.ui.console import error
+
+        error(exc.format_message())
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
         sys.stderr.write("interrupted\n")
         sys.exit(130)
     except SystemExit:
@@ -142,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)
     except Exception as exc:
         sys.exit(_unexpected(exc))
+    sys.exit(result if isinstance(result, int) else 0)
 
 
 if __name__ == "__main__":

@@ -75,9 +75,9 @@ def describe_type(lt: types_pb2.LiteralType) -> str:
             _SIMPLE.INTEGER: "integer",
             _SIMPLE.FLOAT: "float",
             _SIMPLE.STRING: "string",
-            _SIMPLE.BOOLEAN: "boolean (true/false)",
-            _SIMPLE.DATETIME: "datetime (ISO 8601)",
-            _SIMPLE.DURATION: "duration (e.g. 30s, 1h30m)",
+            _SIMPLE.BOOLEAN: "boolean",
+            _SIMPLE.DATETIME: "datetime",
+            _SIMPLE.DURATION: "duration",
             _SIMPLE.BINARY: "binary",
             _SIMPLE.ERROR: "error",
             _SIMPLE.STRUCT: "JSON object",
@@ -87,15 +87,15 @@ def describe_type(lt: types_pb2.LiteralType) -> str:
     if kind == "map_value_type":
         return f"map of string to {describe_type(lt.map_value_type)}"
     if kind == "blob":
-        return "directory (path or URI)" if lt.blob.dimensionality == 1 else "file (path or URI)"
+        return "directory" if lt.blob.dimensionality == types_pb2.BlobType.MULTIPART else "file"
     if kind == "enum_type":
         return "one of: " + ", ".join(lt.enum_type.values)
     if kind == "union_type":
         return " | ".join(describe_type(v) for v in lt.union_type.variants) or "empty union"
     if kind == "structured_dataset_type":
-        return "structured dataset (path or URI)"
+        return "structured dataset"
     if kind == "schema":
-        return "schema (path or URI)"
+        return "schema"
     return "untyped value"
 
 
@@ -192,7 +192,10 @@ def _to_datetime(value: object) -> datetime:
     else:
         raise _Bad(f"expected an ISO 8601 datetime, got {_show(value)}")
     # flytekit treats a naive datetime as UTC; do the same so both tools agree.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise _Bad(f"datetime {_show(value)} is out of range") from None
 
 
 _GO_UNITS = {
@@ -232,10 +235,17 @@ def parse_duration_nanos(text: str) -> int:
         raise ValueError(f"expected {_DURATION_HELP}, got {raw!r}")
     total: Decimal
     try:
-        total = Decimal(body) * _NANOS
-        if not total.is_finite():
-            raise ValueError(f"expected {_DURATION_HELP}, got {raw!r}")
+        number: Decimal | None = Decimal(body)
     except InvalidOperation:
+        number = None
+    if number is not None:
+        if not number.is_finite() or number.is_signed():
+            raise ValueError(f"expected {_DURATION_HELP}, got {raw!r}")
+        # adjusted() is context-free; arithmetic on 1e999999999 would raise decimal.Overflow.
+        if number.adjusted() > 12 or number > _MAX_DURATION_SECONDS:
+            raise ValueError(f"duration {raw!r} is out of range (at most 10000 years)")
+        total = number * _NANOS
+    else:
         total = Decimal(0)
         iso = _ISO_DURATION.fullmatch(body)
         clock = _CLOCK.fullmatch(body)
@@ -423,9 +433,10 @@ def _convert_simple(value: object, simple: int) -> literals_pb2.Literal:
     if simple == _SIMPLE.BOOLEAN:
         return _prim(boolean=_to_bool(value))
     if simple == _SIMPLE.DATETIME:
+        moment = _to_datetime(value)
         lit = literals_pb2.Literal(scalar=literals_pb2.Scalar(primitive=literals_pb2.Primitive()))
         try:
-            lit.scalar.primitive.datetime.FromDatetime(_to_datetime(value))
+            lit.scalar.primitive.datetime.FromDatetime(moment)
         except (ValueError, OverflowError) as exc:
             raise _Bad(f"datetime out of range: {exc}") from None
         return lit
@@ -472,9 +483,7 @@ def _convert_union(value: object, lt: types_pb2.LiteralType, *, depth: int) -> l
 
 def _union(inner: literals_pb2.Literal, variant: types_pb2.LiteralType) -> literals_pb2.Literal:
     # flytekit picks the Python type by the stored variant's structure tag, so copy it whole.
-    return literals_pb2.Literal(
-        scalar=literals_pb2.Scalar(union=literals_pb2.Union(value=inner, type=variant))
-    )
+    return literals_pb2.Literal(scalar=literals_pb2.Scalar(union=literals_pb2.Union(value=inner, type=variant)))
 
 
 # --------------------------------------------------------------------------- build_inputs
@@ -537,9 +546,7 @@ def _check_known(name: str, variables: Mapping[str, interface_pb2.Variable]) -> 
     raise InputError(_one_line(f"unknown input {name!r}; the task's inputs are: {known}"))
 
 
-def _read_inputs_file(
-    path: Path, variables: Mapping[str, interface_pb2.Variable]
-) -> dict[str, literals_pb2.Literal]:
+def _read_inputs_file(path: Path, variables: Mapping[str, interface_pb2.Variable]) -> dict[str, literals_pb2.Literal]:
     # Imported here: templates.py owns the shared, size-capped file reading and JSON/YAML parsing.
     from perianctl.flyte.templates import looks_binary, parse_text_document, read_file_bytes
 
@@ -555,8 +562,9 @@ def _read_inputs_file(
         lm = literals_pb2.LiteralMap()
         try:
             json_format.ParseDict(_jsonable(document), lm)
-        except (json_format.ParseError, _Bad, TypeError, ValueError, RecursionError) as exc:
-            raise InputError(_one_line(f"{path}: not a valid LiteralMap in protobuf JSON: {exc}")) from None
+        except (json_format.ParseError, _Bad, TypeError, ValueError, AttributeError, RecursionError) as exc:
+            first = (str(exc).strip().splitlines() or ["invalid value"])[0].rstrip(".")
+            raise InputError(_one_line(f"{path}: not a valid LiteralMap in protobuf JSON: {first}")) from None
         return _checked_literals(lm, path, variables)
     out: dict[str, literals_pb2.Literal] = {}
     for key, value in document.items():
@@ -750,7 +758,7 @@ def _msgpack(binary: literals_pb2.Binary) -> object:
         return _UNDECODABLE
     try:
         return msgpack.unpackb(binary.value, raw=False, strict_map_key=False)
-    except Exception:  # noqa: BLE001 - any malformed payload is just "undecodable"
+    except Exception:  # any malformed payload is just "undecodable"
         return _UNDECODABLE
 
 

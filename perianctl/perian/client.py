@@ -48,6 +48,9 @@ IDEMPOTENCY_ENV = "PERIANCTL_IDEMPOTENCY_KEY"
 """Env variable stamped into a job so a retried create can find the job an earlier try made."""
 
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+# Idempotent calls (GET, cancel) may also retry a plain 500: repeating them cannot do harm, and a
+# transient 500 is what a busy API gateway most often answers.
+IDEMPOTENT_RETRYABLE_STATUS = RETRYABLE_STATUS | {500}
 _Model = TypeVar("_Model", bound=BaseModel)
 
 
@@ -248,8 +251,8 @@ class PerianClient:
     # ------------------------------------------------------------------ transport with retries
 
     async def _send(self, method: str, path: str, *, what: str, safe_exc: tuple[type[BaseException], ...],
-                    **kwargs: Any) -> httpx.Response:
-        """Send with retries on ``safe_exc`` and retryable statuses; map exhaustion to UnavailableError."""
+                    retry_status: frozenset[int] = IDEMPOTENT_RETRYABLE_STATUS, **kwargs: Any) -> httpx.Response:
+        """Send with retries on ``safe_exc`` and ``retry_status``; map exhaustion to UnavailableError."""
         policy = self.retry
         try:
             async for attempt in stamina.retry_context(
@@ -262,7 +265,7 @@ class PerianClient:
             ):
                 with attempt:
                     response = await self._http.request(method, path, **kwargs)
-                    if response.status_code in RETRYABLE_STATUS:
+                    if response.status_code in retry_status:
                         raise _RetryableResponse(response)
                     return response
         except _RetryableResponse as exc:
@@ -386,7 +389,9 @@ class PerianClient:
     async def _create_once(self, body: dict[str, Any], *, what: str) -> str:
         try:
             # Only never-sent transport errors and 429 are retried inside; the rest is ambiguous.
-            response = await self._send("POST", "/job", what=what, safe_exc=_NEVER_SENT, json=body)
+            response = await self._send(
+                "POST", "/job", what=what, safe_exc=_NEVER_SENT, retry_status=frozenset({429}), json=body
+            )
         except UnavailableError as exc:
             raise _AmbiguousCreate(exc) from None
         except httpx.TransportError as exc:  # read timeout, reset after sending

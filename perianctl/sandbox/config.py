@@ -117,6 +117,36 @@ class SandboxConfig:
     def with_credentials(self, organization: str, token: str) -> SandboxConfig:
         return replace(self, organization=organization, token=token)
 
+    def to_argv(self) -> list[str]:
+        """Options of ``sandbox run`` that rebuild this config in a child process.
+
+        Credentials are deliberately absent: a token on a command line is visible to every local
+        user; the child reads them from ``<state-dir>/credentials.json`` instead.
+        """
+        faults = self.faults
+        argv = [
+            "--host", self.host, "--port", str(self.port), "--runtime", self.runtime,
+            "--state-dir", str(self.state_dir), "--speed", repr(self.timings.speed),
+            "--kill-grace", repr(self.kill_grace), "--max-parallel", str(self.max_parallel),
+            "--log-cap", str(self.log_cap_bytes),
+            "--access-log" if self.access_log else "--no-access-log",
+        ]
+        if faults.latency[1] > 0:
+            argv += ["--latency", f"{faults.latency[0]!r}-{faults.latency[1]!r}"]
+        if set(faults.latency_endpoints) != set(ENDPOINTS):
+            argv += ["--latency-endpoints", ",".join(sorted(faults.latency_endpoints))]
+        if faults.rate > 0:
+            argv += ["--fault-rate", repr(faults.rate)]
+        if tuple(faults.kinds) != FAULT_KINDS:
+            argv += ["--fault-kinds", ",".join(faults.kinds)]
+        if set(faults.endpoints) != set(ENDPOINTS):
+            argv += ["--fault-endpoints", ",".join(sorted(faults.endpoints))]
+        if faults.phase != "before":
+            argv += ["--fault-phase", faults.phase]
+        if faults.seed is not None:
+            argv += ["--fault-seed", str(faults.seed)]
+        return argv
+
 
 def parse_latency(text: str | None) -> tuple[float, float]:
     """``"0.2"`` → (0.2, 0.2); ``"0.1-0.5"`` → (0.1, 0.5); empty → no latency."""

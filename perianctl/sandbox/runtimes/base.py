@@ -63,9 +63,11 @@ class Runtime(ABC):
     @classmethod
     def preflight(cls, config: SandboxConfig) -> None:
         """Raise :class:`SandboxStartError` if this runtime cannot work on this machine."""
+        return None
 
-    def recover(self, ended: list[JobRow]) -> None:  # noqa: B027 -- optional hook
+    def recover(self, ended: list[JobRow]) -> None:
         """Clean up after jobs a previous sandbox process left behind (already marked ended)."""
+        return None
 
     @abstractmethod
     async def start(self, queued: list[JobRow]) -> None:
@@ -79,8 +81,9 @@ class Runtime(ABC):
     def cancel(self, job: JobRow) -> None:
         """Cancel a job that is not terminal. It may reach Cancelled later (asynchronously)."""
 
-    async def stop(self) -> None:  # noqa: B027 -- optional hook
+    async def stop(self) -> None:
         """The server is shutting down: stop scheduling, end what runs."""
+        return None
 
     def end(self, job_id: str, status: str, *, errors: str | None = None, logs: str | None = None) -> bool:
         return self.store.update(JobUpdate(job_id, status=status, at=time.time(), errors=errors, append_logs=logs))

@@ -1,0 +1,234 @@
+"""Run a local PERIAN-compatible API (jobs simulated, or really run as processes or containers)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from perianctl.errors import ExitCode, PerianctlError, UsageError
+
+if TYPE_CHECKING:
+    from perianctl.sandbox.config import SandboxConfig
+
+PROFILE_NAME = "sandbox"
+
+sandbox_app = typer.Typer(
+    name="sandbox",
+    help=__doc__,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class SandboxError(PerianctlError):
+    """The sandbox could not start or be reached."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
+# Option declarations shared by `start` and `run` (Typer needs them on each command).
+StateDir = Annotated[Path | None, typer.Option("--state-dir", help="Jobs database, credentials, pid and log "
+                                               "[default: <perianctl state dir>/sandbox].")]
+Host = Annotated[str, typer.Option("--host", help="Address to listen on.")]
+Port = Annotated[int, typer.Option("--port", help="Port to listen on (0 = pick a free port).")]
+Runtime = Annotated[str, typer.Option("--runtime", help="How jobs run: simulate, process or docker.")]
+Org = Annotated[str | None, typer.Option("--org", help="Organization to accept [default: stored, or 'sandbox'].")]
+Token = Annotated[str | None, typer.Option("--token", help="Token to accept [default: stored, or generated].")]
+Speed = Annotated[float, typer.Option("--speed", help="Simulation speed factor (10 = ten times faster).")]
+Latency = Annotated[str | None, typer.Option("--latency", help="Added latency in seconds: 0.2 or a range 0.1-0.5.")]
+LatencyEndpoints = Annotated[str | None, typer.Option(
+    "--latency-endpoints", help="Where latency applies (comma list of create,get,list,cancel,instance-type,"
+    "accelerator-type) [default: all].")]
+FaultRate = Annotated[float, typer.Option("--fault-rate", help="Chance (0..1) that a request gets a fault.")]
+FaultKinds = Annotated[str | None, typer.Option("--fault-kinds", help="Comma list of 500,503,reset [default: all].")]
+FaultEndpoints = Annotated[str | None, typer.Option(
+    "--fault-endpoints", help="Where faults apply (same names as --latency-endpoints) [default: all].")]
+FaultPhase = Annotated[str, typer.Option(
+    "--fault-phase", help="before: fail instead of handling; after: handle, then lose the reply; mixed.")]
+FaultSeed = Annotated[int | None, typer.Option("--fault-seed", help="Seed for reproducible faults and latency.")]
+KillGrace = Annotated[float, typer.Option("--kill-grace", help="Seconds between SIGTERM and SIGKILL on cancel.")]
+MaxParallel = Annotated[int, typer.Option("--max-parallel", help="Jobs run at once by the process/docker runtime.")]
+LogCap = Annotated[int, typer.Option("--log-cap", help="Max characters of logs kept per job.")]
+AccessLog = Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request.")]
+
+
+def _build_config(
+    *, state_dir: Path | None, host: str, port: int, runtime: str, org: str | None, token: str | None,
+    speed: float, latency: str | None, latency_endpoints: str | None, fault_rate: float,
+    fault_kinds: str | None, fault_endpoints: str | None, fault_phase: str, fault_seed: int | None,
+    kill_grace: float, max_parallel: int, log_cap: int, access_log: bool,
+) -> SandboxConfig:
+    from perianctl.sandbox.config import (
+        ENDPOINTS,
+        FAULT_KINDS,
+        FaultConfig,
+        SandboxConfig,
+        SandboxConfigError,
+        SimTimings,
+        parse_csv,
+        parse_latency,
+    )
+
+    if state_dir is None:
+        from perianctl.config import state_dir as default_state_dir
+
+        state_dir = default_state_dir() / "sandbox"
+    try:
+        faults = FaultConfig(
+            latency=parse_latency(latency),
+            latency_endpoints=frozenset(parse_csv(latency_endpoints, allowed=ENDPOINTS, what="endpoint")),
+            rate=fault_rate,
+            kinds=parse_csv(fault_kinds, allowed=FAULT_KINDS, what="fault kind"),
+            endpoints=frozenset(parse_csv(fault_endpoints, allowed=ENDPOINTS, what="endpoint")),
+            phase=fault_phase.strip().lower(),
+            seed=fault_seed,
+        )
+        return SandboxConfig(
+            state_dir=state_dir, host=host, port=port, runtime=runtime.strip().lower(), organization=org,
+            token=token, timings=SimTimings(speed=speed), faults=faults, kill_grace=kill_grace,
+            max_parallel=max_parallel, log_cap_bytes=log_cap, access_log=access_log,
+        ).validate()
+    except SandboxConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _start_error(exc: Exception) -> SandboxError:
+    return SandboxError(str(exc))
+
+
+@sandbox_app.command("run")
+def run(
+    state_dir: StateDir = None, host: Host = "127.0.0.1", port: Port = 8080, runtime: Runtime = "simulate",
+    org: Org = None, token: Token = None, speed: Speed = 1.0, latency: Latency = None,
+    latency_endpoints: LatencyEndpoints = None, fault_rate: FaultRate = 0.0, fault_kinds: FaultKinds = None,
+    fault_endpoints: FaultEndpoints = None, fault_phase: FaultPhase = "before", fault_seed: FaultSeed = None,
+    kill_grace: KillGrace = 5.0, max_parallel: MaxParallel = 4, log_cap: LogCap = 1_000_000,
+    access_log: AccessLog = True,
+) -> None:
+    """Serve in the foreground until Ctrl-C / SIGTERM (logs on stderr)."""
+    from perianctl.sandbox.runtimes.base import SandboxStartError
+    from perianctl.sandbox.server import run as serve
+
+    config = _build_config(
+        state_dir=state_dir, host=host, port=port, runtime=runtime, org=org, token=token, speed=speed,
+        latency=latency, latency_endpoints=latency_endpoints, fault_rate=fault_rate, fault_kinds=fault_kinds,
+        fault_endpoints=fault_endpoints, fault_phase=fault_phase, fault_seed=fault_seed, kill_grace=kill_grace,
+        max_parallel=max_parallel, log_cap=log_cap, access_log=access_log,
+    )
+    try:
+        serve(config)
+    except SandboxStartError as exc:
+        raise _start_error(exc) from None
+
+
+@sandbox_app.command("start")
+def start(
+    state_dir: StateDir = None, host: Host = "127.0.0.1", port: Port = 8080, runtime: Runtime = "simulate",
+    org: Org = None, token: Token = None, speed: Speed = 1.0, latency: Latency = None,
+    latency_endpoints: LatencyEndpoints = None, fault_rate: FaultRate = 0.0, fault_kinds: FaultKinds = None,
+    fault_endpoints: FaultEndpoints = None, fault_phase: FaultPhase = "before", fault_seed: FaultSeed = None,
+    kill_grace: KillGrace = 5.0, max_parallel: MaxParallel = 4, log_cap: LogCap = 1_000_000,
+    access_log: AccessLog = True,
+    write_profile: Annotated[bool, typer.Option(
+        "--write-profile/--no-write-profile", help=f"Save a '{PROFILE_NAME}' profile for this sandbox.")] = True,
+    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for the sandbox to be healthy.")] = 30.0,
+) -> None:
+    """Start a detached sandbox, wait until it is healthy, and save the 'sandbox' profile."""
+    from perianctl.sandbox import daemon
+    from perianctl.sandbox.credentials import load_credentials
+    from perianctl.sandbox.runtimes.base import SandboxStartError
+
+    config = _build_config(
+        state_dir=state_dir, host=host, port=port, runtime=runtime, org=org, token=token, speed=speed,
+        latency=latency, latency_endpoints=latency_endpoints, fault_rate=fault_rate, fault_kinds=fault_kinds,
+        fault_endpoints=fault_endpoints, fault_phase=fault_phase, fault_seed=fault_seed, kill_grace=kill_grace,
+        max_parallel=max_parallel, log_cap=log_cap, access_log=access_log,
+    )
+    try:
+        result = daemon.start(config, timeout=wait)
+    except SandboxStartError as exc:
+        raise _start_error(exc) from None
+    credentials = load_credentials(result.state_dir)
+    if write_profile and credentials and result.url:
+        from perianctl.config import save_profile
+
+        path = save_profile(PROFILE_NAME, {"api_url": result.url, "organization": credentials[0],
+                                           "token": credentials[1]})
+        _info(f"saved profile '{PROFILE_NAME}' in {path}: use 'perianctl --profile {PROFILE_NAME} ...'")
+    _info(f"sandbox running: pid {result.pid}, runtime {result.runtime}, organization {result.organization}; "
+          f"logs in {result.log_file}")
+    print(result.url)
+
+
+@sandbox_app.command("stop")
+def stop(
+    state_dir: StateDir = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait after SIGTERM before SIGKILL.")] = 10.0,
+) -> None:
+    """Stop the detached sandbox of the state dir (only that process)."""
+    from perianctl.sandbox import daemon
+
+    _info(daemon.stop(_state_dir(state_dir), timeout=timeout))
+
+
+@sandbox_app.command("status")
+def status(
+    state_dir: StateDir = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="text or json.")] = "text",
+) -> None:
+    """Is a sandbox running for the state dir? Exit code 8 when it is not."""
+    from perianctl.sandbox import daemon
+
+    if output not in ("text", "json"):
+        raise UsageError(f"unknown output format '{output}' (text or json)")
+    result = daemon.status(_state_dir(state_dir))
+    if output == "json":
+        print(json.dumps(result.to_json(), indent=2))
+    elif result.running:
+        jobs = (result.stats or {}).get("jobs") or {}
+        health = "healthy" if result.healthy else "NOT answering"
+        print(f"running: pid {result.pid}, {result.url or '(no url yet)'} ({health}), runtime {result.runtime}, "
+              f"organization {result.organization}, jobs {jobs.get('total', '?')} ({jobs.get('open', '?')} open)")
+    if not result.running:
+        if output == "text":
+            print(f"not running (state dir {result.state_dir})")
+        raise typer.Exit(int(ExitCode.UNAVAILABLE))
+    if not result.healthy:
+        raise typer.Exit(int(ExitCode.UNAVAILABLE))
+
+
+def _state_dir(state_dir: Path | None) -> Path:
+    if state_dir is not None:
+        return state_dir
+    from perianctl.config import state_dir as default_state_dir
+
+    return default_state_dir() / "sandbox"
+
+
+def _info(message: str) -> None:
+    from perianctl.ui.console import info
+
+    info(message)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point without the root CLI (``python -m perianctl.sandbox``): same error contract."""
+    try:
+        sandbox_app(args=argv, prog_name="perianctl sandbox")
+    except PerianctlError as exc:
+        sys.stderr.write(f"error: {exc.message}\n")
+        if exc.hint:
+            sys.stderr.write(f"hint: {exc.hint}\n")
+        sys.exit(int(exc.exit_code))
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Serve the PERIAN Flyte connector over gRPC (what flytepropeller's connector-service talks to).
+
+Serves AsyncAgentService, SyncAgentService, AgentMetadataService and grpc.health.v1 on --port,
+Prometheus metrics on --metrics-port (0 disables), and drains in-flight calls on SIGTERM before
+exiting 0. Credentials are read like a flytekit connector server reads them (_FSEC_PERIAN_TOKEN
+or /etc/secrets/perian_token, ...), then from --org/--token, PERIAN_* variables or the profile.
+--sandbox runs an in-process PERIAN sandbox and points the connector at it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from perianctl.commands.common import options
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Address to bind the gRPC server to.")] = "[::]",
+    port: Annotated[int, typer.Option("--port", help="gRPC port (0 picks a free one).", min=0, max=65535)] = 8000,
+    metrics_port: Annotated[
+        int, typer.Option("--metrics-port", help="Prometheus /metrics port (0 disables).", min=0, max=65535)
+    ] = 9090,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Threads for synchronous connector code.", min=1)
+    ] = 10,
+    sandbox: Annotated[
+        bool, typer.Option("--sandbox", help="Start an in-process PERIAN sandbox and use it.")
+    ] = False,
+    grace: Annotated[
+        float, typer.Option("--grace", help="Seconds in-flight calls get to finish on SIGTERM.", min=0)
+    ] = 30.0,
+    shutdown_delay: Annotated[
+        float,
+        typer.Option("--shutdown-delay", help="Seconds to keep serving after turning NOT_SERVING on SIGTERM "
+                     "(lets Kubernetes drop the endpoint first).", min=0),
+    ] = 0.0,
+    max_message_mb: Annotated[
+        int, typer.Option("--max-message-mb", help="Largest gRPC message accepted or sent, MiB.", min=1)
+    ] = 64,
+    max_concurrent_rpcs: Annotated[
+        int | None, typer.Option("--max-concurrent-rpcs", help="Refuse calls beyond this many (default: no limit).")
+    ] = None,
+    log_link_template: Annotated[
+        str | None,
+        typer.Option("--log-link-template", help="URI of the log link shown in Flyte; {api_url}, {job_id} and "
+                     "{organization} are filled in. '' disables. Default: {api_url}/job/{job_id}."),
+    ] = None,
+    reap_orphans: Annotated[
+        bool, typer.Option("--reap-orphans/--no-reap-orphans",
+                           help="Cancel jobs of earlier attempts whose CreateTask reply was lost.")
+    ] = True,
+    all_connectors: Annotated[
+        bool, typer.Option("--all-connectors", help="Advertise every registered flytekit connector in "
+                           "ListAgents, not only PERIAN.")
+    ] = False,
+) -> None:
+    import asyncio
+    import logging
+    import sys
+
+    from perianctl.errors import UsageError
+    from perianctl.flyte.connector import DEFAULT_LOG_LINK, ConnectorSettings
+    from perianctl.serve.server import ServeOptions, serve_until_signalled
+
+    gopts = options(ctx)
+    if not logging.getLogger().handlers:
+        level = logging.DEBUG if gopts.verbose > 1 else logging.INFO
+        logging.basicConfig(level=level, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        for noisy in ("httpx", "httpcore", "asyncio", "grpc", "hpack", "flytekit"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    # The credential fallback (after _FSEC_*/files) resolves perianctl settings on its own; make it
+    # see --profile/--config too.
+    import os
+
+    if gopts.profile:
+        os.environ["PERIANCTL_PROFILE"] = gopts.profile
+    if gopts.config_file:
+        os.environ["PERIANCTL_CONFIG"] = gopts.config_file
+    explicit_token = gopts.token
+    if gopts.token_file:
+        from perianctl.config import read_token_file
+
+        explicit_token = read_token_file(gopts.token_file)
+    api_url = gopts.api_url
+    if not api_url and not sandbox:
+        api_url = gopts.settings().api_url  # env PERIAN_API_URL or profile, validated
+    elif api_url:
+        from perianctl.config import validate_api_url
+
+        api_url = validate_api_url(api_url)
+    settings = ConnectorSettings(
+        api_url=api_url,
+        organization=gopts.organization,
+        token=explicit_token,
+        log_link_template=DEFAULT_LOG_LINK if log_link_template is None else log_link_template,
+        reap_orphans=reap_orphans,
+    )
+    if settings.log_link_template:
+        try:
+            settings.log_link_template.format(api_url="", job_id="", organization="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise UsageError(f"invalid --log-link-template: {exc}") from None
+    serve_options = ServeOptions(
+        host=host, port=port, metrics_port=metrics_port, workers=workers, grace=grace,
+        shutdown_delay=shutdown_delay, max_message_mb=max_message_mb, max_concurrent_rpcs=max_concurrent_rpcs,
+        sandbox=sandbox, all_connectors=all_connectors, connector=settings,
+    )
+    try:
+        code = asyncio.run(serve_until_signalled(serve_options))
+    except OSError as exc:
+        raise UsageError(str(exc)) from None
+    raise typer.Exit(code)

@@ -1,0 +1,200 @@
+"""Watch jobs live until they end: a table that repaints only on change (one line per transition when piped, NDJSON with -o json); Ctrl-C detaches and leaves the jobs running. Exits like 'wait'."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import typer
+
+from perianctl.commands.common import LastOption, make_client, options, resolve_job_ids, run
+
+if TYPE_CHECKING:
+    from perianctl.journal import Journal
+    from perianctl.ui.live import WatchView
+    from perianctl.watching import WaitFor, WaitResult
+
+ViewKind = Literal["live", "lines", "json", "quiet"]
+
+INTERRUPTED = 130
+DEFAULT_MAX_UNAVAILABLE = "5m"
+
+
+def watch(
+    ctx: typer.Context,
+    job_ids: Annotated[list[str] | None, typer.Argument(help="Job ids (or @last).", show_default=False)] = None,
+    last: bool = LastOption,
+    all_jobs: Annotated[
+        bool,
+        typer.Option("--all", "-A", help="Every unfinished job on the newest list page, plus jobs created meanwhile."),
+    ] = False,
+    interval: Annotated[float, typer.Option("--interval", min=0.2, help="Seconds between API refreshes.")] = 2.0,
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="table (live on a terminal, lines otherwise) or json (NDJSON events).")
+    ] = "table",
+    no_live: Annotated[bool, typer.Option("--no-live", help="Plain lines, one per transition, even on a terminal.")] = False,
+    timeout: Annotated[str | None, typer.Option("--timeout", help="Stop watching after this long (exit 5).")] = None,
+    max_unavailable: Annotated[
+        str, typer.Option("--max-unavailable", help="Give up (exit 8) after the API was unreachable this long.")
+    ] = DEFAULT_MAX_UNAVAILABLE,
+) -> None:
+    from perianctl.errors import UsageError
+    from perianctl.timeparse import parse_duration
+    from perianctl.watching import WaitFor
+
+    if output not in ("table", "json"):
+        raise UsageError(f"invalid output format '{output}' (choose: table, json)")
+    ids = resolve_job_ids(ctx, job_ids, last=last, required=False)
+    if not ids and not all_jobs:
+        raise UsageError("give one or more JOB_IDs, --last, or --all")
+    kind: ViewKind = "json" if output == "json" else ("lines" if no_live else "live")
+    code = follow(
+        ctx, ids, kind=kind, discover=all_jobs, wait_for=WaitFor.TERMINAL,
+        timeout=parse_duration(timeout, what="--timeout") if timeout else None,
+        interval=interval, give_up_after=parse_duration(max_unavailable, what="--max-unavailable"),
+    ).exit_code
+    if code:
+        raise typer.Exit(code)
+
+
+@dataclass(frozen=True)
+class FollowOutcome:
+    exit_code: int
+    result: WaitResult | None
+    """None when the user detached with Ctrl-C."""
+
+
+def follow(
+    ctx: typer.Context,
+    ids: list[str],
+    *,
+    kind: ViewKind,
+    wait_for: WaitFor,
+    timeout: float | None,
+    interval: float,
+    discover: bool = False,
+    give_up_after: float | None = 300.0,
+    to_stderr: bool = False,
+    final_output: str | None = None,
+) -> FollowOutcome:
+    """Run a watch/wait with the given view; handles Ctrl-C (detach, exit 130) and the summary.
+
+    ``to_stderr`` renders the view on stderr (``submit --watch``: stdout keeps only the job id).
+    ``final_output`` prints the final jobs to stdout in that ``-o`` format (``wait``).
+    """
+    import sys
+
+    from perianctl.ui.console import error, info
+
+    try:
+        result, summary = run(_follow(
+            ctx, ids, kind=kind, wait_for=wait_for, timeout=timeout, interval=interval, discover=discover,
+            give_up_after=give_up_after, to_stderr=to_stderr,
+        ))
+    except KeyboardInterrupt:
+        target = ids[0] if len(ids) == 1 else "ID"
+        sys.stderr.write(f"\ndetached; the jobs keep running — 'perianctl delete {target}' cancels\n")
+        sys.stderr.flush()
+        return FollowOutcome(INTERRUPTED, None)
+    if final_output is not None and result.jobs:
+        from perianctl.commands.get import show_jobs
+        from perianctl.ui.output import parse_format
+
+        show_jobs([w.job for w in result.jobs if w.job is not None], parse_format(final_output), single=len(ids) == 1)
+    if result.exit_code:
+        error(summary)
+    elif kind != "json":
+        info(summary)
+    return FollowOutcome(int(result.exit_code), result)
+
+
+async def _follow(
+    ctx: typer.Context,
+    ids: list[str],
+    *,
+    kind: ViewKind,
+    wait_for: WaitFor,
+    timeout: float | None,
+    interval: float,
+    discover: bool,
+    give_up_after: float | None,
+    to_stderr: bool,
+) -> tuple[WaitResult, str]:
+    from perianctl.errors import PerianctlError
+    from perianctl.journal import open_journal
+    from perianctl.perian.client import RetryPolicy
+    from perianctl.ui.live import summary_line
+    from perianctl.watching import Poller
+    from perianctl.watching import wait_for as wait_until
+
+    # Short client-side retries: a refresh that fails is retried by the poller's back-off anyway,
+    # and a quick failure lets the view show "stale" instead of freezing for a minute.
+    retry = RetryPolicy(attempts=2, timeout=max(10.0, interval * 3), wait_initial=0.2, wait_max=1.0)
+    client = make_client(ctx, retry=retry)
+    api_url = options(ctx).settings().api_url
+    with open_journal() as journal:
+        labels = _Labels(journal)
+        async with client:
+            poller = Poller(client, ids, discover=discover, interval=interval, journal=journal, api_url=api_url,
+                            give_up_after=give_up_after)
+            view = _make_view(kind, labels, interval=interval, to_stderr=to_stderr)
+            result: WaitResult | None = None
+            failure: str | None = None
+            view.start()
+            try:
+                result = await wait_until(poller, wait_for=wait_for, timeout=timeout, on_refresh=view.on_refresh,
+                                          on_tick=view.on_tick if kind == "live" else None)
+            except PerianctlError as exc:
+                failure = exc.message
+                raise
+            finally:
+                view.finish(poller, result, error=failure)
+            return result, summary_line(poller, result)
+
+
+def _make_view(kind: ViewKind, labels: _Labels, *, interval: float, to_stderr: bool) -> WatchView:
+    import sys
+
+    from perianctl.ui.console import err_console, out_console, state
+    from perianctl.ui.live import LineView, LiveTableView, NdjsonView
+
+    if kind == "json":
+        return NdjsonView(labels)
+    stream = sys.stderr if to_stderr else sys.stdout
+    if kind == "quiet" or (kind != "lines" and to_stderr and state.quiet):
+        return _QuietView()
+    if kind == "live":
+        console = err_console() if to_stderr else out_console()
+        if console.is_terminal and not console.is_dumb_terminal:
+            return LiveTableView(console, labels, interval=interval)
+    return LineView(stream)
+
+
+class _QuietView:
+    """No progress output at all (``-q`` with ``submit --wait``)."""
+
+    def start(self) -> None:
+        return None
+
+    def on_refresh(self, poller: object, result: object) -> None:
+        return None
+
+    def on_tick(self, poller: object) -> None:
+        return None
+
+    def finish(self, poller: object, result: object, *, error: str | None = None) -> None:
+        return None
+
+
+class _Labels:
+    """Job id → the name ``submit`` recorded in the journal (cached; None for unknown jobs)."""
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+        self._cache: dict[str, str | None] = {}
+
+    def __call__(self, job_id: str) -> str | None:
+        if job_id not in self._cache:
+            entry = self._journal.get(job_id)
+            self._cache[job_id] = (entry.name or entry.image) if entry is not None else None
+        return self._cache[job_id]

@@ -1,0 +1,383 @@
+"""The FastAPI app: PERIAN job, instance-type and accelerator-type routes plus admin routes.
+
+Wire facts (API notes §2-§4): every success and error body is the flat envelope
+``{status, message, detail, status_code}`` except FastAPI's own 422 ``{"detail": [...]}``; "not
+found" and "already complete" are HTTP **400** with exact ``detail`` sentences, because real
+clients match on that text; a job's ``GET`` answers the list shape with one job.
+
+Auth is checked in a dependency that reads the raw headers (not ``Header()`` parameters: the real
+OpenAPI document declares none), before path, query and body validation, so an unauthenticated
+caller learns nothing else. Admin routes (``/healthz``, ``/_sandbox/*``) need no auth: the sandbox
+listens on loopback and tests must read them without credentials.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from perianctl import __version__
+from perianctl.perian import models as m
+from perianctl.perian.status import WorkloadStatus
+from perianctl.sandbox import catalogue, wire
+from perianctl.sandbox.config import FaultConfig, SandboxConfig, parse_latency
+from perianctl.sandbox.faults import FaultMiddleware, FaultState, install_log_filter
+from perianctl.sandbox.runtimes.base import Runtime, runtime_class
+from perianctl.sandbox.store import TERMINAL, JobRow, JobStore
+
+DB_FILE = "sandbox.db"
+DETAIL_NO_MATCHING_INSTANCE = "No instance type found matching the requirements"
+DETAIL_INSTANCE_TYPE_QUERY_MISSING = "Please either provide a specific instance_type ID or a query"
+DETAIL_ACCELERATOR_QUERY_MISSING = "Please either provide a specific accelerator_type ID or a query"
+MAX_PAGE_SIZE = 1000
+
+
+class ApiFailure(Exception):
+    """An error answered with the PERIAN envelope."""
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+
+
+@dataclass
+class SandboxState:
+    """What the routes share; ``store`` and ``runtime`` exist between lifespan start and stop."""
+
+    config: SandboxConfig
+    organization: str
+    token: str
+    faults: FaultState
+    started_at: float = field(default_factory=time.time)
+    store: JobStore | None = None
+    runtime: Runtime | None = None
+
+    def require(self) -> tuple[JobStore, Runtime]:
+        if self.store is None or self.runtime is None:
+            raise ApiFailure(503, "The sandbox is starting or stopping")
+        return self.store, self.runtime
+
+
+def _envelope(status_code: int, detail: str) -> JSONResponse:
+    return JSONResponse(wire.failure(status_code, detail), status_code=status_code)
+
+
+def create_app(config: SandboxConfig, *, on_ready: Callable[[], None] | None = None) -> FastAPI:
+    """A sandbox app for ``config`` (credentials must be resolved: ``organization``/``token`` set).
+
+    ``on_ready`` is called once the store is open, crashed jobs are recovered and the runtime runs
+    -- the moment the server may be announced (info file, ``EmbeddedSandbox`` start).
+    """
+    if not config.organization or not config.token:
+        raise ValueError("create_app needs a config with organization and token set")
+    state = SandboxState(config=config, organization=config.organization, token=config.token,
+                         faults=FaultState(config.faults))
+    install_log_filter()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        store = JobStore(config.state_dir / DB_FILE)
+        runtime = runtime_class(config.runtime)(config, store)
+        recovery = store.recover()
+        runtime.recover(recovery.ended)
+        await runtime.start(recovery.queued)
+        state.store, state.runtime = store, runtime
+        if on_ready is not None:
+            on_ready()
+        try:
+            yield
+        finally:
+            state.runtime = None
+            await runtime.stop()
+            state.store = None
+            store.close()
+
+    app = FastAPI(title="PERIAN sandbox", version=__version__, lifespan=lifespan, docs_url="/_sandbox/docs",
+                  redoc_url=None, openapi_url="/_sandbox/openapi.json")
+    app.state.sandbox = state
+    app.add_middleware(FaultMiddleware, state=state.faults)
+
+    @app.exception_handler(ApiFailure)
+    async def _api_failure(_request: Request, exc: ApiFailure) -> JSONResponse:
+        return _envelope(exc.status_code, exc.detail)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, _exc: Exception) -> JSONResponse:
+        return _envelope(500, "")
+
+    def authenticate(request: Request) -> str:
+        org = request.headers.get("x-perian-auth-org", "").strip()
+        authorization = request.headers.get("authorization", "").strip()
+        if not org:
+            raise ApiFailure(400, "Missing required header: X-PERIAN-AUTH-ORG")
+        if not authorization:
+            raise ApiFailure(400, "Missing required header: Authorization")
+        token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else authorization
+        if org != state.organization:
+            raise ApiFailure(401, m.DETAIL_ORG_NOT_FOUND)
+        if not hmac.compare_digest(token.encode(), state.token.encode()):
+            raise ApiFailure(401, m.DETAIL_INVALID_TOKEN)
+        return org
+
+    _register_job_routes(app, state, authenticate)
+    _register_catalogue_routes(app, authenticate)
+    _register_admin_routes(app, state)
+    return app
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+def _choose_instance(body: wire.CreateJobBody) -> catalogue.InstanceType:
+    if body.instance_type_id is None and body.requirements is None:
+        raise ApiFailure(400, m.DETAIL_INCORRECT_CREATE_PARAMETER)
+    if body.instance_type_id is not None:
+        itype = catalogue.instance_type_by_id(str(body.instance_type_id))
+        if itype is None:
+            raise ApiFailure(400, m.DETAIL_INSTANCE_TYPE_NOT_FOUND)
+        return itype
+    unknown = catalogue.unknown_accelerator_names(body.requirements)
+    if unknown:
+        raise ApiFailure(400, f"Unknown accelerator name '{unknown[0]}'")
+    matches = catalogue.search(body.requirements)
+    if not matches:
+        raise ApiFailure(400, DETAIL_NO_MATCHING_INSTANCE)
+    return matches[0]
+
+
+def _new_job(body: wire.CreateJobBody, org: str, itype: catalogue.InstanceType) -> JobRow:
+    params = body.docker_run_parameters or wire.DockerRunParametersIn()
+    image = params.image_name or ""
+    if image and params.image_tag:
+        image = f"{image}:{params.image_tag}"
+    storage = body.os_storage_config.size if body.os_storage_config and body.os_storage_config.size else 250
+    view = {
+        "price": itype.price(),
+        "docker_metadata": wire.docker_metadata(params, body.docker_registry_credentials),
+        "requirement_metadata": {
+            "os_storage_config": {"size": storage},
+            "requirements": wire.echo_requirements(body.requirements),
+        },
+        "runtime_metadata": {
+            "instance_type_id": itype.id,
+            "auto_failover_instance_type": True if body.auto_failover_instance_type is None
+            else bool(body.auto_failover_instance_type),
+            "timeout_seconds": body.timeout_seconds,
+        },
+    }
+    spec = {
+        "image": image,
+        "command": params.command,
+        "env": params.env_variables or {},
+        "timeout_seconds": body.timeout_seconds,
+        "instance_type": itype.name,
+    }
+    private: dict[str, Any] = {}
+    if params.secrets:
+        private["secrets"] = params.secrets
+    if params.container_files:
+        private["container_files"] = [f.model_dump(include={"path", "read_only", "base64_content"})
+                                      for f in params.container_files]
+    if body.docker_registry_credentials is not None and body.docker_registry_credentials.password:
+        private["registry"] = body.docker_registry_credentials.model_dump(include={"url", "username", "password"})
+    now = time.time()
+    return JobRow(id=str(uuid.uuid4()), org=org, status=WorkloadStatus.QUEUED.value, created_at=now,
+                  updated_at=now, view=view, spec=spec, private=private or None)
+
+
+def _register_job_routes(app: FastAPI, state: SandboxState, authenticate: Callable[..., str]) -> None:
+    @app.post("/job", tags=["job"])
+    async def create_job(body: wire.CreateJobBody, org: str = Depends(authenticate)) -> JSONResponse:
+        store, runtime = state.require()
+        try:
+            itype = _choose_instance(body)
+        except ApiFailure:
+            store.bump("create_calls")
+            raise
+        job = store.insert(_new_job(body, org, itype))
+        runtime.submit(job)
+        return JSONResponse(wire.success(m.MESSAGE_JOB_CREATED, id=job.id))
+
+    @app.get("/job", tags=["job"])
+    async def list_jobs(limit: int = 25, page: int = 1, org: str = Depends(authenticate)) -> JSONResponse:
+        store, _ = state.require()
+        limit = max(1, min(limit, MAX_PAGE_SIZE))
+        page = max(1, page)
+        rows, total = store.page(org, limit=limit, offset=(page - 1) * limit)
+        jobs = [wire.job_view(row) for row in rows]
+        return JSONResponse(wire.success(limit=limit, no=len(jobs), jobs=jobs,
+                                         pagination=wire.pagination(total, limit, page)))
+
+    @app.get("/job/{job_id}", tags=["job"])
+    async def get_job(job_id: uuid.UUID, org: str = Depends(authenticate)) -> JSONResponse:
+        store, _ = state.require()
+        row = store.get(str(job_id), org)
+        if row is None:
+            raise ApiFailure(400, m.DETAIL_NO_JOB_FOUND)
+        return JSONResponse(wire.success(limit=1, no=1, jobs=[wire.job_view(row)],
+                                         pagination=wire.pagination(1, 1, 1)))
+
+    @app.patch("/job/{job_id}/cancel", tags=["job"])
+    async def cancel_job(job_id: uuid.UUID, org: str = Depends(authenticate)) -> JSONResponse:
+        store, runtime = state.require()
+        row = store.get(str(job_id), org)
+        if row is None:
+            raise ApiFailure(400, m.DETAIL_NO_JOB_FOUND)
+        if row.terminal:
+            raise ApiFailure(400, m.DETAIL_JOB_ALREADY_DONE)
+        if not row.cancel_requested:
+            store.mark_cancel_requested(row.id)
+        runtime.cancel(row)
+        return JSONResponse(wire.success())
+
+    @app.get("/organization", tags=["organization"])
+    async def organization(org: str = Depends(authenticate)) -> JSONResponse:
+        """What perian-cli's ``login`` checks (not in the OpenAPI document, but used by the CLI)."""
+        return JSONResponse(wire.success(organization={"name": org, "access_token": state.token}))
+
+
+# --------------------------------------------------------------------------- catalogue
+
+
+def _register_catalogue_routes(app: FastAPI, authenticate: Callable[..., str]) -> None:
+    @app.post("/instance-type", tags=["instance-type"])
+    async def search_instance_types(
+        body: wire.InstanceTypeSearchBody, limit: int = 25, page: int = 1, criterion: str = "PRICE",
+        _org: str = Depends(authenticate),
+    ) -> JSONResponse:
+        query = body.instance_type_query
+        if query is None:
+            raise ApiFailure(400, DETAIL_INSTANCE_TYPE_QUERY_MISSING)
+        matches = catalogue.search(query)
+        if criterion.upper() == "CREATED_AT":
+            matches.sort(key=lambda t: t.name)
+        limit = max(1, min(limit, MAX_PAGE_SIZE))
+        page = max(1, page)
+        items = matches[(page - 1) * limit: page * limit]
+        return JSONResponse(wire.success(limit=limit, no=len(items), instance_types=[t.view() for t in items],
+                                         pagination=wire.pagination(len(matches), limit, page)))
+
+    @app.get("/instance-type/zones/available", tags=["instance-type"])
+    async def available_zones(_org: str = Depends(authenticate)) -> JSONResponse:
+        zones: dict[str, list[str]] = {}
+        for itype in catalogue.INSTANCE_TYPES:
+            names = zones.setdefault(itype.region.location, [])
+            if itype.region.name not in names:
+                names.append(itype.region.name)
+        return JSONResponse(zones)
+
+    @app.get("/instance-type/{instance_type_id}", tags=["instance-type"])
+    async def get_instance_type(instance_type_id: str, _org: str = Depends(authenticate)) -> JSONResponse:
+        itype = catalogue.instance_type_by_id(instance_type_id)
+        if itype is None:
+            raise ApiFailure(400, m.DETAIL_NO_INSTANCE_TYPE_FOUND)
+        return JSONResponse(wire.success(limit=1, no=1, instance_types=[itype.view()],
+                                         pagination=wire.pagination(1, 1, 1)))
+
+    def accelerators(items: list[catalogue.AcceleratorType]) -> JSONResponse:
+        return JSONResponse(wire.success(no=len(items), accelerator_types=[a.view() for a in items],
+                                         pagination=wire.pagination(len(items), max(25, len(items)), 1)))
+
+    @app.get("/accelerator-type", tags=["accelerator-type"])
+    async def list_accelerator_types(_org: str = Depends(authenticate)) -> JSONResponse:
+        return accelerators(list(catalogue.ACCELERATOR_TYPES))
+
+    @app.post("/accelerator-type", tags=["accelerator-type"])
+    async def search_accelerator_types(body: wire.AcceleratorTypeSearchBody,
+                                       _org: str = Depends(authenticate)) -> JSONResponse:
+        if body.accelerator_type_query is None:
+            raise ApiFailure(400, DETAIL_ACCELERATOR_QUERY_MISSING)
+        found = catalogue.search_accelerators(body.accelerator_type_query)
+        if not found:
+            raise ApiFailure(400, m.DETAIL_NO_ACCELERATOR_TYPE_FOUND)
+        return accelerators(found)
+
+    @app.get("/accelerator-type/{accelerator_type_id}", tags=["accelerator-type"])
+    async def get_accelerator_type(accelerator_type_id: str, _org: str = Depends(authenticate)) -> JSONResponse:
+        found = catalogue.accelerator_type_by_id(accelerator_type_id)
+        if found is None:
+            raise ApiFailure(400, m.DETAIL_NO_ACCELERATOR_TYPE_FOUND)
+        return accelerators([found])
+
+
+# --------------------------------------------------------------------------- admin
+
+
+def fault_config_from_json(current: FaultConfig, data: dict[str, Any]) -> FaultConfig:
+    """Merge a ``PUT /_sandbox/faults`` body over the current fault configuration."""
+    changes: dict[str, Any] = {}
+    if "latency" in data:
+        value = data["latency"]
+        if isinstance(value, list | tuple) and len(value) == 2:
+            changes["latency"] = (float(value[0]), float(value[1]))
+        else:
+            changes["latency"] = parse_latency(None if value is None else str(value))
+    if "rate" in data or "fault_rate" in data:
+        changes["rate"] = float(data.get("rate", data.get("fault_rate")) or 0.0)
+    for key in ("kinds", "endpoints", "latency_endpoints"):
+        if key in data:
+            value = data[key]
+            items = [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v) for v in value]
+            changes[key] = tuple(items) if key == "kinds" else frozenset(items)
+    if "phase" in data:
+        changes["phase"] = str(data["phase"])
+    if "seed" in data:
+        changes["seed"] = None if data["seed"] is None else int(data["seed"])
+    return replace(current, **changes).validate()
+
+
+def _register_admin_routes(app: FastAPI, state: SandboxState) -> None:
+    @app.get("/healthz", tags=["sandbox"])
+    async def healthz() -> JSONResponse:
+        ready = state.store is not None
+        return JSONResponse(
+            {"status": "ok" if ready else "starting", "runtime": state.config.runtime, "pid": os.getpid(),
+             "version": __version__, "organization": state.organization},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/_sandbox/stats", tags=["sandbox"])
+    async def stats() -> JSONResponse:
+        store, _ = state.require()
+        counts = store.counts_by_status()
+        counters = store.counters()
+        by_status = {s.value: counts.get(s.value, 0) for s in WorkloadStatus}
+        by_status.update({k: v for k, v in counts.items() if k not in by_status})
+        return JSONResponse({
+            "runtime": state.config.runtime,
+            "pid": os.getpid(),
+            "uptime_seconds": round(time.time() - state.started_at, 3),
+            "jobs": {"total": sum(counts.values()), "by_status": by_status,
+                     "open": sum(v for k, v in counts.items() if k not in TERMINAL)},
+            "create_calls": counters.get("create_calls", 0),
+            "jobs_created": counters.get("jobs_created", 0),
+            "requests": dict(state.faults.requests),
+            "faults": state.faults.stats(),
+        })
+
+    @app.get("/_sandbox/faults", tags=["sandbox"])
+    async def get_faults() -> JSONResponse:
+        return JSONResponse(state.faults.stats()["config"])
+
+    @app.put("/_sandbox/faults", tags=["sandbox"])
+    async def put_faults(request: Request) -> JSONResponse:
+        """Change fault injection at run time (tests switch faults on after their set-up)."""
+        try:
+            data = await request.json()
+            if not isinstance(data, dict):
+                raise ValueError("expected a JSON object")
+            state.faults.configure(fault_config_from_json(state.faults.config, data))
+        except (ValueError, TypeError) as exc:
+            raise ApiFailure(400, f"invalid fault configuration: {exc}") from None
+        return JSONResponse(state.faults.stats()["config"])
+

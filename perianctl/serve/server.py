@@ -1,0 +1,202 @@
+"""The grpc.aio server behind ``perianctl serve``.
+
+What it adds over ``pyflyte serve connector`` (flyte-connector.md §3.3):
+
+* **Graceful shutdown.** SIGTERM/SIGINT → health NOT_SERVING (readiness fails, the k8s resolver
+  drops the pod) → optional ``shutdown_delay`` while still serving → ``server.stop(grace)``:
+  new calls are refused, in-flight ones finish → HTTP pools closed → exit 0.
+* **Health for every service**, SERVING only once the port is bound, NOT_SERVING on shutdown.
+* **Message-size limits** (gRPC's default 4 MiB receive limit is small for big input maps).
+* **An in-process sandbox** (``--sandbox``) for demos and tests without a PERIAN account.
+* One event loop, no blocking calls on it: every handler is ``async`` and PERIAN calls go through
+  one pooled ``httpx.AsyncClient``. The thread pool (``workers``) only runs synchronous code of
+  third-party connectors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from flyteidl.service import agent_pb2 as agent_service_pb2
+from flyteidl.service.agent_pb2_grpc import (
+    add_AgentMetadataServiceServicer_to_server,
+    add_AsyncAgentServiceServicer_to_server,
+    add_SyncAgentServiceServicer_to_server,
+)
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from perianctl.flyte.connector import DEFAULT_LOG_LINK, ConnectorSettings, PerianConnector
+from perianctl.serve.metrics import SERVING, MetricsInterceptor, start_metrics_server
+from perianctl.serve.servicers import PerianAsyncService, PerianMetadataService, PerianSyncService
+
+log = logging.getLogger("perianctl.serve")
+
+SERVICE_NAMES: tuple[str, ...] = tuple(
+    s.full_name for s in agent_service_pb2.DESCRIPTOR.services_by_name.values()
+)
+
+
+@dataclass
+class ServeOptions:
+    """Everything ``perianctl serve`` can be told. ``port=0`` binds a free port."""
+
+    host: str = "[::]"
+    port: int = 8000
+    metrics_port: int = 9090
+    metrics_host: str = "0.0.0.0"
+    workers: int = 10
+    grace: float = 30.0
+    shutdown_delay: float = 0.0
+    max_message_mb: int = 64
+    max_concurrent_rpcs: int | None = None
+    sandbox: bool = False
+    all_connectors: bool = False
+    connector: ConnectorSettings = field(default_factory=ConnectorSettings)
+
+
+@dataclass
+class RunningServer:
+    """A started server; :meth:`shutdown` is the graceful path SIGTERM takes."""
+
+    server: grpc.aio.Server
+    port: int
+    health: Any
+    connector: PerianConnector
+    options: ServeOptions
+    stop_metrics: Callable[[], None] | None = None
+    sandbox: Any = None
+    _stopped: bool = False
+
+    @property
+    def address(self) -> str:
+        host = self.options.host
+        return f"{host}:{self.port}"
+
+    async def shutdown(self, grace: float | None = None) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        await self.health.enter_graceful_shutdown()
+        SERVING.set(0)
+        if self.options.shutdown_delay > 0:
+            log.info("NOT_SERVING; still answering for %.1fs before draining", self.options.shutdown_delay)
+            await asyncio.sleep(self.options.shutdown_delay)
+        grace = self.options.grace if grace is None else grace
+        await self.server.stop(grace)
+        with contextlib.suppress(Exception):
+            await self.connector.aclose()
+        if self.stop_metrics is not None:
+            self.stop_metrics()
+        if self.sandbox is not None:
+            with contextlib.suppress(Exception):
+                self.sandbox.stop()
+
+
+def _start_sandbox(settings: ConnectorSettings) -> tuple[Any, ConnectorSettings]:
+    """Start the in-process sandbox and point the connector at it."""
+    from dataclasses import replace
+
+    from perianctl.sandbox.server import EmbeddedSandbox
+
+    sandbox = EmbeddedSandbox()
+    sandbox.start()
+    log.info("in-process PERIAN sandbox at %s (organization %s)", sandbox.url, sandbox.organization)
+    return sandbox, replace(settings, api_url=sandbox.url, organization=sandbox.organization, token=sandbox.token)
+
+
+async def start(options: ServeOptions) -> RunningServer:
+    """Register the connector, bind, start, mark SERVING. Raises on a port that cannot be bound."""
+    from perianctl.flyte.register import register_all
+
+    sandbox = None
+    settings = options.connector
+    if options.sandbox:
+        sandbox, settings = await asyncio.get_running_loop().run_in_executor(None, _start_sandbox, settings)
+    connector = register_all(settings, force=True)
+    assert connector is not None
+
+    limit = options.max_message_mb * 1024 * 1024
+    server = grpc.aio.server(
+        futures.ThreadPoolExecutor(max_workers=options.workers),
+        interceptors=[MetricsInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.so_reuseport", 0),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ],
+        maximum_concurrent_rpcs=options.max_concurrent_rpcs,
+    )
+    add_AsyncAgentServiceServicer_to_server(PerianAsyncService(), server)
+    add_SyncAgentServiceServicer_to_server(PerianSyncService(), server)
+    add_AgentMetadataServiceServicer_to_server(PerianMetadataService(perian_only=not options.all_connectors), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+
+    try:
+        port = server.add_insecure_port(f"{options.host}:{options.port}")
+    except RuntimeError as exc:
+        raise OSError(f"cannot bind gRPC port {options.host}:{options.port} ({exc})") from None
+    stop_metrics = start_metrics_server(options.metrics_port, options.metrics_host) if options.metrics_port else None
+    await server.start()
+    for name in (*SERVICE_NAMES, health.SERVICE_NAME, ""):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    SERVING.set(1)
+    return RunningServer(server=server, port=port, health=health_servicer, connector=connector,
+                         options=options, stop_metrics=stop_metrics, sandbox=sandbox)
+
+
+def startup_line(running: RunningServer) -> str:
+    opts = running.options
+    settings = running.connector.settings
+    metrics = f"{opts.metrics_host}:{opts.metrics_port}/metrics" if opts.metrics_port else "off"
+    link = settings.log_link_template if settings.log_link_template != DEFAULT_LOG_LINK else "default"
+    return (
+        f"perianctl serve: listening on {running.address} | task types: perian_task v0 | "
+        f"PERIAN API {settings.resolved_api_url()} | metrics {metrics} | grace {opts.grace:g}s | log links {link}"
+    )
+
+
+async def serve_until_signalled(options: ServeOptions, *, ready: Callable[[RunningServer], None] | None = None) -> int:
+    """Run until SIGTERM/SIGINT, then drain gracefully. Returns the exit code (0)."""
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(futures.ThreadPoolExecutor(max_workers=options.workers))
+    running = await start(options)
+    secrets = running.connector.secrets()
+    print(startup_line(running), file=sys.stderr, flush=True)
+    print(f"perianctl serve: secrets found: {secrets.describe()}", file=sys.stderr, flush=True)
+    if secrets.missing_credentials():
+        log.warning("no PERIAN %s: calls will fail until the secret is mounted",
+                    " and ".join(secrets.missing_credentials()))
+    if ready is not None:
+        ready(running)
+
+    stop = asyncio.Event()
+    received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    print(f"perianctl serve: {received[0] if received else 'stop'} received; draining in-flight calls "
+          f"(grace {options.grace:g}s)", file=sys.stderr, flush=True)
+    await running.shutdown()
+    print("perianctl serve: stopped", file=sys.stderr, flush=True)
+    return 0

@@ -1,0 +1,377 @@
+"""Fixtures that run the PERIAN sandbox as a real subprocess on a free loopback port.
+
+Every test that talks to "PERIAN" uses one of these; nothing is mocked. Fixtures:
+
+``sandbox``          function-scoped, simulate runtime, fast timings (happy path ≈ 0.5 s), fresh
+                     state dir under ``tmp_path``.
+``sandbox_factory``  ``sandbox_factory(runtime=..., speed=..., latency=..., fault_rate=...,
+                     fault_kinds=..., fault_endpoints=..., fault_phase=..., fault_seed=...,
+                     org=..., token=..., kill_grace=..., max_parallel=..., state_dir=...)``;
+                     every sandbox it made is stopped at teardown.
+``shared_sandbox``   session-scoped fast sandbox for tests that only need *a* server. Jobs of other
+                     tests are visible there: filter by the ids you created.
+
+A :class:`SandboxHandle` gives ``url``, ``org``, ``token``, ``state_dir``, ``env()`` (for CLI
+subprocesses), ``headers()`` (for HTTP clients), ``stats()`` (``/_sandbox/stats``), ``kill()``
+(SIGKILL) and ``restart()`` (same port and state dir), ``set_faults(...)``, plus small helpers
+``create_job``, ``get_job`` and ``wait_for_status``.
+
+Per-job behaviour of the simulate runtime is chosen in the job's env: ``PERIAN_SANDBOX_SCENARIO``
+(success, fail, server-error, timeout, slow, cancel-resistant, undefined) and
+``PERIAN_SANDBOX_DURATION`` (wall-clock seconds Running).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import secrets
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+FAST_SPEED = 10.0
+"""Speed factor of the fixtures: Queued 0.05 s, Initializing 0.1 s, Running 0.3 s."""
+SCENARIO_ENV = "PERIAN_SANDBOX_SCENARIO"
+DURATION_ENV = "PERIAN_SANDBOX_DURATION"
+TERMINAL = frozenset({"Done", "ServerError", "UserError", "Cancelled", "Timeout"})
+START_TIMEOUT = 30.0
+
+
+class SandboxStartFailed(RuntimeError):
+    pass
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One shared context: building one per httpx client (certifi load) costs ~50 ms each."""
+    return ssl.create_default_context()
+
+
+def http_client(base_url: str = "", **kwargs: Any) -> httpx.Client:
+    """An httpx client that is cheap to create (shared SSL context)."""
+    kwargs.setdefault("timeout", 10.0)
+    return httpx.Client(base_url=base_url, verify=_ssl_context(), **kwargs)
+
+
+@dataclass
+class SandboxHandle:
+    """A running sandbox subprocess and how to reach it."""
+
+    url: str
+    org: str
+    token: str
+    state_dir: Path
+    port: int
+    argv: list[str] = field(repr=False)
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    # ------------------------------------------------------------------ clients
+
+    def env(self) -> dict[str, str]:
+        """Variables that point a perianctl subprocess at this sandbox."""
+        return {"PERIAN_API_URL": self.url, "PERIAN_ORGANIZATION": self.org, "PERIAN_TOKEN": self.token}
+
+    def headers(self) -> dict[str, str]:
+        return {"X-PERIAN-AUTH-ORG": self.org, "Authorization": f"Bearer {self.token}"}
+
+    def http(self, **kwargs: Any) -> httpx.Client:
+        """A plain httpx client with the auth headers (close it, or use it as a context manager)."""
+        return http_client(self.url, headers=self.headers(), **kwargs)
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "sandbox.log"
+
+    def log_text(self) -> str:
+        try:
+            return self.log_file.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stats(self) -> dict[str, Any]:
+        """``GET /_sandbox/stats``: jobs by status, create calls, created jobs, faults injected."""
+        with http_client(self.url) as client:
+            response = client.get("/_sandbox/stats")
+        response.raise_for_status()
+        data: dict[str, Any] = response.json()
+        return data
+
+    def set_faults(self, **changes: Any) -> dict[str, Any]:
+        """Change fault injection live: ``rate``, ``kinds``, ``endpoints``, ``phase``, ``seed``, ``latency``."""
+        with http_client(self.url) as client:
+            response = client.put("/_sandbox/faults", json=changes)
+        response.raise_for_status()
+        data: dict[str, Any] = response.json()
+        return data
+
+    # ------------------------------------------------------------------ job helpers
+
+    def create_job(self, command: str | None = "echo hello", *, scenario: str | None = None,
+                   duration: float | None = None, env: dict[str, Any] | None = None,
+                   **body: Any) -> str:
+        """Create a job (cheapest CPU type unless ``body`` says otherwise) and return its id."""
+        variables = dict(env or {})
+        if scenario is not None:
+            variables[SCENARIO_ENV] = scenario
+        if duration is not None:
+            variables[DURATION_ENV] = str(duration)
+        params = {"image_name": "ubuntu", "image_tag": "22.04", "command": command}
+        if variables:
+            params["env_variables"] = variables  # type: ignore[assignment]
+        params.update(body.pop("docker_run_parameters", {}))
+        payload = {"requirements": {"cpu": {"cores": 1}}, "docker_run_parameters": params, **body}
+        with self.http() as client:
+            response = client.post("/job", json=payload)
+        assert response.status_code == 200, response.text
+        job_id: str = response.json()["id"]
+        return job_id
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        with self.http() as client:
+            response = client.get(f"/job/{job_id}")
+        assert response.status_code == 200, response.text
+        job: dict[str, Any] = response.json()["jobs"][0]
+        return job
+
+    def wait_for_status(self, job_id: str, statuses: Iterable[str] = TERMINAL, *, timeout: float = 20.0,
+                        interval: float = 0.05) -> dict[str, Any]:
+        """Poll until the job's status is one of ``statuses``; returns the job."""
+        wanted = set(statuses)
+        deadline = time.monotonic() + timeout
+        with self.http() as client:
+            while True:
+                response = client.get(f"/job/{job_id}")
+                assert response.status_code == 200, response.text
+                job: dict[str, Any] = response.json()["jobs"][0]
+                if job["status"] in wanted:
+                    return job
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"job {job_id} is {job['status']}, not {sorted(wanted)} after {timeout} s")
+                time.sleep(interval)
+
+    # ------------------------------------------------------------------ process control
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the server (the crash test); the state dir is left as the crash left it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Graceful stop (SIGTERM), SIGKILL if it hangs. Safe to call twice."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def restart(self) -> None:
+        """Stop (if still running) and start again on the same port and state dir."""
+        self.stop()
+        argv = list(self.argv)
+        argv[argv.index("--port") + 1] = str(self.port)
+        self.proc = _spawn(argv, self.state_dir)
+        _wait_ready(self.proc, self.state_dir, START_TIMEOUT)
+
+
+def _child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERIAN", "_FSEC_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _spawn(argv: list[str], state_dir: Path) -> subprocess.Popen[bytes]:
+    with contextlib.suppress(OSError):
+        (state_dir / "sandbox.json").unlink()
+    with open(state_dir / "sandbox.log", "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "perianctl.sandbox", "run", *argv],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=_child_env(), start_new_session=True,
+        )
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], state_dir: Path, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    info_path = state_dir / "sandbox.json"
+    while True:
+        code = proc.poll()
+        if code is not None:
+            tail = (state_dir / "sandbox.log").read_text(errors="replace")[-3000:]
+            raise SandboxStartFailed(f"sandbox exited with code {code} during start-up:\n{tail}")
+        try:
+            info = json.loads(info_path.read_text())
+        except (OSError, ValueError):
+            info = None
+        if isinstance(info, dict) and info.get("pid") == proc.pid:
+            return info
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait(10)
+            raise SandboxStartFailed(f"sandbox not ready after {timeout} s")
+        time.sleep(0.01)
+
+
+def launch_sandbox(
+    state_dir: Path,
+    *,
+    runtime: str = "simulate",
+    speed: float = FAST_SPEED,
+    latency: float | str | None = None,
+    latency_endpoints: str | Iterable[str] | None = None,
+    fault_rate: float = 0.0,
+    fault_kinds: str | Iterable[str] | None = None,
+    fault_endpoints: str | Iterable[str] | None = None,
+    fault_phase: str = "before",
+    fault_seed: int | None = None,
+    org: str = "test-org",
+    token: str | None = None,
+    kill_grace: float = 1.0,
+    max_parallel: int = 4,
+    port: int = 0,
+    access_log: bool = True,
+    extra_args: Iterable[str] = (),
+    timeout: float = START_TIMEOUT,
+) -> SandboxHandle:
+    """Start ``python -m perianctl.sandbox run`` and wait until it serves; see the module doc."""
+    from perianctl.sandbox.credentials import write_private
+
+    state_dir = Path(state_dir).resolve()
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token = token or "tok_" + secrets.token_hex(12)
+    # Credentials go through the state dir, never argv (as `sandbox start` does).
+    write_private(state_dir / "credentials.json", json.dumps({"organization": org, "token": token}))
+
+    def csv(value: str | Iterable[str]) -> str:
+        return value if isinstance(value, str) else ",".join(value)
+
+    argv = ["--host", "127.0.0.1", "--port", str(port), "--state-dir", str(state_dir), "--runtime", runtime,
+            "--speed", repr(float(speed)), "--kill-grace", repr(float(kill_grace)),
+            "--max-parallel", str(max_parallel), "--access-log" if access_log else "--no-access-log"]
+    if latency is not None:
+        argv += ["--latency", str(latency)]
+    if latency_endpoints is not None:
+        argv += ["--latency-endpoints", csv(latency_endpoints)]
+    if fault_rate:
+        argv += ["--fault-rate", repr(float(fault_rate))]
+    if fault_kinds is not None:
+        argv += ["--fault-kinds", csv(fault_kinds)]
+    if fault_endpoints is not None:
+        argv += ["--fault-endpoints", csv(fault_endpoints)]
+    argv += ["--fault-phase", fault_phase]
+    if fault_seed is not None:
+        argv += ["--fault-seed", str(fault_seed)]
+    argv += list(extra_args)
+    proc = _spawn(argv, state_dir)
+    info = _wait_ready(proc, state_dir, timeout)
+    return SandboxHandle(url=info["url"], org=org, token=token, state_dir=state_dir, port=int(info["port"]),
+                         argv=argv, proc=proc)
+
+
+SandboxFactory = Callable[..., SandboxHandle]
+
+
+class _SparePool:
+    """Keeps one default sandbox booting in the background so the ``sandbox`` fixture rarely waits.
+
+    Starting a sandbox costs about a second of Python imports; the spare overlaps that with the
+    previous test. Spares live under a session temp dir (each with its own fresh state dir).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._count = 0
+        self._spare: SandboxHandle | None = None
+
+    def _launch(self) -> SandboxHandle:
+        self._count += 1
+        state_dir = (self.root / f"sandbox-{self._count}").resolve()
+        state_dir.mkdir(mode=0o700)
+        token = "tok_" + secrets.token_hex(12)
+        from perianctl.sandbox.credentials import write_private
+
+        write_private(state_dir / "credentials.json", json.dumps({"organization": "test-org", "token": token}))
+        argv = ["--host", "127.0.0.1", "--port", "0", "--state-dir", str(state_dir), "--runtime", "simulate",
+                "--speed", repr(FAST_SPEED), "--kill-grace", "1.0", "--max-parallel", "4", "--access-log",
+                "--fault-phase", "before"]
+        proc = _spawn(argv, state_dir)
+        return SandboxHandle(url="", org="test-org", token=token, state_dir=state_dir, port=0, argv=argv, proc=proc)
+
+    def take(self) -> SandboxHandle:
+        handle = self._spare if self._spare is not None else self._launch()
+        self._spare = None
+        assert handle.proc is not None
+        try:
+            info = _wait_ready(handle.proc, handle.state_dir, START_TIMEOUT)
+        except SandboxStartFailed:
+            handle = self._launch()  # one retry with a fresh process
+            assert handle.proc is not None
+            info = _wait_ready(handle.proc, handle.state_dir, START_TIMEOUT)
+        handle.url, handle.port = info["url"], int(info["port"])
+        self._spare = self._launch()
+        return handle
+
+    def close(self) -> None:
+        if self._spare is not None:
+            self._spare.stop()
+            self._spare = None
+
+
+@pytest.fixture(scope="session")
+def _sandbox_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_SparePool]:
+    pool = _SparePool(tmp_path_factory.mktemp("sandboxes"))
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def sandbox_factory(tmp_path: Path) -> Iterator[SandboxFactory]:
+    """Make sandboxes with options (see :func:`launch_sandbox`); all are stopped at teardown."""
+    handles: list[SandboxHandle] = []
+
+    def factory(**options: Any) -> SandboxHandle:
+        state_dir = options.pop("state_dir", None) or tmp_path / f"sandbox-{len(handles)}"
+        handle = launch_sandbox(state_dir, **options)
+        handles.append(handle)
+        return handle
+
+    yield factory
+    for handle in handles:
+        handle.stop()
+
+
+@pytest.fixture
+def sandbox(_sandbox_pool: _SparePool) -> Iterator[SandboxHandle]:
+    """A fresh fast simulate sandbox (own process, own state dir) for this test."""
+    handle = _sandbox_pool.take()
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]:
+    """One fast simulate sandbox for the whole session (for tests that only need a server)."""
+    handle = launch_sandbox(tmp_path_factory.mktemp("shared-sandbox"))
+    yield handle
+    handle.stop()

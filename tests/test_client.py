@@ -1,0 +1,147 @@
+"""The async PERIAN client against the real sandbox over loopback: parsing, typed errors, retries, idempotency."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+
+from perianctl.errors import AuthError, NotFoundError, UnavailableError, ValidationFailed
+from perianctl.perian.client import IDEMPOTENCY_ENV, PerianClient, RetryPolicy, auth_headers
+from perianctl.perian.models import CreateJobRequest, DockerRunParameters, InstanceTypeQueryInput
+from tests.plugins.sandbox import SandboxHandle
+
+FAST = RetryPolicy(attempts=6, timeout=20, wait_initial=0.01, wait_max=0.05, wait_jitter=0.01)
+
+
+def request(command: str = "echo hi", **env: str) -> CreateJobRequest:
+    return CreateJobRequest(
+        requirements=InstanceTypeQueryInput.model_validate({"cpu": {"cores": 1}}),
+        docker_run_parameters=DockerRunParameters(image_name="ubuntu", image_tag="22.04", command=command,
+                                                  env_variables=env or None),
+    )
+
+
+def client_for(sb: SandboxHandle, **kwargs: object) -> PerianClient:
+    return PerianClient(sb.url, sb.org, sb.token, retry=FAST, **kwargs)  # type: ignore[arg-type]
+
+
+def test_auth_headers_keep_an_explicit_bearer() -> None:
+    assert auth_headers("o", "t")["Authorization"] == "Bearer t"
+    assert auth_headers("o", "Bearer t")["Authorization"] == "Bearer t"
+    assert auth_headers("o", "t")["X-PERIAN-AUTH-ORG"] == "o"
+
+
+async def test_create_get_list_cancel_round_trip(sandbox: SandboxHandle) -> None:
+    async with client_for(sandbox) as client:
+        job_id = await client.create_job(request(PERIAN_SANDBOX_SCENARIO="slow"))
+        job = await client.get_job(job_id)
+        assert job.id == job_id and job.image == "ubuntu:22.04"
+        assert job.workload_status is not None
+        page = await client.list_jobs(limit=10)
+        assert page.jobs[0].id == job_id and page.pagination is not None
+        result = await client.cancel_job(job_id)
+        assert not result.already_done
+        for _ in range(100):
+            if (await client.get_job(job_id)).status == "Cancelled":
+                break
+            await asyncio.sleep(0.05)
+        assert (await client.get_job(job_id)).status == "Cancelled"
+        again = await client.cancel_job(job_id)
+        assert again.already_done
+        assert await client.list_accelerator_types()
+        types = await client.search_instance_types(InstanceTypeQueryInput.model_validate({"cpu": {"cores": 2}}))
+        assert types and types[0].id
+
+
+async def test_typed_errors(sandbox: SandboxHandle) -> None:
+    async with client_for(sandbox) as client:
+        with pytest.raises(NotFoundError) as not_found:
+            await client.get_job(str(uuid.uuid4()))
+        assert not_found.value.status == 400 and "No job found" in (not_found.value.detail or "")
+        with pytest.raises(NotFoundError):
+            await client.cancel_job(str(uuid.uuid4()))
+        with pytest.raises(ValidationFailed):
+            await client.get_job("not-a-uuid")
+    async with PerianClient(sandbox.url, sandbox.org, "wrong-token", retry=FAST) as bad:
+        with pytest.raises(AuthError):
+            await bad.list_jobs()
+    async with PerianClient(sandbox.url, "ghost-org", sandbox.token, retry=FAST) as bad:
+        with pytest.raises(AuthError):
+            await bad.list_jobs()
+
+
+async def test_unreachable_api_is_unavailable_after_retries() -> None:
+    async with PerianClient("http://127.0.0.1:9", "o", "t", retry=FAST) as client:
+        with pytest.raises(UnavailableError, match="cannot reach"):
+            await client.list_jobs()
+
+
+async def test_iter_jobs_follows_pagination(sandbox: SandboxHandle) -> None:
+    async with client_for(sandbox) as client:
+        ids = [await client.create_job(request()) for _ in range(7)]
+        seen = [job.id async for job in client.iter_jobs(page_size=3)]
+        assert seen[:7] == list(reversed(ids))
+        capped = [job.id async for job in client.iter_jobs(page_size=3, max_pages=2)]
+        assert len(capped) == 6
+
+
+async def test_retries_survive_faults_and_create_is_never_duplicated(sandbox_factory) -> None:  # type: ignore[no-untyped-def]
+    """20% faults (500/503/reset), half of them after the server did the work: every create lands exactly once."""
+    sb = sandbox_factory(fault_rate=0.3, fault_kinds=["500", "503", "reset"], fault_phase="after", fault_seed=7,
+                         fault_endpoints=["create", "get", "list", "cancel"])
+    keys = [f"k-{i}" for i in range(20)]
+    async with client_for(sb) as client:
+        ids = [await client.create_job(request(), idempotency_key=key) for key in keys]
+        assert len(set(ids)) == len(keys)
+        jobs = [await client.get_job(job_id) for job_id in ids]
+        assert {job.docker_metadata.docker_run_parameters.env_variables[IDEMPOTENCY_ENV]  # type: ignore[union-attr]
+                for job in jobs} == set(keys)
+    stats = sb.stats()
+    assert stats["faults"]["injected"] > 0
+    assert stats["jobs_created"] == len(keys), stats
+
+
+async def test_create_without_key_does_not_guess_after_an_ambiguous_failure(sandbox_factory) -> None:  # type: ignore[no-untyped-def]
+    sb = sandbox_factory(fault_rate=1.0, fault_kinds=["500"], fault_phase="after", fault_endpoints=["create"])
+    async with client_for(sb) as client:
+        with pytest.raises(UnavailableError, match="may or may not exist"):
+            await client.create_job(request())
+    assert sb.stats()["jobs_created"] == 1
+
+
+async def test_retry_after_is_honoured(sandbox_factory) -> None:  # type: ignore[no-untyped-def]
+    """A 429 with Retry-After: the client waits at least that long before trying again."""
+    calls: list[float] = []
+    loop = asyncio.get_running_loop()
+    state = {"n": 0}
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        calls.append(loop.time())
+        state["n"] += 1
+        if state["n"] == 1:
+            return httpx.Response(429, headers={"Retry-After": "0.4"}, json={"detail": "slow down"})
+        return httpx.Response(200, json={"status_code": 200, "jobs": [], "pagination": {}})
+
+    async with PerianClient("http://perian.test", "o", "t", retry=FAST, transport=httpx.MockTransport(handler)) as c:
+        await c.list_jobs()
+    assert len(calls) == 2 and calls[1] - calls[0] >= 0.35
+
+
+async def test_garbage_responses_are_protocol_errors() -> None:
+    from perianctl.errors import ProtocolError
+
+    bodies = [b"<html>oops</html>", b"[1,2]", b'{"jobs": "nope", "status_code": 200}', b"\xff\xfe"]
+    for body in bodies:
+        transport = httpx.MockTransport(lambda req, body=body: httpx.Response(200, content=body))
+        async with PerianClient("http://perian.test", "o", "t", retry=FAST, transport=transport) as c:
+            with pytest.raises(ProtocolError):
+                await c.list_jobs()
+    # Unknown fields and unknown statuses parse fine.
+    payload = {"status_code": 200, "jobs": [{"id": "x", "status": "Hibernating", "new_field": {"a": 1}}]}
+    transport = httpx.MockTransport(lambda req: httpx.Response(200, json=payload))
+    async with PerianClient("http://perian.test", "o", "t", retry=FAST, transport=transport) as c:
+        job = (await c.list_jobs()).jobs[0]
+    assert job.status == "Hibernating" and job.workload_status is None

@@ -1,0 +1,274 @@
+"""Every connector RPC over real gRPC (in-process grpc.aio server on loopback) against the sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import grpc
+import pytest
+from flyteidl.admin import agent_pb2
+from flyteidl.core.execution_pb2 import TaskExecution
+from grpc_health.v1 import health_pb2
+
+from tests.test_connector_support import (  # noqa: F401 - fixtures
+    Api,
+    api,
+    category,
+    create_request,
+    get_request,
+    inprocess_server,
+    server,
+    wait_phase,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_create_get_succeeds_with_official_resource_meta(server, api: Api) -> None:
+    response = await server.tasks.CreateTask(create_request("success"), timeout=10)
+    meta = json.loads(response.resource_meta)
+    assert list(meta) == ["job_id"]  # byte-identical shape to the official connector's PerianMetadata
+    assert response.resource_meta == json.dumps({"job_id": meta["job_id"]}).encode()
+
+    first = (await server.tasks.GetTask(get_request(response.resource_meta), timeout=10)).resource
+    assert first.phase != TaskExecution.UNDEFINED
+    assert [link.name for link in first.log_links] == [f"PERIAN job {meta['job_id']}"]
+    assert first.log_links[0].uri == f"{api.url}/job/{meta['job_id']}"
+
+    done = await wait_phase(server.tasks, response.resource_meta, {"SUCCEEDED"})
+    assert done.message == "Done"
+    custom = dict(done.custom_info)
+    assert custom["job_id"] == meta["job_id"] and custom["status"] == "Done"
+
+    job = next(j for j in api.jobs() if j["id"] == meta["job_id"])
+    env = job["docker_metadata"]["docker_run_parameters"]["env_variables"]
+    assert env["PERIANCTL_IDEMPOTENCY_KEY"].startswith("pk1-a-")
+    assert env["FLYTE_INTERNAL_EXECUTION_PROJECT"] == "flytesnacks"
+    assert job["requirement_metadata"]["requirements"]["accelerator"]["name"] == "A100"
+
+
+@pytest.mark.parametrize(("scenario", "phase", "fragment"), [
+    ("fail", "FAILED", "UserError: Container exited with code 1"),
+    ("server-error", "RETRYABLE_FAILED", "ServerError"),
+    ("timeout", "FAILED", "Timeout"),
+])
+async def test_failure_phases_have_short_messages(server, scenario: str, phase: str, fragment: str) -> None:
+    meta = (await server.tasks.CreateTask(create_request(scenario), timeout=10)).resource_meta
+    resource = await wait_phase(server.tasks, meta, {phase})
+    assert fragment in resource.message
+    assert "\n" not in resource.message and len(resource.message) <= 200
+
+
+async def test_same_metadata_twice_is_one_job(server, api: Api) -> None:
+    request = create_request("success", duration=30)
+    first = await server.tasks.CreateTask(request, timeout=10)
+    second = await server.tasks.CreateTask(request, timeout=10)
+    assert first.resource_meta == second.resource_meta
+    assert api.stats()["jobs_created"] == 1
+
+
+@pytest.mark.parametrize("kind", ["reset", "503"])
+async def test_lost_reply_is_not_duplicated(server, api: Api, kind: str) -> None:
+    """PERIAN creates the job but the reply is lost (fault phase 'after'): found, not re-created."""
+    api.set_faults(rate=1.0, kinds=[kind], endpoints=["create"], phase="after")
+    request = create_request("success", duration=30)
+    try:
+        first = await server.tasks.CreateTask(request, timeout=10)
+        # propeller re-sends after a restart: the job is found again, nothing new is posted
+        second = await server.tasks.CreateTask(request, timeout=10)
+    finally:
+        api.set_faults(rate=0.0)
+    assert first.resource_meta == second.resource_meta
+    stats = api.stats()
+    assert stats["jobs_created"] == 1, stats
+    assert stats["create_calls"] == 1, stats
+    assert [j["id"] for j in api.jobs()] == [json.loads(first.resource_meta)["job_id"]]
+
+
+async def test_propeller_deadline_then_resend_is_one_job(server, api: Api) -> None:
+    """PERIAN takes 2 s; propeller gives up after 0.5 s and re-sends at once, then again later."""
+    api.set_faults(latency=[2.0, 2.0], latency_endpoints=["create"])
+    request = create_request("success", duration=30)
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as excinfo:
+            await server.tasks.CreateTask(request, timeout=0.5)
+        assert excinfo.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        joined = await server.tasks.CreateTask(request, timeout=10)  # joins the create still in flight
+        later = await server.tasks.CreateTask(request, timeout=10)  # found by its idempotency key
+    finally:
+        api.set_faults(latency=[0.0, 0.0])
+    assert joined.resource_meta == later.resource_meta
+    stats = api.stats()
+    assert stats["jobs_created"] == 1 and stats["create_calls"] == 1
+
+
+async def test_next_attempt_reaps_the_orphan(server, api: Api) -> None:
+    """A lost reply on attempt 0 → propeller's attempt 1 creates a job and cancels the orphan."""
+    execution = "reap" + "0" * 16
+    orphan = json.loads((await server.tasks.CreateTask(
+        create_request("success", execution=execution, attempt=0, duration=30), timeout=10)).resource_meta)["job_id"]
+    retry = json.loads((await server.tasks.CreateTask(
+        create_request("success", execution=execution, attempt=1, duration=30), timeout=10)).resource_meta)["job_id"]
+    assert orphan != retry
+    await server.running.connector.wait_background()
+    statuses = {j["id"]: j["status"] for j in api.jobs()}
+    assert statuses[orphan] == "Cancelled"
+    assert statuses[retry] != "Cancelled"
+    # a sibling node of the same execution is never touched
+    other = json.loads((await server.tasks.CreateTask(
+        create_request("success", execution=execution, node="n1", attempt=2, duration=30),
+        timeout=10)).resource_meta)["job_id"]
+    await server.running.connector.wait_background()
+    statuses = {j["id"]: j["status"] for j in api.jobs()}
+    assert statuses[retry] != "Cancelled" and statuses[other] != "Cancelled"
+
+
+async def test_create_without_metadata_keys_on_output_prefix(server, api: Api) -> None:
+    request = create_request("success", metadata=False, duration=30)
+    request.ClearField("task_execution_metadata")
+    first = await server.tasks.CreateTask(request, timeout=10)
+    second = await server.tasks.CreateTask(request, timeout=10)
+    assert first.resource_meta == second.resource_meta
+    assert api.stats()["jobs_created"] == 1
+
+
+async def test_delete_is_idempotent(server, api: Api) -> None:
+    meta = (await server.tasks.CreateTask(create_request("success", duration=30), timeout=10)).resource_meta
+    delete = agent_pb2.DeleteTaskRequest(task_type="perian_task", resource_meta=meta, task_category=category())
+    await server.tasks.DeleteTask(delete, timeout=10)
+    await server.tasks.DeleteTask(delete, timeout=10)  # already cancelled: still OK
+    resource = await wait_phase(server.tasks, meta, {"ABORTED"})
+    assert "Cancelled" in resource.message
+    unknown = agent_pb2.DeleteTaskRequest(
+        resource_meta=b'{"job_id": "00000000-0000-4000-8000-000000000000"}', task_category=category())
+    await server.tasks.DeleteTask(unknown, timeout=10)  # unknown job: OK too
+
+
+async def test_get_unknown_job_is_failed_not_an_error(server) -> None:
+    meta = b'{"job_id": "00000000-0000-4000-8000-000000000000", "extra": 1}'  # extra keys tolerated
+    resource = (await server.tasks.GetTask(get_request(meta), timeout=10)).resource
+    assert resource.phase == TaskExecution.FAILED
+    assert "not found" in resource.message
+
+
+async def test_bad_resource_meta_is_invalid_argument(server) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as excinfo:
+        await server.tasks.GetTask(get_request(b"not json"), timeout=10)
+    assert excinfo.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "\n" not in excinfo.value.details()
+
+
+async def test_unknown_task_type_is_not_found(server) -> None:
+    request = agent_pb2.GetTaskRequest(resource_meta=b'{"job_id": "x"}',
+                                       task_category=agent_pb2.TaskCategory(name="nope", version=0))
+    with pytest.raises(grpc.aio.AioRpcError) as excinfo:
+        await server.tasks.GetTask(request, timeout=10)
+    assert excinfo.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_bad_template_is_invalid_argument(server) -> None:
+    request = create_request("success")
+    request.template.container.image = ""
+    with pytest.raises(grpc.aio.AioRpcError) as excinfo:
+        await server.tasks.CreateTask(request, timeout=10)
+    assert excinfo.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "image" in excinfo.value.details()
+
+
+async def test_api_outage_keeps_last_phase(server, api: Api) -> None:
+    meta = (await server.tasks.CreateTask(create_request("success", duration=30), timeout=10)).resource_meta
+    running = await wait_phase(server.tasks, meta, {"RUNNING"})
+    assert running.phase == TaskExecution.RUNNING
+    api.set_faults(rate=1.0, kinds=["503"], endpoints=["get"], phase="before")
+    try:
+        resource = (await server.tasks.GetTask(get_request(meta), timeout=10)).resource
+    finally:
+        api.set_faults(rate=0.0)
+    assert resource.phase == TaskExecution.RUNNING
+    assert resource.message == "PERIAN API unavailable, retrying"
+
+
+async def test_logs_stream_header_then_lines(server) -> None:
+    meta = (await server.tasks.CreateTask(create_request("fail"), timeout=10)).resource_meta
+    await wait_phase(server.tasks, meta, {"FAILED"})
+    request = agent_pb2.GetTaskLogsRequest(resource_meta=meta, task_category=category())
+    parts = [part async for part in server.tasks.GetTaskLogs(request, timeout=10)]
+    assert parts[0].HasField("header") and parts[0].header.token == ""
+    lines = [line.message for part in parts[1:] for line in part.body.structured_lines]
+    assert lines and any("RuntimeError" in line for line in lines)
+    assert [r for part in parts[1:] for r in part.body.results] == lines
+    last = [part async for part in server.tasks.GetTaskLogs(
+        agent_pb2.GetTaskLogsRequest(resource_meta=meta, lines=1, task_category=category()), timeout=10)]
+    assert [line.message for part in last[1:] for line in part.body.structured_lines] == lines[-1:]
+
+
+async def test_metrics_rpc(server) -> None:
+    meta = (await server.tasks.CreateTask(create_request("success"), timeout=10)).resource_meta
+    await wait_phase(server.tasks, meta, {"SUCCEEDED"})
+    response = await server.tasks.GetTaskMetrics(
+        agent_pb2.GetTaskMetricsRequest(resource_meta=meta, task_category=category(),
+                                        queries=["PERIAN_JOB_RUNTIME_SECONDS", "EXECUTION_METRIC_USED_CPU_AVG"]),
+        timeout=10)
+    results = {r.metric: r for r in response.results}
+    runtime = results["PERIAN_JOB_RUNTIME_SECONDS"].data["result"][0]["values"][0][1]
+    assert float(runtime) > 0
+    assert list(results["EXECUTION_METRIC_USED_CPU_AVG"].data["result"]) == []
+
+
+async def test_metadata_and_sync_services(server) -> None:
+    agents = (await server.meta.ListAgents(agent_pb2.ListAgentsRequest(), timeout=3)).agents
+    assert len(agents) == 1
+    agent = agents[0]
+    assert list(agent.supported_task_types) == ["perian_task"]
+    assert [(c.name, c.version) for c in agent.supported_task_categories] == [("perian_task", 0)]
+    assert not agent.is_sync
+    got = (await server.meta.GetAgent(agent_pb2.GetAgentRequest(name=agent.name), timeout=3)).agent
+    assert got == agent
+    with pytest.raises(grpc.aio.AioRpcError) as excinfo:
+        await server.meta.GetAgent(agent_pb2.GetAgentRequest(name="nope"), timeout=3)
+    assert excinfo.value.code() == grpc.StatusCode.NOT_FOUND
+
+    request = create_request("success")
+
+    async def requests():
+        yield agent_pb2.ExecuteTaskSyncRequest(header=agent_pb2.CreateRequestHeader(
+            template=request.template, output_prefix=request.output_prefix))
+        yield agent_pb2.ExecuteTaskSyncRequest(inputs=request.inputs)
+
+    with pytest.raises(grpc.aio.AioRpcError) as excinfo:
+        async for _ in server.sync.ExecuteTaskSync(requests(), timeout=5):
+            pass
+    assert excinfo.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_health_serving_then_not_serving_on_shutdown(api: Api) -> None:
+    async with inprocess_server(api) as stubs:
+        for service in ("", "flyteidl.service.AsyncAgentService", "flyteidl.service.SyncAgentService",
+                        "flyteidl.service.AgentMetadataService", "grpc.health.v1.Health"):
+            status = (await stubs.health.Check(health_pb2.HealthCheckRequest(service=service), timeout=3)).status
+            assert status == health_pb2.HealthCheckResponse.SERVING, service
+        await stubs.running.health.enter_graceful_shutdown()
+        status = (await stubs.health.Check(health_pb2.HealthCheckRequest(service=""), timeout=3)).status
+        assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def test_get_task_not_delayed_by_slow_create(api: Api) -> None:
+    """A 3 s PERIAN create must not stall a concurrent GetTask (the official connector's bug)."""
+    async with inprocess_server(api) as stubs:
+        meta = (await stubs.tasks.CreateTask(create_request("success", duration=30), timeout=10)).resource_meta
+        api.set_faults(latency=[3.0, 3.0], latency_endpoints=["create"])
+        try:
+            slow = asyncio.ensure_future(stubs.tasks.CreateTask(create_request("success"), timeout=10))
+            await asyncio.sleep(0.3)  # the create is now waiting on PERIAN
+            assert not slow.done()
+            started = time.perf_counter()
+            resource = (await stubs.tasks.GetTask(get_request(meta), timeout=10)).resource
+            elapsed = time.perf_counter() - started
+            assert resource.phase in (TaskExecution.QUEUED, TaskExecution.INITIALIZING, TaskExecution.RUNNING)
+            assert elapsed < 0.5, f"GetTask took {elapsed:.2f}s while a create was in flight"
+            assert not slow.done()
+            await slow
+        finally:
+            api.set_faults(latency=[0.0, 0.0])
