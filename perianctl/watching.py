@@ -301,8 +301,8 @@ class Poller:
         position = 0
         deepest = 0
         for pages_read in range(1, self.max_pages + 1):
+            counter.lists += 1  # counted before the call: a failed request costs the API too
             result = await self.client.list_jobs(limit=page_size, page=page)
-            counter.lists += 1
             for job in result.jobs:
                 position += 1
                 job_id = job.id

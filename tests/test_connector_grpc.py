@@ -12,16 +12,18 @@ from flyteidl.admin import agent_pb2
 from flyteidl.core.execution_pb2 import TaskExecution
 from grpc_health.v1 import health_pb2
 
-from tests.test_connector_support import (  # noqa: F401 - fixtures
+from tests import test_connector_support as support
+from tests.test_connector_support import (
     Api,
-    api,
     category,
     create_request,
     get_request,
     inprocess_server,
-    server,
     wait_phase,
 )
+
+api = support.api  # fixture
+server = support.server  # fixture
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -59,6 +61,21 @@ async def test_failure_phases_have_short_messages(server, scenario: str, phase: 
     resource = await wait_phase(server.tasks, meta, {phase})
     assert fragment in resource.message
     assert "\n" not in resource.message and len(resource.message) <= 200
+
+
+async def test_undefined_status_never_reaches_propeller_as_undefined(server) -> None:
+    meta = (await server.tasks.CreateTask(create_request("undefined"), timeout=10)).resource_meta
+    phases, messages = [], []
+    for _ in range(400):
+        resource = (await server.tasks.GetTask(get_request(meta), timeout=10)).resource
+        phases.append(resource.phase)
+        messages.append(resource.message)
+        if resource.phase == TaskExecution.SUCCEEDED:
+            break
+        await asyncio.sleep(0.02)
+    assert phases[-1] == TaskExecution.SUCCEEDED
+    assert TaskExecution.UNDEFINED not in phases
+    assert any("'Undefined' is undefined; keeping phase" in m for m in messages), messages
 
 
 async def test_same_metadata_twice_is_one_job(server, api: Api) -> None:

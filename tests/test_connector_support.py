@@ -115,10 +115,9 @@ def create_request(scenario: str = "success", *, execution: str | None = None, n
     execution = execution or "a" + uuid.uuid4().hex[:19]
     prefix = output_prefix(execution, node, attempt)
     template = perian_template(scenario, duration=duration, prefix=prefix)
-    return agent_pb2.CreateTaskRequest(
-        template=template, inputs=inputs(), output_prefix=prefix,
-        task_execution_metadata=execution_metadata(template, execution, node=node, attempt=attempt) if metadata else None,
-    )
+    meta = execution_metadata(template, execution, node=node, attempt=attempt) if metadata else None
+    return agent_pb2.CreateTaskRequest(template=template, inputs=inputs(), output_prefix=prefix,
+                                       task_execution_metadata=meta)
 
 
 def category() -> agent_pb2.TaskCategory:
@@ -265,6 +264,7 @@ class ServeProcess:
         self.proc = subprocess.Popen(cmd, env=base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.port = 0
         self.lines: list[str] = []
+        self._signalled = False
 
     def wait_ready(self, timeout: float = 30.0) -> ServeProcess:
         deadline = time.monotonic() + timeout
@@ -300,10 +300,15 @@ class ServeProcess:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def terminate(self, timeout: float = 30.0) -> tuple[int, str]:
-        """SIGTERM, wait, return (exit code, all stderr)."""
-        if self.proc.poll() is None:
+    def signal_term(self) -> None:
+        """One SIGTERM, as Kubernetes sends it (a second one is never sent by us)."""
+        if not self._signalled and self.proc.poll() is None:
+            self._signalled = True
             self.proc.terminate()
+
+    def terminate(self, timeout: float = 30.0) -> tuple[int, str]:
+        """SIGTERM (once), wait, return (exit code, all stderr)."""
+        self.signal_term()
         try:
             _, err = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -76,9 +76,29 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
+def _official(body: dict[str, Any]) -> dict[str, Any]:
+    """Our body minus the one deliberate addition: FLYTE_FAIL_ON_ERROR for pyflyte-execute commands."""
+    env = body.get("docker_run_parameters", {}).get("env_variables")
+    if env is not None:
+        assert env.pop("FLYTE_FAIL_ON_ERROR") == "true"
+        if not env:
+            del body["docker_run_parameters"]["env_variables"]
+    return body
+
+
 def test_parity_with_documented_official_body() -> None:
     body = template_to_job_request(_template(OFFICIAL_CUSTOM), secrets=AWS).to_wire()
-    assert body == _without_nulls(DOC_BODY)
+    assert _official(body) == _without_nulls(DOC_BODY)
+
+
+def test_pyflyte_tasks_fail_on_error_but_explicit_setting_wins() -> None:
+    """pyflyte-execute exits 0 after a task raised unless FLYTE_FAIL_ON_ERROR is set; PERIAN only sees exit codes."""
+    env = template_to_job_request(_template({})).docker_run_parameters.env_variables
+    assert env == {"FLYTE_FAIL_ON_ERROR": "true"}
+    kept = template_to_job_request(_template({"environment": {"FLYTE_FAIL_ON_ERROR": "false"}}))
+    assert kept.docker_run_parameters.env_variables == {"FLYTE_FAIL_ON_ERROR": "false"}
+    plain = template_to_job_request(_template({}, args=["python", "train.py"]))
+    assert plain.docker_run_parameters.env_variables is None
 
 
 def test_parity_with_official_connector_code(
@@ -110,7 +130,7 @@ def test_parity_with_official_connector_code(
     for name in ("gpu_hello", "add"):
         tt = artifacts.templates[name]
         theirs = connector._build_create_job_request(TaskTemplate.from_flyte_idl(tt), None).to_dict()
-        ours = template_to_job_request(tt, secrets=secrets).to_wire()
+        ours = _official(template_to_job_request(tt, secrets=secrets).to_wire())
         # The only representational difference: SDK Size(8.0) dumps as a number, ours as "8";
         # PERIAN's Size accepts both (perian-api.md §4.2).
         ram = theirs.get("requirements", {}).get("ram")
@@ -155,7 +175,7 @@ def test_flytekit_made_perian_template(artifacts: FlyteArtifacts) -> None:
     assert (params["image_name"], params["image_tag"]) == ("ghcr.io/acme/flyte", "abc")
     assert params["command"].startswith("pyflyte-execute --inputs s3://b/o/inputs.pb --output-prefix s3://b/o ")
     assert "--prev-checkpoint '\"\"'" in params["command"]
-    assert params["env_variables"] == {"FOO": "bar"}
+    assert params["env_variables"] == {"FOO": "bar", "FLYTE_FAIL_ON_ERROR": "true"}
     assert "secrets" not in params
     assert body["auto_failover_instance_type"] is True
 
@@ -207,7 +227,7 @@ def test_overrides_win() -> None:
     assert body["timeout_seconds"] == 3600
     params = body["docker_run_parameters"]
     assert (params["image_name"], params.get("image_tag")) == ("registry:5000/team/img", None)
-    assert params["env_variables"] == {"FOO": "override", "NEW": "1"}
+    assert params["env_variables"] == {"FOO": "override", "NEW": "1", "FLYTE_FAIL_ON_ERROR": "true"}
 
 
 def test_environment_merge_order() -> None:
@@ -215,7 +235,8 @@ def test_environment_merge_order() -> None:
     tt.container.env.add(key="A", value="container")
     tt.container.env.add(key="B", value="container")
     body = template_to_job_request(tt, overrides=JobOverrides(env={"C": "flag"})).to_wire()
-    assert body["docker_run_parameters"]["env_variables"] == {"A": "container", "B": "custom", "C": "flag"}
+    assert body["docker_run_parameters"]["env_variables"] == {
+        "A": "container", "B": "custom", "C": "flag", "FLYTE_FAIL_ON_ERROR": "true"}
 
 
 def test_timeout_from_template_metadata() -> None:

@@ -25,7 +25,7 @@ def _statuses_in_db(state_dir: Path) -> dict[str, str]:
 
 
 def test_sigkill_and_restart_loses_no_job(sandbox_factory: SandboxFactory) -> None:
-    sb = sandbox_factory(speed=2)  # Queued 0.25 s, Initializing 0.5 s, Running 1.5 s
+    sb = sandbox_factory(speed=4)  # Queued 0.12 s, Initializing 0.25 s, Running 0.75 s
     assert sb.proc is not None
     done = sb.create_job()
     sb.wait_for_status(done, {"Done"})

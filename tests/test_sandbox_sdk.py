@@ -1,3 +1,4 @@
+# mypy: disable-error-code="union-attr,index,arg-type,operator"
 """The official ``perian`` SDK (0.5.x, a test-only dependency) as a client of the sandbox.
 
 The SDK validates responses strictly (``Strict*`` fields, exact enums), so every response it
@@ -9,21 +10,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
+import perian
 import pytest
 
 from perianctl.perian import models as m
 from tests.plugins.sandbox import SandboxHandle
-
-perian = pytest.importorskip("perian")
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
 def sdk(sandbox: SandboxHandle) -> Iterator[perian.ApiClient]:
-    client = perian.ApiClient(perian.Configuration(host=sandbox.url))
-    yield client
-    client.close() if hasattr(client, "close") else None
+    with perian.ApiClient(perian.Configuration(host=sandbox.url)) as client:
+        yield client
 
 
 def _headers(sandbox: SandboxHandle) -> dict[str, str]:

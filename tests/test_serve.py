@@ -18,10 +18,10 @@ from flyteidl.service import agent_pb2_grpc
 
 from perianctl.errors import NotFoundError, UnavailableError, UsageError, ValidationFailed
 from perianctl.flyte import grpc_client as gc
-from tests.test_connector_support import (  # noqa: F401 - fixtures
+from tests import test_connector_support as support
+from tests.test_connector_support import (
     Api,
     ServeProcess,
-    api,
     create_request,
     free_port,
     get_request,
@@ -29,6 +29,8 @@ from tests.test_connector_support import (  # noqa: F401 - fixtures
     output_prefix,
     perian_template,
 )
+
+api = support.api  # fixture
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -81,8 +83,9 @@ def test_cli_client_round_trip_and_metrics(serve_proc: ServeProcess, api: Api) -
 
     text = httpx.get(f"http://127.0.0.1:{serve_proc.metrics_port}/metrics", timeout=5).text
     assert 'flyte_connector_requests_success_total{operation="create",task_type="perian_task"} 2.0' in text
-    assert 'perianctl_connector_rpc_duration_seconds_count{code="OK",method="AsyncAgentService/GetTask"}' in text
-    assert 'perianctl_connector_rpc_duration_seconds_count{code="INVALID_ARGUMENT",method="AsyncAgentService/GetTask"}' in text
+    histogram = "perianctl_connector_rpc_duration_seconds_count"
+    assert f'{histogram}{{code="OK",method="AsyncAgentService/GetTask"}}' in text
+    assert f'{histogram}{{code="INVALID_ARGUMENT",method="AsyncAgentService/GetTask"}}' in text
     assert 'perianctl_perian_api_requests_total{method="POST",route="/job",status="200"} 1.0' in text
     assert 'perianctl_connector_serving 1.0' in text
 
@@ -127,7 +130,7 @@ def test_sigterm_drains_in_flight_calls_and_exits_zero(api: Api, tmp_path: Path)
             stub = agent_pb2_grpc.AsyncAgentServiceStub(channel)
             futures = [stub.CreateTask.future(create_request("success"), timeout=10) for _ in range(3)]
             time.sleep(0.5)  # the creates are waiting on PERIAN
-            proc.proc.terminate()
+            proc.signal_term()
             metas = [f.result() for f in futures]  # every in-flight call completes
             assert all(m.resource_meta for m in metas)
             time.sleep(0.3)

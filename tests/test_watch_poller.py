@@ -6,6 +6,8 @@ include every retry the client made.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from perianctl.errors import ExitCode, NotFoundError, UnavailableError
@@ -37,7 +39,8 @@ async def test_many_jobs_cost_one_list_request_per_refresh(sandbox) -> None:  # 
                 assert (result.list_requests, result.get_requests) == (0, pending)
             lists += result.list_requests
             gets += result.get_requests
-            assert lists < 100
+            assert lists + gets < 200
+            await asyncio.sleep(0.05)
         after = requests_by_endpoint(sandbox)
     assert lists >= 2
     assert after.get("list", 0) - before.get("list", 0) == lists

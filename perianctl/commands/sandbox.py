@@ -110,6 +110,8 @@ def run(
     fault_endpoints: FaultEndpoints = None, fault_phase: FaultPhase = "before", fault_seed: FaultSeed = None,
     kill_grace: KillGrace = 5.0, max_parallel: MaxParallel = 4, log_cap: LogCap = 1_000_000,
     access_log: AccessLog = True,
+    write_profile: Annotated[bool, typer.Option(
+        "--write-profile/--no-write-profile", help=f"Save a '{PROFILE_NAME}' profile once serving.")] = False,
 ) -> None:
     """Serve in the foreground until Ctrl-C / SIGTERM (logs on stderr)."""
     from perianctl.sandbox.runtimes.base import SandboxStartError
@@ -122,7 +124,7 @@ def run(
         max_parallel=max_parallel, log_cap=log_cap, access_log=access_log,
     )
     try:
-        serve(config)
+        serve(config, on_ready=_try_save_profile if write_profile else None)
     except SandboxStartError as exc:
         raise _start_error(exc) from None
 
@@ -156,11 +158,7 @@ def start(
         raise _start_error(exc) from None
     credentials = load_credentials(result.state_dir)
     if write_profile and credentials and result.url:
-        from perianctl.config import save_profile
-
-        path = save_profile(PROFILE_NAME, {"api_url": result.url, "organization": credentials[0],
-                                           "token": credentials[1]})
-        _info(f"saved profile '{PROFILE_NAME}' in {path}: use 'perianctl --profile {PROFILE_NAME} ...'")
+        _save_profile(result.url, *credentials)
     _info(f"sandbox running: pid {result.pid}, runtime {result.runtime}, organization {result.organization}; "
           f"logs in {result.log_file}")
     print(result.url)
@@ -201,6 +199,21 @@ def status(
         raise typer.Exit(int(ExitCode.UNAVAILABLE))
     if not result.healthy:
         raise typer.Exit(int(ExitCode.UNAVAILABLE))
+
+
+def _save_profile(url: str, organization: str, token: str) -> None:
+    from perianctl.config import save_profile
+
+    path = save_profile(PROFILE_NAME, {"api_url": url, "organization": organization, "token": token})
+    _info(f"saved profile '{PROFILE_NAME}' in {path}: use 'perianctl --profile {PROFILE_NAME} ...'")
+
+
+def _try_save_profile(url: str, organization: str, token: str) -> None:
+    """For ``run``: a broken config file must not stop a sandbox that is already serving."""
+    try:
+        _save_profile(url, organization, token)
+    except PerianctlError as exc:
+        _info(f"warning: could not save the '{PROFILE_NAME}' profile: {exc.message}")
 
 
 def _state_dir(state_dir: Path | None) -> Path:

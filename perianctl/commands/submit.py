@@ -277,30 +277,37 @@ def _follow(
 
     timeout = parse_duration(wait_timeout, what="--wait-timeout") if wait_timeout else None
     code = follow_after_submit(ctx, [job_id], mode=mode, timeout=timeout, interval=1.0)
-    _show_outputs(launch, code)
+    code = _report_task_result(launch, code)
     if code:
         raise typer.Exit(code)
 
 
-def _show_outputs(launch: PreparedLaunch, code: int) -> None:
-    """After a successful wait, print the task's outputs as plain values (stderr: error.pb text)."""
+def _report_task_result(launch: PreparedLaunch, code: int) -> int:
+    """Print the task's outputs (or its error.pb message); returns the final exit code.
+
+    A task that raised but whose container still exited 0 (no FLYTE_FAIL_ON_ERROR) leaves an
+    ``error.pb`` behind: like flytepropeller, treat that as a failure even though PERIAN said Done.
+    """
+    from perianctl.errors import ExitCode
     from perianctl.flyte.launch import read_error, read_outputs
-    from perianctl.ui.console import info, warn
+    from perianctl.ui.console import error, info, warn
 
-    if code == 0:
-        outputs = read_outputs(launch.output_prefix)
-        if outputs is None:
-            if launch.template.interface.outputs.variables:
-                warn(f"the task wrote no outputs.pb under {launch.output_prefix}")
-            return
-        from perianctl.flyte.inputs import literal_map_to_python
-        from perianctl.ui.output import dump_json
+    message = read_error(launch.output_prefix)
+    if message:
+        lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+        error(f"task error: {lines[-1] if lines else message.strip()}")
+        return code or int(ExitCode.JOB_FAILED)
+    if code:
+        return code
+    outputs = read_outputs(launch.output_prefix)
+    if outputs is None:
+        if launch.template.interface.outputs.variables:
+            warn(f"the task wrote no outputs.pb under {launch.output_prefix}")
+        return code
+    from perianctl.flyte.inputs import literal_map_to_python
+    from perianctl.ui.output import dump_json
 
-        values = literal_map_to_python(outputs)
-        info("outputs:")
-        for name, value in values.items():
-            info(f"  {name} = {dump_json(value) if not isinstance(value, str) else value}")
-    else:
-        message = read_error(launch.output_prefix)
-        if message:
-            warn(f"task error: {message.strip().splitlines()[-1] if message.strip() else message}")
+    info("outputs:")
+    for name, value in literal_map_to_python(outputs).items():
+        info(f"  {name} = {value if isinstance(value, str) else dump_json(value)}")
+    return code

@@ -161,9 +161,9 @@ def _make_view(kind: ViewKind, labels: _Labels, *, interval: float, to_stderr: b
     if kind == "json":
         return NdjsonView(labels)
     stream = sys.stderr if to_stderr else sys.stdout
-    if kind == "quiet" or (kind != "lines" and to_stderr and state.quiet):
+    if kind == "quiet":
         return _QuietView()
-    if kind == "live":
+    if kind == "live" and not state.verbose:  # -v logs to stderr would tear the live frame
         console = err_console() if to_stderr else out_console()
         if console.is_terminal and not console.is_dumb_terminal:
             return LiveTableView(console, labels, interval=interval)

@@ -171,8 +171,7 @@ def _memory(value: Any, key: str = "custom 'memory'") -> str | None:
         raise TemplateError(f"{key} is too large: {value!r}")
     if size == size.to_integral_value():
         return str(int(size))
-    text = format(size.normalize(), "f")
-    return text
+    return format(size.normalize(), "f")
 
 
 def _text(value: Any, key: str) -> str | None:
@@ -292,7 +291,21 @@ def _environment(template: tasks_pb2.TaskTemplate, custom: Mapping[str, Any], o:
             raise TemplateError("custom 'environment' must be a mapping of names to values")
         env.update({str(k): _env_text(v) for k, v in extra.items()})
     env.update({str(k): str(v) for k, v in o.env.items()})
+    if _runs_pyflyte(template):
+        # Without it pyflyte-execute exits 0 after the task raised (it only writes error.pb), so
+        # PERIAN -- which sees only the exit code -- would report a failed task as Done.
+        env.setdefault(FAIL_ON_ERROR_ENV, "true")
     return env
+
+
+FAIL_ON_ERROR_ENV = "FLYTE_FAIL_ON_ERROR"
+
+
+def _runs_pyflyte(template: tasks_pb2.TaskTemplate) -> bool:
+    if not template.HasField("container"):
+        return False
+    words = [*template.container.command, *template.container.args]
+    return any(w.startswith(("pyflyte-execute", "pyflyte-fast-execute", "pyflyte-map-execute")) for w in words)
 
 
 def _apply_secrets(params: DockerRunParameters, secrets: JobSecrets) -> DockerRegistryCredentials | None:

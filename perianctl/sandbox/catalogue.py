@@ -12,11 +12,12 @@ Matching follows the API notes: numbers are minimums unless the sub-query carrie
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from typing import Any
 
 _NAMESPACE = uuid.UUID("6f1d3c1e-5b2a-4c47-9d0e-7a61c0a5e5b1")
@@ -34,7 +35,7 @@ class AcceleratorType:
     vendor: str
     memory_gb: int
 
-    @property
+    @cached_property
     def id(self) -> str:
         return stable_id("accelerator", self.name)
 
@@ -55,7 +56,7 @@ class Provider:
     location: str
     granularity: str
 
-    @property
+    @cached_property
     def id(self) -> str:
         return stable_id("provider", self.name_short)
 
@@ -67,7 +68,7 @@ class Region:
     location: str  # Location enum value (country code)
     sustainable: bool = False
 
-    @property
+    @cached_property
     def id(self) -> str:
         return stable_id("region", self.name)
 
@@ -86,7 +87,7 @@ class InstanceType:
     kind: str = "Virtual"
     granularity: str = "PER_SECOND"
 
-    @property
+    @cached_property
     def id(self) -> str:
         return stable_id("instance", self.name)
 
@@ -94,9 +95,9 @@ class InstanceType:
     def threads(self) -> int:
         return self.cores * 2
 
-    @property
-    def price_value(self) -> Decimal:
-        return Decimal(self.unit_price)
+    @cached_property
+    def price_value(self) -> float:
+        return float(self.unit_price)
 
     def price(self) -> dict[str, Any]:
         return {
@@ -218,7 +219,7 @@ def accelerator_type_by_id(type_id: str) -> AcceleratorType | None:
 
 # --------------------------------------------------------------------------- matching helpers
 
-_OPERATORS: dict[str, Callable[[Decimal, Decimal], bool]] = {
+_OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "EQUALS": lambda have, want: have == want,
     "INCLUDES": lambda have, want: have >= want,
     "UNDEFINED": lambda have, want: have >= want,
@@ -229,23 +230,26 @@ _OPERATORS: dict[str, Callable[[Decimal, Decimal], bool]] = {
 }
 
 
-def to_decimal(value: Any) -> Decimal | None:
+def to_number(value: Any) -> float | None:
     """A number from a JSON number or numeric text; ``None`` for anything else (ignored criterion)."""
     if value is None or isinstance(value, bool):
         return None
-    try:
-        number = Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        return None
-    return number if number.is_finite() else None
+    if isinstance(value, int | float):
+        number = float(value)
+    else:
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            return None
+    return number if math.isfinite(number) else None
 
 
-def _compare(have: float | int | Decimal, want: Any, operator: Any, *, default: str = "GREATER_THAN_OR_EQUAL") -> bool:
-    wanted = to_decimal(want)
+def _compare(have: float, want: Any, operator: Any, *, default: str = "GREATER_THAN_OR_EQUAL") -> bool:
+    wanted = to_number(want)
     if wanted is None:
         return True
     op = _OPERATORS.get(str(operator).upper()) if operator else None
-    return (op or _OPERATORS[default])(Decimal(str(have)), wanted)
+    return (op or _OPERATORS[default])(float(have), wanted)
 
 
 def _tokens(text: str) -> list[str]:
@@ -346,7 +350,7 @@ def instance_matches(itype: InstanceType, query: Mapping[str, Any] | None) -> bo
     if accel:
         wants_named = bool(_names(accel.get("name")) or accel.get("vendor") or _sub(accel, "memory"))
         count = accel.get("no")
-        if wants_named and to_decimal(count) is None:
+        if wants_named and to_number(count) is None:
             count = 1
         if not _compare(itype.accelerators, count, accel.get("operator")):
             return False

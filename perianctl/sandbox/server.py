@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -85,8 +86,11 @@ class StateDirLock:
 
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto must be IPPROTO_TCP (not 0): asyncio only disables Nagle on accepted sockets whose proto
+    # says TCP, and with Nagle on, every keep-alive response stalls ~40 ms on the peer's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -141,8 +145,11 @@ def _uvicorn_server(app: Any, config: SandboxConfig, *, quiet: bool) -> Any:
     ))
 
 
-def run(config: SandboxConfig) -> None:
-    """Serve in the foreground until SIGTERM/SIGINT. Raises SandboxStartError before listening."""
+def run(config: SandboxConfig, *, on_ready: Callable[[str, str, str], None] | None = None) -> None:
+    """Serve in the foreground until SIGTERM/SIGINT. Raises SandboxStartError before listening.
+
+    ``on_ready(url, organization, token)`` runs once the sandbox serves (``run --write-profile``).
+    """
     from perianctl.sandbox.app import create_app
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -158,6 +165,9 @@ def run(config: SandboxConfig) -> None:
             _write_info(config, url)
             log.info("PERIAN sandbox listening on %s (runtime %s, organization %s, state %s)",
                      url, config.runtime, config.organization, config.state_dir)
+            if on_ready is not None:
+                assert config.organization and config.token
+                on_ready(url, config.organization, config.token)
 
         server = _uvicorn_server(create_app(config, on_ready=ready), config, quiet=False)
         try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -171,32 +172,38 @@ async def serve_until_signalled(options: ServeOptions, *, ready: Callable[[Runni
     """Run until SIGTERM/SIGINT, then drain gracefully. Returns the exit code (0)."""
     loop = asyncio.get_running_loop()
     loop.set_default_executor(futures.ThreadPoolExecutor(max_workers=options.workers))
-    running = await start(options)
-    secrets = running.connector.secrets()
-    print(startup_line(running), file=sys.stderr, flush=True)
-    print(f"perianctl serve: secrets found: {secrets.describe()}", file=sys.stderr, flush=True)
-    if secrets.missing_credentials():
-        log.warning("no PERIAN %s: calls will fail until the secret is mounted",
-                    " and ".join(secrets.missing_credentials()))
-    if ready is not None:
-        ready(running)
-
     stop = asyncio.Event()
     received: list[str] = []
 
     def on_signal(sig: signal.Signals) -> None:
         received.append(sig.name)
-        stop.set()
+        if not stop.is_set():
+            stop.set()
+        elif sig == signal.SIGINT:  # a second Ctrl-C: stop waiting for in-flight calls
+            print("perianctl serve: second SIGINT; exiting without draining", file=sys.stderr, flush=True)
+            os._exit(130)
+        # a repeated SIGTERM changes nothing: the drain is already under way
 
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
+        loop.add_signal_handler(sig, on_signal, sig)  # before start: a SIGTERM during start-up counts
     try:
+        running = await start(options)
+        secrets = running.connector.secrets()
+        print(f"perianctl serve: secrets found: {secrets.describe()}", file=sys.stderr, flush=True)
+        if secrets.missing_credentials():
+            log.warning("no PERIAN %s: calls will fail until the secret is mounted",
+                        " and ".join(secrets.missing_credentials()))
+        print(startup_line(running), file=sys.stderr, flush=True)
+        if ready is not None:
+            ready(running)
         await stop.wait()
+        print(f"perianctl serve: {received[0] if received else 'stop'} received; draining in-flight calls "
+              f"(grace {options.grace:g}s)", file=sys.stderr, flush=True)
+        await running.shutdown()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-    print(f"perianctl serve: {received[0] if received else 'stop'} received; draining in-flight calls "
-          f"(grace {options.grace:g}s)", file=sys.stderr, flush=True)
-    await running.shutdown()
+        # A late duplicate SIGTERM must not turn a clean exit into "killed" while Python unwinds.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print("perianctl serve: stopped", file=sys.stderr, flush=True)
     return 0
