@@ -74,7 +74,9 @@ def submit(
     if job_id is None:  # dry run
         return
     _journal(ctx, job_id, loaded, launch, connector=connector, resource_meta=resource_meta, run_id=run_id)
-    _print_result(job_id, launch, output, connector=connector)
+    machine = output in ("json", "yaml")
+    if not (machine and (wait or watch)):  # with --wait, the JSON record comes at the end, with outputs
+        _print_result(job_id, launch, output, connector=connector)
     if wait or watch:
         _follow(ctx, job_id, mode="watch" if watch else "wait", wait_timeout=wait_timeout, launch=launch,
                 connector=connector, resource_meta=resource_meta, output=output)
@@ -277,37 +279,50 @@ def _follow(
 
     timeout = parse_duration(wait_timeout, what="--wait-timeout") if wait_timeout else None
     code = follow_after_submit(ctx, [job_id], mode=mode, timeout=timeout, interval=1.0)
-    code = _report_task_result(launch, code)
+    code = _report_task_result(job_id, launch, code, output=output, connector=connector)
     if code:
         raise typer.Exit(code)
 
 
-def _report_task_result(launch: PreparedLaunch, code: int) -> int:
-    """Print the task's outputs (or its error.pb message); returns the final exit code.
+def _report_task_result(
+    job_id: str, launch: PreparedLaunch, code: int, *, output: str, connector: str | None
+) -> int:
+    """Print the task's outputs as values (or its error.pb message); returns the final exit code.
 
+    Outputs are data, so they go to stdout: ``name = value`` lines, or inside the JSON/YAML record.
     A task that raised but whose container still exited 0 (no FLYTE_FAIL_ON_ERROR) leaves an
-    ``error.pb`` behind: like flytepropeller, treat that as a failure even though PERIAN said Done.
+    ``error.pb`` behind: like flytepropeller, that is a failure even though PERIAN said Done.
     """
     from perianctl.errors import ExitCode
     from perianctl.flyte.launch import read_error, read_outputs
-    from perianctl.ui.console import error, info, warn
+    from perianctl.ui.console import error, info, warn, write_out
+    from perianctl.ui.output import OutputFormat, dump_json, emit_data
 
+    values: dict[str, object] | None = None
+    task_error: str | None = None
     message = read_error(launch.output_prefix)
     if message:
         lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-        error(f"task error: {lines[-1] if lines else message.strip()}")
-        return code or int(ExitCode.JOB_FAILED)
-    if code:
-        return code
-    outputs = read_outputs(launch.output_prefix)
-    if outputs is None:
-        if launch.template.interface.outputs.variables:
-            warn(f"the task wrote no outputs.pb under {launch.output_prefix}")
-        return code
-    from perianctl.flyte.inputs import literal_map_to_python
-    from perianctl.ui.output import dump_json
+        task_error = lines[-1] if lines else message.strip()
+        error(f"task error: {task_error}")
+        code = code or int(ExitCode.JOB_FAILED)
+    elif code == 0:
+        outputs = read_outputs(launch.output_prefix)
+        if outputs is None:
+            if launch.template.interface.outputs.variables:
+                warn(f"the task wrote no outputs.pb under {launch.output_prefix}")
+        else:
+            from perianctl.flyte.inputs import literal_map_to_python
 
-    info("outputs:")
-    for name, value in literal_map_to_python(outputs).items():
-        info(f"  {name} = {value if isinstance(value, str) else dump_json(value)}")
+            values = literal_map_to_python(outputs)
+    if output in ("json", "yaml"):
+        emit_data(
+            {"id": job_id, "output_prefix": launch.output_prefix, "connector": connector, "exit_code": code,
+             "outputs": values, "error": task_error},
+            OutputFormat(output),
+        )
+    elif values is not None:
+        info("outputs:")
+        for name, value in values.items():
+            write_out(f"{name} = {value if isinstance(value, str) else dump_json(value)}")
     return code

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -170,6 +171,10 @@ def run(config: SandboxConfig, *, on_ready: Callable[[str, str, str], None] | No
                 on_ready(url, config.organization, config.token)
 
         server = _uvicorn_server(create_app(config, on_ready=ready), config, quiet=False)
+        # uvicorn handles SIGTERM gracefully, then re-raises it with the previous handler: make that
+        # handler a clean exit, so the clean-up below runs and the exit code is 0.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _exit_cleanly)
         try:
             server.run(sockets=[sock])
         finally:
@@ -177,6 +182,10 @@ def run(config: SandboxConfig, *, on_ready: Callable[[str, str, str], None] | No
             _remove_info(config.state_dir)
     finally:
         lock.release()
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 class EmbeddedSandbox:

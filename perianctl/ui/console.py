@@ -38,8 +38,9 @@ def _make(stderr: bool) -> Console:
 
     stream = sys.stderr if stderr else sys.stdout
     tty = stream.isatty()
-    # Piped output must not be cut at 80 columns (grep-ability): use a wide virtual terminal.
-    width = None if tty else int(os.environ.get("COLUMNS", "0") or 0) or 200
+    # Piped output must never be cut or wrapped (grep/awk-ability, cli-anchors §3.4): give rich a
+    # virtually unlimited width so every column keeps its natural size.
+    width = None if tty else 100_000
     return Console(
         file=stream,
         no_color=state.no_color,

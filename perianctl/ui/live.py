@@ -154,17 +154,49 @@ def header_text(
     return text
 
 
-def build_table(rows: Sequence[Sequence[str]], *, boxed: bool = True) -> Any:
-    """A rich Table of watch rows with one-line cells (``no_wrap`` + ellipsis everywhere)."""
+#: Widest a cell may be, and (shrink order) how far a column gives way on a narrow terminal. The
+#: job id never shrinks: a truncated id cannot be pasted into ``perianctl delete``.
+_CAPS = {"JOB": 36, "NAME/IMAGE": 40, "STATUS": 12, "PHASE": 21, "INSTANCE": 14, "ELAPSED": 8, "COST": 14,
+         "MESSAGE": MESSAGE_WIDTH}
+_SHRINK = (("MESSAGE", 12), ("NAME/IMAGE", 10), ("PHASE", 12), ("INSTANCE", 8), ("COST", 9), ("MESSAGE", 0),
+           ("NAME/IMAGE", 4), ("STATUS", 7))
+_GAP = 3  # what SIMPLE_HEAD without edges puts between two columns
+
+
+def fit_widths(rows: Sequence[Sequence[str]], width: int | None) -> list[int]:
+    """Column widths for ``rows`` in ``width`` cells: natural sizes, then shrink the least useful first.
+
+    Rich, left alone, shrinks every no-wrap column evenly once a table is too wide, which cuts the
+    job id; this keeps JOB whole and gives way in MESSAGE, then NAME/IMAGE, and so on.
+    """
+    from rich.cells import cell_len
+
+    natural = [len(name) for name in COLUMNS]
+    for row in rows:
+        for i, cell in enumerate(row):
+            natural[i] = max(natural[i], cell_len(cell))
+    widths = [min(n, _CAPS[name]) for n, name in zip(natural, COLUMNS, strict=True)]
+    if width is None:
+        return widths
+    excess = sum(widths) + _GAP * (len(COLUMNS) - 1) - width
+    for name, floor in _SHRINK:
+        if excess <= 0:
+            break
+        i = COLUMNS.index(name)
+        cut = min(excess, max(0, widths[i] - floor))
+        widths[i] -= cut
+        excess -= cut
+    return widths
+
+
+def build_table(rows: Sequence[Sequence[str]], *, boxed: bool = True, width: int | None = None) -> Any:
+    """A rich Table of watch rows: one-line cells (``no_wrap`` + ellipsis), fitted to ``width``."""
     from rich import box
     from rich.table import Table
 
     table = Table(box=box.SIMPLE_HEAD if boxed else None, show_edge=False, pad_edge=False, header_style="bold")
-    widths = {"JOB": (8, 36), "NAME/IMAGE": (6, 40), "STATUS": (6, 12), "PHASE": (5, 21), "INSTANCE": (5, 14),
-              "ELAPSED": (5, 8), "COST": (4, 14), "MESSAGE": (7, MESSAGE_WIDTH)}
-    for name in COLUMNS:
-        low, high = widths[name]
-        table.add_column(name, no_wrap=True, overflow="ellipsis", min_width=low, max_width=high)
+    for name, size in zip(COLUMNS, fit_widths(rows, width), strict=True):
+        table.add_column(name, no_wrap=True, overflow="ellipsis", width=max(1, size))
     for row in rows:
         table.add_row(*row)
     return table
@@ -184,7 +216,7 @@ def render_text(jobs: Sequence[WatchedJob], labels: Labeler, *, width: int = 200
 
     console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False)
     header = Text(header_text(jobs, stale=False, errors=0, interval=interval, done=False))
-    console.print(Group(header, build_table(snapshot_rows(jobs, labels))))
+    console.print(Group(header, build_table(snapshot_rows(jobs, labels), width=width)))
     out = console.file
     assert isinstance(out, io.StringIO)
     return out.getvalue()
@@ -297,7 +329,7 @@ class LiveTableView:
 
         style = "yellow" if STALE_MARKER in header else "bold"
         parts: list[RenderableType] = [Text(header, style=style, no_wrap=True, overflow="ellipsis"),
-                                       build_table(rows, boxed=True)]
+                                       build_table(rows, boxed=True, width=self.console.size.width)]
         if hidden:
             parts.append(Text(hidden, style="dim", no_wrap=True, overflow="ellipsis"))
         return Group(*parts)
