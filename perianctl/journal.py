@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +65,17 @@ class JournalJob:
     last_status: str | None
     last_message: str | None
     last_seen: float | None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One sighting of a job's status (what ``observe_many`` records)."""
+
+    job_id: str
+    status: str
+    phase: str | None = None
+    message: str | None = None
+    at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -129,27 +140,36 @@ class Journal:
         api_url: str | None = None,
     ) -> bool:
         """Record that ``job_id`` was seen in ``status``; returns True when that is a transition."""
-        now = time.time() if at is None else at
+        return self.observe_many([Observation(job_id, status, phase, message, at)], api_url=api_url)[0]
+
+    def observe_many(self, observations: Iterable[Observation], *, api_url: str | None = None) -> list[bool]:
+        """Record many observations in one transaction (a watch of 1,000 jobs is one commit)."""
+        changed: list[bool] = []
         with self._conn:
-            row = self._conn.execute("SELECT last_status FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-            if row is None:
-                self._conn.execute(
-                    "INSERT INTO jobs (job_id, api_url, via, last_status, last_message, last_seen) "
-                    "VALUES (?,?,?,?,?,?)",
-                    (job_id, api_url, "observed", status, message, now),
-                )
-                changed = True
-            else:
-                changed = row[0] != status
-                self._conn.execute(
-                    "UPDATE jobs SET last_status=?, last_message=?, last_seen=? WHERE job_id=?",
-                    (status, message, now, job_id),
-                )
-            if changed:
-                self._conn.execute(
-                    "INSERT INTO transitions (job_id, at, status, phase, message) VALUES (?,?,?,?,?)",
-                    (job_id, now, status, phase, message),
-                )
+            for obs in observations:
+                changed.append(self._observe(obs, api_url))
+        return changed
+
+    def _observe(self, obs: Observation, api_url: str | None) -> bool:
+        now = time.time() if obs.at is None else obs.at
+        row = self._conn.execute("SELECT last_status FROM jobs WHERE job_id = ?", (obs.job_id,)).fetchone()
+        if row is None:
+            self._conn.execute(
+                "INSERT INTO jobs (job_id, api_url, via, last_status, last_message, last_seen) VALUES (?,?,?,?,?,?)",
+                (obs.job_id, api_url, "observed", obs.status, obs.message, now),
+            )
+            changed = True
+        else:
+            changed = row[0] != obs.status
+            self._conn.execute(
+                "UPDATE jobs SET last_status=?, last_message=?, last_seen=? WHERE job_id=?",
+                (obs.status, obs.message, now, obs.job_id),
+            )
+        if changed:
+            self._conn.execute(
+                "INSERT INTO transitions (job_id, at, status, phase, message) VALUES (?,?,?,?,?)",
+                (obs.job_id, now, obs.status, obs.phase, obs.message),
+            )
         return changed
 
     # ------------------------------------------------------------------ reads

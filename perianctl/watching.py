@@ -394,11 +394,11 @@ class Poller:
     def _record(self, events: list[TransitionEvent]) -> None:
         if self.journal is None:
             return
-        for event in events:
-            self.journal.observe(
-                event.job_id, event.new_status, phase=event.phase, message=event.message, at=event.at,
-                api_url=self.api_url,
-            )
+        from perianctl.journal import Observation
+
+        self.journal.observe_many(
+            (Observation(e.job_id, e.new_status, e.phase, e.message, e.at) for e in events), api_url=self.api_url
+        )
 
 
 @dataclass

@@ -88,10 +88,12 @@ def test_start_status_use_stop(cli_env: CliEnv, state: Path, run_cli: CliRunner)
         assert token not in text
 
 
-def test_run_in_the_foreground_writes_the_profile_on_request(cli_env: CliEnv, state: Path) -> None:
+def test_run_in_the_foreground_via_the_root_cli(cli_env: CliEnv) -> None:
+    """``perianctl sandbox run`` with the default state dir: profile on request, ``stop`` finds it."""
+    state = cli_env.state_dir / "sandbox"
     server = subprocess.Popen(
-        [sys.executable, "-m", "perianctl.sandbox", "run", "--state-dir", str(state), "--port", "0",
-         "--org", "acme", "--token", "tok-foreground", "--write-profile"],
+        [sys.executable, "-m", "perianctl", "sandbox", "run", "--port", "0", "--org", "acme",
+         "--token", "tok-foreground", "--write-profile"],
         env=cli_env.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
@@ -105,9 +107,14 @@ def test_run_in_the_foreground_writes_the_profile_on_request(cli_env: CliEnv, st
             assert client.get("/job").json()["status_code"] == 200
         status = _sandbox_cli(cli_env, "status", "--state-dir", str(state))
         assert status.returncode == 0 and profile["api_url"] in status.stdout
-    finally:
-        server.terminate()
+        stopped = _sandbox_cli(cli_env, "stop", "--state-dir", str(state))
+        assert stopped.returncode == 0 and f"stopped the sandbox (pid {server.pid})" in stopped.stderr
         _, stderr = server.communicate(timeout=20)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    assert server.returncode == 0  # SIGTERM is a clean shutdown
     assert "listening on http://127.0.0.1:" in stderr and "tok-foreground" not in stderr
     assert not (state / "sandbox.json").exists()  # removed on a clean shutdown
 

@@ -139,6 +139,7 @@ def test_config_argv_round_trips_through_the_cli(tmp_path: Path) -> None:
     )
     command = typer.main.get_command(sandbox_app).commands["run"]  # type: ignore[attr-defined]
     params = command.make_context("run", config.to_argv()).params
+    assert params.pop("write_profile") is False
     assert _build_config(**params) == config
 
 

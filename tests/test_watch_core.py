@@ -221,3 +221,17 @@ def test_render_text_of_many_rows() -> None:
     jobs = [_watched(f"job-{i:04d}", "Running") for i in range(50)]
     text = render_text(jobs, lambda _id: None)
     assert text.count("job-") == 50 and "watching 50 jobs" in text
+
+
+@pytest.mark.parametrize("width", [200, 160, 120])
+def test_narrow_terminals_shrink_message_first_and_keep_the_id_whole(width: int) -> None:
+    from perianctl.ui.live import fit_widths
+
+    job_id = "3f2c1a4e-0b1d-4c5e-9f00-1234567890ab"
+    row = (job_id, "a-long-task-name-" * 3, "Initializing", "INITIALIZING", "2×A100", "1h02m", "12.34 EUR", "m" * 200)
+    widths = fit_widths([row], width)
+    assert widths[0] == len(job_id)
+    assert sum(widths) + 3 * (len(widths) - 1) <= width
+    assert widths[2] == len("Initializing") and widths[3] == len("INITIALIZING")
+    text = render_text([_watched(job_id, "Initializing")], lambda _id: "name", width=width)
+    assert job_id in text and all(len(line) <= width for line in text.splitlines())

@@ -60,16 +60,17 @@ async def _fetch(ctx: typer.Context, ids: list[str]) -> tuple[list[JobView], lis
 def record_observations(ctx: typer.Context, jobs: list[JobView]) -> None:
     """Every status we see goes into the journal, so ``--history`` fills up as people look."""
     from perianctl.flyte.phase import status_to_phase
-    from perianctl.journal import open_journal
+    from perianctl.journal import Observation, open_journal
 
     if not jobs:
         return
-    api_url = options(ctx).settings().api_url
+    observations = []
+    for job in jobs:
+        if job.id:
+            info = status_to_phase(job.status, errors=job.errors)
+            observations.append(Observation(job.id, job.status, info.phase.name, info.message))
     with open_journal() as journal:
-        for job in jobs:
-            if job.id:
-                info = status_to_phase(job.status, errors=job.errors)
-                journal.observe(job.id, job.status, phase=info.phase.name, message=info.message, api_url=api_url)
+        journal.observe_many(observations, api_url=options(ctx).settings().api_url)
 
 
 def show_jobs(jobs: list[JobView], fmt: OutputFormat, *, single: bool) -> None:

@@ -109,7 +109,8 @@ class ConnectorSettings:
     """How the connector reaches PERIAN. Unset values are looked up lazily (secrets, env, profile).
 
     ``log_link_template`` is formatted with ``api_url``, ``job_id`` and ``organization``; an empty
-    string disables log links.
+    string disables log links. ``http_backend`` is ``aiohttp`` (fast; see :mod:`.http_transport`)
+    or ``httpx`` (httpx's own transport; also the fallback when aiohttp is not installed).
     """
 
     api_url: str | None = None
@@ -121,6 +122,7 @@ class ConnectorSettings:
     read_timeout: float = 6.0
     max_connections: int = 200
     reap_orphans: bool = True
+    http_backend: str = "aiohttp"
     secrets_ttl: float = 60.0
     remember_phases: int = 50_000
 
@@ -153,6 +155,15 @@ class _CountingTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+def _transport(backend: str, max_connections: int) -> httpx.AsyncBaseTransport:
+    try:
+        from perianctl.flyte.http_transport import default_transport
+    except ImportError:  # no aiohttp: httpx's own transport still works, only slower
+        return httpx.AsyncHTTPTransport(retries=0, limits=httpx.Limits(max_connections=max_connections,
+                                                                        max_keepalive_connections=max_connections))
+    return default_transport(backend, max_connections=max_connections)
 
 
 def _route(path: str) -> str:
@@ -249,7 +260,7 @@ class PerianConnector(AsyncConnectorBase):
                 read_timeout=self.settings.read_timeout,
                 retry=self.settings.retry,
                 max_connections=self.settings.max_connections,
-                transport=_CountingTransport(httpx.AsyncHTTPTransport(retries=0)),
+                transport=_CountingTransport(_transport(self.settings.http_backend, self.settings.max_connections)),
                 user_agent="perianctl-connector",
             )
             state.clients[key] = client

@@ -27,7 +27,7 @@ from typing import Any
 
 from perianctl.sandbox.config import SandboxConfig
 from perianctl.sandbox.runtimes.base import SandboxStartError
-from perianctl.sandbox.server import INFO_FILE, prepare, read_info
+from perianctl.sandbox.server import INFO_FILE, LOCK_FILE, prepare, read_info
 
 PID_FILE = "sandbox.pid"
 LOG_FILE = "sandbox.log"
@@ -77,15 +77,40 @@ def process_cmdline(pid: int) -> list[str] | None:
     return out.stdout.split() if out.returncode == 0 and out.stdout.strip() else None
 
 
+def lock_holders(path: Path) -> set[int] | None:
+    """Pids holding a ``flock`` on ``path`` (from /proc/locks); None where that cannot be known."""
+    try:
+        st = path.stat()
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    holders = set()
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and "->" not in fields and fields[5] == device:
+            with contextlib.suppress(ValueError):
+                holders.add(int(fields[4]))
+    return holders
+
+
 def is_sandbox_process(pid: int, state_dir: Path) -> bool:
-    """Is ``pid`` a sandbox server for ``state_dir`` (not a reused pid of something else)?"""
+    """Is ``pid`` the sandbox server of ``state_dir`` (not a reused pid of something else)?
+
+    Proof, where Linux gives it: the pid holds the state dir's exclusive lock, which only a live
+    sandbox server of that state dir can. Elsewhere: its command line is a sandbox ``run`` naming
+    this state dir.
+    """
     if pid <= 0:
         return False
+    holders = lock_holders(state_dir / LOCK_FILE)
+    if holders is not None:
+        return pid in holders
     argv = process_cmdline(pid)
     if not argv:
         return False
     joined = " ".join(argv)
-    return MODULE in joined and "run" in argv and str(state_dir.resolve()) in argv
+    return "perianctl" in joined and "sandbox" in joined and "run" in argv and str(state_dir.resolve()) in argv
 
 
 def _read_pid(state_dir: Path) -> int | None:

@@ -338,6 +338,7 @@ def _spawn(argv: list[str], state_dir: Path) -> ProcessLike:
                 [sys.executable, "-m", "perianctl.sandbox", "run", *argv],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=_child_env(), start_new_session=True,
             )
+    _launched[:] = [p for p in _launched if getattr(p, "returncode", None) is None]  # drop reaped ones
     _launched.append(proc)
     return proc
 
@@ -460,4 +461,9 @@ def shared_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox
     handle = launch_sandbox(tmp_path_factory.mktemp("shared-sandbox"))
     yield handle
     handle.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No sandbox outlives the test session, even one a test started and forgot."""
+    _kill_leftovers()
     _close_fork_server()
