@@ -152,6 +152,17 @@ class RunningConnector(Connector):
         _wait_serving(self.target, None)
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """utime + stime of a process (Linux /proc), to report CPU cost per call despite noisy neighbours."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _free_port() -> int:
     import socket
 
@@ -187,11 +198,14 @@ def _wait_serving(target: str, proc: subprocess.Popen[str] | None, timeout: floa
 
 def template(index: int) -> Any:
     """A rendered ``perian_task`` template like propeller sends (no flytekit needed here)."""
-    from flyteidl.core import identifier_pb2, interface_pb2, literals_pb2, tasks_pb2, types_pb2
+    from flyteidl.core import identifier_pb2, interface_pb2, tasks_pb2, types_pb2
     from google.protobuf.struct_pb2 import Struct
 
     custom = Struct()
-    custom.update({"cores": 2.0, "memory": 8.0, "accelerators": 1.0, "accelerator_type": "A100", "country_code": "DE"})
+    # The sandbox keeps the job Running for an hour. Set through custom["environment"], the one
+    # place both connectors read environment from (the official one ignores container.env).
+    custom.update({"cores": 2.0, "memory": 8.0, "accelerators": 1.0, "accelerator_type": "A100", "country_code": "DE",
+                   "environment": {"PERIAN_SANDBOX_DURATION": "3600"}})
     prefix = f"s3://bench/metadata/propeller/p-d-bench{index:015d}/n0/data/0"
     string_type = types_pb2.LiteralType(simple=types_pb2.STRING)
     return tasks_pb2.TaskTemplate(
@@ -209,8 +223,7 @@ def template(index: int) -> Any:
             args=["pyflyte-execute", "--inputs", f"{prefix}/inputs.pb", "--output-prefix", prefix,
                   "--raw-output-data-prefix", "s3://bench/raw", "--checkpoint-path", "s3://bench/raw/cp",
                   "--prev-checkpoint", '""', "--resolver", "flytekit.core.python_auto_container.default_task_resolver",
-                  "--", "task-module", "bench", "task-name", "gpu_hello"],
-            env=[literals_pb2.KeyValuePair(key="PERIAN_SANDBOX_DURATION", value="3600")]),
+                  "--", "task-module", "bench", "task-name", "gpu_hello"]),
     ), prefix
 
 
@@ -293,7 +306,7 @@ async def _drive(streams: int, duration: float, warmup: float, call: Any, result
 
 
 async def bench_get_task(name: str, target: str, metas: list[bytes], streams: int, duration: float,
-                         warmup: float) -> Result:
+                         warmup: float, pid: int | None = None) -> Result:
     import grpc
     from flyteidl.admin import agent_pb2
     from flyteidl.service import agent_pb2_grpc
@@ -309,8 +322,22 @@ async def bench_get_task(name: str, target: str, metas: list[bytes], streams: in
             response = await stub.GetTask(requests[i % len(requests)], timeout=10)
             phases[response.resource.phase] = phases.get(response.resource.phase, 0) + 1
 
-        result = await _drive(streams, duration, warmup, call, Result(name))
+        result = Result(name)
+        cpu: list[float | None] = []
+
+        async def sample_cpu() -> None:
+            await asyncio.sleep(warmup)
+            cpu.append(cpu_seconds(pid))
+            await asyncio.sleep(duration)
+            cpu.append(cpu_seconds(pid))
+
+        sampler = asyncio.ensure_future(sample_cpu())
+        await _drive(streams, duration, warmup, call, result)
+        await sampler
     from flyteidl.core.execution_pb2 import TaskExecution
+
+    if len(cpu) == 2 and cpu[0] is not None and cpu[1] is not None and result.calls:
+        result.extra["server_cpu_ms_per_call"] = round((cpu[1] - cpu[0]) * 1000 / result.calls, 3)
 
     result.extra["phases"] = {TaskExecution.Phase.Name(k): v for k, v in sorted(phases.items())}
     return result
@@ -330,6 +357,23 @@ async def bench_raw(api_url: str, job_ids: list[str], streams: int, duration: fl
 
         return await _drive(streams, duration, warmup, call,
                             Result(f"raw sandbox GET /job/{{id}} (httpx, {streams} streams)"))
+
+
+async def bench_raw_aiohttp(api_url: str, job_ids: list[str], streams: int, duration: float,
+                            warmup: float) -> Result:
+    """The same GETs with aiohttp: what the API can serve when the client is not the bottleneck."""
+    import aiohttp
+
+    headers = {"X-PERIAN-AUTH-ORG": ORG, "Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=streams)) as session:
+
+        async def call(i: int) -> None:
+            async with session.get(f"{api_url}/job/{job_ids[i % len(job_ids)]}") as response:
+                response.raise_for_status()
+                await response.read()
+
+        return await _drive(streams, duration, warmup, call,
+                            Result(f"raw sandbox GET /job/{{id}} (aiohttp, {streams} streams)"))
 
 
 # ---------------------------------------------------------------------- main
@@ -375,8 +419,9 @@ def main() -> None:
             connector.start(api_url)
             try:
                 metas, create_lat = asyncio.run(create_tasks(connector.target, args.jobs))
+                pid = connector.proc.pid if connector.proc is not None else None
                 result = asyncio.run(bench_get_task(connector.name, connector.target, metas, args.streams,
-                                                    args.duration, args.warmup))
+                                                    args.duration, args.warmup, pid))
                 result.extra["create_p50_ms"] = round(statistics.median(create_lat) * 1000, 2)
                 result.extra["startup_s"] = round(connector.startup_s, 2)
                 results.append(result)
@@ -387,6 +432,7 @@ def main() -> None:
         # many connections); ratios are against the better of the two, so they are not flattering.
         raws = [asyncio.run(bench_raw(api_url, job_ids, n, args.duration, args.warmup))
                 for n in sorted({args.streams, args.raw_streams})]
+        raws.append(asyncio.run(bench_raw_aiohttp(api_url, job_ids, args.streams, args.duration, args.warmup)))
         raw = max(raws, key=lambda r: r.rate)
     finally:
         if sandbox is not None:

@@ -289,3 +289,17 @@ async def test_get_task_not_delayed_by_slow_create(api: Api) -> None:
             await slow
         finally:
             api.set_faults(latency=[0.0, 0.0])
+
+
+@pytest.mark.parametrize("kind", ["reset", "503"])
+async def test_httpx_backend_is_idempotent_too(api: Api, kind: str) -> None:
+    """The fallback transport (no aiohttp) classifies lost replies the same way."""
+    async with inprocess_server(api, http_backend="httpx") as stubs:
+        api.set_faults(rate=1.0, kinds=[kind], endpoints=["create"], phase="after")
+        try:
+            meta = (await stubs.tasks.CreateTask(create_request("success", duration=30), timeout=10)).resource_meta
+        finally:
+            api.set_faults(rate=0.0)
+        resource = (await stubs.tasks.GetTask(get_request(meta), timeout=10)).resource
+        assert resource.phase != TaskExecution.UNDEFINED
+    assert api.stats()["jobs_created"] == 1

@@ -52,6 +52,10 @@ def serve(
         bool, typer.Option("--reap-orphans/--no-reap-orphans",
                            help="Cancel jobs of earlier attempts whose CreateTask reply was lost.")
     ] = True,
+    http_client: Annotated[
+        str, typer.Option("--http-client", help="HTTP client transport for PERIAN calls: aiohttp (fast) or httpx.",
+                          case_sensitive=False)
+    ] = "aiohttp",
     all_connectors: Annotated[
         bool, typer.Option("--all-connectors", help="Advertise every registered flytekit connector in "
                            "ListAgents, not only PERIAN.")
@@ -66,6 +70,9 @@ def serve(
     from perianctl.serve.server import ServeOptions, serve_until_signalled
 
     gopts = options(ctx)
+    http_client = http_client.lower()
+    if http_client not in ("aiohttp", "httpx"):
+        raise UsageError(f"invalid --http-client '{http_client}': expected aiohttp or httpx")
     if not logging.getLogger().handlers:
         level = logging.DEBUG if gopts.verbose > 1 else logging.INFO
         logging.basicConfig(level=level, stream=sys.stderr,
@@ -99,6 +106,7 @@ def serve(
         token=explicit_token,
         log_link_template=DEFAULT_LOG_LINK if log_link_template is None else log_link_template,
         reap_orphans=reap_orphans,
+        http_backend=http_client,
     )
     if settings.log_link_template:
         try:

@@ -97,20 +97,22 @@ def lock_holders(path: Path) -> set[int] | None:
 def is_sandbox_process(pid: int, state_dir: Path) -> bool:
     """Is ``pid`` the sandbox server of ``state_dir`` (not a reused pid of something else)?
 
-    Proof, where Linux gives it: the pid holds the state dir's exclusive lock, which only a live
-    sandbox server of that state dir can. Elsewhere: its command line is a sandbox ``run`` naming
-    this state dir.
+    Its command line must be a perianctl one, and -- the proof, where Linux gives it -- the pid
+    must hold the state dir's exclusive lock, which only a live sandbox server of that state dir
+    can. Without /proc/locks: its command line must be a sandbox ``run`` naming this state dir.
     """
     if pid <= 0:
         return False
-    holders = lock_holders(state_dir / LOCK_FILE)
-    if holders is not None:
-        return pid in holders
     argv = process_cmdline(pid)
     if not argv:
         return False
     joined = " ".join(argv)
-    return "perianctl" in joined and "sandbox" in joined and "run" in argv and str(state_dir.resolve()) in argv
+    if "perianctl" not in joined:
+        return False
+    holders = lock_holders(state_dir / LOCK_FILE)
+    if holders is not None:
+        return pid in holders
+    return "sandbox" in joined and "run" in argv and str(state_dir.resolve()) in argv
 
 
 def _read_pid(state_dir: Path) -> int | None:

@@ -166,6 +166,9 @@ def run(config: SandboxConfig, *, on_ready: Callable[[str, str, str], None] | No
             _write_info(config, url)
             log.info("PERIAN sandbox listening on %s (runtime %s, organization %s, state %s)",
                      url, config.runtime, config.organization, config.state_dir)
+            if config.host not in ("127.0.0.1", "::1", "localhost"):
+                log.warning("listening beyond loopback (%s): the /healthz and /_sandbox/* admin routes "
+                            "need no credentials", config.host)
             if on_ready is not None:
                 assert config.organization and config.token
                 on_ready(url, config.organization, config.token)

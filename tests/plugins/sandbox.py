@@ -250,6 +250,7 @@ class _ForkServer:
     """``perianctl.sandbox.forkserver`` for this session: sandboxes start in ~0.2 s, not ~1 s."""
 
     def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "perianctl.sandbox.forkserver"], stdin=subprocess.PIPE,
@@ -292,6 +293,9 @@ class _ForkServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+        with contextlib.suppress(OSError):
+            if self.log_path.stat().st_size == 0:  # keep it only if it has something to say
+                self.log_path.unlink()
 
 
 _fork_server: _ForkServer | None = None

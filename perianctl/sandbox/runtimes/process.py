@@ -141,6 +141,7 @@ class ProcessRuntime(Runtime):
         self._cancelling: set[str] = set()
         self._stopping = False
         self._slots: asyncio.Semaphore | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -176,7 +177,9 @@ class ProcessRuntime(Runtime):
             return
         if job.id not in self._cancelling:
             self._cancelling.add(job.id)
-            asyncio.get_running_loop().create_task(self._terminate(job.id, proc, self.config.kill_grace))
+            task = asyncio.get_running_loop().create_task(self._terminate(job.id, proc, self.config.kill_grace))
+            self._background.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(self._background.discard)
 
     async def stop(self) -> None:
         self._stopping = True
