@@ -215,6 +215,16 @@ def test_entry_point_registers_perian_connector() -> None:
     assert "'PERIAN Connector (perianctl)'" in proc.stdout
 
 
+def test_importing_the_connector_first_still_registers_it() -> None:
+    """connector.py imports flytekit, whose entry point imports connector.py: registration is deferred."""
+    code = ("import perianctl.flyte.connector as c\n"
+            "from flytekit.extend.backend.base_connector import ConnectorRegistry\n"
+            "assert isinstance(ConnectorRegistry.get_connector('perian_task'), c.PerianConnector)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "not registered" not in proc.stderr
+
+
 def test_broken_registration_does_not_break_import_flytekit(tmp_path: Path) -> None:
     (tmp_path / "sitecustomize.py").write_text(textwrap.dedent("""
         import sys
@@ -262,3 +272,12 @@ def test_pyflyte_serve_connector_discovers_it(api: Api, tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def test_serve_command_module_is_light() -> None:
+    """``perianctl --help`` stays fast: the serve command imports grpc/flytekit only when it runs."""
+    code = ("import sys, perianctl.cli; heavy = [m for m in ('grpc', 'flytekit', 'httpx', 'aiohttp', "
+            "'prometheus_client') if m in sys.modules]; print(heavy)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
