@@ -22,7 +22,6 @@ import contextlib
 import fcntl
 import os
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 import tomli
 
 from perianctl.errors import ConfigError, UsageError
+from perianctl.files import atomic_write
 from perianctl.redact import REDACTED, register_secret
 
 DEFAULT_API_URL = "https://api.perian.cloud"
@@ -132,29 +132,12 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def atomic_write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically with mode 0600 from the first byte."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def update_config_file(path: Path, mutate: Any) -> dict[str, Any]:
     """Read-modify-write under an exclusive lock; ``mutate(data)`` edits the dict in place."""
     with _locked(path):
         data = read_config_file(path)
         mutate(data)
-        atomic_write_private(path, _dump_toml(data))
+        atomic_write(path, _dump_toml(data))
         return data
 
 

@@ -212,6 +212,7 @@ class PerianConnector(AsyncConnectorBase):
         )
         self._secrets: ResolvedSecrets | None = None
         self._secrets_at = 0.0
+        self._api_url = ""
         self._phases = _PhaseMemory(self.settings.remember_phases)
 
     # ------------------------------------------------------------------ plumbing
@@ -224,8 +225,13 @@ class PerianConnector(AsyncConnectorBase):
         now = time.monotonic()
         if self._secrets is None or now - self._secrets_at > self.settings.secrets_ttl:
             self._secrets = resolve_secrets(organization=self.settings.organization, token=self.settings.token)
+            self._api_url = self.settings.resolved_api_url()  # may read the config file: not per call
             self._secrets_at = now
         return self._secrets
+
+    def api_url(self) -> str:
+        self.secrets()
+        return self._api_url
 
     def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
@@ -244,7 +250,7 @@ class PerianConnector(AsyncConnectorBase):
                 hint="mount them as /etc/secrets/perian_organization and /etc/secrets/perian_token "
                 "(or set _FSEC_PERIAN_ORGANIZATION/_FSEC_PERIAN_TOKEN)",
             )
-        api_url = self.settings.resolved_api_url()
+        api_url = self._api_url
         org, token = secrets.organization or "", secrets.token or ""
         key = (api_url, org, token)
         state = self._state()
@@ -292,11 +298,8 @@ class PerianConnector(AsyncConnectorBase):
         template = self.settings.log_link_template
         if not template:
             return None
-        secrets = self._secrets
-        uri = template.format(
-            api_url=self.settings.resolved_api_url(), job_id=job_id,
-            organization=(secrets.organization if secrets else "") or "",
-        )
+        secrets = self.secrets()
+        uri = template.format(api_url=self.api_url(), job_id=job_id, organization=secrets.organization or "")
         return TaskLog(name=f"PERIAN job {job_id}", uri=uri, ShowWhilePending=True)
 
     # ------------------------------------------------------------------ create

@@ -7,12 +7,11 @@ fsspec, which flytekit already depends on, imported only when a remote URI is us
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
 from perianctl.errors import UsageError
+from perianctl.files import atomic_write
 
 _REMOTE_SCHEMES = frozenset({"s3", "gs", "gcs", "abfs", "abfss", "az", "adl", "http", "https", "oci"})
 
@@ -50,13 +49,8 @@ def write_bytes(uri: str, data: bytes) -> None:
     if is_remote(uri):
         _fs_write(uri, data)
         return
-    path = local_path(uri)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
+        atomic_write(local_path(uri), data, private=False)
     except OSError as exc:
         raise UsageError(f"cannot write {uri}: {exc.strerror or exc}") from None
 

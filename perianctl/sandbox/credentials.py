@@ -7,13 +7,11 @@ override what is stored and are stored in turn. The token is never logged or pri
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import secrets
-import tempfile
 from pathlib import Path
 
+from perianctl.files import atomic_write
 from perianctl.sandbox.config import DEFAULT_ORG
 
 CREDENTIALS_FILE = "credentials.json"
@@ -21,19 +19,7 @@ CREDENTIALS_FILE = "credentials.json"
 
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` atomically with mode 0600 from the first byte."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, text)
 
 
 def generate_token() -> str:

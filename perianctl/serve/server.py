@@ -164,7 +164,7 @@ def startup_line(running: RunningServer) -> str:
     link = settings.log_link_template if settings.log_link_template != DEFAULT_LOG_LINK else "default"
     return (
         f"perianctl serve: listening on {running.address} | task types: perian_task v0 | "
-        f"PERIAN API {settings.resolved_api_url()} | metrics {metrics} | grace {opts.grace:g}s | log links {link}"
+        f"PERIAN API {running.connector.api_url()} | metrics {metrics} | grace {opts.grace:g}s | log links {link}"
     )
 
 
