@@ -102,11 +102,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
         for key, value in values.items():
             if key not in PROFILE_KEYS:
                 raise ConfigError(
-                    f"config file {path}: unknown key '{key}' in profile '{name}' "
+                    f"config file {path}: unknown key {key!r} in profile {name!r} "
                     f"(known: {', '.join(PROFILE_KEYS)})"
                 )
             if not isinstance(value, str):
-                raise ConfigError(f"config file {path}: profile '{name}' key '{key}' must be a string")
+                raise ConfigError(f"config file {path}: profile {name!r} key {key!r} must be a string")
     current = data.get("current_profile")
     if current is not None and not isinstance(current, str):
         raise ConfigError(f"config file {path}: current_profile must be a string")
@@ -133,12 +133,19 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def update_config_file(path: Path, mutate: Any) -> dict[str, Any]:
-    """Read-modify-write under an exclusive lock; ``mutate(data)`` edits the dict in place."""
-    with _locked(path):
-        data = read_config_file(path)
-        mutate(data)
-        atomic_write(path, _dump_toml(data))
-        return data
+    """Read-modify-write under an exclusive lock; ``mutate(data)`` edits the dict in place.
+
+    A write that fails (disk full, file size limit, a parent that is not a directory) leaves the
+    old file as it was and is a one-line ``ConfigError``, not a traceback.
+    """
+    try:
+        with _locked(path):
+            data = read_config_file(path)
+            mutate(data)
+            atomic_write(path, _dump_toml(data))
+            return data
+    except OSError as exc:
+        raise ConfigError(f"cannot write config file {path}: {exc.strerror or exc}") from None
 
 
 def save_profile(
@@ -148,7 +155,7 @@ def save_profile(
     validate_profile_name(name)
     for key in values:
         if key not in PROFILE_KEYS:
-            raise UsageError(f"unknown config key '{key}' (known: {', '.join(PROFILE_KEYS)})")
+            raise UsageError(f"unknown config key {key!r} (known: {', '.join(PROFILE_KEYS)})")
     path = _resolve_path(config_path)
 
     def mutate(data: dict[str, Any]) -> None:
@@ -168,7 +175,7 @@ def _resolve_path(explicit: Path | None) -> Path:
 
 def validate_profile_name(name: str) -> None:
     if not name or not all(c.isalnum() or c in "-_." for c in name):
-        raise UsageError(f"invalid profile name '{name}' (use letters, digits, '-', '_', '.')")
+        raise UsageError(f"invalid profile name {name!r} (use letters, digits, '-', '_', '.')")
 
 
 # --------------------------------------------------------------------------- resolution
@@ -203,7 +210,7 @@ class Settings:
         missing = [k for k in ("organization", "token") if not self.values.get(k)]
         if missing:
             raise ConfigError(
-                f"no PERIAN {' or '.join(missing)} configured for profile '{self.profile}'",
+                f"no PERIAN {' or '.join(missing)} configured for profile {self.profile!r}",
                 hint="pass --org/--token, set PERIAN_ORGANIZATION/PERIAN_TOKEN, or run "
                 "'perianctl config init' (or 'perianctl sandbox start' for a local sandbox)",
             )
@@ -251,8 +258,8 @@ def resolve(
     explicit_profile = profile or env.get(PROFILE_ENV)
     name = explicit_profile or data.get("current_profile") or DEFAULT_PROFILE
     if explicit_profile and explicit_profile not in profiles:
-        known = ", ".join(sorted(profiles)) or "none"
-        raise ConfigError(f"profile '{explicit_profile}' not found in {path} (profiles: {known})")
+        known = ", ".join(repr(p) if not p.isprintable() else p for p in sorted(profiles)) or "none"
+        raise ConfigError(f"profile {explicit_profile!r} not found in {path} (profiles: {known})")
     settings = Settings(profile=name, config_file=path)
     for key, value in profiles.get(name, {}).items():
         settings.values[key] = value
@@ -276,5 +283,5 @@ def resolve(
 def validate_api_url(url: str) -> str:
     url = url.strip().rstrip("/")
     if not (url.startswith("http://") or url.startswith("https://")) or len(url) < 10 or " " in url:
-        raise ConfigError(f"invalid API URL '{url}': expected http(s)://host[:port]")
+        raise ConfigError(f"invalid API URL {url!r}: expected http(s)://host[:port]")
     return url

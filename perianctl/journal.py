@@ -97,6 +97,15 @@ class Journal:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One transaction; a failed write (disk full, I/O error) is a one-line error, not a traceback."""
+        try:
+            with self._conn:
+                yield
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot write the job journal ({exc})") from None
+
     # ------------------------------------------------------------------ writes
 
     def record_submission(
@@ -114,7 +123,7 @@ class Journal:
         output_prefix: str | None = None,
         idempotency_key: str | None = None,
     ) -> None:
-        with self._conn:
+        with self._writing():
             self._conn.execute(
                 """INSERT INTO jobs (job_id, profile, api_url, name, image, source, via, connector,
                        resource_meta, output_prefix, idempotency_key, submitted_at)
@@ -145,7 +154,7 @@ class Journal:
     def observe_many(self, observations: Iterable[Observation], *, api_url: str | None = None) -> list[bool]:
         """Record many observations in one transaction (a watch of 1,000 jobs is one commit)."""
         changed: list[bool] = []
-        with self._conn:
+        with self._writing():
             for obs in observations:
                 changed.append(self._observe(obs, api_url))
         return changed
@@ -227,6 +236,8 @@ def open_journal(path: Path | None = None) -> Iterator[Journal]:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=10000")
             conn.executescript(_SCHEMA)
+        except sqlite3.OperationalError as exc:  # disk full, I/O error, locked: the file itself is fine
+            raise ConfigError(f"cannot use the job journal {db} ({exc})") from None
         except sqlite3.DatabaseError as exc:
             raise ConfigError(
                 f"the job journal {db} is damaged ({exc}); move it aside to start a new one"

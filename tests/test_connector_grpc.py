@@ -63,6 +63,30 @@ async def test_failure_phases_have_short_messages(server, scenario: str, phase: 
     assert "\n" not in resource.message and len(resource.message) <= 200
 
 
+@pytest.mark.parametrize(("kind", "phase"), [("RECOVERABLE", "RETRYABLE_FAILED"), ("NON_RECOVERABLE", "FAILED")])
+async def test_failed_task_reports_error_pb(server, tmp_path, kind: str, phase: str) -> None:
+    """pyflyte-execute's error.pb gives the real error and whether Flyte may retry (§2.7)."""
+    from flyteidl.core import errors_pb2
+
+    prefix = str(tmp_path / "n0" / "data" / "0")
+    meta = (await server.tasks.CreateTask(create_request("fail", prefix=prefix), timeout=10)).resource_meta
+    (tmp_path / "n0" / "data" / "0").mkdir(parents=True)
+    document = errors_pb2.ErrorDocument(error=errors_pb2.ContainerError(
+        code="USER", kind=getattr(errors_pb2.ContainerError, kind),
+        message="Traceback (most recent call last):\n  File \"t.py\", line 3\nValueError: boom\n"))
+    (tmp_path / "n0" / "data" / "0" / "error.pb").write_bytes(document.SerializeToString())
+    for _ in range(200):
+        resource = (await server.tasks.GetTask(get_request(meta, prefix), timeout=10)).resource
+        if TaskExecution.Phase.Name(resource.phase) in ("FAILED", "RETRYABLE_FAILED"):
+            break
+        await asyncio.sleep(0.05)
+    assert TaskExecution.Phase.Name(resource.phase) == phase
+    assert resource.message == "UserError: ValueError: boom"
+    # without the prefix (an old propeller) the PERIAN errors line is used, as before
+    plain = (await server.tasks.GetTask(get_request(meta), timeout=10)).resource
+    assert plain.phase == TaskExecution.FAILED and plain.message.startswith("UserError: Container exited")
+
+
 async def test_undefined_status_never_reaches_propeller_as_undefined(server) -> None:
     meta = (await server.tasks.CreateTask(create_request("undefined"), timeout=10)).resource_meta
     phases, messages = [], []
@@ -303,3 +327,26 @@ async def test_httpx_backend_is_idempotent_too(api: Api, kind: str) -> None:
         resource = (await stubs.tasks.GetTask(get_request(meta), timeout=10)).resource
         assert resource.phase != TaskExecution.UNDEFINED
     assert api.stats()["jobs_created"] == 1
+
+
+async def test_rotated_secret_is_picked_up_without_restart(api: Api, tmp_path, monkeypatch) -> None:
+    """A wrong token keeps tasks alive ("retrying"), and fixing the mounted file heals it live."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "perian_organization").write_text(api.organization)
+    (secrets / "perian_token").write_text("wrong-token")
+    for var in ("PERIAN_ORGANIZATION", "PERIAN_TOKEN", "_FSEC_PERIAN_ORGANIZATION", "_FSEC_PERIAN_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("FLYTE_SECRETS_DEFAULT_DIR", str(secrets))
+    monkeypatch.setenv("PERIANCTL_CONFIG", str(tmp_path / "none.toml"))
+    async with inprocess_server(Api(api.url, "", ""), secrets_ttl=0.0) as stubs:
+        meta = b'{"job_id": "00000000-0000-4000-8000-000000000001"}'
+        refused = (await stubs.tasks.GetTask(get_request(meta), timeout=10)).resource
+        assert refused.phase == TaskExecution.QUEUED
+        assert refused.message == "PERIAN API refused the credentials, retrying"
+        with pytest.raises(grpc.aio.AioRpcError) as excinfo:
+            await stubs.tasks.CreateTask(create_request("success"), timeout=10)
+        assert excinfo.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        (secrets / "perian_token").write_text(api.token)  # kubectl edit secret; kubelet syncs the file
+        created = await stubs.tasks.CreateTask(create_request("success"), timeout=10)
+        assert json.loads(created.resource_meta)["job_id"]

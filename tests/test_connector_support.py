@@ -111,9 +111,10 @@ def execution_metadata(template: tasks_pb2.TaskTemplate, execution: str, *, node
 
 
 def create_request(scenario: str = "success", *, execution: str | None = None, node: str = "n0", attempt: int = 0,
-                   duration: float | None = None, metadata: bool = True) -> agent_pb2.CreateTaskRequest:
+                   duration: float | None = None, metadata: bool = True,
+                   prefix: str | None = None) -> agent_pb2.CreateTaskRequest:
     execution = execution or "a" + uuid.uuid4().hex[:19]
-    prefix = output_prefix(execution, node, attempt)
+    prefix = prefix or output_prefix(execution, node, attempt)
     template = perian_template(scenario, duration=duration, prefix=prefix)
     meta = execution_metadata(template, execution, node=node, attempt=attempt) if metadata else None
     return agent_pb2.CreateTaskRequest(template=template, inputs=inputs(), output_prefix=prefix,
@@ -124,8 +125,9 @@ def category() -> agent_pb2.TaskCategory:
     return agent_pb2.TaskCategory(name="perian_task", version=0)
 
 
-def get_request(meta: bytes) -> agent_pb2.GetTaskRequest:
-    return agent_pb2.GetTaskRequest(task_type="perian_task", resource_meta=meta, task_category=category())
+def get_request(meta: bytes, output_prefix: str = "") -> agent_pb2.GetTaskRequest:
+    return agent_pb2.GetTaskRequest(task_type="perian_task", resource_meta=meta, task_category=category(),
+                                    output_prefix=output_prefix)
 
 
 def free_port() -> int:

@@ -202,3 +202,42 @@ def test_wait_survives_sandbox_sigkill_and_restart(
     jobs = _server_jobs(sb)
     assert jobs == expected  # count before == after: nothing lost, nothing invented
     assert sb.stats()["jobs_created"] == len(ids)
+
+
+async def test_create_whose_reply_is_lost_while_lookups_fail_is_neither_lost_nor_duplicated(
+    sandbox_factory: SandboxFactory,
+) -> None:
+    """The worst case behind a 20 % fault rate: the create's reply is lost (the job exists) *and* the
+    look-ups that would find it fail for a while. The client must keep looking, not give up (the job
+    would be lost: it runs, nobody knows its id) and not create again (a duplicate)."""
+    import asyncio
+    import threading
+
+    from perianctl.perian import models as m
+    from perianctl.perian.client import IDEMPOTENCY_ENV, PerianClient, RetryPolicy
+
+    sb = sandbox_factory(fault_rate=1.0, fault_kinds=["503"], fault_phase="after", fault_endpoints=["create"])
+    stop = threading.Event()
+
+    def outage() -> None:  # once the create reached the server, fail every list for 2 s
+        while not stop.is_set() and sb.stats()["requests"].get("create", 0) < 1:
+            time.sleep(0.01)
+        sb.set_faults(endpoints=["create", "list"])
+        time.sleep(2.0)
+        sb.set_faults(endpoints=["create"])
+
+    thread = threading.Thread(target=outage)
+    thread.start()
+    policy = RetryPolicy(attempts=3, timeout=30, wait_initial=0.3, wait_max=0.5, wait_jitter=0.05)
+    request = m.CreateJobRequest(requirements=m.InstanceTypeQueryInput(cpu=m.CpuQueryInput(cores=1)),
+                                 docker_run_parameters=m.DockerRunParameters(image_name="ubuntu", command="true"))
+    try:
+        async with PerianClient(sb.url, sb.org, sb.token, retry=policy) as client:
+            job_id = await asyncio.wait_for(client.create_job(request, idempotency_key="lost-reply-1"), 30)
+    finally:
+        stop.set()
+        thread.join(10)
+    stats = sb.stats()
+    assert stats["jobs_created"] == 1 and stats["faults"]["by_endpoint"].get("list", 0) > 0, stats
+    job = sb.get_job(job_id)
+    assert job["docker_metadata"]["docker_run_parameters"]["env_variables"][IDEMPOTENCY_ENV] == "lost-reply-1"

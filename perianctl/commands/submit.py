@@ -42,7 +42,7 @@ def submit(
     connector: Annotated[str | None, typer.Option("--connector", help="Submit through a Flyte connector at HOST:PORT (gRPC), as flytepropeller does.")] = None,
     output: Annotated[str, typer.Option("--output", "-o", help="text, name, json or yaml.")] = "text",
 ) -> None:
-    from perianctl.errors import UsageError
+    from perianctl.errors import PerianctlError, UsageError
     from perianctl.flyte.translate import JobOverrides
     from perianctl.timeparse import parse_duration
 
@@ -73,7 +73,12 @@ def submit(
                                          output=output, secret_env=secret_env or [])
     if job_id is None:  # dry run
         return
-    _journal(ctx, job_id, loaded, launch, connector=connector, resource_meta=resource_meta, run_id=run_id)
+    try:
+        _journal(ctx, job_id, loaded, launch, connector=connector, resource_meta=resource_meta, run_id=run_id)
+    except PerianctlError as exc:  # the job exists: its id must still reach the user
+        from perianctl.ui.console import warn
+
+        warn(f"job {job_id} was not recorded in the local journal: {exc.message}")
     machine = output in ("json", "yaml")
     if not (machine and (wait or watch)):  # with --wait, the JSON record comes at the end, with outputs
         _print_result(job_id, launch, output, connector=connector)

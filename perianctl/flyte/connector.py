@@ -55,7 +55,7 @@ from perianctl.flyte.phase import FlytePhase, PhaseInfo, is_terminal_phase, stat
 from perianctl.flyte.secrets import ResolvedSecrets, resolve_secrets
 from perianctl.perian import models as m
 from perianctl.perian.client import PerianClient, RetryPolicy
-from perianctl.perian.status import is_terminal
+from perianctl.perian.status import WorkloadStatus, is_terminal
 
 if TYPE_CHECKING:
     from flyteidl.core.tasks_pb2 import TaskTemplate as TaskTemplatePb
@@ -123,6 +123,8 @@ class ConnectorSettings:
     max_connections: int = 200
     reap_orphans: bool = True
     http_backend: str = "aiohttp"
+    read_error_document: bool = True
+    error_document_timeout: float = 3.0
     secrets_ttl: float = 60.0
     remember_phases: int = 50_000
 
@@ -196,6 +198,7 @@ class _LoopState:
     clients: dict[tuple[str, str, str], PerianClient] = field(default_factory=dict)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     creating: dict[str, asyncio.Task[str]] = field(default_factory=dict)
+    closers: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 class PerianConnector(AsyncConnectorBase):
@@ -214,6 +217,7 @@ class PerianConnector(AsyncConnectorBase):
         self._secrets_at = 0.0
         self._api_url = ""
         self._phases = _PhaseMemory(self.settings.remember_phases)
+        self._error_docs: collections.OrderedDict[str, tuple[FlytePhase, str] | None] = collections.OrderedDict()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -259,7 +263,10 @@ class PerianConnector(AsyncConnectorBase):
             stale = list(state.clients.values())
             state.clients.clear()
             for old in stale:  # credentials rotated: close the old pool once its calls are done
-                self._spawn(old.aclose())
+                closer = asyncio.get_running_loop().create_task(
+                    _close_later(old, delay=self.settings.read_timeout * 2))
+                state.closers.add(closer)
+                closer.add_done_callback(state.closers.discard)
             client = PerianClient(
                 api_url, org, token,
                 connect_timeout=self.settings.connect_timeout,
@@ -289,6 +296,11 @@ class PerianConnector(AsyncConnectorBase):
         """Finish background work and close this loop's HTTP pools."""
         await self.wait_background()
         state = self._state()
+        closers = list(state.closers)
+        for closer in closers:  # retired pools: close now instead of after their grace delay
+            closer.cancel()
+        if closers:
+            await asyncio.gather(*closers, return_exceptions=True)
         clients = list(state.clients.values())
         state.clients.clear()
         for client in clients:
@@ -373,8 +385,12 @@ class PerianConnector(AsyncConnectorBase):
 
     # ------------------------------------------------------------------ get
 
-    async def get(self, resource_meta: PerianMetadata, **kwargs: Any) -> Resource:
-        """Status → phase. Transient PERIAN trouble keeps the last phase; never UNDEFINED."""
+    async def get(self, resource_meta: PerianMetadata, output_prefix: str = "", **kwargs: Any) -> Resource:
+        """Status → phase. Transient PERIAN trouble keeps the last phase; never UNDEFINED.
+
+        ``output_prefix`` (propeller sends it in GetTaskRequest; ``perianctl serve`` passes it on)
+        lets a failed task report the Python error from ``<prefix>/error.pb`` and its kind.
+        """
         job_id = resource_meta.job_id
         last = self._phases.get(job_id)
         links = [link] if (link := self.log_link(job_id)) else None
@@ -391,9 +407,59 @@ class PerianConnector(AsyncConnectorBase):
             return Resource(phase=int(kept), message=f"PERIAN API {what}, retrying",
                             log_links=links, custom_info={"job_id": job_id})
         info = status_to_phase(job.status, errors=job.errors, last_phase=last)
+        if info.phase in (FlytePhase.FAILED, FlytePhase.RETRYABLE_FAILED) and output_prefix:
+            info = await self._with_error_document(job_id, info, output_prefix,
+                                                   container_failed=job.workload_status == WorkloadStatus.USER_ERROR)
         self._phases.put(job_id, info.phase)
         return Resource(phase=int(info.phase), message=info.message, log_links=links,
                         custom_info=_custom_info(job_id, job, info))
+
+    async def _with_error_document(self, job_id: str, info: PhaseInfo, output_prefix: str, *,
+                                   container_failed: bool) -> PhaseInfo:
+        """A failed ``pyflyte-execute`` writes ``error.pb``: its message is the real error, and its
+        kind (recoverable or not) is what Flyte's retry semantics need (flyte-connector.md §2.7).
+        The kind decides the phase only when the container itself failed (UserError); a platform
+        failure stays RETRYABLE_FAILED. Read off the loop, within a short timeout, and remembered
+        per job once read (terminal states do not change); a failed read is tried again next time.
+        """
+        if not self.settings.read_error_document:
+            return info
+        if job_id not in self._error_docs:
+            try:
+                self._error_docs[job_id] = await self._read_error_document(output_prefix)
+            except (TimeoutError, PerianctlError, OSError) as exc:
+                log.info("error document of job %s not readable yet (%s)", job_id, exc)
+                return info
+            while len(self._error_docs) > 10_000:
+                self._error_docs.popitem(last=False)
+        found = self._error_docs[job_id]
+        if found is None:
+            return info
+        phase, detail = found
+        status = info.message.split(":", 1)[0]
+        return PhaseInfo(phase if container_failed else info.phase, _cap_message(f"{status}: {detail}"))
+
+    async def _read_error_document(self, output_prefix: str) -> tuple[FlytePhase, str] | None:
+        """``(phase, last line of the error)`` from ``<prefix>/error.pb``; None when there is none."""
+        from flyteidl.core.errors_pb2 import ContainerError, ErrorDocument
+
+        from perianctl.flyte import storage
+
+        uri = storage.join(output_prefix.rstrip("/"), "error.pb")
+        data = await asyncio.wait_for(asyncio.to_thread(storage.read_bytes, uri),
+                                      timeout=self.settings.error_document_timeout)
+        if not data:
+            return None
+        document = ErrorDocument()
+        try:
+            document.ParseFromString(data)
+        except Exception:  # a corrupt document must not fail GetTask
+            return None
+        error = document.error
+        lines = [line.strip() for line in error.message.splitlines() if line.strip()]
+        detail = lines[-1] if lines else error.code  # a traceback's last line names the exception
+        phase = FlytePhase.RETRYABLE_FAILED if error.kind == ContainerError.RECOVERABLE else FlytePhase.FAILED
+        return phase, detail or "the task failed"
 
     # ------------------------------------------------------------------ delete
 
@@ -461,6 +527,18 @@ class PerianConnector(AsyncConnectorBase):
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+async def _close_later(client: PerianClient, *, delay: float) -> None:
+    try:
+        await asyncio.sleep(delay)
+    finally:
+        await client.aclose()
+
+
+def _cap_message(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _as_proto(task_template: Any) -> TaskTemplatePb:

@@ -277,6 +277,10 @@ class PerianClient:
                 f"{what}: cannot reach the PERIAN API at {self.api_url} ({type(exc).__name__})",
                 hint="check --api-url and your network",
             ) from None
+        except httpx.HTTPError as exc:  # an answer that cannot be decoded (bad gzip), too many redirects
+            raise ProtocolError(
+                f"{what}: unusable answer from the PERIAN API at {self.api_url} ({type(exc).__name__})"
+            ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _parse(self, response: httpx.Response, model: type[_Model], *, what: str) -> _Model:
@@ -356,14 +360,14 @@ class PerianClient:
         unknown (5xx, reset, read timeout) is followed by a look-up before the next try.
         """
         what = "create job"
+        policy = self.retry
+        deadline = time.monotonic() + policy.timeout
         if idempotency_key:
             request = with_idempotency_key(request, idempotency_key)
-            existing = await self.find_job_by_key(idempotency_key)
+            existing = await self._find_patiently(idempotency_key, deadline, what=what, after_attempt=False)
             if existing is not None:
                 return existing
         body = request.to_wire()
-        policy = self.retry
-        deadline = time.monotonic() + policy.timeout
         delay = policy.wait_initial
         last: Exception | None = None
         for attempt in range(1, policy.attempts + 1):
@@ -377,16 +381,42 @@ class PerianClient:
                         "the job may or may not exist",
                         hint="run 'perianctl list' before submitting again",
                     ) from None
-            if attempt == policy.attempts or time.monotonic() >= deadline:
-                break
             await asyncio.sleep(delay)
             delay = min(delay * 2, policy.wait_max)
             assert idempotency_key is not None
-            found = await self.find_job_by_key(idempotency_key)
+            # Look even after the last attempt: it may have created the job, and giving up on a job
+            # that exists would lose it (it runs and bills, but nobody knows its id).
+            found = await self._find_patiently(idempotency_key, deadline, what=what, after_attempt=True)
             if found is not None:
                 return found
+            if time.monotonic() >= deadline:
+                break
         raise UnavailableError(f"{what}: PERIAN API unavailable after {policy.attempts} attempts "
-                               f"({_describe(last)})")
+                               f"({_describe(last)}); no job with its key was found")
+
+    async def _find_patiently(self, key: str, deadline: float, *, what: str, after_attempt: bool) -> str | None:
+        """:meth:`find_job_by_key`, retried until it answers or ``deadline`` passes.
+
+        After an ambiguous create this look-up is the only way to learn whether the job exists, so
+        one unlucky run of failed list calls must not end the create: a retry could duplicate the
+        job, and giving up could lose it.
+        """
+        delay = self.retry.wait_initial
+        while True:
+            try:
+                return await self.find_job_by_key(key)
+            except UnavailableError as exc:
+                if time.monotonic() + delay >= deadline:
+                    if not after_attempt:
+                        raise
+                    raise UnavailableError(
+                        f"{what}: the API failed while checking whether the job was created ({exc.message}); "
+                        "the job may or may not exist",
+                        hint=f"look for the job whose env has {IDEMPOTENCY_ENV}={key} ('perianctl list -o json') "
+                        "before submitting again",
+                    ) from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.retry.wait_max)
 
     async def _create_once(self, body: dict[str, Any], *, what: str) -> str:
         try:
@@ -394,7 +424,7 @@ class PerianClient:
             response = await self._send(
                 "POST", "/job", what=what, safe_exc=_NEVER_SENT, retry_status=frozenset({429}), json=body
             )
-        except UnavailableError as exc:
+        except (UnavailableError, ProtocolError) as exc:  # the server may have made the job all the same
             raise _AmbiguousCreate(exc) from None
         except httpx.TransportError as exc:  # read timeout, reset after sending
             raise _AmbiguousCreate(exc) from None

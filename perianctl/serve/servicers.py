@@ -166,7 +166,10 @@ class PerianAsyncService(fk.AsyncConnectorService):
             connector = ConnectorRegistry.get_connector(task_type, version)
             with fk.request_latency.labels(task_type=task_type, operation=fk.get_operation).time():
                 meta = connector.metadata_type.decode(request.resource_meta)
-                result = await mirror_async_methods(connector.get, resource_meta=meta)
+                if isinstance(connector, PerianConnector):  # flytekit drops output_prefix; we use it
+                    result = await connector.get(meta, output_prefix=request.output_prefix)
+                else:
+                    result = await mirror_async_methods(connector.get, resource_meta=meta)
                 resource = await result.to_flyte_idl()
         except Exception as exc:  # every failure becomes a status code
             await _fail(context, exc, "get", task_type)
