@@ -101,8 +101,8 @@ def test_wait_and_watch_under_faults_see_every_job_finish(
     """Jobs created by ``submit`` under faults (both phases), then followed by ``wait`` and ``watch`` at once."""
     n = 8
     sb = sandbox_factory(**FAULTS, fault_phase="mixed", fault_seed=703)
-    # Running ~2 s, so wait and watch really poll through the faults rather than find them finished.
-    ids = _ids_printed(_submit_many(run_cli, sb, n, "--env", "PERIAN_SANDBOX_DURATION=2"))
+    # Running ~4 s, so wait and watch really poll through the faults rather than find them finished.
+    ids = _ids_printed(_submit_many(run_cli, sb, n, "--env", "PERIAN_SANDBOX_DURATION=4"))
     assert len(set(ids)) == n
     base = cli_env.env() | sb.env()
     common = ["--interval", "0.2", "--timeout", "60"]

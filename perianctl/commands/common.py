@@ -67,6 +67,17 @@ def make_client(ctx: typer.Context, **kwargs: Any) -> PerianClient:
     return PerianClient(settings.api_url, organization, token, **kwargs)
 
 
+def connector_target(ctx: typer.Context, flag: str | None) -> str | None:
+    """Where ``--connector`` points: the flag, else the ``connector`` setting (env
+    ``PERIANCTL_CONNECTOR`` or the profile); ``--connector ''`` means "talk to PERIAN directly"."""
+    value = flag.strip() if flag is not None else options(ctx).settings().get("connector")
+    if not value:
+        return None
+    from perianctl.flyte.grpc_client import validate_target
+
+    return validate_target(value)
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
@@ -108,3 +119,8 @@ OutputOption = typer.Option(
     "table", "--output", "-o", help="Output format: table, wide, json, yaml or name.", case_sensitive=False
 )
 LastOption = typer.Option(False, "--last", help="Use the job most recently submitted from this machine.")
+ConnectorOption = typer.Option(
+    None, "--connector", metavar="HOST:PORT",
+    help="Ask a Flyte connector over gRPC (GetTask/DeleteTask/GetTaskLogs, as flytepropeller does) instead of "
+    "the PERIAN API; needs no PERIAN credentials. Default: the 'connector' setting; '' turns it off.",
+)

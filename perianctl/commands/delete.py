@@ -1,20 +1,39 @@
-"""Cancel jobs (idempotent): an already finished job is reported, not an error (unless --strict)."""
+"""Cancel jobs (idempotent): an already finished job is reported, not an error (unless --strict).
+
+With --connector HOST:PORT (or the 'connector' setting) the cancel is a DeleteTask sent to a Flyte
+connector, as flytepropeller sends it on abort; the connector treats finished or unknown jobs as
+done, so this always succeeds when the connector answers.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from perianctl.commands.common import LastOption, OutputOption, make_client, resolve_job_ids, run, stdin_is_tty
+from perianctl.commands.common import (
+    ConnectorOption,
+    LastOption,
+    OutputOption,
+    connector_target,
+    make_client,
+    resolve_job_ids,
+    run,
+    stdin_is_tty,
+)
+
+if TYPE_CHECKING:
+    from perianctl.perian.client import PerianClient
+    from perianctl.ui.output import OutputFormat
 
 
 @dataclass
 class _Outcome:
     job_id: str
-    result: str  # cancelled | already_done | not_found | error
+    result: str  # cancelled | already_done | not_found | error | delete_sent (via a connector)
     message: str
+    exit_code: int = 0  # for "error": the failure's documented exit code (6 auth, 8 unavailable, ...)
 
 
 def delete(
@@ -27,12 +46,17 @@ def delete(
         bool, typer.Option("--ignore-not-found", help="Treat unknown job ids as already gone (exit 0).")
     ] = False,
     output: str = OutputOption,
+    connector: str | None = ConnectorOption,
 ) -> None:
     from perianctl.errors import ExitCode, NotFoundError, PerianctlError, UsageError
     from perianctl.ui.output import parse_format
 
     fmt = parse_format(output)
     ids = resolve_job_ids(ctx, job_ids, last=last)
+    target = connector_target(ctx, connector)
+    if target and strict:
+        raise UsageError("--strict cannot be used with --connector: DeleteTask does not say whether the job "
+                         "had already finished")
     if not yes:
         if not stdin_is_tty():
             raise UsageError(
@@ -42,11 +66,13 @@ def delete(
         noun = ids[0] if len(ids) == 1 else f"{len(ids)} jobs"
         if not typer.confirm(f"Cancel {noun}?", default=False, err=True):
             raise typer.Exit(int(ExitCode.ERROR))
-    outcomes = run(_cancel_all(ctx, ids))
+    outcomes = _delete_via_connector(target, ids) if target else run(_cancel_all(ctx, ids))
     _report(outcomes, fmt)
     for outcome in outcomes:
         if outcome.result == "error":
-            raise PerianctlError(f"job {outcome.job_id}: {outcome.message}")
+            failure = PerianctlError(f"job {outcome.job_id}: {outcome.message}")
+            failure.exit_code = ExitCode(outcome.exit_code or ExitCode.ERROR)
+            raise failure
     for outcome in outcomes:
         if outcome.result == "not_found" and not ignore_not_found:
             raise NotFoundError(f"job {outcome.job_id} not found", hint="--ignore-not-found treats it as gone")
@@ -61,28 +87,36 @@ async def _cancel_all(ctx: typer.Context, ids: list[str]) -> list[_Outcome]:
         return list(await asyncio.gather(*(_cancel_one(client, job_id) for job_id in ids)))
 
 
-async def _cancel_one(client: object, job_id: str) -> _Outcome:
-    from perianctl.errors import NotFoundError, PerianctlError
-    from perianctl.perian.client import PerianClient
+def _delete_via_connector(target: str, ids: list[str]) -> list[_Outcome]:
+    from perianctl.flyte.grpc_client import delete_many_via_connector
 
-    assert isinstance(client, PerianClient)
+    results = run(delete_many_via_connector(target, ids))
+    return [
+        _Outcome(job_id, "delete_sent", f"DeleteTask OK via connector {target}") if exc is None
+        else _Outcome(job_id, "error", exc.message, int(exc.exit_code))
+        for job_id, exc in zip(ids, results, strict=True)
+    ]
+
+
+async def _cancel_one(client: PerianClient, job_id: str) -> _Outcome:
+    from perianctl.errors import NotFoundError, PerianctlError
+
     try:
         result = await client.cancel_job(job_id)
     except NotFoundError:
         return _Outcome(job_id, "not_found", "no such job")
     except PerianctlError as exc:
-        return _Outcome(job_id, "error", exc.message)
+        return _Outcome(job_id, "error", exc.message, int(exc.exit_code))
     if result.already_done:
         return _Outcome(job_id, "already_done", "already finished; nothing to cancel")
     return _Outcome(job_id, "cancelled", "cancel requested")
 
 
-def _report(outcomes: list[_Outcome], fmt: object) -> None:
+def _report(outcomes: list[_Outcome], fmt: OutputFormat) -> None:
     from perianctl.ui.console import info, write_out
     from perianctl.ui.output import OutputFormat, emit_data
 
     if fmt in (OutputFormat.json, OutputFormat.yaml):
-        assert isinstance(fmt, OutputFormat)
         emit_data([{"id": o.job_id, "result": o.result, "message": o.message} for o in outcomes], fmt)
         return
     for outcome in outcomes:
@@ -92,3 +126,7 @@ def _report(outcomes: list[_Outcome], fmt: object) -> None:
             info(f"job {outcome.job_id}: cancel requested")
         elif outcome.result == "already_done":
             info(f"job {outcome.job_id}: already finished; nothing to cancel")
+        elif outcome.result == "delete_sent":
+            if fmt is OutputFormat.name:
+                write_out(outcome.job_id)
+            info(f"job {outcome.job_id}: {outcome.message} (cancelled if it was still running)")

@@ -1,4 +1,8 @@
-"""Show jobs: PERIAN status, Flyte phase, image, instance, times, price, error (--history: transitions)."""
+"""Show jobs: PERIAN status, Flyte phase, image, instance, times, price, error (--history: transitions).
+
+With --connector HOST:PORT (or the 'connector' setting) each job is asked through a Flyte connector's
+GetTask, exactly as flytepropeller asks it: the Flyte phase, message, log links and custom_info.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,20 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from perianctl.commands.common import LastOption, OutputOption, make_client, options, resolve_job_ids, run
+from perianctl.commands.common import (
+    ConnectorOption,
+    LastOption,
+    OutputOption,
+    connector_target,
+    make_client,
+    options,
+    resolve_job_ids,
+    run,
+)
 
 if TYPE_CHECKING:
     from perianctl.errors import PerianctlError
+    from perianctl.flyte.grpc_client import TaskStatus
     from perianctl.perian.models import JobView
     from perianctl.ui.output import OutputFormat
 
@@ -20,18 +34,29 @@ def get(
     last: bool = LastOption,
     history: Annotated[bool, typer.Option("--history", help="Show observed status transitions.")] = False,
     output: str = OutputOption,
+    connector: str | None = ConnectorOption,
 ) -> None:
     from perianctl.ui.console import error
     from perianctl.ui.output import parse_format
 
     fmt = parse_format(output)
     ids = resolve_job_ids(ctx, job_ids, last=last)
-    jobs, failures = run(_fetch(ctx, ids))
-    record_observations(ctx, jobs)
-    if history:
-        _show_history(ids, fmt)
+    target = connector_target(ctx, connector)
+    failures: list[PerianctlError]
+    if target:
+        statuses, failures = _fetch_via_connector(target, ids)
+        _record_connector_observations(statuses)
+        if history:
+            _show_history(ids, fmt)
+        else:
+            show_task_statuses(statuses, fmt, single=len(ids) == 1)
     else:
-        show_jobs(jobs, fmt, single=len(ids) == 1)
+        jobs, failures = run(_fetch(ctx, ids))
+        record_observations(ctx, jobs)
+        if history:
+            _show_history(ids, fmt)
+        else:
+            show_jobs(jobs, fmt, single=len(ids) == 1)
     if failures:
         for exc in failures[:-1]:
             error(exc.message)
@@ -55,6 +80,87 @@ async def _fetch(ctx: typer.Context, ids: list[str]) -> tuple[list[JobView], lis
         else:
             jobs.append(result)
     return jobs, failures
+
+
+def _fetch_via_connector(target: str, ids: list[str]) -> tuple[list[TaskStatus], list[PerianctlError]]:
+    from dataclasses import replace
+
+    from perianctl.errors import PerianctlError
+    from perianctl.flyte.grpc_client import TaskStatus, get_many_via_connector
+    from perianctl.journal import open_journal
+
+    prefixes: dict[str, str] = {}
+    try:  # the output prefix lets the connector report a failed task's error.pb message
+        with open_journal() as journal:
+            for job_id in ids:
+                record = journal.get(job_id)
+                if record is not None and record.output_prefix:
+                    prefixes[job_id] = record.output_prefix
+    except PerianctlError:
+        pass
+    results = run(get_many_via_connector(target, ids, output_prefixes=prefixes))
+    statuses: list[TaskStatus] = []
+    failures: list[PerianctlError] = []
+    for job_id, result in zip(ids, results, strict=True):
+        if isinstance(result, TaskStatus):
+            statuses.append(result if result.job_id else replace(result, job_id=job_id))
+        else:
+            failures.append(result)
+    return statuses, failures
+
+
+def _record_connector_observations(statuses: list[TaskStatus]) -> None:
+    """Connector answers go into the journal too (when they name PERIAN's status), for --history."""
+    from perianctl.errors import PerianctlError
+    from perianctl.journal import Observation, open_journal
+
+    observations = [Observation(s.job_id, s.perian_status, s.phase_name, s.message)
+                    for s in statuses if s.job_id and s.perian_status]
+    if not observations:
+        return
+    try:
+        with open_journal() as journal:
+            journal.observe_many(observations)
+    except PerianctlError:
+        pass
+
+
+def task_status_record(status: TaskStatus) -> dict[str, object]:
+    """What ``get --connector -o json`` prints for one GetTask answer."""
+    return {
+        "id": status.job_id,
+        "phase": status.phase_name,
+        "status": status.perian_status,
+        "message": status.message,
+        "log_links": [{"name": link.name, "uri": link.uri} for link in status.log_links],
+        "custom_info": status.custom_info,
+    }
+
+
+def show_task_statuses(statuses: list[TaskStatus], fmt: OutputFormat, *, single: bool) -> None:
+    from perianctl.ui.console import write_out
+    from perianctl.ui.output import OutputFormat, emit_data, emit_table
+
+    if fmt in (OutputFormat.json, OutputFormat.yaml):
+        records = [task_status_record(s) for s in statuses]
+        emit_data(records[0] if single and records else records, fmt)
+    elif fmt is OutputFormat.name:
+        for status in statuses:
+            write_out(status.job_id or "")
+    elif statuses:
+        wide = fmt is OutputFormat.wide
+        columns = ["ID", "PHASE", "STATUS", "MESSAGE"]
+        if wide:
+            columns += ["INSTANCE", "STARTED", "DONE", "LOG"]
+        rows = []
+        for s in statuses:
+            row = [s.job_id or "-", s.phase_name, s.perian_status or "-", s.message or ""]
+            if wide:
+                info = s.custom_info
+                row += [str(info.get("instance_type_id") or "-"), str(info.get("started_at") or "-"),
+                        str(info.get("done_at") or "-"), s.log_links[0].uri if s.log_links else "-"]
+            rows.append(row)
+        emit_table(columns, rows)
 
 
 def record_observations(ctx: typer.Context, jobs: list[JobView]) -> None:

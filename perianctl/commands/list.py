@@ -10,6 +10,7 @@ from perianctl.commands.common import OutputOption, make_client, run
 
 if TYPE_CHECKING:
     from perianctl.perian.models import JobView, PaginationMetadata
+    from perianctl.ui.output import OutputFormat
 
 
 def list_jobs(
@@ -83,7 +84,7 @@ def _footer(pagination: PaginationMetadata | None, shown: int, page: int, *, all
     info(text)
 
 
-def _list_local(fmt: object, limit: int, statuses: set[str] | None) -> None:
+def _list_local(fmt: OutputFormat, limit: int, statuses: set[str] | None) -> None:
     from datetime import UTC, datetime
 
     from perianctl.journal import open_journal
@@ -99,7 +100,6 @@ def _list_local(fmt: object, limit: int, statuses: set[str] | None) -> None:
         return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if at else "-"
 
     if fmt in (OutputFormat.json, OutputFormat.yaml):
-        assert isinstance(fmt, OutputFormat)
         emit_data(
             [{"id": r.job_id, "profile": r.profile, "api_url": r.api_url, "name": r.name, "image": r.image,
               "source": r.source, "via": r.via, "submitted_at": stamp(r.submitted_at),

@@ -1,4 +1,16 @@
-"""Submit a Flyte task template (.pb, TaskSpec, package .tgz, JSON, YAML or file.py:task) to PERIAN."""
+"""Submit a Flyte task template (.pb, TaskSpec, package .tgz, JSON, YAML or file.py:task) to PERIAN.
+
+With --connector HOST:PORT (or the 'connector' setting) the task goes through a Flyte connector
+instead: a real CreateTaskRequest over gRPC, as flytepropeller sends it (rendered template, inputs,
+output prefix, task execution metadata; 10 s deadline). The resource flags (--cores, --memory,
+--accelerators, --accelerator-type, --country-code, --provider, --os-storage-size), --image, --env and
+--timeout are written into the template (custom keys, container image/env, metadata.timeout), since
+the template is all a connector receives. --instance-type-id, --secret-env and --storage-credentials
+cannot travel that way: the connector uses its own server-side secrets. With --wait/--watch the
+job is followed through the connector's GetTask, polled like propeller polls it (one line per phase
+change; no PERIAN credentials needed): SUCCEEDED 0, FAILED/RETRYABLE_FAILED 3 (5 if PERIAN reports
+a timeout), ABORTED 4, --wait-timeout reached 5.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from perianctl.commands.common import make_client, options, run
+from perianctl.commands.common import connector_target, make_client, options, run
 
 if TYPE_CHECKING:
     from perianctl.flyte.launch import PreparedLaunch
@@ -39,7 +51,7 @@ def submit(
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the job; exit code tells the outcome.")] = False,
     watch: Annotated[bool, typer.Option("--watch", help="Watch the job live until it ends.")] = False,
     wait_timeout: Annotated[str | None, typer.Option("--wait-timeout", help="With --wait/--watch: give up after this long (exit 5).")] = None,
-    connector: Annotated[str | None, typer.Option("--connector", help="Submit through a Flyte connector at HOST:PORT (gRPC), as flytepropeller does.")] = None,
+    connector: Annotated[str | None, typer.Option("--connector", metavar="HOST:PORT", help="Submit through a Flyte connector (gRPC CreateTask, as flytepropeller does); --wait then polls its GetTask. Default: the 'connector' setting; '' turns it off.")] = None,
     output: Annotated[str, typer.Option("--output", "-o", help="text, name, json or yaml.")] = "text",
 ) -> None:
     from perianctl.errors import PerianctlError, UsageError
@@ -51,7 +63,14 @@ def submit(
     if output not in ("text", "name", "json", "yaml"):
         raise UsageError(f"invalid output format '{output}' (choose: text, name, json, yaml)")
     settings = options(ctx).settings()
-    connector = connector or settings.get("connector")
+    connector = connector_target(ctx, connector)
+    if connector:
+        lost = [flag for flag, value in (("--instance-type-id", instance_type_id), ("--secret-env", secret_env),
+                                         ("--storage-credentials", storage_credentials)) if value]
+        if lost:
+            raise UsageError(f"{', '.join(lost)} cannot be sent through a connector (a CreateTaskRequest carries "
+                             "only the template)", hint="the connector forwards its own storage and registry "
+                             "secrets; pass the resources as --cores/--memory/--accelerators/...")
     overrides = JobOverrides(
         cores=cores, memory=memory, accelerators=accelerators, accelerator_type=accelerator_type,
         country_code=country_code, provider=provider, os_storage_size=os_storage_size,
@@ -67,6 +86,11 @@ def submit(
     launch = prepare_launch(loaded.template, inputs, prefix, run_id=run_id, write_inputs=not dry_run)
     secrets = _secrets(secret_env or [], storage_credentials)
     if connector:
+        import dataclasses
+
+        from perianctl.flyte.translate import apply_overrides
+
+        launch = dataclasses.replace(launch, template=apply_overrides(launch.template, overrides))
         job_id, resource_meta = _via_connector(ctx, connector, launch, dry_run=dry_run, output=output)
     else:
         job_id, resource_meta = _via_api(ctx, launch, overrides, secrets, run_id=run_id, dry_run=dry_run,
@@ -111,7 +135,10 @@ def _inputs(loaded: LoadedTemplate, pairs: list[str], inputs_file: str | None):
 def _default_prefix(run_id: str) -> str:
     from perianctl.config import state_dir
 
-    return str(state_dir() / "runs" / run_id)
+    base = state_dir()
+    if not base.exists():  # private (it holds the journal); `runs/<id>` below would create it 0755
+        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return str(base / "runs" / run_id)
 
 
 def _parse_env(pairs: list[str] | None) -> dict[str, str]:
@@ -154,6 +181,10 @@ def _secrets(secret_env: list[str], storage_credentials: bool) -> JobSecrets | N
     )
     for value in (secrets.aws_access_key_id, secrets.aws_secret_access_key, gcp):
         register_secret(value)
+    if gcp:  # it travels as a base64 container file: scrub that form too
+        import base64
+
+        register_secret(base64.b64encode(gcp.encode()).decode())
     if not (secrets.aws_access_key_id or gcp):
         raise UsageError("--storage-credentials: neither AWS_ACCESS_KEY_ID nor GOOGLE_APPLICATION_CREDENTIALS is set")
     return secrets
@@ -186,8 +217,11 @@ def _via_api(
         return None, None
 
     async def create() -> str:
+        # A keyed create is safe to retry (each retry first looks for the job an earlier try may
+        # have made), so submit is patient: against an API failing 20 % of requests, 5 tries give
+        # up once in ~3,000 submits, 10 tries once in ~10 million -- still inside the 60 s budget.
         async with make_client(ctx) as client:
-            return await client.create_job(request, idempotency_key=f"perianctl-{run_id}")
+            return await client.create_job(request, idempotency_key=f"perianctl-{run_id}", attempts=10)
 
     return run(create()), None
 
@@ -265,7 +299,8 @@ def _print_result(job_id: str, launch: PreparedLaunch, output: str, *, connector
     write_out(job_id)
     if output == "text":
         info(f"submitted job {job_id}" + (f" via connector {connector}" if connector else ""))
-        info(f"follow it: perianctl watch {job_id}   ·   outputs: {launch.output_prefix}")
+        follow = f"perianctl get {job_id} --connector {connector}" if connector else f"perianctl watch {job_id}"
+        info(f"follow it: {follow}   ·   outputs: {launch.output_prefix}")
 
 
 def _follow(
@@ -279,11 +314,17 @@ def _follow(
     resource_meta: str | None,
     output: str,
 ) -> None:
-    from perianctl.commands.wait import follow_after_submit
+    from perianctl.commands.wait import follow_after_submit, follow_via_connector
     from perianctl.timeparse import parse_duration
 
     timeout = parse_duration(wait_timeout, what="--wait-timeout") if wait_timeout else None
-    code = follow_after_submit(ctx, [job_id], mode=mode, timeout=timeout, interval=1.0)
+    if connector:
+        # Through the connector, as propeller follows it: right even when the connector talks to
+        # another PERIAN than this profile (e.g. `serve --sandbox`), and needs no credentials here.
+        code = follow_via_connector(connector, job_id, timeout=timeout, interval=1.0,
+                                    output_prefix=launch.output_prefix)
+    else:
+        code = follow_after_submit(ctx, [job_id], mode=mode, timeout=timeout, interval=1.0)
     code = _report_task_result(job_id, launch, code, output=output, connector=connector)
     if code:
         raise typer.Exit(code)

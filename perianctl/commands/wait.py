@@ -75,3 +75,61 @@ def follow_after_submit(
     outcome = follow(ctx, list(job_ids), kind=kind, to_stderr=True, wait_for=WaitFor.TERMINAL, timeout=timeout,
                      interval=interval)
     return outcome.exit_code
+
+
+def follow_via_connector(
+    target: str,
+    job_id: str,
+    *,
+    timeout: float | None,
+    interval: float,
+    output_prefix: str = "",
+    give_up_after: float = 300.0,
+) -> int:
+    """``submit --connector --wait/--watch``: poll the connector's GetTask until the task ends.
+
+    One line per phase change on stderr (nothing with ``-q``); the exit code follows the phase
+    (:attr:`perianctl.flyte.grpc_client.TaskStatus.exit_code`), 5 when ``timeout`` is reached.
+    Ctrl-C detaches (130) and never cancels the job. Observations with PERIAN's status go into the
+    journal, so ``get --history`` shows them.
+    """
+    import sys
+
+    from perianctl.commands.common import run
+    from perianctl.errors import PerianctlError
+    from perianctl.flyte.grpc_client import TaskStatus, WaitTimedOut, wait_via_connector
+    from perianctl.journal import Observation, open_journal
+    from perianctl.ui.console import error, info, state
+
+    seen: list[tuple[str, str]] = []
+
+    def on_status(status: TaskStatus) -> None:
+        key = (status.phase_name, status.message)
+        if seen and seen[-1][0] == key[0] and (seen[-1][1] == key[1] or status.phase_name == "RUNNING"):
+            return
+        seen.append(key)
+        if not state.quiet:
+            info(f"job {job_id}: {status.phase_name}" + (f" — {status.message}" if status.message else ""))
+        if status.perian_status:
+            try:
+                with open_journal() as journal:
+                    journal.observe_many([Observation(job_id, status.perian_status, status.phase_name,
+                                                      status.message)])
+            except PerianctlError:
+                pass
+
+    try:
+        final = run(wait_via_connector(target, job_id, output_prefix=output_prefix, interval=interval,
+                                       timeout=timeout, give_up_after=give_up_after, on_status=on_status))
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\ndetached; the job keeps running — 'perianctl delete {job_id} --connector {target}' "
+                         "cancels\n")
+        sys.stderr.flush()
+        return 130
+    except WaitTimedOut as exc:
+        error(exc.message)
+        return int(exc.exit_code)
+    code = final.exit_code or 0
+    if code:
+        error(f"job {job_id} ended {final.phase_name}" + (f": {final.message}" if final.message else ""))
+    return code

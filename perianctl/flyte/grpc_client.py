@@ -16,11 +16,13 @@ Only grpc and flyteidl are imported (about 0.1 s), never flytekit. gRPC failures
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
 import string
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +36,7 @@ from perianctl.errors import (
     ApiError,
     AuthError,
     BadRequestError,
+    ExitCode,
     NotFoundError,
     PerianctlError,
     UnavailableError,
@@ -67,6 +70,29 @@ class TaskStatus:
     @property
     def terminal(self) -> bool:
         return self.phase_name in ("SUCCEEDED", "FAILED", "ABORTED", "RETRYABLE_FAILED")
+
+    @property
+    def perian_status(self) -> str | None:
+        """PERIAN's own status when the connector reports it (``perianctl serve``: custom_info)."""
+        value = self.custom_info.get("status")
+        return value if isinstance(value, str) and value else None
+
+    @property
+    def exit_code(self) -> int | None:
+        """``submit --wait`` exit code for a terminal phase; ``None`` while the task is not done.
+
+        SUCCEEDED 0 · FAILED / RETRYABLE_FAILED 3 · ABORTED 4, and 5 when PERIAN says the job hit
+        its timeout (custom_info ``status: Timeout``), as the API path reports it.
+        """
+        if not self.terminal:
+            return None
+        if self.phase_name == "SUCCEEDED":
+            return int(ExitCode.OK)
+        if self.phase_name == "ABORTED":
+            return int(ExitCode.JOB_CANCELLED)
+        if self.perian_status == "Timeout":
+            return int(ExitCode.TIMEOUT)
+        return int(ExitCode.JOB_FAILED)
 
 
 @dataclass(frozen=True)
@@ -358,10 +384,104 @@ async def submit_via_connector(
                       execution_name=wf.execution_id.name, node_id=wf.node_id, retry_attempt=retry_attempt)
 
 
-async def get_via_connector(target: str, job_id: str, *, timeout: float = DEFAULT_TIMEOUT) -> TaskStatus:
-    """``get --connector``: ``GetTask`` for a PERIAN job id (resource meta ``{"job_id": ...}``)."""
+async def get_via_connector(target: str, job_id: str, *, timeout: float = DEFAULT_TIMEOUT,
+                            output_prefix: str = "") -> TaskStatus:
+    """``get --connector``: ``GetTask`` for a PERIAN job id (resource meta ``{"job_id": ...}``).
+
+    ``output_prefix`` (propeller sends it too) lets ``perianctl serve`` report a failed task's
+    real error from ``<prefix>/error.pb``.
+    """
     async with ConnectorClient(target, timeout=timeout) as client:
-        return await client.get_task(resource_meta_for(job_id))
+        return await client.get_task(resource_meta_for(job_id), output_prefix=output_prefix)
+
+
+async def get_many_via_connector(
+    target: str, job_ids: list[str], *, output_prefixes: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> list[TaskStatus | PerianctlError]:
+    """``GetTask`` for each id, concurrently on one channel; a failed call is returned, not raised."""
+    prefixes = output_prefixes or {}
+    async with ConnectorClient(target, timeout=timeout) as client:
+        results = await asyncio.gather(
+            *(client.get_task(resource_meta_for(j), output_prefix=prefixes.get(j, "")) for j in job_ids),
+            return_exceptions=True,
+        )
+    out: list[TaskStatus | PerianctlError] = []
+    for result in results:
+        if isinstance(result, TaskStatus | PerianctlError):
+            out.append(result)
+        else:
+            raise result
+    return out
+
+
+async def delete_many_via_connector(target: str, job_ids: list[str], *,
+                                    timeout: float = DEFAULT_TIMEOUT) -> list[PerianctlError | None]:
+    """``DeleteTask`` for each id on one channel; ``None`` for OK, else the error (not raised)."""
+    async with ConnectorClient(target, timeout=timeout) as client:
+        results = await asyncio.gather(*(client.delete_task(resource_meta_for(j)) for j in job_ids),
+                                       return_exceptions=True)
+    out: list[PerianctlError | None] = []
+    for result in results:
+        if result is None or isinstance(result, PerianctlError):
+            out.append(result)
+        else:
+            raise result
+    return out
+
+
+class WaitTimedOut(PerianctlError):
+    """``wait_via_connector`` gave up at its ``timeout`` (exit 5); ``last`` is what GetTask said last."""
+
+    exit_code = ExitCode.TIMEOUT
+
+    def __init__(self, message: str, last: TaskStatus | None) -> None:
+        super().__init__(message)
+        self.last = last
+
+
+async def wait_via_connector(
+    target: str,
+    job_id: str,
+    *,
+    output_prefix: str = "",
+    interval: float = 1.0,
+    timeout: float | None = None,
+    give_up_after: float = 300.0,
+    on_status: Callable[[TaskStatus], None] | None = None,
+    call_timeout: float = DEFAULT_TIMEOUT,
+) -> TaskStatus:
+    """Poll ``GetTask`` like propeller until the phase is terminal; returns the terminal status.
+
+    ``on_status`` sees every answer. The connector being unreachable (UNAVAILABLE or a missed
+    deadline) is retried for up to ``give_up_after`` seconds in a row, then raised; any other
+    error is raised at once. ``timeout`` (seconds) raises :class:`WaitTimedOut`.
+    """
+    started = time.monotonic()
+    down_since: float | None = None
+    last: TaskStatus | None = None
+    async with ConnectorClient(target, timeout=call_timeout) as client:
+        while True:
+            try:
+                status = await client.get_task(resource_meta_for(job_id), output_prefix=output_prefix)
+            except UnavailableError:
+                now = time.monotonic()
+                down_since = down_since if down_since is not None else now
+                if now - down_since >= give_up_after:
+                    raise
+            else:
+                down_since = None
+                last = status
+                if on_status is not None:
+                    on_status(status)
+                if status.terminal:
+                    return status
+            if timeout is not None and time.monotonic() - started >= timeout:
+                shown = last.phase_name if last is not None else "no answer"
+                raise WaitTimedOut(f"gave up waiting for job {job_id} after {timeout:g}s (last phase: {shown})",
+                                   last)
+            pause = interval if timeout is None else min(interval, max(0.0, started + timeout - time.monotonic()))
+            await asyncio.sleep(pause)
 
 
 async def delete_via_connector(target: str, job_id: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:

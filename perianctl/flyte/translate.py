@@ -368,3 +368,75 @@ def template_to_job_request(
         docker_run_parameters=params,
         docker_registry_credentials=registry,
     )
+
+
+# --------------------------------------------------------------------------- overrides for a connector
+
+
+def apply_overrides(template: tasks_pb2.TaskTemplate, overrides: JobOverrides) -> tasks_pb2.TaskTemplate:
+    """A copy of ``template`` with the CLI's overrides written where a connector reads them. Pure.
+
+    ``submit --connector`` can only send a ``CreateTaskRequest``, which carries the template and
+    nothing else, so the flags have to travel inside it:
+
+    * ``cores``, ``memory``, ``accelerators``, ``accelerator_type``, ``country_code``, ``provider``,
+      ``os_storage_size`` become the official ``custom`` keys (every ``perian_task`` connector
+      reads those);
+    * ``env`` goes into ``container.env`` *and* ``custom["environment"]`` (the official connector
+      reads only the latter; ours reads both, the custom one winning, so it must hold the override);
+    * ``image`` replaces ``container.image`` (and ``custom["image"]`` when the template has one or
+      no container);
+    * ``timeout_seconds`` becomes ``metadata.timeout`` (the official connector ignores it).
+
+    Values are checked with the same rules as :func:`template_to_job_request`, so a bad flag is a
+    ``TemplateError`` here rather than an INVALID_ARGUMENT from the connector. ``instance_type_id``
+    has no place in a template: asking for it raises ``TemplateError``.
+    ``template_to_job_request(apply_overrides(t, o))`` equals ``template_to_job_request(t, overrides=o)``.
+    """
+    o = overrides
+    if o.instance_type_id:
+        raise TemplateError("--instance-type-id cannot be sent through a connector (a task template has no "
+                            "place for it); use --cores/--memory/--accelerators/--accelerator-type instead")
+    out = tasks_pb2.TaskTemplate()
+    out.CopyFrom(template)
+    custom_values: dict[str, Any] = {}
+    for key in ("cores", "accelerators", "os_storage_size"):
+        value = getattr(o, key)
+        if value is not None:
+            _count(value, f"--{key.replace('_', '-')}")
+            custom_values[key] = value
+    if o.memory is not None:
+        _memory(o.memory, "--memory")
+        custom_values["memory"] = o.memory
+    if o.country_code is not None:
+        custom_values["country_code"] = country_code(o.country_code) or ""
+    for key in ("accelerator_type", "provider"):
+        value = getattr(o, key)
+        if value is not None:
+            custom_values[key] = _text(value, f"--{key.replace('_', '-')}") or ""
+    for key, value in custom_values.items():
+        out.custom[key] = value
+    if o.image:
+        split_image(o.image)  # validates
+        if out.HasField("container"):
+            out.container.image = o.image
+        if not out.HasField("container") or "image" in out.custom.fields:
+            out.custom["image"] = o.image
+    if o.env:
+        env = {str(k): str(v) for k, v in o.env.items()}
+        if out.HasField("container"):
+            kept = [kv for kv in out.container.env if kv.key not in env]
+            del out.container.env[:]
+            out.container.env.extend(kept)
+            for key, value in env.items():
+                out.container.env.add(key=key, value=value)
+        existing = out.custom.fields.get("environment")
+        if existing is not None and existing.WhichOneof("kind") not in ("struct_value", "null_value"):
+            raise TemplateError("custom 'environment' must be a mapping of names to values")
+        environment = out.custom.get_or_create_struct("environment")
+        environment.update(env)
+    if o.timeout_seconds is not None:
+        if isinstance(o.timeout_seconds, bool) or o.timeout_seconds <= 0:
+            raise TemplateError(f"timeout must be a positive number of seconds, got {o.timeout_seconds!r}")
+        out.metadata.timeout.FromSeconds(int(o.timeout_seconds))
+    return out

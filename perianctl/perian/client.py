@@ -158,10 +158,12 @@ def error_from_response(response: httpx.Response, *, what: str) -> ApiError:
             parts = []
             for item in detail[:3]:
                 if isinstance(item, dict):
-                    loc = ".".join(str(p) for p in item.get("loc", []) if p != "body")
-                    parts.append(f"{loc}: {item.get('msg', '')}".strip(": "))
+                    raw_loc = item.get("loc")  # any type at all: the body is the server's, not ours
+                    loc = ".".join(str(p) for p in raw_loc if p != "body") if isinstance(raw_loc, list) else ""
+                    parts.append(f"{loc}: {item.get('msg') or ''}".strip(": "))
+            reason = _first_line(" ".join("; ".join(p for p in parts if p).split()))
             return ValidationFailed(
-                f"{what}: the API rejected the request ({'; '.join(parts) or 'validation error'})",
+                f"{what}: the API rejected the request ({reason or 'validation error'})",
                 status=status,
             )
         if isinstance(detail, str):
@@ -296,7 +298,7 @@ class PerianClient:
         if not isinstance(payload, dict):
             raise ProtocolError(f"{what}: the API answered with JSON that is not an object")
         code = payload.get("status_code")
-        if isinstance(code, int) and code != 200:
+        if isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 599 and code != 200:
             raise error_from_response(
                 httpx.Response(code, json=payload, request=response.request), what=what
             )
@@ -305,7 +307,8 @@ class PerianClient:
         except ValidationError as exc:
             first = exc.errors()[0]
             loc = ".".join(str(p) for p in first.get("loc", ()))
-            raise ProtocolError(f"{what}: unexpected response shape at '{loc}': {first.get('msg')}") from None
+            shape = " ".join(f"at '{loc}': {first.get('msg')}".split())
+            raise ProtocolError(f"{what}: unexpected response shape {shape}") from None
 
     async def _get(self, path: str, model: type[_Model], *, what: str, **kwargs: Any) -> _Model:
         response = await self._send("GET", path, what=what, safe_exc=_TRANSPORT, **kwargs)
@@ -352,25 +355,29 @@ class PerianClient:
             return CancelResult(job_id=job_id, already_done=True)
         return CancelResult(job_id=job_id, already_done=False)
 
-    async def create_job(self, request: m.CreateJobRequest, *, idempotency_key: str | None = None) -> str:
+    async def create_job(
+        self, request: m.CreateJobRequest, *, idempotency_key: str | None = None, attempts: int | None = None
+    ) -> str:
         """Create a job and return its id.
 
         With an ``idempotency_key`` the key is stamped into the job's environment, an existing job
         with that key is returned instead of creating another, and an attempt whose outcome is
         unknown (5xx, reset, read timeout) is followed by a look-up before the next try.
+        ``attempts`` (default: the retry policy's) bounds the create attempts, not the look-ups.
         """
         what = "create job"
         policy = self.retry
+        attempts = attempts or policy.attempts
         deadline = time.monotonic() + policy.timeout
         if idempotency_key:
             request = with_idempotency_key(request, idempotency_key)
-            existing = await self._find_patiently(idempotency_key, deadline, what=what, after_attempt=False)
+            existing = await self.find_job_by_key(idempotency_key)
             if existing is not None:
                 return existing
         body = request.to_wire()
         delay = policy.wait_initial
         last: Exception | None = None
-        for attempt in range(1, policy.attempts + 1):
+        for _attempt in range(attempts):
             try:
                 return await self._create_once(body, what=what)
             except _AmbiguousCreate as exc:
@@ -386,20 +393,20 @@ class PerianClient:
             assert idempotency_key is not None
             # Look even after the last attempt: it may have created the job, and giving up on a job
             # that exists would lose it (it runs and bills, but nobody knows its id).
-            found = await self._find_patiently(idempotency_key, deadline, what=what, after_attempt=True)
+            found = await self._find_patiently(idempotency_key, deadline, what=what)
             if found is not None:
                 return found
             if time.monotonic() >= deadline:
                 break
-        raise UnavailableError(f"{what}: PERIAN API unavailable after {policy.attempts} attempts "
+        raise UnavailableError(f"{what}: PERIAN API unavailable after {attempts} attempts "
                                f"({_describe(last)}); no job with its key was found")
 
-    async def _find_patiently(self, key: str, deadline: float, *, what: str, after_attempt: bool) -> str | None:
-        """:meth:`find_job_by_key`, retried until it answers or ``deadline`` passes.
+    async def _find_patiently(self, key: str, deadline: float, *, what: str) -> str | None:
+        """:meth:`find_job_by_key` after an ambiguous create, retried until it answers or ``deadline``.
 
-        After an ambiguous create this look-up is the only way to learn whether the job exists, so
-        one unlucky run of failed list calls must not end the create: a retry could duplicate the
-        job, and giving up could lose it.
+        This look-up is the only way to learn whether the job exists, so one unlucky run of failed
+        list calls must not end the create: a retry could duplicate the job, and giving up without
+        saying so could lose it (it runs and bills, but nobody knows its id).
         """
         delay = self.retry.wait_initial
         while True:
@@ -407,8 +414,6 @@ class PerianClient:
                 return await self.find_job_by_key(key)
             except UnavailableError as exc:
                 if time.monotonic() + delay >= deadline:
-                    if not after_attempt:
-                        raise
                     raise UnavailableError(
                         f"{what}: the API failed while checking whether the job was created ({exc.message}); "
                         "the job may or may not exist",

@@ -8,6 +8,7 @@ Histogram labelled by method and gRPC status code.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -41,6 +42,75 @@ def _code(context: grpc.aio.ServicerContext, failed: bool) -> str:
     return code.name if isinstance(code, grpc.StatusCode) else str(code)
 
 
+class DrainGate:
+    """Lets ``perianctl serve`` drain by itself instead of leaving it all to ``server.stop(grace)``.
+
+    grpc's ``stop`` fails every call the server has received but not yet handed to a handler with
+    CANCELLED. Under load (the event loop busy, calls queued in the transport) that includes calls
+    that arrived before SIGTERM, and CANCELLED is neither retried by gRPC clients nor by a
+    ``retryPolicy``. So on shutdown the gate first *refuses*: every call that reaches a handler from
+    then on is answered UNAVAILABLE at once (the code gRPC retry policies treat as "try another
+    replica"); health checks still answer (NOT_SERVING). Calls already being handled finish, and
+    :meth:`wait_idle` tells when they have, and :meth:`wait_quiet` lets calls still queued be
+    refused too, so ``stop`` then has (almost) nothing left to cut off.
+    """
+
+    EXEMPT_PREFIX = "Health/"
+
+    def __init__(self) -> None:
+        self.refusing = False
+        self.in_flight = 0
+        self.refused = 0
+        self.last_call = time.monotonic()
+        self._idle: asyncio.Event | None = None
+
+    def refuse(self) -> None:
+        self.refusing = True
+
+    def should_refuse(self, method: str) -> bool:
+        self.last_call = time.monotonic()
+        if self.refusing and not method.startswith(self.EXEMPT_PREFIX):
+            self.refused += 1
+            return True
+        return False
+
+    def enter(self) -> None:
+        self.in_flight += 1
+        if self._idle is not None:
+            self._idle.clear()
+
+    def exit(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight <= 0 and self._idle is not None:
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no call is being handled (True), or ``timeout`` seconds (False)."""
+        if self.in_flight <= 0:
+            return True
+        self._idle = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return self.in_flight <= 0
+        return True
+
+    async def wait_quiet(self, quiet: float, timeout: float) -> bool:
+        """Wait until no call has arrived for ``quiet`` seconds (True), or ``timeout`` (False)."""
+        end = time.monotonic() + timeout
+        while True:
+            now = time.monotonic()
+            idle_for = now - self.last_call
+            if idle_for >= quiet:
+                return True
+            if now >= end:
+                return False
+            await asyncio.sleep(min(quiet - idle_for, end - now))
+
+
+SHUTTING_DOWN = "perianctl serve is shutting down; retry the call (another replica will answer)"
+
+
 class _Timer:
     def __init__(self, method: str) -> None:
         self.method = method
@@ -54,12 +124,22 @@ class _Timer:
         RPC_TOTAL.labels(self.method, code).inc()
 
 
-def _wrap_unary(method: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+def _wrap_unary(method: str, behavior: Callable[..., Awaitable[Any]],
+                gate: DrainGate | None = None) -> Callable[..., Awaitable[Any]]:
     async def handler(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
         timer = _Timer(method)
         failed = True
         try:
-            result = await behavior(request_or_iterator, context)
+            if gate is None:
+                result = await behavior(request_or_iterator, context)
+            else:
+                if gate.should_refuse(method):
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+                gate.enter()
+                try:
+                    result = await behavior(request_or_iterator, context)
+                finally:
+                    gate.exit()
             failed = False
             return result
         finally:
@@ -68,22 +148,38 @@ def _wrap_unary(method: str, behavior: Callable[..., Awaitable[Any]]) -> Callabl
     return handler
 
 
-def _wrap_stream(method: str, behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+def _wrap_stream(method: str, behavior: Callable[..., AsyncIterator[Any]],
+                 gate: DrainGate | None = None) -> Callable[..., AsyncIterator[Any]]:
     async def handler(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         timer = _Timer(method)
         failed = True
+        entered = False
         try:
+            if gate is not None:
+                if gate.should_refuse(method):
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+                gate.enter()
+                entered = True
             async for response in behavior(request_or_iterator, context):
                 yield response
             failed = False
         finally:
+            if entered and gate is not None:
+                gate.exit()
             timer.done(context, failed)
 
     return handler
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Times every RPC. Wraps async handlers only (all of ours are); sync ones pass through."""
+    """Times every RPC. Wraps async handlers only (all of ours are); sync ones pass through.
+
+    With a :class:`DrainGate` it also counts the calls being handled and refuses new ones once the
+    gate is closed.
+    """
+
+    def __init__(self, gate: DrainGate | None = None) -> None:
+        self.gate = gate
 
     async def intercept_service(
         self,
@@ -106,9 +202,9 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             if behavior is None:
                 continue
             if _is_async_gen(behavior):  # streams written by yielding
-                return factory(_wrap_stream(method, behavior), **kwargs)
+                return factory(_wrap_stream(method, behavior, self.gate), **kwargs)
             if _is_async(behavior):  # unary, or streams written with context.write
-                return factory(_wrap_unary(method, behavior), **kwargs)
+                return factory(_wrap_unary(method, behavior, self.gate), **kwargs)
             break
         return handler
 

@@ -3,14 +3,16 @@
 What it adds over ``pyflyte serve connector`` (flyte-connector.md §3.3):
 
 * **Graceful shutdown.** SIGTERM/SIGINT → health NOT_SERVING (readiness fails, the k8s resolver
-  drops the pod) → optional ``shutdown_delay`` while still serving → ``server.stop(grace)``:
-  new calls are refused, in-flight ones finish → HTTP pools closed → exit 0.
+  drops the pod) → optional ``shutdown_delay`` while still serving → new calls are refused with
+  UNAVAILABLE, in-flight ones finish (within ``grace``) → ``server.stop`` → HTTP pools closed →
+  exit 0.
 * **Health for every service**, SERVING only once the port is bound, NOT_SERVING on shutdown.
 * **Message-size limits** (gRPC's default 4 MiB receive limit is small for big input maps).
 * **An in-process sandbox** (``--sandbox``) for demos and tests without a PERIAN account.
 * One event loop, no blocking calls on it: every handler is ``async`` and PERIAN calls go through
   one pooled ``httpx.AsyncClient``. The thread pool (``workers``) only runs synchronous code of
-  third-party connectors.
+  third-party connectors. The start-up heap is frozen (``gc.freeze``), so full garbage
+  collections stay short.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from flyteidl.service.agent_pb2_grpc import (
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from perianctl.flyte.connector import DEFAULT_LOG_LINK, ConnectorSettings, PerianConnector
-from perianctl.serve.metrics import SERVING, MetricsInterceptor, start_metrics_server
+from perianctl.serve.metrics import SERVING, DrainGate, MetricsInterceptor, start_metrics_server
 from perianctl.serve.servicers import PerianAsyncService, PerianMetadataService, PerianSyncService
 
 log = logging.getLogger("perianctl.serve")
@@ -75,6 +77,7 @@ class RunningServer:
     options: ServeOptions
     stop_metrics: Callable[[], None] | None = None
     sandbox: Any = None
+    gate: DrainGate | None = None
     _stopped: bool = False
 
     @property
@@ -92,7 +95,23 @@ class RunningServer:
             log.info("NOT_SERVING; still answering for %.1fs before draining", self.options.shutdown_delay)
             await asyncio.sleep(self.options.shutdown_delay)
         grace = self.options.grace if grace is None else grace
-        await self.server.stop(grace)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        if self.gate is not None:
+            # Refuse new calls with UNAVAILABLE ourselves and let the ones being handled finish;
+            # grpc's stop would answer calls still queued in the transport with CANCELLED.
+            self.gate.refuse()
+            handling = self.gate.in_flight
+            if await self.gate.wait_idle(grace):
+                log.info("drained %d in-flight calls in %.2fs", handling, grace - (deadline - loop.time()))
+            else:
+                log.warning("grace of %.1fs over with %d calls still running; cancelling them",
+                            grace, self.gate.in_flight)
+            # Calls still queued in the transport get UNAVAILABLE from the gate once dispatched;
+            # wait (briefly) for a lull so that stop() does not turn them into CANCELLED.
+            await self.gate.wait_quiet(0.1, min(1.0, max(0.0, deadline - loop.time())))
+            log.info("refused %d calls that arrived while draining (UNAVAILABLE)", self.gate.refused)
+        await self.server.stop(max(0.0, deadline - loop.time()))
         with contextlib.suppress(Exception):
             await self.connector.aclose()
         if self.stop_metrics is not None:
@@ -126,9 +145,10 @@ async def start(options: ServeOptions) -> RunningServer:
     assert connector is not None
 
     limit = options.max_message_mb * 1024 * 1024
+    gate = DrainGate()
     server = grpc.aio.server(
         futures.ThreadPoolExecutor(max_workers=options.workers),
-        interceptors=[MetricsInterceptor()],
+        interceptors=[MetricsInterceptor(gate)],
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
@@ -154,7 +174,7 @@ async def start(options: ServeOptions) -> RunningServer:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     SERVING.set(1)
     return RunningServer(server=server, port=port, health=health_servicer, connector=connector,
-                         options=options, stop_metrics=stop_metrics, sandbox=sandbox)
+                         options=options, stop_metrics=stop_metrics, sandbox=sandbox, gate=gate)
 
 
 def startup_line(running: RunningServer) -> str:
@@ -166,6 +186,19 @@ def startup_line(running: RunningServer) -> str:
         f"perianctl serve: listening on {running.address} | task types: perian_task v0 | "
         f"PERIAN API {running.connector.api_url()} | metrics {metrics} | grace {opts.grace:g}s | log links {link}"
     )
+
+
+def _freeze_startup_heap() -> None:
+    """Move everything allocated so far (flytekit, grpc, pydantic: ~1M objects) out of the GC's reach.
+
+    Those objects live as long as the process. Left in generation 2, every full collection walks
+    them: measured 110-160 ms pauses, several a second under 64 GetTask streams, which showed up as
+    p99 latency and cost ~20 % of GetTask throughput. Frozen, a full collection takes ~20 ms.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 async def serve_until_signalled(options: ServeOptions, *, ready: Callable[[RunningServer], None] | None = None) -> int:
@@ -188,6 +221,7 @@ async def serve_until_signalled(options: ServeOptions, *, ready: Callable[[Runni
         loop.add_signal_handler(sig, on_signal, sig)  # before start: a SIGTERM during start-up counts
     try:
         running = await start(options)
+        _freeze_startup_heap()
         secrets = running.connector.secrets()
         print(f"perianctl serve: secrets found: {secrets.describe()}", file=sys.stderr, flush=True)
         if secrets.missing_credentials():

@@ -94,13 +94,18 @@ def cost_text(job: JobView, seconds: float | None) -> str:
         unit = Decimal(price.unit_price)
     except InvalidOperation:
         return "-"
+    if not unit.is_finite() or abs(unit.adjusted()) > 18:  # "NaN", "Infinity", "1e999999": not a price
+        return "-"
     granularity = _GRANULARITY_SECONDS.get(price.granularity or "")
     if seconds is None or granularity is None:
         return f"{unit.normalize():f} {price.currency}"
     units = max(1, math.ceil(seconds / granularity))
     total = unit * units
     places = Decimal("0.01") if total >= 1 else Decimal("0.0001")
-    return f"{total.quantize(places)} {price.currency}"
+    try:
+        return f"{total.quantize(places)} {price.currency}"
+    except InvalidOperation:
+        return "-"
 
 
 def one_line(text: str, limit: int = MESSAGE_WIDTH) -> str:
