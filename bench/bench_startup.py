@@ -106,7 +106,8 @@ def main() -> None:
         if official:
             cases.append(("perian --help", [str(official), "--help"]))
         results: dict[str, float] = {}
-        print(f"start-up, median of {args.runs} runs (s); machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+        python = sys.version.split()[0]
+        print(f"start-up, median of {args.runs} runs (s); machine: {os.cpu_count()} cores, Python {python}")
         for name, cmd in cases:
             median, samples = timed(cmd, env, args.runs)
             results[name] = median

@@ -30,7 +30,7 @@ from typing import Any
 import tomli
 
 from perianctl.errors import ConfigError, UsageError
-from perianctl.files import atomic_write
+from perianctl.files import atomic_write, private_dir
 from perianctl.redact import REDACTED, register_secret
 
 DEFAULT_API_URL = "https://api.perian.cloud"
@@ -121,7 +121,7 @@ def _dump_toml(data: Mapping[str, Any]) -> str:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     lock_path = path.with_name(path.name + ".lock")
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:

@@ -14,7 +14,10 @@ from pathlib import Path
 
 def atomic_write(path: Path, data: str | bytes, *, private: bool = True) -> None:
     """Write ``data`` to ``path`` via a temp file + ``os.replace``; ``private`` → 0600 from the first byte."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700 if private else 0o777)
+    if private:
+        private_dir(path.parent)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         if private:
@@ -32,3 +35,18 @@ def atomic_write(path: Path, data: str | bytes, *, private: bool = True) -> None
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` and every missing parent with mode 0700 (``mkdir(parents=True)`` would give
+    the parents the umask's 0755, exposing e.g. the state dir that holds the journal)."""
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+    return path

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from perianctl.config import state_dir
 from perianctl.errors import ConfigError
+from perianctl.files import private_dir
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -225,7 +226,7 @@ def open_journal(path: Path | None = None) -> Iterator[Journal]:
     """Open (creating 0600 if needed) the journal; a broken file becomes a one-line error."""
     db = path or journal_path()
     try:
-        db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(db.parent)
         if not db.exists():
             db.touch(mode=0o600)
         conn = sqlite3.connect(db, timeout=10.0, isolation_level=None)

@@ -15,5 +15,5 @@ try:  # pragma: no cover - exercised by the entry-point test in a subprocess
     from perianctl.flyte import register as _register
 
     _register.register_all()
-except Exception as _exc:  # noqa: BLE001 - must never propagate into `import flytekit`
+except Exception as _exc:  # must never propagate into `import flytekit`
     _log.warning("perianctl: PERIAN connector not registered (%s: %s)", type(_exc).__name__, _exc)

@@ -31,6 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from perianctl.files import private_dir
 from perianctl.sandbox.config import SandboxConfig, SandboxConfigError
 from perianctl.sandbox.credentials import resolve_credentials, write_private
 from perianctl.sandbox.runtimes.base import SandboxStartError, runtime_class
@@ -48,7 +49,7 @@ def prepare(config: SandboxConfig) -> SandboxConfig:
         raise SandboxStartError(str(exc)) from None
     state_dir = config.state_dir.expanduser().resolve()
     try:
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(state_dir)
     except OSError as exc:
         raise SandboxStartError(f"cannot create state dir {state_dir}: {exc.strerror or exc}") from None
     organization, token = resolve_credentials(state_dir, config.organization, config.token)

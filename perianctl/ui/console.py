@@ -80,12 +80,17 @@ def warn(message: str) -> None:
     err_console().print(f"warning: {_plain(message)}", style="yellow", markup=False)
 
 
+def one_line(text: str) -> str:
+    """``text`` as a single printable line: control characters (newlines, CR, escape sequences
+    from API-supplied text) become spaces, so an error can never break or repaint the terminal."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
+
+
 def error(message: str, hint: str | None = None) -> None:
     """One error line (plus an optional hint line) on stderr, without rich for robustness."""
-    line = _plain(message).replace("\n", " ").strip()
-    sys.stderr.write(f"error: {line}\n")
+    sys.stderr.write(f"error: {one_line(_plain(message))}\n")
     if hint:
-        sys.stderr.write(f"hint: {_plain(hint)}\n")
+        sys.stderr.write(f"hint: {one_line(_plain(hint))}\n")
     sys.stderr.flush()
 
 
