@@ -444,6 +444,9 @@ async def bench_sigterm(connector: Connector, metas: list[bytes], streams: int, 
                 i += streams
                 if signalled and started > signalled[0] + 1.0:
                     return  # one call well after SIGTERM is enough
+                if signalled and code != "OK":
+                    # Refused: back off like a client would (not hammer), then try once more later.
+                    await asyncio.sleep(max(0.0, signalled[0] + 1.05 - time.monotonic()))
 
         async def terminate() -> None:
             await asyncio.sleep(after)

@@ -168,6 +168,8 @@ def test_readme_demo_through_serve(sandbox_factory: SandboxFactory, run_cli: Cli
 
         r = run_cli("logs", job_id, "--connector", target)
         assert r.returncode == 0, r
+        r = run_cli("logs", job_id, "--connector", target, "--follow", "--tail", "0")
+        assert r.returncode == 0 and "finished: SUCCEEDED" in r.stderr and r.stdout == "", r
 
         for _ in range(2):  # idempotent: a finished job is fine, twice
             r = run_cli("delete", job_id, "--connector", target, "--yes")
