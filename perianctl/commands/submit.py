@@ -221,7 +221,9 @@ def _via_api(
         # have made), so submit is patient: against an API failing 20 % of requests, 5 tries give
         # up once in ~3,000 submits, 10 tries once in ~10 million -- still inside the 60 s budget.
         async with make_client(ctx) as client:
-            return await client.create_job(request, idempotency_key=f"perianctl-{run_id}", attempts=10)
+            return await client.create_job(
+                request, idempotency_key=f"perianctl-{run_id}", attempts=10, fresh_key=True
+            )
 
     return run(create()), None
 

@@ -356,7 +356,12 @@ class PerianClient:
         return CancelResult(job_id=job_id, already_done=False)
 
     async def create_job(
-        self, request: m.CreateJobRequest, *, idempotency_key: str | None = None, attempts: int | None = None
+        self,
+        request: m.CreateJobRequest,
+        *,
+        idempotency_key: str | None = None,
+        attempts: int | None = None,
+        fresh_key: bool = False,
     ) -> str:
         """Create a job and return its id.
 
@@ -364,6 +369,8 @@ class PerianClient:
         with that key is returned instead of creating another, and an attempt whose outcome is
         unknown (5xx, reset, read timeout) is followed by a look-up before the next try.
         ``attempts`` (default: the retry policy's) bounds the create attempts, not the look-ups.
+        ``fresh_key=True`` says the key was just generated (``submit``), so no job can carry it yet
+        and the look-up before the first POST is skipped; a re-sent key (the connector) is checked.
         """
         what = "create job"
         policy = self.retry
@@ -371,9 +378,10 @@ class PerianClient:
         deadline = time.monotonic() + policy.timeout
         if idempotency_key:
             request = with_idempotency_key(request, idempotency_key)
-            existing = await self.find_job_by_key(idempotency_key)
-            if existing is not None:
-                return existing
+            if not fresh_key:
+                existing = await self._find_patiently(idempotency_key, deadline, what=what)
+                if existing is not None:
+                    return existing
         body = request.to_wire()
         delay = policy.wait_initial
         last: Exception | None = None
