@@ -19,6 +19,11 @@ from perianctl.config import state_dir
 from perianctl.errors import ConfigError
 from perianctl.files import private_dir
 
+
+class JournalError(ConfigError):
+    """The journal cannot be opened or written (exit 2 where it matters, a warning where it does not)."""
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY,
@@ -105,7 +110,7 @@ class Journal:
             with self._conn:
                 yield
         except sqlite3.Error as exc:
-            raise ConfigError(f"cannot write the job journal ({exc})") from None
+            raise JournalError(f"cannot write the job journal ({exc})") from None
 
     # ------------------------------------------------------------------ writes
 
@@ -231,19 +236,44 @@ def open_journal(path: Path | None = None) -> Iterator[Journal]:
             db.touch(mode=0o600)
         conn = sqlite3.connect(db, timeout=10.0, isolation_level=None)
     except (OSError, sqlite3.Error) as exc:
-        raise ConfigError(f"cannot open the job journal {db}: {exc}") from None
+        raise JournalError(f"cannot open the job journal {db}: {exc}") from None
     try:
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=10000")
             conn.executescript(_SCHEMA)
         except sqlite3.OperationalError as exc:  # disk full, I/O error, locked: the file itself is fine
-            raise ConfigError(f"cannot use the job journal {db} ({exc})") from None
+            raise JournalError(f"cannot use the job journal {db} ({exc})") from None
         except sqlite3.DatabaseError as exc:
-            raise ConfigError(
+            raise JournalError(
                 f"the job journal {db} is damaged ({exc}); move it aside to start a new one"
             ) from None
         conn.isolation_level = "DEFERRED"
         yield Journal(conn)
     finally:
         conn.close()
+
+
+@contextmanager
+def open_journal_best_effort(path: Path | None = None) -> Iterator[Journal | None]:
+    """The journal, or ``None`` with a warning when it cannot be used.
+
+    For commands whose journalling is a side effect (``get``, ``list``, ``watch``, ``wait``): a
+    full disk or an unwritable state dir must not stop them from showing jobs. Write errors
+    inside the block are reported the same way.
+    """
+    from perianctl.ui.console import warn
+
+    try:
+        manager = open_journal(path)
+        journal = manager.__enter__()
+    except JournalError as exc:
+        warn(f"job journal not updated: {exc.message}")
+        yield None
+        return
+    try:
+        yield journal
+    except JournalError as exc:
+        warn(f"job journal not updated: {exc.message}")
+    finally:
+        manager.__exit__(None, None, None)

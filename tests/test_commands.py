@@ -145,3 +145,20 @@ def test_new_output_handles_rewritten_logs() -> None:
     chunk, rewritten = new_output(old, rotated)
     assert not rewritten and chunk == "".join(f"line {i}\n" for i in range(100, 120))
     assert new_output("completely different text here", "new") == ("new", True)
+
+
+def test_read_commands_work_when_the_journal_is_unusable(sandbox: SandboxHandle, run_cli: CliRunner,
+                                                         tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Journalling is a side effect of get/list/watch: a broken state dir costs a warning, not the answer."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    env = {**sandbox.env(), "PERIANCTL_STATE_DIR": str(blocker / "state")}
+    job_id = sandbox.create_job("echo hi")
+    sandbox.wait_for_status(job_id)
+    r = run_cli("get", job_id, "-o", "json", env=env)
+    assert r.returncode == 0, r
+    assert json.loads(r.stdout)["id"] == job_id
+    assert "journal not updated" in r.stderr
+    r = run_cli("watch", job_id, env=env)
+    assert r.returncode == 0, r
+    assert_one_line_error(run_cli("get", "--last", env=env), 2)

@@ -166,7 +166,7 @@ def show_task_statuses(statuses: list[TaskStatus], fmt: OutputFormat, *, single:
 def record_observations(ctx: typer.Context, jobs: list[JobView]) -> None:
     """Every status we see goes into the journal, so ``--history`` fills up as people look."""
     from perianctl.flyte.phase import status_to_phase
-    from perianctl.journal import Observation, open_journal
+    from perianctl.journal import Observation, open_journal_best_effort
 
     if not jobs:
         return
@@ -175,8 +175,9 @@ def record_observations(ctx: typer.Context, jobs: list[JobView]) -> None:
         if job.id:
             info = status_to_phase(job.status, errors=job.errors)
             observations.append(Observation(job.id, job.status, info.phase.name, info.message))
-    with open_journal() as journal:
-        journal.observe_many(observations, api_url=options(ctx).settings().api_url)
+    with open_journal_best_effort() as journal:
+        if journal is not None:
+            journal.observe_many(observations, api_url=options(ctx).settings().api_url)
 
 
 def show_jobs(jobs: list[JobView], fmt: OutputFormat, *, single: bool) -> None:

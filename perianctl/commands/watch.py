@@ -121,7 +121,7 @@ async def _follow(
     to_stderr: bool,
 ) -> tuple[WaitResult, str]:
     from perianctl.errors import PerianctlError
-    from perianctl.journal import open_journal
+    from perianctl.journal import open_journal_best_effort
     from perianctl.perian.client import RetryPolicy
     from perianctl.ui.live import summary_line
     from perianctl.watching import Poller
@@ -132,7 +132,7 @@ async def _follow(
     retry = RetryPolicy(attempts=2, timeout=max(10.0, interval * 3), wait_initial=0.2, wait_max=1.0)
     client = make_client(ctx, retry=retry)
     api_url = options(ctx).settings().api_url
-    with open_journal() as journal:
+    with open_journal_best_effort() as journal:
         labels = _Labels(journal)
         async with client:
             poller = Poller(client, ids, discover=discover, interval=interval, journal=journal, api_url=api_url,
@@ -189,12 +189,12 @@ class _QuietView:
 class _Labels:
     """Job id → the name ``submit`` recorded in the journal (cached; None for unknown jobs)."""
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal | None) -> None:
         self._journal = journal
         self._cache: dict[str, str | None] = {}
 
     def __call__(self, job_id: str) -> str | None:
         if job_id not in self._cache:
-            entry = self._journal.get(job_id)
+            entry = self._journal.get(job_id) if self._journal is not None else None
             self._cache[job_id] = (entry.name or entry.image) if entry is not None else None
         return self._cache[job_id]
