@@ -241,6 +241,8 @@ def open_journal(path: Path | None = None) -> Iterator[Journal]:
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=10000")
+            # WAL + NORMAL: never corrupts; a power cut may lose the last observation, not history.
+            conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
         except sqlite3.OperationalError as exc:  # disk full, I/O error, locked: the file itself is fine
             raise JournalError(f"cannot use the job journal {db} ({exc})") from None

@@ -201,14 +201,17 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
 
         # -- a detached sandbox started with a token on the command line
         sb2 = home.state_dir / "sandbox"
-        run(["sandbox", "start", "--port", "0", "--org", "o2", "--token", TOKEN2, "--speed", "10"], env)
-        status = json.loads(run(["sandbox", "status", "-o", "json"], env).stdout)
-        cmdline = Path(f"/proc/{status['pid']}/cmdline").read_bytes()
-        run(["sandbox", "status"], env)
-        env_profile = {k: v for k, v in env.items() if k != "PERIAN_ORGANIZATION"}  # env would beat the profile
-        run(["--profile", "sandbox", "config", "show", "-o", "json"], env_profile)
-        run(["--profile", "sandbox", "submit", TEMPLATE, "--input", "name=z", *secret_flags, "--wait"], env_profile)
-        run(["sandbox", "stop"], env)
+        try:
+            run(["sandbox", "start", "--port", "0", "--org", "o2", "--token", TOKEN2, "--speed", "10"], env)
+            status = json.loads(run(["sandbox", "status", "-o", "json"], env).stdout)
+            cmdline = Path(f"/proc/{status['pid']}/cmdline").read_bytes()
+            run(["sandbox", "status"], env)
+            env_profile = {k: v for k, v in env.items() if k != "PERIAN_ORGANIZATION"}  # env would beat the profile
+            run(["--profile", "sandbox", "config", "show", "-o", "json"], env_profile)
+            run(["--profile", "sandbox", "submit", TEMPLATE, "--input", "name=z", *secret_flags, "--wait"],
+                env_profile)
+        finally:  # never leave a detached sandbox behind, even when a check above failed
+            run(["sandbox", "stop"], env)
     finally:
         sb.stop()
     return Scenario(t, home, sb, sb2, ids, inputs, cmdline)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import sys
 from collections.abc import Coroutine
@@ -79,6 +78,8 @@ def connector_target(ctx: typer.Context, flag: str | None) -> str | None:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
+    import asyncio
+
     return asyncio.run(coro)
 
 

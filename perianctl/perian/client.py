@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import email.utils
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -95,6 +94,8 @@ def _retry_after_seconds(response: httpx.Response, cap: float) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
+        import email.utils
+
         try:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError):

@@ -25,7 +25,7 @@ NameValue = str | list[str]
 class _Wire(BaseModel):
     """Base for every wire model: tolerate unknown keys, accept ``null`` for optional fields."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON body to send: no ``None`` values, defaults (``all: false``) kept."""
