@@ -57,38 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ORG, TOKEN = "bench", "bench-token-0123456789"
-REPO = Path(__file__).resolve().parent.parent
-
-
-# ---------------------------------------------------------------------- sandbox
-
-
-def start_sandbox(state_dir: Path, get_latency: float = 0.0) -> tuple[subprocess.Popen[bytes], str]:
-    """The sandbox in its own process; ``get_latency`` delays every ``GET /job/{id}`` (a remote API)."""
-    code = (
-        "from pathlib import Path\n"
-        "from perianctl.sandbox.config import FaultConfig, SandboxConfig\n"
-        "from perianctl.sandbox.server import run\n"
-        f"faults = FaultConfig(latency=({get_latency!r}, {get_latency!r}), latency_endpoints=frozenset({{'get'}}))\n"
-        f"run(SandboxConfig(state_dir=Path({str(state_dir)!r}), port=0, organization={ORG!r}, token={TOKEN!r},"
-        " access_log=False, faults=faults))\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    info = state_dir / "sandbox.json"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if info.exists():
-            try:
-                return proc, json.loads(info.read_text())["url"]
-            except (ValueError, KeyError):
-                pass
-        if proc.poll() is not None:
-            raise SystemExit("the sandbox did not start")
-        time.sleep(0.05)
-    proc.terminate()
-    raise SystemExit("the sandbox did not start in 30 s")
-
+from _support import HEADERS, ORG, TOKEN, start_sandbox, stop_sandbox
 
 # ---------------------------------------------------------------------- connectors under test
 
@@ -279,6 +248,15 @@ async def create_tasks(target: str, jobs: int) -> tuple[list[bytes], list[float]
     return metas, latencies
 
 
+def get_task_requests(metas: list[bytes]) -> list[Any]:
+    """One ``GetTaskRequest`` per created task, as propeller sends them."""
+    from flyteidl.admin import agent_pb2
+
+    category = agent_pb2.TaskCategory(name="perian_task", version=0)
+    return [agent_pb2.GetTaskRequest(task_type="perian_task", resource_meta=m, task_category=category)
+            for m in metas]
+
+
 @dataclass
 class Result:
     name: str
@@ -341,12 +319,9 @@ async def _drive(streams: int, duration: float, warmup: float, call: Any, result
 async def bench_get_task(name: str, target: str, metas: list[bytes], streams: int, duration: float,
                          warmup: float, pid: int | None = None) -> Result:
     import grpc
-    from flyteidl.admin import agent_pb2
     from flyteidl.service import agent_pb2_grpc
 
-    category = agent_pb2.TaskCategory(name="perian_task", version=0)
-    requests = [agent_pb2.GetTaskRequest(task_type="perian_task", resource_meta=m, task_category=category)
-                for m in metas]
+    requests = get_task_requests(metas)
     phases: dict[int, int] = {}
     async with grpc.aio.insecure_channel(target) as channel:
         stub = agent_pb2_grpc.AsyncAgentServiceStub(channel)
@@ -380,9 +355,8 @@ async def bench_raw(api_url: str, job_ids: list[str], streams: int, duration: fl
     """The sandbox's own GET /job/{id} rate at ``streams`` requests in flight (one pooled client)."""
     import httpx
 
-    headers = {"X-PERIAN-AUTH-ORG": ORG, "Authorization": f"Bearer {TOKEN}"}
     limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams)
-    async with httpx.AsyncClient(base_url=api_url, headers=headers, limits=limits, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=api_url, headers=HEADERS, limits=limits, timeout=10) as client:
 
         async def call(i: int) -> None:
             response = await client.get(f"/job/{job_ids[i % len(job_ids)]}")
@@ -397,8 +371,7 @@ async def bench_raw_aiohttp(api_url: str, job_ids: list[str], streams: int, dura
     """The same GETs with aiohttp: what the API can serve when the client is not the bottleneck."""
     import aiohttp
 
-    headers = {"X-PERIAN-AUTH-ORG": ORG, "Authorization": f"Bearer {TOKEN}"}
-    async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=streams)) as session:
+    async with aiohttp.ClientSession(headers=HEADERS, connector=aiohttp.TCPConnector(limit=streams)) as session:
 
         async def call(i: int) -> None:
             async with session.get(f"{api_url}/job/{job_ids[i % len(job_ids)]}") as response:
@@ -419,13 +392,10 @@ async def bench_sigterm(connector: Connector, metas: list[bytes], streams: int, 
     be OK. Calls started >= 1 s after it should be refused fast with UNAVAILABLE.
     """
     import grpc
-    from flyteidl.admin import agent_pb2
     from flyteidl.service import agent_pb2_grpc
 
     assert connector.proc is not None
-    category = agent_pb2.TaskCategory(name="perian_task", version=0)
-    requests = [agent_pb2.GetTaskRequest(task_type="perian_task", resource_meta=m, task_category=category)
-                for m in metas]
+    requests = get_task_requests(metas)
     calls: list[tuple[float, float, str]] = []
     signalled: list[float] = []
     async with grpc.aio.insecure_channel(connector.target) as channel:
@@ -581,7 +551,7 @@ def main() -> None:
     api_url = args.api_url
     load_before = _load_average()
     if not api_url:
-        sandbox, api_url = start_sandbox(Path(tmp.name) / "sandbox", args.get_latency)
+        sandbox, api_url = start_sandbox(Path(tmp.name) / "sandbox", get_latency=args.get_latency)
     header = {"mode": args.mode, "streams": args.streams, "duration_s": args.duration, "jobs": args.jobs,
               "get_latency_ms": round(args.get_latency * 1000, 1) if not args.api_url else None,
               "cpus": os.cpu_count(), "python": sys.version.split()[0], "load_average_before": load_before}
@@ -590,8 +560,7 @@ def main() -> None:
             report = {**header, **run_load(args, api_url), "load_average_after": _load_average()}
         finally:
             if sandbox is not None:
-                sandbox.terminate()
-                sandbox.wait(timeout=30)
+                stop_sandbox(sandbox, timeout=30)
             tmp.cleanup()
         _print_load(report, args.json)
         return
@@ -637,8 +606,7 @@ def main() -> None:
             raws.append(asyncio.run(bench_raw_aiohttp(api_url, job_ids, args.streams, args.duration, args.warmup)))
     finally:
         if sandbox is not None:
-            sandbox.terminate()
-            sandbox.wait(timeout=30)
+            stop_sandbox(sandbox, timeout=30)
         tmp.cleanup()
     raw = max(raws, key=lambda r: r.rate) if raws else None
 

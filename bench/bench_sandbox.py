@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,36 +27,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-ORG, TOKEN = "bench", "bench-token-0123456789"
-HEADERS = {"X-PERIAN-AUTH-ORG": ORG, "Authorization": f"Bearer {TOKEN}"}
+from _support import HEADERS, running_sandbox, sandbox_stats
+
 JOB = {
     "requirements": {"cpu": {"cores": 1}},
     "docker_run_parameters": {"image_name": "busybox", "image_tag": "latest", "command": "true"},
 }
-
-
-def start_sandbox(state_dir: Path, speed: float) -> tuple[subprocess.Popen[bytes], str]:
-    code = (
-        "from pathlib import Path\n"
-        "from perianctl.sandbox.config import SandboxConfig, SimTimings\n"
-        "from perianctl.sandbox.server import run\n"
-        f"run(SandboxConfig(state_dir=Path({str(state_dir)!r}), port=0, organization={ORG!r}, token={TOKEN!r},"
-        f" access_log=False, timings=SimTimings(speed={speed!r})))\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    info = state_dir / "sandbox.json"
-    while time.monotonic() < deadline:
-        if info.exists():
-            try:
-                return proc, json.loads(info.read_text())["url"]
-            except (ValueError, KeyError):
-                pass
-        if proc.poll() is not None:
-            raise SystemExit("the sandbox did not start")
-        time.sleep(0.05)
-    proc.terminate()
-    raise SystemExit("the sandbox did not start in 30 s")
 
 
 async def drive(url: str, n: int, clients: int, request: Callable[[Any, int], Awaitable[Any]]) -> tuple[float, list]:
@@ -93,14 +67,6 @@ async def create(client: Any, _i: int) -> str:
     return str(response.json()["id"])
 
 
-async def stats(url: str) -> dict[str, Any]:
-    import httpx
-
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-        data: dict[str, Any] = (await client.get("/_sandbox/stats")).json()
-    return data
-
-
 async def bench_requests(url: str, n: int, clients: int, rounds: int) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     await drive(url, min(n, 200), clients, healthz)  # warm up connections and code paths
@@ -126,12 +92,12 @@ async def bench_requests(url: str, n: int, clients: int, rounds: int) -> dict[st
 
 async def bench_completion(url: str, n: int, clients: int) -> dict[str, Any]:
     """Create ``n`` jobs as fast as possible; time until the simulate runtime has finished them all."""
-    before = await stats(url)
+    before = await sandbox_stats(url)
     done_before = before["jobs"]["by_status"].get("Done", 0)
     started = time.perf_counter()
     create_seconds, _ = await drive(url, n, clients, create)
     while True:
-        data = await stats(url)
+        data = await sandbox_stats(url)
         if data["jobs"]["by_status"].get("Done", 0) - done_before >= n:
             break
         if time.perf_counter() - started > 600:
@@ -149,15 +115,11 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=200.0,
                         help="simulation speed for the completion run (200: a job's life is ~23 ms)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as tmp:
-        proc, url = start_sandbox(Path(tmp) / "sb", args.speed)
-        try:
-            figures = asyncio.run(bench_requests(url, args.jobs, args.clients, args.rounds))
-            figures |= asyncio.run(bench_completion(url, args.jobs, args.clients))
-            db_bytes = sum(p.stat().st_size for p in (Path(tmp) / "sb").glob("sandbox.db*"))
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    with (tempfile.TemporaryDirectory(prefix="bench-sandbox-") as tmp,
+          running_sandbox(Path(tmp) / "sb", speed=args.speed) as url):
+        figures = asyncio.run(bench_requests(url, args.jobs, args.clients, args.rounds))
+        figures |= asyncio.run(bench_completion(url, args.jobs, args.clients))
+        db_bytes = sum(p.stat().st_size for p in (Path(tmp) / "sb").glob("sandbox.db*"))
     f = figures
     total_jobs = args.jobs * (args.rounds + 1)
     print(f"sandbox benchmark: simulate runtime over loopback HTTP, {args.clients} concurrent clients, "

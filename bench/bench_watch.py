@@ -19,11 +19,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,38 +29,11 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-ORG, TOKEN = "bench", "bench-token-0123456789"
-
-
-def start_sandbox(state_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    code = (
-        "from pathlib import Path\n"
-        "from perianctl.sandbox.config import SandboxConfig\n"
-        "from perianctl.sandbox.server import run\n"
-        f"run(SandboxConfig(state_dir=Path({str(state_dir)!r}), port=0, organization={ORG!r}, token={TOKEN!r},"
-        " access_log=False))\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    info = state_dir / "sandbox.json"
-    while time.monotonic() < deadline:
-        if info.exists():
-            try:
-                return proc, json.loads(info.read_text())["url"]
-            except (ValueError, KeyError):
-                pass
-        if proc.poll() is not None:
-            raise SystemExit("the sandbox did not start")
-        time.sleep(0.05)
-    proc.terminate()
-    raise SystemExit("the sandbox did not start in 30 s")
+from _support import ORG, TOKEN, running_sandbox, sandbox_stats
 
 
 async def sandbox_requests(url: str) -> dict[str, int]:
-    import httpx
-
-    async with httpx.AsyncClient() as http:
-        data = (await http.get(f"{url}/_sandbox/stats")).json()
+    data = await sandbox_stats(url)
     return {k: int(v) for k, v in data.get("requests", {}).items()}
 
 
@@ -140,23 +111,23 @@ async def bench(url: str, n: int, refreshes: int, journal_path: Path) -> dict[st
                 assert result.ok, result.error
                 requests.append(sum(delta(after, before).values()))
                 per_endpoint.append(delta(after, before))
-        figures["poller_requests_per_refresh"] = statistics.mean(requests)
-        figures["poller_requests_breakdown"] = per_endpoint[-1]
-        figures["poller_fetch_ms_median"] = 1000 * statistics.median(fetch)
-        figures["poller_fetch_ms_first"] = 1000 * fetch[0]
-        figures["statuses"] = sorted({w.status or "-" for w in poller.watched()})
+            figures["poller_requests_per_refresh"] = statistics.mean(requests)
+            figures["poller_requests_breakdown"] = per_endpoint[-1]
+            figures["poller_fetch_ms_median"] = 1000 * statistics.median(fetch)
+            figures["poller_fetch_ms_first"] = 1000 * fetch[0]
+            figures["statuses"] = sorted({w.status or "-" for w in poller.watched()})
 
-        renders = [render_full(poller.watched()) for _ in range(3)]
-        figures["render_full_table_ms"] = 1000 * statistics.median(renders)
-        frames = [render_live_frame(poller) for _ in range(3)]
-        figures["render_live_frame_ms"] = 1000 * statistics.median(s for s, _ in frames)
-        figures["live_frame_bytes"] = frames[0][1]
+            renders = [render_full(poller.watched()) for _ in range(3)]
+            figures["render_full_table_ms"] = 1000 * statistics.median(renders)
+            frames = [render_live_frame(poller) for _ in range(3)]
+            figures["render_live_frame_ms"] = 1000 * statistics.median(s for s, _ in frames)
+            figures["live_frame_bytes"] = frames[0][1]
 
-        tracemalloc.start()
-        await poller.refresh()
-        render_full(poller.watched())
-        figures["peak_python_mib_refresh_and_render"] = tracemalloc.get_traced_memory()[1] / 2**20
-        tracemalloc.stop()
+            tracemalloc.start()
+            await poller.refresh()
+            render_full(poller.watched())
+            figures["peak_python_mib_refresh_and_render"] = tracemalloc.get_traced_memory()[1] / 2**20
+            tracemalloc.stop()
 
         semaphore = asyncio.Semaphore(100)
 
@@ -182,13 +153,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--refreshes", type=int, default=10)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-watch-") as tmp:
-        proc, url = start_sandbox(Path(tmp))
-        try:
-            figures = asyncio.run(bench(url, args.jobs, args.refreshes, Path(tmp) / "journal.db"))
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    with tempfile.TemporaryDirectory(prefix="bench-watch-") as tmp, running_sandbox(Path(tmp)) as url:
+        figures = asyncio.run(bench(url, args.jobs, args.refreshes, Path(tmp) / "journal.db"))
     f = figures
     print(f"watch benchmark: {f['jobs']} jobs on a simulate sandbox over loopback HTTP "
           f"({f['refreshes']} refreshes; python {sys.version.split()[0]}, {os.cpu_count()} cpus)")

@@ -32,31 +32,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-ORG, TOKEN = "bench", "bench-token-0123456789"
-
-
-def start_sandbox(state_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    code = (
-        "from pathlib import Path\n"
-        "from perianctl.sandbox.config import SandboxConfig, SimTimings\n"
-        "from perianctl.sandbox.server import run\n"
-        f"run(SandboxConfig(state_dir=Path({str(state_dir)!r}), port=0, organization={ORG!r}, token={TOKEN!r},"
-        " access_log=False, timings=SimTimings(speed=5.0)))\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    info = state_dir / "sandbox.json"
-    while time.monotonic() < deadline:
-        if info.exists():
-            try:
-                return proc, json.loads(info.read_text())["url"]
-            except (ValueError, KeyError):
-                pass
-        if proc.poll() is not None:
-            raise SystemExit("the sandbox did not start")
-        time.sleep(0.05)
-    proc.terminate()
-    raise SystemExit("the sandbox did not start in 30 s")
+from _support import HEADERS, ORG, TOKEN, running_sandbox
 
 
 async def create_jobs(url: str, n: int, clients: int = 10) -> list[str]:
@@ -70,11 +46,10 @@ async def create_jobs(url: str, n: int, clients: int = 10) -> list[str]:
             "env_variables": {"PERIAN_SANDBOX_SCENARIO": "slow", "PERIAN_SANDBOX_DURATION": "3600"},
         },
     }
-    headers = {"X-PERIAN-AUTH-ORG": ORG, "Authorization": f"Bearer {TOKEN}"}
     ids: list[str] = [""] * n
 
     async def worker(k: int) -> None:
-        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
+        async with httpx.AsyncClient(base_url=url, headers=HEADERS, timeout=60) as client:
             for i in range(k, n, clients):
                 response = await client.post("/job", json=body)
                 response.raise_for_status()
@@ -189,8 +164,7 @@ def main() -> None:
     cli: dict[tuple[int, str], dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-watch-mem-") as name:
         tmp = Path(name)
-        proc, url = start_sandbox(tmp / "sb")
-        try:
+        with running_sandbox(tmp / "sb", speed=5.0) as url:
             started = time.perf_counter()
             ids = asyncio.run(create_jobs(url, args.jobs))
             create_seconds = time.perf_counter() - started
@@ -203,9 +177,6 @@ def main() -> None:
                 if not args.no_cli:
                     for mode in ("lines", "json"):
                         cli[(n, mode)] = run_cli(url, watched, mode, args.cli_timeout, tmp)
-        finally:
-            proc.terminate()
-            proc.wait(10)
 
     small, big = core[args.baseline], core[args.jobs]
     extra = args.jobs - args.baseline

@@ -157,20 +157,25 @@ def serialize(module: Any, name: str, image: str = PACKAGE_IMAGE) -> tasks_pb2.T
     return spec.template.to_flyte_idl()
 
 
+def import_tasks(root: Path, prefix: str = "pt") -> tuple[str, Any]:
+    """Write ``TASKS_SOURCE`` as ``<root>/<fresh package>/tasks.py``, import it; (package, module)."""
+    import importlib
+
+    package = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    (root / package).mkdir(parents=True)
+    (root / package / "__init__.py").write_text("")
+    (root / package / "tasks.py").write_text(textwrap.dedent(TASKS_SOURCE))
+    sys.path.insert(0, str(root))
+    return package, importlib.import_module(f"{package}.tasks")
+
+
 def build_artifacts(base: Path) -> FlyteArtifacts:
     """Write the task package, serialize its tasks, run ``pyflyte package`` (cached per session)."""
     if "default" in _CACHE:
         return _CACHE["default"]
-    import importlib
-
-    package = f"pt_{uuid.uuid4().hex[:8]}"
     root = base / "src"
-    (root / package).mkdir(parents=True)
-    (root / package / "__init__.py").write_text("")
+    package, module = import_tasks(root)
     source_file = root / package / "tasks.py"
-    source_file.write_text(textwrap.dedent(TASKS_SOURCE))
-    sys.path.insert(0, str(root))
-    module = importlib.import_module(f"{package}.tasks")
     templates = {name: serialize(module, name) for name in ("gpu_hello", "add", "everything", "echo")}
 
     tgz = base / "flyte-package.tgz"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
-import importlib
 import io
 import json
 import os
@@ -191,51 +190,16 @@ def test_a_the_valid_templates_still_load() -> None:
 
 # --------------------------------------------------------------------------- (b) inputs
 
-_TASKS = textwrap.dedent('''
-    import datetime, enum, typing
-    from dataclasses import dataclass
-    from flytekit import task
-    from flytekit.types.directory import FlyteDirectory
-    from flytekit.types.file import FlyteFile
-
-    class Color(enum.Enum):
-        RED = "red"
-        GREEN = "green"
-
-    @dataclass
-    class Point:
-        x: int
-        y: float
-
-    @task
-    def everything(
-        i: int, f: float, s: str, flag: bool, when: datetime.datetime, wait: datetime.timedelta, color: Color,
-        xs: typing.List[int], m: typing.Dict[str, float], doc: FlyteFile, folder: FlyteDirectory,
-        point: Point, blob: dict, nested: typing.List[typing.List[str]], maybe: typing.Optional[int] = None,
-        either: typing.Union[int, str] = 0,
-    ) -> str:
-        return s
-''')
-
 
 @pytest.fixture(scope="module")
 def interface(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The typed interface of a real flytekit task with every input type (serialized by flytekit)."""
-    from tests.flyte_helpers import _CACHE, serialize
+    from tests.flyte_helpers import _CACHE, import_tasks, serialize
 
     if "default" in _CACHE:
         return _CACHE["default"].templates["everything"].interface
-    root = tmp_path_factory.mktemp("tasks")
-    package = f"props_{uuid.uuid4().hex[:8]}"
-    (root / package).mkdir()
-    (root / package / "__init__.py").write_text("")
-    (root / package / "tasks.py").write_text(_TASKS)
-    sys.path.insert(0, str(root))
-    try:
-        module = importlib.import_module(f"{package}.tasks")
-        return serialize(module, "everything").interface
-    finally:
-        sys.path.remove(str(root))
+    _, module = import_tasks(tmp_path_factory.mktemp("tasks"), prefix="props")
+    return serialize(module, "everything").interface
 
 
 _NAMES = ["i", "f", "s", "flag", "when", "wait", "color", "xs", "m", "doc", "folder", "point", "blob", "nested",

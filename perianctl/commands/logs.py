@@ -6,11 +6,15 @@ GetTaskLogs stream (every page), and --follow polls GetTaskLogs and GetTask unti
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, TypeVar
 
 import typer
 
 from perianctl.commands.common import ConnectorOption, LastOption, connector_target, make_client, resolve_job_ids, run
+
+T = TypeVar("T")
 
 
 def logs(
@@ -59,59 +63,93 @@ def new_output(previous: str, current: str) -> tuple[str, bool]:
     return current, True
 
 
-async def _logs(ctx: typer.Context, job_id: str, *, follow: bool, tail: int | None, interval: float,
-                as_json: bool) -> int:
-    import asyncio
-    import json
-    import sys
+@dataclass
+class _Follow:
+    """What the API and the connector log loops share: retries while following, ``--tail`` on the
+    first poll, and printing only what is new in the whole log text each poll returns."""
 
-    from perianctl.errors import UnavailableError
-    from perianctl.flyte.phase import exit_code_for_status
-    from perianctl.perian.status import is_terminal
-    from perianctl.redact import scrub
-    from perianctl.ui.console import info, warn
+    job_id: str
+    follow: bool
+    tail: int | None
+    interval: float
+    as_json: bool
+    rewritten_note: str
+    printed: str = ""
+    first: bool = True
+    errors_seen: int = 0
 
-    def emit(text: str) -> None:
+    async def fetch(self, get: Callable[[], Awaitable[T]]) -> T:
+        """``get()``; with --follow, an unavailable server is retried every ``interval`` (with a warning)."""
+        import asyncio
+
+        from perianctl.errors import UnavailableError
+        from perianctl.ui.console import warn
+
+        while True:
+            try:
+                return await get()
+            except UnavailableError as exc:
+                if not self.follow:
+                    raise
+                self.errors_seen += 1
+                warn(f"{exc.message}; retrying")
+                await asyncio.sleep(self.interval)
+
+    def show(self, current: str, lines: list[str] | None = None) -> None:
+        """Print what ``current`` (the whole log text now) adds to what was printed; on the first call
+        with --tail, only its last lines (``lines``: ``current`` split after each line end, if the
+        caller has it so already)."""
+        from perianctl.ui.console import info
+
+        if self.first and self.tail is not None:
+            if lines is None:
+                lines = current.splitlines(keepends=True)
+            self.emit("".join(lines[-self.tail:]) if self.tail else "")
+        else:
+            chunk, rewritten = new_output(self.printed, current)
+            if rewritten and self.printed:
+                info(self.rewritten_note)
+            self.emit(chunk)
+        self.printed = current
+        self.first = False
+
+    def emit(self, text: str) -> None:
+        import json
+        import sys
+
+        from perianctl.redact import scrub
+
         if not text:
             return
-        if as_json:
+        if self.as_json:
             for line in text.splitlines():
-                sys.stdout.write(json.dumps({"job_id": job_id, "line": scrub(line)}) + "\n")
+                sys.stdout.write(json.dumps({"job_id": self.job_id, "line": scrub(line)}) + "\n")
         else:
             sys.stdout.write(scrub(text))
         sys.stdout.flush()
 
-    printed = ""
-    first = True
-    errors_seen = 0
+
+async def _logs(ctx: typer.Context, job_id: str, *, follow: bool, tail: int | None, interval: float,
+                as_json: bool) -> int:
+    import asyncio
+    import sys
+
+    from perianctl.flyte.phase import exit_code_for_status
+    from perianctl.perian.status import is_terminal
+    from perianctl.ui.console import info
+
+    state = _Follow(job_id, follow=follow, tail=tail, interval=interval, as_json=as_json,
+                    rewritten_note="-- the server rewrote the log text; printing it again --")
     async with make_client(ctx) as client:
         while True:
-            try:
-                job = await client.get_job(job_id)
-            except UnavailableError as exc:
-                if not follow:
-                    raise
-                errors_seen += 1
-                warn(f"{exc.message}; retrying")
-                await asyncio.sleep(interval)
-                continue
-            current = job.logs or ""
-            if first and tail is not None:
-                lines = current.splitlines(keepends=True)
-                emit("".join(lines[-tail:]) if tail else "")
-                printed = current
-            else:
-                chunk, rewritten = new_output(printed, current)
-                if rewritten and printed:
-                    info("-- the server rewrote the log text; printing it again --")
-                emit(chunk)
-                printed = current
-            first = False
+            job = await state.fetch(lambda: client.get_job(job_id))
+            state.show(job.logs or "")
             if not follow or is_terminal(job.status):
-                if printed and not printed.endswith("\n") and not as_json:
+                if state.printed and not state.printed.endswith("\n") and not as_json:
                     sys.stdout.write("\n")
                 if follow:
-                    info(f"job {job_id} finished: {job.status}" + (f" ({errors_seen} transient API errors)" if errors_seen else ""))
+                    errors = state.errors_seen
+                    info(f"job {job_id} finished: {job.status}" + (f" ({errors} transient API errors)" if errors else ""))
                     code = exit_code_for_status(job.status)
                     return int(code) if code is not None else 0
                 return 0
@@ -122,47 +160,22 @@ async def _logs_via_connector(target: str, job_id: str, *, follow: bool, tail: i
                               as_json: bool) -> int:
     """GetTaskLogs (all pages) as text; with ``follow``, again until GetTask says the task ended."""
     import asyncio
-    import json
-    import sys
 
-    from perianctl.errors import UnavailableError
-    from perianctl.flyte.grpc_client import get_via_connector, logs_via_connector
-    from perianctl.redact import scrub
-    from perianctl.ui.console import info, warn
+    from perianctl.flyte.grpc_client import TaskStatus, get_via_connector, logs_via_connector
+    from perianctl.ui.console import info
 
-    def emit(text: str) -> None:
-        if not text:
-            return
-        if as_json:
-            for line in text.splitlines():
-                sys.stdout.write(json.dumps({"job_id": job_id, "line": scrub(line)}) + "\n")
-        else:
-            sys.stdout.write(scrub(text))
-        sys.stdout.flush()
+    state = _Follow(job_id, follow=follow, tail=tail, interval=interval, as_json=as_json,
+                    rewritten_note="-- the connector sent different log text; printing it again --")
 
-    printed = ""
-    first = True
+    async def poll() -> tuple[TaskStatus | None, list[str]]:
+        # The status first: logs read after a terminal status are complete.
+        status = await get_via_connector(target, job_id) if follow else None
+        return status, await logs_via_connector(target, job_id)
+
     while True:
-        try:
-            # The status first: logs read after a terminal status are complete.
-            status = await get_via_connector(target, job_id) if follow else None
-            lines = await logs_via_connector(target, job_id)
-        except UnavailableError as exc:
-            if not follow:
-                raise
-            warn(f"{exc.message}; retrying")
-            await asyncio.sleep(interval)
-            continue
-        current = "".join(line + "\n" for line in lines)
-        if first and tail is not None:
-            emit("".join(line + "\n" for line in lines[-tail:]) if tail else "")
-        else:
-            chunk, rewritten = new_output(printed, current)
-            if rewritten and printed:
-                info("-- the connector sent different log text; printing it again --")
-            emit(chunk)
-        printed = current
-        first = False
+        status, lines = await state.fetch(poll)
+        with_ends = [line + "\n" for line in lines]
+        state.show("".join(with_ends), with_ends)
         if status is None:
             return 0
         if status.terminal:

@@ -257,10 +257,10 @@ def _via_connector(
         request = grpc_client.build_create_request(launch.template, launch.inputs, launch.output_prefix)
         write_out(json_format.MessageToJson(request))
         return None, None
-    resource_meta = run(
-        grpc_client.create_task(address, launch.template, launch.inputs, launch.output_prefix)
+    submission = run(
+        grpc_client.submit_via_connector(address, launch.template, launch.inputs, launch.output_prefix)
     )
-    return grpc_client.job_id_from_resource_meta(resource_meta), resource_meta.decode("utf-8", "replace")
+    return submission.job_id, submission.resource_meta.decode("utf-8", "replace")
 
 
 def _journal(

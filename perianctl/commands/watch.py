@@ -86,11 +86,40 @@ def follow(
 
     from perianctl.ui.console import error, info
 
+    async def watching() -> tuple[WaitResult, str]:
+        from perianctl.errors import PerianctlError
+        from perianctl.journal import open_journal_best_effort
+        from perianctl.perian.client import RetryPolicy
+        from perianctl.ui.live import summary_line
+        from perianctl.watching import Poller
+        from perianctl.watching import wait_for as wait_until
+
+        # Short client-side retries: a refresh that fails is retried by the poller's back-off anyway,
+        # and a quick failure lets the view show "stale" instead of freezing for a minute.
+        retry = RetryPolicy(attempts=2, timeout=max(10.0, interval * 3), wait_initial=0.2, wait_max=1.0)
+        client = make_client(ctx, retry=retry)
+        api_url = options(ctx).settings().api_url
+        with open_journal_best_effort() as journal:
+            labels = _Labels(journal)
+            async with client:
+                poller = Poller(client, ids, discover=discover, interval=interval, journal=journal, api_url=api_url,
+                                give_up_after=give_up_after)
+                view = _make_view(kind, labels, interval=interval, to_stderr=to_stderr)
+                result: WaitResult | None = None
+                failure: str | None = None
+                view.start()
+                try:
+                    result = await wait_until(poller, wait_for=wait_for, timeout=timeout, on_refresh=view.on_refresh,
+                                              on_tick=view.on_tick if kind == "live" else None)
+                except PerianctlError as exc:
+                    failure = exc.message
+                    raise
+                finally:
+                    view.finish(poller, result, error=failure)
+                return result, summary_line(poller, result)
+
     try:
-        result, summary = run(_follow(
-            ctx, ids, kind=kind, wait_for=wait_for, timeout=timeout, interval=interval, discover=discover,
-            give_up_after=give_up_after, to_stderr=to_stderr,
-        ))
+        result, summary = run(watching())
     except KeyboardInterrupt:
         target = ids[0] if len(ids) == 1 else "ID"
         sys.stderr.write(f"\ndetached; the jobs keep running — 'perianctl delete {target}' cancels\n")
@@ -106,50 +135,6 @@ def follow(
     elif kind != "json":
         info(summary)
     return FollowOutcome(int(result.exit_code), result)
-
-
-async def _follow(
-    ctx: typer.Context,
-    ids: list[str],
-    *,
-    kind: ViewKind,
-    wait_for: WaitFor,
-    timeout: float | None,
-    interval: float,
-    discover: bool,
-    give_up_after: float | None,
-    to_stderr: bool,
-) -> tuple[WaitResult, str]:
-    from perianctl.errors import PerianctlError
-    from perianctl.journal import open_journal_best_effort
-    from perianctl.perian.client import RetryPolicy
-    from perianctl.ui.live import summary_line
-    from perianctl.watching import Poller
-    from perianctl.watching import wait_for as wait_until
-
-    # Short client-side retries: a refresh that fails is retried by the poller's back-off anyway,
-    # and a quick failure lets the view show "stale" instead of freezing for a minute.
-    retry = RetryPolicy(attempts=2, timeout=max(10.0, interval * 3), wait_initial=0.2, wait_max=1.0)
-    client = make_client(ctx, retry=retry)
-    api_url = options(ctx).settings().api_url
-    with open_journal_best_effort() as journal:
-        labels = _Labels(journal)
-        async with client:
-            poller = Poller(client, ids, discover=discover, interval=interval, journal=journal, api_url=api_url,
-                            give_up_after=give_up_after)
-            view = _make_view(kind, labels, interval=interval, to_stderr=to_stderr)
-            result: WaitResult | None = None
-            failure: str | None = None
-            view.start()
-            try:
-                result = await wait_until(poller, wait_for=wait_for, timeout=timeout, on_refresh=view.on_refresh,
-                                          on_tick=view.on_tick if kind == "live" else None)
-            except PerianctlError as exc:
-                failure = exc.message
-                raise
-            finally:
-                view.finish(poller, result, error=failure)
-            return result, summary_line(poller, result)
 
 
 def _make_view(kind: ViewKind, labels: _Labels, *, interval: float, to_stderr: bool) -> WatchView:

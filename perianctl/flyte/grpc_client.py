@@ -506,18 +506,3 @@ async def logs_via_connector(target: str, job_id: str, *, lines: int = 0,
             if not next_token or next_token == token:
                 return out
             token = next_token
-
-
-async def create_task(
-    target: str,
-    template: tasks_pb2.TaskTemplate,
-    inputs: literals_pb2.LiteralMap | None,
-    output_prefix: str,
-    *,
-    execution_name: str | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-) -> bytes:
-    """``CreateTask`` as propeller sends it; returns the raw ``resource_meta`` bytes."""
-    submission = await submit_via_connector(target, template, inputs, output_prefix,
-                                            execution_name=execution_name, timeout=timeout)
-    return submission.resource_meta
