@@ -345,11 +345,10 @@ def _location(value: object, dimensionality: int, *, kind: str) -> str:
     text = value.strip()
     if _URI_RE.match(text):
         return text
-    path = Path(text).expanduser()
     try:
-        path = path.resolve()
+        path = Path(text).expanduser().resolve()
         exists, is_dir = path.exists(), path.is_dir()
-    except (OSError, RuntimeError) as exc:
+    except (OSError, RuntimeError, ValueError) as exc:  # ValueError: an embedded NUL byte
         raise _Bad(f"cannot use path {text!r}: {exc}") from None
     if not exists:
         raise _Bad(f"{kind} not found: {text}")
