@@ -14,15 +14,10 @@ from typing import Annotated
 import typer
 
 from perianctl import __version__
-from perianctl.commands import config as config_cmd
-from perianctl.commands import delete as delete_cmd
-from perianctl.commands import get as get_cmd
-from perianctl.commands import list as list_cmd
-from perianctl.commands import logs as logs_cmd
 from perianctl.commands.common import GlobalOptions
 from perianctl.errors import ExitCode, PerianctlError
 
-app = typer.Typer(
+_APP_SETTINGS: dict[str, object] = dict(
     name="perianctl",
     help="Run Flyte tasks on the PERIAN GPU job platform: submit, watch, debug the connector, "
     "or try it all on a local sandbox.",
@@ -40,7 +35,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def root(
     ctx: typer.Context,
     profile: Annotated[str | None, typer.Option("--profile", "-p", metavar="NAME", help="Config profile to use [env: PERIANCTL_PROFILE].")] = None,
@@ -72,39 +66,68 @@ def root(
     )
 
 
-app.command("get", help=get_cmd.__doc__)(get_cmd.get)
-app.command("list", help=list_cmd.__doc__)(list_cmd.list_jobs)
-app.command("delete", help=delete_cmd.__doc__)(delete_cmd.delete)
-app.command("cancel", help="Alias of 'delete'.")(delete_cmd.delete)
-app.command("logs", help=logs_cmd.__doc__)(logs_cmd.logs)
-app.add_typer(config_cmd.config_app, name="config", help="Manage profiles and settings.")
+# name -> (module, attribute, kind, help). Order is the order of `perianctl --help`.
+COMMANDS: dict[str, tuple[str, str, str, str | None]] = {
+    "get": ("perianctl.commands.get", "get", "command", None),
+    "list": ("perianctl.commands.list", "list_jobs", "command", None),
+    "delete": ("perianctl.commands.delete", "delete", "command", None),
+    "cancel": ("perianctl.commands.delete", "delete", "command", "Alias of 'delete'."),
+    "logs": ("perianctl.commands.logs", "logs", "command", None),
+    "submit": ("perianctl.commands.submit", "submit", "command", None),
+    "watch": ("perianctl.commands.watch", "watch", "command", None),
+    "wait": ("perianctl.commands.wait", "wait", "command", None),
+    "serve": ("perianctl.commands.serve", "serve", "command", None),
+    "config": ("perianctl.commands.config", "config_app", "group", "Manage profiles and settings."),
+    "sandbox": ("perianctl.commands.sandbox", "sandbox_app", "group", None),
+}
+
+# Global options that take a value (to find the sub-command in argv without parsing it).
+_VALUE_OPTIONS = frozenset({"--profile", "-p", "--api-url", "--org", "--token", "--token-file", "--config"})
 
 
-def _register_optional() -> None:
-    """Commands whose modules land in separate changes; each is a light module too."""
+def build_app(only: str | None = None) -> typer.Typer:
+    """The root app with every command, or with just ``only`` (what ``main`` runs).
+
+    Typer turns every registered command into a click command on each start, which costs ~5 ms a
+    command; a run that names its sub-command needs only that one (help, completion and unknown
+    commands get the full app).
+    """
     import importlib
 
-    for module_name, attr, name, kind in (
-        ("perianctl.commands.submit", "submit", "submit", "command"),
-        ("perianctl.commands.watch", "watch", "watch", "command"),
-        ("perianctl.commands.wait", "wait", "wait", "command"),
-        ("perianctl.commands.serve", "serve", "serve", "command"),
-        ("perianctl.commands.sandbox", "sandbox_app", "sandbox", "group"),
-    ):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
+    app = typer.Typer(**_APP_SETTINGS)  # type: ignore[arg-type]
+    app.callback()(root)
+    for name, (module_name, attr, kind, help_text) in COMMANDS.items():
+        if only is not None and name != only:
             continue
+        module = importlib.import_module(module_name)
         target = getattr(module, attr)
         if kind == "group":
-            app.add_typer(target, name=name, help=module.__doc__)
+            app.add_typer(target, name=name, help=help_text or module.__doc__)
         else:
-            app.command(name, help=module.__doc__)(target)
+            app.command(name, help=help_text or module.__doc__)(target)
+    return app
 
 
-_register_optional()
+def _subcommand(argv: list[str]) -> str | None:
+    """The sub-command named in ``argv`` (after the global options), if it is one we know."""
+    if os.environ.get("_PERIANCTL_COMPLETE"):
+        return None
+    args = iter(argv)
+    for arg in args:
+        if arg == "--":
+            return None
+        if arg in _VALUE_OPTIONS:
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """``perianctl.cli.app``: the full app, built on first use (for tools and tests)."""
+    if name == "app":
+        return build_app()
+    raise AttributeError(name)
 
 
 def _unexpected(exc: BaseException) -> int:
@@ -130,7 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     from typer._click import exceptions as click_exc
 
     try:
-        result = app(args=argv, prog_name="perianctl", standalone_mode=False)
+        args = sys.argv[1:] if argv is None else argv
+        result = build_app(_subcommand(args))(args=args, prog_name="perianctl", standalone_mode=False)
     except PerianctlError as exc:
         from perianctl.ui.console import error
 
