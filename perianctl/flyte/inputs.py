@@ -37,7 +37,7 @@ import math
 import re
 from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +46,15 @@ from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import DecodeError
 
 from perianctl.errors import InputError
+from perianctl.timeparse import (
+    DURATION_HELP,
+    MAX_DURATION_SECONDS,
+    NANOS,
+    parse_duration_nanos,
+)
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # google.protobuf.Duration's documented range: ±10,000 years.
-_MAX_DURATION_SECONDS = 315_576_000_000
-_NANOS = 1_000_000_000
 _SIMPLE = types_pb2.SimpleType
 
 _TRUE = frozenset({"true", "1", "yes"})
@@ -198,91 +202,16 @@ def _to_datetime(value: object) -> datetime:
         raise _Bad(f"datetime {_show(value)} is out of range") from None
 
 
-_GO_UNITS = {
-    "ns": Decimal(1),
-    "us": Decimal(1_000),
-    "µs": Decimal(1_000),
-    "μs": Decimal(1_000),
-    "ms": Decimal(1_000_000),
-    "s": Decimal(_NANOS),
-    "m": Decimal(60 * _NANOS),
-    "h": Decimal(3600 * _NANOS),
-    "d": Decimal(86400 * _NANOS),
-}
-_GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d)")
-_ISO_DURATION = re.compile(
-    r"P(?:(?P<w>\d+(?:\.\d+)?)W)?(?:(?P<d>\d+(?:\.\d+)?)D)?"
-    r"(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?",
-    re.IGNORECASE,
-)
-_CLOCK = re.compile(r"(\d+):([0-5]?\d):([0-5]?\d(?:\.\d+)?)")
-_DURATION_HELP = "a duration such as 30s, 1h30m, 500ms, PT1H30M, 01:30:00 or seconds (90)"
-
-
-def parse_duration_nanos(text: str) -> int:
-    """Parse the duration syntaxes listed in the module docstring into integer nanoseconds.
-
-    Integer nanoseconds (via :class:`~decimal.Decimal`) keep ``0.1s`` exact, which floats would not.
-    Raises ``ValueError`` with a one-line reason.
-    """
-    raw = text.strip()
-    sign = 1
-    body = raw
-    if body[:1] in "+-" and body:
-        sign = -1 if body[0] == "-" else 1
-        body = body[1:].strip()
-    if not body:
-        raise ValueError(f"expected {_DURATION_HELP}, got {raw!r}")
-    total: Decimal
-    try:
-        number: Decimal | None = Decimal(body)
-    except InvalidOperation:
-        number = None
-    if number is not None:
-        if not number.is_finite() or number.is_signed():
-            raise ValueError(f"expected {_DURATION_HELP}, got {raw!r}")
-        # adjusted() is context-free; arithmetic on 1e999999999 would raise decimal.Overflow.
-        if number.adjusted() > 12 or number > _MAX_DURATION_SECONDS:
-            raise ValueError(f"duration {raw!r} is out of range (at most 10000 years)")
-        total = number * _NANOS
-    else:
-        total = Decimal(0)
-        iso = _ISO_DURATION.fullmatch(body)
-        clock = _CLOCK.fullmatch(body)
-        if iso and body.upper() not in ("P", "PT") and not body.upper().endswith("T"):
-            weights = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-            for key, weight in weights.items():
-                part = iso.group(key)
-                if part:
-                    total += Decimal(part) * weight * _NANOS
-        elif clock:
-            hours, minutes, seconds = clock.groups()
-            total = (Decimal(hours) * 3600 + Decimal(minutes) * 60 + Decimal(seconds)) * _NANOS
-        else:
-            pos = 0
-            for match in _GO_PART.finditer(body):
-                if match.start() != pos:
-                    break
-                total += Decimal(match.group(1)) * _GO_UNITS[match.group(2)]
-                pos = match.end()
-            if pos == 0 or pos != len(body):
-                raise ValueError(f"expected {_DURATION_HELP}, got {raw!r}") from None
-    # Compare before converting: int(Decimal("1e999999999")) would take forever.
-    if total > _MAX_DURATION_SECONDS * _NANOS:
-        raise ValueError(f"duration {raw!r} is out of range (at most 10000 years)")
-    return sign * int(total.to_integral_value())
-
-
 def _to_duration_nanos(value: object) -> int:
     if isinstance(value, timedelta):
-        nanos = (value.days * 86400 + value.seconds) * _NANOS + value.microseconds * 1000
+        nanos = (value.days * 86400 + value.seconds) * NANOS + value.microseconds * 1000
     elif isinstance(value, bool):
-        raise _Bad(f"expected {_DURATION_HELP}, got {_show(value)}")
+        raise _Bad(f"expected {DURATION_HELP}, got {_show(value)}")
     elif isinstance(value, int | float):
         if isinstance(value, float) and not math.isfinite(value):
-            raise _Bad(f"expected {_DURATION_HELP}, got {_show(value)}")
-        scaled = Decimal(str(value)) * _NANOS
-        if abs(scaled) > _MAX_DURATION_SECONDS * _NANOS:
+            raise _Bad(f"expected {DURATION_HELP}, got {_show(value)}")
+        scaled = Decimal(str(value)) * NANOS
+        if abs(scaled) > MAX_DURATION_SECONDS * NANOS:
             raise _Bad("duration is out of range (at most 10000 years)")
         nanos = int(scaled)
     elif isinstance(value, str):
@@ -291,8 +220,8 @@ def _to_duration_nanos(value: object) -> int:
         except ValueError as exc:
             raise _Bad(str(exc)) from None
     else:
-        raise _Bad(f"expected {_DURATION_HELP}, got {_show(value)}")
-    if abs(nanos) > _MAX_DURATION_SECONDS * _NANOS:
+        raise _Bad(f"expected {DURATION_HELP}, got {_show(value)}")
+    if abs(nanos) > MAX_DURATION_SECONDS * NANOS:
         raise _Bad("duration is out of range (at most 10000 years)")
     return nanos
 
@@ -633,8 +562,8 @@ def literal_to_python(lit: literals_pb2.Literal) -> object:
         if pk == "datetime":
             return _go_timestamp(prim.datetime.seconds, prim.datetime.nanos)
         if pk == "duration":
-            nanos = prim.duration.seconds * _NANOS + prim.duration.nanos
-            return nanos // _NANOS if nanos % _NANOS == 0 else nanos / _NANOS
+            nanos = prim.duration.seconds * NANOS + prim.duration.nanos
+            return nanos // NANOS if nanos % NANOS == 0 else nanos / NANOS
         return getattr(prim, pk) if pk else None
     if kind == "blob":
         return scalar.blob.uri
