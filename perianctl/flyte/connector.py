@@ -441,21 +441,14 @@ class PerianConnector(AsyncConnectorBase):
 
     async def _read_error_document(self, output_prefix: str) -> tuple[FlytePhase, str] | None:
         """``(phase, last line of the error)`` from ``<prefix>/error.pb``; None when there is none."""
-        from flyteidl.core.errors_pb2 import ContainerError, ErrorDocument
+        from flyteidl.core.errors_pb2 import ContainerError
 
-        from perianctl.flyte import storage
+        from perianctl.flyte.launch import read_error_document
 
-        uri = storage.join(output_prefix.rstrip("/"), "error.pb")
-        data = await asyncio.wait_for(asyncio.to_thread(storage.read_bytes, uri),
-                                      timeout=self.settings.error_document_timeout)
-        if not data:
+        error = await asyncio.wait_for(asyncio.to_thread(read_error_document, output_prefix),
+                                       timeout=self.settings.error_document_timeout)
+        if error is None:  # no document, or a corrupt one: that must not fail GetTask
             return None
-        document = ErrorDocument()
-        try:
-            document.ParseFromString(data)
-        except Exception:  # a corrupt document must not fail GetTask
-            return None
-        error = document.error
         lines = [line.strip() for line in error.message.splitlines() if line.strip()]
         detail = lines[-1] if lines else error.code  # a traceback's last line names the exception
         phase = FlytePhase.RETRYABLE_FAILED if error.kind == ContainerError.RECOVERABLE else FlytePhase.FAILED

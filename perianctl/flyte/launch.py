@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from perianctl.flyte import storage
 
 if TYPE_CHECKING:
+    from flyteidl.core.errors_pb2 import ContainerError
     from flyteidl.core.literals_pb2 import LiteralMap
     from flyteidl.core.tasks_pb2 import TaskTemplate
 
@@ -95,16 +96,23 @@ def read_outputs(output_prefix: str) -> LiteralMap | None:
     return literal_map
 
 
-def read_error(output_prefix: str) -> str | None:
-    """The user-facing message of ``error.pb`` (flytekit's ErrorDocument), if the task wrote one."""
+def read_error_document(output_prefix: str) -> ContainerError | None:
+    """The error flytekit's ``pyflyte-execute`` wrote to ``<prefix>/error.pb``; ``None`` when there
+    is none or it cannot be parsed (a damaged error file must not hide the job's outcome)."""
     from flyteidl.core.errors_pb2 import ErrorDocument
 
-    data = storage.read_bytes(storage.join(output_prefix, ERROR_FILE))
-    if data is None:
+    data = storage.read_bytes(storage.join(output_prefix.rstrip("/"), ERROR_FILE))
+    if not data:
         return None
     document = ErrorDocument()
     try:
         document.ParseFromString(data)
     except Exception:
         return None
-    return document.error.message or None
+    return document.error
+
+
+def read_error(output_prefix: str) -> str | None:
+    """The user-facing message of ``error.pb``, if the task wrote one."""
+    error = read_error_document(output_prefix)
+    return (error.message or None) if error is not None else None
