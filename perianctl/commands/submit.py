@@ -350,8 +350,9 @@ def _report_task_result(
     task_error: str | None = None
     message = read_error(launch.output_prefix)
     if message:
-        lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-        task_error = lines[-1] if lines else message.strip()
+        from perianctl.text import last_line
+
+        task_error = last_line(message)
         error(f"task error: {task_error}")
         code = code or int(ExitCode.JOB_FAILED)
     elif code == 0:

@@ -56,6 +56,7 @@ from perianctl.flyte.secrets import ResolvedSecrets, resolve_secrets
 from perianctl.perian import models as m
 from perianctl.perian.client import PerianClient, RetryPolicy
 from perianctl.perian.status import WorkloadStatus, is_terminal
+from perianctl.text import last_line, one_line
 
 if TYPE_CHECKING:
     from flyteidl.core.tasks_pb2 import TaskTemplate as TaskTemplatePb
@@ -449,8 +450,7 @@ class PerianConnector(AsyncConnectorBase):
                                        timeout=self.settings.error_document_timeout)
         if error is None:  # no document, or a corrupt one: that must not fail GetTask
             return None
-        lines = [line.strip() for line in error.message.splitlines() if line.strip()]
-        detail = lines[-1] if lines else error.code  # a traceback's last line names the exception
+        detail = last_line(error.message) or error.code  # a traceback's last line names the exception
         phase = FlytePhase.RETRYABLE_FAILED if error.kind == ContainerError.RECOVERABLE else FlytePhase.FAILED
         return phase, detail or "the task failed"
 
@@ -530,8 +530,7 @@ async def _close_later(client: PerianClient, *, delay: float) -> None:
 
 
 def _cap_message(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    return one_line(text, limit)
 
 
 def _as_proto(task_template: Any) -> TaskTemplatePb:

@@ -43,6 +43,7 @@ from perianctl.errors import (
     UsageError,
     ValidationFailed,
 )
+from perianctl.text import first_line
 
 DEFAULT_TIMEOUT = 10.0
 """Propeller's ``defaultTimeout`` for connector calls."""
@@ -201,18 +202,10 @@ def _category(task_type: str, version: int) -> agent_pb2.TaskCategory:
 # ---------------------------------------------------------------------- errors
 
 
-def _first_line(text: str | None) -> str:
-    for line in (text or "").splitlines():
-        if line.strip():
-            line = line.strip()
-            return line if len(line) <= 300 else line[:299] + "…"
-    return ""
-
-
 def error_from_rpc(exc: grpc.aio.AioRpcError, *, op: str, target: str, timeout: float) -> PerianctlError:
     """One-line perianctl error for a failed call (the code decides the class, hence the exit code)."""
     code = exc.code()
-    detail = _first_line(exc.details()) or code.name
+    detail = first_line(exc.details(), 300) or code.name
     where = f"{op} via connector {target}"
     if code == grpc.StatusCode.UNAVAILABLE:
         return UnavailableError(f"{where}: unavailable ({detail})",

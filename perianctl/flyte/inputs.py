@@ -46,6 +46,7 @@ from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import DecodeError
 
 from perianctl.errors import InputError
+from perianctl.text import one_line
 from perianctl.timeparse import (
     DURATION_HELP,
     MAX_DURATION_SECONDS,
@@ -246,7 +247,7 @@ def _to_struct(value: object) -> struct_pb2.Struct:
     try:
         json_format.ParseDict(_jsonable(data), struct)
     except (json_format.ParseError, TypeError, ValueError, RecursionError) as exc:
-        raise _Bad(f"cannot store the object in a protobuf Struct: {_one_line(str(exc))}") from None
+        raise _Bad(f"cannot store the object in a protobuf Struct: {one_line(str(exc))}") from None
     return struct
 
 
@@ -296,7 +297,7 @@ def value_to_literal(value: object, lt: types_pb2.LiteralType) -> literals_pb2.L
     try:
         return _convert(value, lt, depth=0)
     except _Bad as exc:
-        raise InputError(_one_line(str(exc))) from None
+        raise InputError(one_line(str(exc))) from None
 
 
 def _convert(value: object, lt: types_pb2.LiteralType, *, depth: int) -> literals_pb2.Literal:
@@ -462,7 +463,7 @@ def _named(name: str, value: object, lt: types_pb2.LiteralType) -> literals_pb2.
     try:
         return _convert(value, lt, depth=0)
     except _Bad as exc:
-        raise InputError(_one_line(f"input {name!r} ({describe_type(lt)}): {exc}")) from None
+        raise InputError(one_line(f"input {name!r} ({describe_type(lt)}): {exc}")) from None
     except RecursionError:
         raise InputError(f"input {name!r}: value is nested too deeply") from None
 
@@ -471,7 +472,7 @@ def _check_known(name: str, variables: Mapping[str, interface_pb2.Variable]) -> 
     if name in variables:
         return
     known = ", ".join(sorted(variables)) if variables else "(the task takes no inputs)"
-    raise InputError(_one_line(f"unknown input {name!r}; the task's inputs are: {known}"))
+    raise InputError(one_line(f"unknown input {name!r}; the task's inputs are: {known}"))
 
 
 def _read_inputs_file(path: Path, variables: Mapping[str, interface_pb2.Variable]) -> dict[str, literals_pb2.Literal]:
@@ -492,7 +493,7 @@ def _read_inputs_file(path: Path, variables: Mapping[str, interface_pb2.Variable
             json_format.ParseDict(_jsonable(document), lm)
         except (json_format.ParseError, _Bad, TypeError, ValueError, AttributeError, RecursionError) as exc:
             first = (str(exc).strip().splitlines() or ["invalid value"])[0].rstrip(".")
-            raise InputError(_one_line(f"{path}: not a valid LiteralMap in protobuf JSON: {first}")) from None
+            raise InputError(one_line(f"{path}: not a valid LiteralMap in protobuf JSON: {first}")) from None
         return _checked_literals(lm, path, variables)
     out: dict[str, literals_pb2.Literal] = {}
     for key, value in document.items():
@@ -513,7 +514,7 @@ def _literal_map_from_pb(
     try:
         lm.ParseFromString(data)
     except DecodeError as exc:
-        raise InputError(_one_line(f"{path}: not a LiteralMap protobuf ({exc})")) from None
+        raise InputError(one_line(f"{path}: not a LiteralMap protobuf ({exc})")) from None
     if not lm.literals:
         raise InputError(f"{path}: not a LiteralMap protobuf (no literals found)")
     return _checked_literals(lm, path, variables)
@@ -711,10 +712,6 @@ def _go_value(value: object) -> str:
 # --------------------------------------------------------------------------- helpers
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 def _show(value: object, limit: int = 60) -> str:
     """A short, single-line rendering of a bad value for error messages."""
     if isinstance(value, str):
@@ -729,5 +726,5 @@ def _show(value: object, limit: int = 60) -> str:
         text = "a list"
     else:
         text = repr(value)
-    text = _one_line(text)
+    text = one_line(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"

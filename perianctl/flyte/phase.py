@@ -23,6 +23,7 @@ from enum import IntEnum
 
 from perianctl.errors import ExitCode
 from perianctl.perian.status import WorkloadStatus, parse_status
+from perianctl.text import first_line, one_line
 
 #: Longest phase message we produce. Propeller stores it in the CRD and shows it in the UI; a
 #: whole log would bloat etcd and the console (logs go through GetTaskLogs / ``perianctl logs``).
@@ -80,24 +81,9 @@ _EXIT_BY_STATUS: dict[WorkloadStatus, ExitCode] = {
 }
 
 
-def _one_line(text: str) -> str:
-    """Collapse control characters and runs of whitespace so the message stays one line."""
-    cleaned = "".join(ch if ch.isprintable() else " " for ch in text)
-    return " ".join(cleaned.split())
-
-
-def _cap(text: str, limit: int = MESSAGE_LIMIT) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
 def first_error_line(errors: str | None) -> str:
     """The first non-blank line of PERIAN's ``errors`` text, cleaned to one line (may be ``""``)."""
-    if not errors:
-        return ""
-    for line in str(errors).splitlines():
-        if line.strip():
-            return _one_line(line)
-    return ""
+    return first_line(errors)
 
 
 def status_to_phase(
@@ -109,7 +95,7 @@ def status_to_phase(
     reported before: an ``Undefined``/unknown status keeps it (or QUEUED when there was none), so a
     glitch on the PERIAN side never flips a running task to a failure. Never raises.
     """
-    raw = _one_line(str(status)) if status is not None else ""
+    raw = one_line(str(status)) if status is not None else ""
     known = parse_status(raw)
     detail = first_error_line(errors)
     phase = _PHASE_BY_STATUS.get(known) if known is not None else None
@@ -120,10 +106,10 @@ def status_to_phase(
         message = f"PERIAN status {shown!r} is {what}; keeping phase {kept.name}"
         if detail:
             message += f": {detail}"
-        return PhaseInfo(kept, _cap(message))
+        return PhaseInfo(kept, one_line(message, MESSAGE_LIMIT))
     assert known is not None
     message = known.value if not detail else f"{known.value}: {detail}"
-    return PhaseInfo(phase, _cap(message))
+    return PhaseInfo(phase, one_line(message, MESSAGE_LIMIT))
 
 
 def exit_code_for_status(status: str | None) -> ExitCode | None:

@@ -46,6 +46,7 @@ from google.protobuf import json_format, unknown_fields
 from google.protobuf.message import DecodeError, Message
 
 from perianctl.errors import PerianctlError, TemplateError
+from perianctl.text import one_line
 
 PERIAN_TASK_TYPE = "perian_task"
 
@@ -155,11 +156,6 @@ def _warnings_for(template: tasks_pb2.TaskTemplate) -> list[str]:
 
 
 # --------------------------------------------------------------------------- shared file helpers
-
-
-def one_line(text: str) -> str:
-    """Collapse any whitespace (including newlines) so an error message is a single line."""
-    return " ".join(str(text).split())
 
 
 def read_file_bytes(path: Path, *, what: str, error: type[PerianctlError], limit: int = MAX_FILE_BYTES) -> bytes:

@@ -40,6 +40,7 @@ from perianctl.errors import (
     ValidationFailed,
 )
 from perianctl.perian import models as m
+from perianctl.text import first_line, one_line
 
 log = logging.getLogger("perianctl.http")
 
@@ -139,11 +140,6 @@ def auth_headers(organization: str, token: str) -> dict[str, str]:
     return {"X-PERIAN-AUTH-ORG": organization, "Authorization": bearer}
 
 
-def _first_line(text: str, limit: int = 300) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
 def error_from_response(response: httpx.Response, *, what: str) -> ApiError:
     """Turn a non-success response into the typed error a caller (and the exit code) needs."""
     status = response.status_code
@@ -162,7 +158,7 @@ def error_from_response(response: httpx.Response, *, what: str) -> ApiError:
                     raw_loc = item.get("loc")  # any type at all: the body is the server's, not ours
                     loc = ".".join(str(p) for p in raw_loc if p != "body") if isinstance(raw_loc, list) else ""
                     parts.append(f"{loc}: {item.get('msg') or ''}".strip(": "))
-            reason = _first_line(" ".join("; ".join(p for p in parts if p).split()))
+            reason = one_line("; ".join(p for p in parts if p), 300)
             return ValidationFailed(
                 f"{what}: the API rejected the request ({reason or 'validation error'})",
                 status=status,
@@ -172,10 +168,10 @@ def error_from_response(response: httpx.Response, *, what: str) -> ApiError:
         if not detail_text and isinstance(body.get("message"), str):
             detail_text = body["message"]
     elif response.text:
-        detail_text = _first_line(response.text)
+        detail_text = first_line(response.text, 300)
 
     lowered = detail_text.lower()
-    short = _first_line(detail_text) or response.reason_phrase or "no detail"
+    short = first_line(detail_text, 300) or response.reason_phrase or "no detail"
     if "no job found" in lowered or "no instance type found" in lowered or ("not found" in lowered and status == 400):
         return NotFoundError(f"{what}: {short}", status=status, detail=detail_text)
     if "already complete" in lowered:

@@ -64,6 +64,7 @@ from perianctl.errors import (
 )
 from perianctl.flyte.connector import PerianConnector, PerianMetadata
 from perianctl.redact import scrub
+from perianctl.text import one_line
 
 log = logging.getLogger("perianctl.serve")
 
@@ -79,8 +80,7 @@ def _category(request: Any) -> tuple[str, int]:
 
 
 def _one_line(text: str) -> str:
-    line = " ".join(scrub(str(text)).split())
-    return line if len(line) <= MESSAGE_LIMIT else line[: MESSAGE_LIMIT - 1] + "…"
+    return one_line(scrub(str(text)), MESSAGE_LIMIT)
 
 
 def status_for(exc: BaseException) -> grpc.StatusCode:

@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from perianctl.redact import scrub
+from perianctl.text import one_line
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -78,12 +79,6 @@ def success(message: str) -> None:
 
 def warn(message: str) -> None:
     err_console().print(f"warning: {_plain(message)}", style="yellow", markup=False)
-
-
-def one_line(text: str) -> str:
-    """``text`` as a single printable line: control characters (newlines, CR, escape sequences
-    from API-supplied text) become spaces, so an error can never break or repaint the terminal."""
-    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
 def error(message: str, hint: str | None = None) -> None:

@@ -13,6 +13,7 @@ from perianctl.flyte.phase import status_to_phase
 from perianctl.perian.models import JobView
 from perianctl.perian.status import is_terminal
 from perianctl.redact import redact
+from perianctl.text import first_line, last_line
 
 TABLE_COLUMNS = ("ID", "STATUS", "PHASE", "IMAGE", "AGE", "DURATION", "MESSAGE")
 WIDE_COLUMNS = (
@@ -25,21 +26,6 @@ def job_record(job: JobView) -> dict[str, Any]:
     data = job.model_dump(mode="json")
     data["flyte_phase"] = status_to_phase(job.status, errors=job.errors).phase.name
     return redact(data)
-
-
-def first_line(text: str | None, limit: int = 80) -> str:
-    if not text:
-        return ""
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    line = lines[-1] if lines else ""
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def short_error(text: str | None, limit: int = 80) -> str:
-    if not text or not text.strip():
-        return ""
-    line = text.strip().splitlines()[0]
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def human_duration(seconds: float | None) -> str:
@@ -89,7 +75,7 @@ def price_text(job: JobView) -> str:
 
 
 def message_for(job: JobView) -> str:
-    return short_error(job.errors) or first_line(job.logs, 60)
+    return first_line(job.errors, 80) or last_line(job.logs, 60)
 
 
 def job_row(job: JobView, *, wide: bool = False, now: datetime | None = None) -> list[str]:

@@ -27,6 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from perianctl.flyte.phase import FlytePhase
 from perianctl.redact import scrub
+from perianctl.text import one_line as _one_line
 from perianctl.ui.jobs import elapsed, human_duration, iso, message_for
 from perianctl.watching import (
     Poller,
@@ -109,8 +110,7 @@ def cost_text(job: JobView, seconds: float | None) -> str:
 
 
 def one_line(text: str, limit: int = MESSAGE_WIDTH) -> str:
-    flat = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return _one_line(text, limit)
 
 
 def job_cells(watched: WatchedJob, label: str | None, now: datetime) -> tuple[str, ...]:
