@@ -13,6 +13,7 @@ from perianctl.errors import ExitCode, PerianctlError, UsageError
 
 if TYPE_CHECKING:
     from perianctl.sandbox.config import SandboxConfig
+    from perianctl.sandbox.impolite import ImpoliteRule
 
 PROFILE_NAME = "sandbox"
 
@@ -56,13 +57,23 @@ KillGrace = Annotated[float, typer.Option("--kill-grace", help="Seconds between 
 MaxParallel = Annotated[int, typer.Option("--max-parallel", help="Jobs run at once by the process/docker runtime.")]
 LogCap = Annotated[int, typer.Option("--log-cap", help="Max characters of logs kept per job.")]
 AccessLog = Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request.")]
+IMPOLITE_HELP = (
+    "An impolite PERIAN rule, repeatable: ENDPOINT=MODE[:ITEM,...]. ENDPOINT: create, get, list, cancel, "
+    "instance-type, accelerator-type or * . MODE: slow (answer after the delay; the work is done even if the "
+    "caller hung up), stall (never answer; close after the delay, work done then), refuse (connections "
+    "refused for the window; endpoint *), 429 (Too Many Requests with Retry-After). ITEM: a duration (7s), "
+    "count=N (first N requests only), retry-after=DURATION (429), commit=no (slow/stall: drop the work when "
+    "the caller hung up). Examples: create=slow:7s  create=stall:15s,count=1  get=slow:7s  *=refuse:10s  "
+    "*=429:count=20,retry-after=2"
+)
+Impolite = Annotated[list[str] | None, typer.Option("--impolite", metavar="RULE", help=IMPOLITE_HELP)]
 
 
 def _build_config(
     *, state_dir: Path | None, host: str, port: int, runtime: str, org: str | None, token: str | None,
     speed: float, latency: str | None, latency_endpoints: str | None, fault_rate: float,
     fault_kinds: str | None, fault_endpoints: str | None, fault_phase: str, fault_seed: int | None,
-    kill_grace: float, max_parallel: int, log_cap: int, access_log: bool,
+    kill_grace: float, max_parallel: int, log_cap: int, access_log: bool, impolite: list[str] | None = None,
 ) -> SandboxConfig:
     from perianctl.sandbox.config import (
         ENDPOINTS,
@@ -93,9 +104,21 @@ def _build_config(
             state_dir=state_dir, host=host, port=port, runtime=runtime.strip().lower(), organization=org,
             token=token, timings=SimTimings(speed=speed), faults=faults, kill_grace=kill_grace,
             max_parallel=max_parallel, log_cap_bytes=log_cap, access_log=access_log,
+            impolite=_parse_impolite(impolite or []),
         ).validate()
     except SandboxConfigError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _parse_impolite(specs: list[str]) -> tuple[ImpoliteRule, ...]:
+    from perianctl.sandbox.impolite import ImpoliteRuleError, parse_rule, rules_from_json
+
+    try:
+        rules = tuple(parse_rule(spec) for spec in specs)
+        rules_from_json([rule.to_json() for rule in rules])  # whole-set checks (one refuse window)
+    except ImpoliteRuleError as exc:
+        raise UsageError(str(exc)) from None
+    return rules
 
 
 def _start_error(exc: Exception) -> SandboxError:
@@ -109,7 +132,7 @@ def run(
     latency_endpoints: LatencyEndpoints = None, fault_rate: FaultRate = 0.0, fault_kinds: FaultKinds = None,
     fault_endpoints: FaultEndpoints = None, fault_phase: FaultPhase = "before", fault_seed: FaultSeed = None,
     kill_grace: KillGrace = 5.0, max_parallel: MaxParallel = 4, log_cap: LogCap = 1_000_000,
-    access_log: AccessLog = True,
+    access_log: AccessLog = True, impolite: Impolite = None,
     write_profile: Annotated[bool, typer.Option(
         "--write-profile/--no-write-profile", help=f"Save a '{PROFILE_NAME}' profile once serving.")] = False,
 ) -> None:
@@ -121,7 +144,7 @@ def run(
         state_dir=state_dir, host=host, port=port, runtime=runtime, org=org, token=token, speed=speed,
         latency=latency, latency_endpoints=latency_endpoints, fault_rate=fault_rate, fault_kinds=fault_kinds,
         fault_endpoints=fault_endpoints, fault_phase=fault_phase, fault_seed=fault_seed, kill_grace=kill_grace,
-        max_parallel=max_parallel, log_cap=log_cap, access_log=access_log,
+        max_parallel=max_parallel, log_cap=log_cap, access_log=access_log, impolite=impolite,
     )
     try:
         serve(config, on_ready=_try_save_profile if write_profile else None)
@@ -136,7 +159,7 @@ def start(
     latency_endpoints: LatencyEndpoints = None, fault_rate: FaultRate = 0.0, fault_kinds: FaultKinds = None,
     fault_endpoints: FaultEndpoints = None, fault_phase: FaultPhase = "before", fault_seed: FaultSeed = None,
     kill_grace: KillGrace = 5.0, max_parallel: MaxParallel = 4, log_cap: LogCap = 1_000_000,
-    access_log: AccessLog = True,
+    access_log: AccessLog = True, impolite: Impolite = None,
     write_profile: Annotated[bool, typer.Option(
         "--write-profile/--no-write-profile", help=f"Save a '{PROFILE_NAME}' profile for this sandbox.")] = True,
     wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for the sandbox to be healthy.")] = 30.0,
@@ -150,7 +173,7 @@ def start(
         state_dir=state_dir, host=host, port=port, runtime=runtime, org=org, token=token, speed=speed,
         latency=latency, latency_endpoints=latency_endpoints, fault_rate=fault_rate, fault_kinds=fault_kinds,
         fault_endpoints=fault_endpoints, fault_phase=fault_phase, fault_seed=fault_seed, kill_grace=kill_grace,
-        max_parallel=max_parallel, log_cap=log_cap, access_log=access_log,
+        max_parallel=max_parallel, log_cap=log_cap, access_log=access_log, impolite=impolite,
     )
     try:
         result = daemon.start(config, timeout=wait)
@@ -199,6 +222,78 @@ def status(
         raise typer.Exit(int(ExitCode.UNAVAILABLE))
     if not result.healthy:
         raise typer.Exit(int(ExitCode.UNAVAILABLE))
+
+
+@sandbox_app.command("impolite")
+def impolite_command(
+    rules: Annotated[list[str] | None, typer.Argument(metavar="[RULE]...", help=IMPOLITE_HELP)] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove every impolite rule.")] = False,
+    show: Annotated[bool, typer.Option("--show", help="Print the rules and their hit counters (the default "
+                                       "without RULEs).")] = False,
+    url: Annotated[str | None, typer.Option("--url", help="Sandbox URL [default: the sandbox of --state-dir].")] = None,
+    state_dir: StateDir = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="text or json.")] = "text",
+) -> None:
+    """Make a running sandbox impolite now: RULEs replace the whole rule set (see sandbox run --help)."""
+    if output not in ("text", "json"):
+        raise UsageError(f"unknown output format '{output}' (text or json)")
+    if clear and rules:
+        raise UsageError("give RULEs or --clear, not both")
+    parsed = _parse_impolite(list(rules or []))
+    base = url.rstrip("/") if url else _running_url(state_dir)
+    if clear:
+        result = _admin(base, "DELETE", "/_sandbox/impolite")
+    elif parsed:
+        result = _admin(base, "PUT", "/_sandbox/impolite", {"rules": [r.to_json() for r in parsed]})
+    else:
+        result = _admin(base, "GET", "/_sandbox/impolite")
+    if output == "json":
+        print(json.dumps(result, indent=2))
+        return
+    rows = result.get("rules") or []
+    assert isinstance(rows, list)
+    if not rows:
+        print("polite: no impolite rules")
+    for row in rows:
+        state = "active" if row.get("active") else "spent"
+        print(f"{row.get('spec')}  hits={row.get('hits')}  {state}")
+    if result.get("refusing"):
+        print(f"refusing connections for {result.get('refusing_for')} s more")
+
+
+def _running_url(state_dir: Path | None) -> str:
+    from perianctl.sandbox import daemon
+
+    result = daemon.status(_state_dir(state_dir))
+    if not result.running or not result.url:
+        raise SandboxError(f"no sandbox is running for state dir {result.state_dir}",
+                           hint="start one with 'perianctl sandbox start', or pass --url")
+    return str(result.url).rstrip("/")
+
+
+def _admin(base: str, method: str, path: str, body: object = None) -> dict[str, object]:
+    """One admin request (stdlib only: no auth, loopback). 422 → usage error; unreachable → exit 8."""
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{base}{path}", data=data, method=method,
+                                     headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.loads(response.read().decode() or "{}")
+    except urllib.error.HTTPError as exc:
+        try:
+            detail = json.loads(exc.read().decode()).get("detail")
+        except ValueError:
+            detail = None
+        if exc.code == 422:
+            raise UsageError(str(detail or "invalid impolite rules")) from None
+        raise SandboxError(f"the sandbox at {base} answered HTTP {exc.code}: {detail or exc.reason}") from None
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise SandboxError(f"cannot reach the sandbox at {base}: {reason}") from None
+    return answer if isinstance(answer, dict) else {}
 
 
 def _save_profile(url: str, organization: str, token: str) -> None:

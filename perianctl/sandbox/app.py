@@ -31,6 +31,7 @@ from perianctl.perian.status import WorkloadStatus
 from perianctl.sandbox import catalogue, wire
 from perianctl.sandbox.config import FaultConfig, SandboxConfig, parse_latency
 from perianctl.sandbox.faults import FaultMiddleware, FaultState, install_log_filter
+from perianctl.sandbox.impolite import ImpoliteRuleError, ImpoliteState, rules_from_json
 from perianctl.sandbox.runtimes.base import Runtime, runtime_class
 from perianctl.sandbox.store import TERMINAL, JobRow, JobStore
 
@@ -61,6 +62,7 @@ class SandboxState:
     started_at: float = field(default_factory=time.time)
     store: JobStore | None = None
     runtime: Runtime | None = None
+    impolite: ImpoliteState = field(default_factory=ImpoliteState)
 
     def require(self) -> tuple[JobStore, Runtime]:
         if self.store is None or self.runtime is None:
@@ -92,6 +94,7 @@ def create_app(config: SandboxConfig, *, on_ready: Callable[[], None] | None = N
         runtime.recover(recovery.ended)
         await runtime.start(recovery.queued)
         state.store, state.runtime = store, runtime
+        state.impolite.set_rules(config.impolite)
         if on_ready is not None:
             on_ready()
         try:
@@ -132,6 +135,7 @@ def create_app(config: SandboxConfig, *, on_ready: Callable[[], None] | None = N
     _register_job_routes(app, state, authenticate)
     _register_catalogue_routes(app, authenticate)
     _register_admin_routes(app, state)
+    _register_impolite_routes(app, state)
     return app
 
 
@@ -381,3 +385,60 @@ def _register_admin_routes(app: FastAPI, state: SandboxState) -> None:
             raise ApiFailure(400, f"invalid fault configuration: {exc}") from None
         return JSONResponse(state.faults.stats()["config"])
 
+
+
+def _job_summary(row: JobRow) -> dict[str, Any]:
+    """One job for ``GET /_sandbox/jobs``: status plus the attempt identity a connector stamped on it."""
+    from perianctl.flyte.idempotency import ATTEMPT_ENV, NODE_TAG_ENV
+    from perianctl.perian.client import IDEMPOTENCY_ENV
+
+    params = (row.view.get("docker_metadata") or {}).get("docker_run_parameters") or {}
+    env = params.get("env_variables") or {}
+    attempt = env.get(ATTEMPT_ENV)
+    return {
+        "id": row.id,
+        "status": row.status,
+        "terminal": row.terminal,
+        "cancel_requested": row.cancel_requested,
+        "created_at": row.created_at,
+        "done_at": row.done_at,
+        "idempotency_key": env.get(IDEMPOTENCY_ENV),
+        "node_tag": env.get(NODE_TAG_ENV),
+        "attempt": int(attempt) if isinstance(attempt, str) and attempt.isdigit() else None,
+        "command": params.get("command"),
+        "env": env,
+    }
+
+
+def _register_impolite_routes(app: FastAPI, state: SandboxState) -> None:
+    """The impolite PERIAN's admin API (see :mod:`perianctl.sandbox.impolite`) and the job census."""
+
+    @app.get("/_sandbox/impolite", tags=["sandbox"])
+    async def get_impolite() -> JSONResponse:
+        return JSONResponse(state.impolite.snapshot())
+
+    @app.put("/_sandbox/impolite", tags=["sandbox"])
+    async def put_impolite(request: Request) -> JSONResponse:
+        """Replace the whole rule set atomically: all rules are validated before any applies."""
+        try:
+            data = await request.json()
+        except ValueError:
+            raise ApiFailure(422, 'invalid impolite rules: the body is not JSON; expected {"rules": [...]}') from None
+        try:
+            state.impolite.set_rules(rules_from_json(data))
+        except ImpoliteRuleError as exc:
+            raise ApiFailure(422, f"invalid impolite rules: {exc}") from None
+        return JSONResponse(state.impolite.snapshot())
+
+    @app.delete("/_sandbox/impolite", tags=["sandbox"])
+    async def delete_impolite() -> JSONResponse:
+        state.impolite.clear()
+        return JSONResponse(state.impolite.snapshot())
+
+    @app.get("/_sandbox/jobs", tags=["sandbox"])
+    async def all_jobs() -> JSONResponse:
+        """Every job, oldest first, with the attempt key it carries -- for counting jobs per attempt."""
+        store, _ = state.require()
+        rows, _total = store.page(state.organization, limit=-1, offset=0)
+        rows.reverse()
+        return JSONResponse({"jobs": [_job_summary(row) for row in rows]})

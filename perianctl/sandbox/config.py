@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 RUNTIMES = ("simulate", "process", "docker")
 FAULT_KINDS = ("500", "503", "reset")
@@ -99,6 +100,8 @@ class SandboxConfig:
     max_parallel: int = 4
     log_cap_bytes: int = 1_000_000
     access_log: bool = True
+    impolite: tuple[Any, ...] = ()
+    """:class:`perianctl.sandbox.impolite.ImpoliteRule` s applied at start-up (``--impolite``)."""
 
     def validate(self) -> SandboxConfig:
         if self.runtime not in RUNTIMES:
@@ -112,6 +115,8 @@ class SandboxConfig:
         if self.max_parallel < 1:
             raise SandboxConfigError("max parallel jobs must be >= 1")
         self.faults.validate()
+        for rule in self.impolite:
+            rule.validate()
         return self
 
     def with_credentials(self, organization: str, token: str) -> SandboxConfig:
@@ -145,6 +150,8 @@ class SandboxConfig:
             argv += ["--fault-phase", faults.phase]
         if faults.seed is not None:
             argv += ["--fault-seed", str(faults.seed)]
+        for rule in self.impolite:
+            argv += ["--impolite", rule.spec()]
         return argv
 
 

@@ -141,10 +141,16 @@ def _remove_info(state_dir: Path) -> None:
 def _uvicorn_server(app: Any, config: SandboxConfig, *, quiet: bool) -> Any:
     import uvicorn
 
-    return uvicorn.Server(uvicorn.Config(
-        app, lifespan="on", log_config=None, access_log=config.access_log and not quiet,
+    from perianctl.sandbox.impolite import attach_uvicorn, outermost
+
+    # The impolite PERIAN wraps the whole app (outside Starlette's error middleware): a stall must
+    # reach uvicorn's connection to close it without a reply, and `refuse` closes this server's port.
+    server = uvicorn.Server(uvicorn.Config(
+        outermost(app), lifespan="on", log_config=None, access_log=config.access_log and not quiet,
         timeout_graceful_shutdown=5, timeout_keep_alive=30,
     ))
+    attach_uvicorn(app, server)
+    return server
 
 
 def run(config: SandboxConfig, *, on_ready: Callable[[str, str, str], None] | None = None) -> None:

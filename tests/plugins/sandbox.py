@@ -6,7 +6,8 @@ Every test that talks to "PERIAN" uses one of these; nothing is mocked. Fixtures
                      state dir under ``tmp_path``.
 ``sandbox_factory``  ``sandbox_factory(runtime=..., speed=..., latency=..., fault_rate=...,
                      fault_kinds=..., fault_endpoints=..., fault_phase=..., fault_seed=...,
-                     org=..., token=..., kill_grace=..., max_parallel=..., state_dir=...)``;
+                     org=..., token=..., kill_grace=..., max_parallel=..., impolite=[...],
+                     state_dir=...)``;
                      every sandbox it made is stopped at teardown.
 ``shared_sandbox``   session-scoped fast sandbox for tests that only need *a* server. Jobs of other
                      tests are visible there: filter by the ids you created.
@@ -15,6 +16,12 @@ A :class:`SandboxHandle` gives ``url``, ``org``, ``token``, ``state_dir``, ``env
 subprocesses), ``headers()`` (for HTTP clients), ``stats()`` (``/_sandbox/stats``), ``kill()``
 (SIGKILL) and ``restart()`` (same port and state dir), ``set_faults(...)``, plus small helpers
 ``create_job``, ``get_job`` and ``wait_for_status``.
+
+The impolite PERIAN (:mod:`perianctl.sandbox.impolite`): ``launch_sandbox(impolite=["create=slow:7s"])``
+at start-up, or live ``set_impolite([...])`` (compact strings or rule dicts; replaces the whole set),
+``clear_impolite()`` and ``impolite()`` (rules + hit counters). ``jobs()`` lists every job with its
+status and the attempt key / node tag / attempt a connector stamped on it (``/_sandbox/jobs``);
+``jobs_by_key()`` groups them by attempt key, for counting "jobs per attempt".
 
 Per-job behaviour of the simulate runtime is chosen in the job's env: ``PERIAN_SANDBOX_SCENARIO``
 (success, fail, server-error, timeout, slow, cancel-resistant, undefined) and
@@ -109,6 +116,51 @@ class SandboxHandle:
         response.raise_for_status()
         data: dict[str, Any] = response.json()
         return data
+
+    def _admin(self, method: str, path: str, body: Any = None, *, refused_for: float = 60.0) -> Any:
+        """An admin request; connection refusals (a ``refuse`` window) are retried for ``refused_for`` s."""
+        deadline = time.monotonic() + refused_for
+        while True:
+            try:
+                with http_client(self.url) as client:
+                    response = client.request(method, path, json=body)
+                break
+            except httpx.ConnectError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        response.raise_for_status()
+        return response.json()
+
+    def set_impolite(self, rules: Iterable[str | dict[str, Any]]) -> dict[str, Any]:
+        """Replace the impolite rules: ``["create=slow:7s"]`` or ``[{"endpoint": "create", ...}]``."""
+        from perianctl.sandbox.impolite import parse_rule
+
+        body = [parse_rule(r).to_json() if isinstance(r, str) else r for r in rules]
+        data: dict[str, Any] = self._admin("PUT", "/_sandbox/impolite", {"rules": body})
+        return data
+
+    def clear_impolite(self) -> dict[str, Any]:
+        data: dict[str, Any] = self._admin("DELETE", "/_sandbox/impolite")
+        return data
+
+    def impolite(self) -> dict[str, Any]:
+        """``GET /_sandbox/impolite``: rules with ``hits``/``active``, and whether connects are refused."""
+        data: dict[str, Any] = self._admin("GET", "/_sandbox/impolite")
+        return data
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job, oldest first: ``id``, ``status``, ``terminal``, ``idempotency_key``, ``node_tag``,
+        ``attempt``, ``command``, ``env`` (``GET /_sandbox/jobs``)."""
+        data: list[dict[str, Any]] = self._admin("GET", "/_sandbox/jobs")["jobs"]
+        return data
+
+    def jobs_by_key(self) -> dict[str | None, list[dict[str, Any]]]:
+        """Jobs grouped by the attempt key they carry (``None``: jobs without one)."""
+        groups: dict[str | None, list[dict[str, Any]]] = {}
+        for job in self.jobs():
+            groups.setdefault(job["idempotency_key"], []).append(job)
+        return groups
 
     def set_faults(self, **changes: Any) -> dict[str, Any]:
         """Change fault injection live: ``rate``, ``kinds``, ``endpoints``, ``phase``, ``seed``, ``latency``."""
@@ -396,6 +448,7 @@ def launch_sandbox(
     max_parallel: int = 4,
     port: int = 0,
     access_log: bool = True,
+    impolite: Iterable[str] = (),
     extra_args: Iterable[str] = (),
     timeout: float = START_TIMEOUT,
 ) -> SandboxHandle:
@@ -427,6 +480,8 @@ def launch_sandbox(
     argv += ["--fault-phase", fault_phase]
     if fault_seed is not None:
         argv += ["--fault-seed", str(fault_seed)]
+    for rule in impolite:
+        argv += ["--impolite", rule]
     argv += list(extra_args)
     proc = _spawn(argv, state_dir)
     info = _wait_ready(proc, state_dir, timeout)
