@@ -226,7 +226,7 @@ def status(
 
 @sandbox_app.command("impolite")
 def impolite_command(
-    rules: Annotated[list[str] | None, typer.Argument(metavar="[RULE]...", help=IMPOLITE_HELP)] = None,
+    rules: Annotated[list[str] | None, typer.Argument(metavar="RULE", help=IMPOLITE_HELP, show_default=False)] = None,
     clear: Annotated[bool, typer.Option("--clear", help="Remove every impolite rule.")] = False,
     show: Annotated[bool, typer.Option("--show", help="Print the rules and their hit counters (the default "
                                        "without RULEs).")] = False,
