@@ -122,9 +122,18 @@ def test_cells_are_single_line_and_truncated() -> None:
 
 
 def test_cost_unknown_is_dash() -> None:
-    assert cost_text(_job("x", "Running"), 10.0) == "-"
+    assert cost_text(_job("x", "Running", started_at=NOW - timedelta(seconds=10)), NOW) == "-"
+    # A queued job has cost nothing yet: its unit price is not a cost (it used to show "0.0001 EUR").
     job = _job("x", "Queued", price={"unit_price": "0.0001", "currency": "EUR", "granularity": "PER_SECOND"})
-    assert cost_text(job, None) == "0.0001 EUR"
+    assert cost_text(job, NOW) == "-"
+
+
+def test_cost_to_date_is_an_estimate_final_cost_is_not() -> None:
+    price = {"unit_price": "1.0", "currency": "EUR", "granularity": "PER_10_MINUTES"}
+    running = _job("x", "Running", price=price, started_at=NOW - timedelta(seconds=1200))
+    assert cost_text(running, NOW) == "~2.00 EUR"
+    done = _job("x", "Done", price=price, started_at=NOW - timedelta(seconds=1201), done_at=NOW)
+    assert cost_text(done, NOW + timedelta(hours=5)) == "3.00 EUR"  # final: the clock no longer counts
 
 
 def test_header_counts_and_stale_marker() -> None:

@@ -53,6 +53,7 @@ from perianctl.errors import AuthError, NotFoundError, PerianctlError, ProtocolE
 from perianctl.flyte.idempotency import ATTEMPT_ENV, NODE_TAG_ENV, IdempotencyInfo, idempotency_for
 from perianctl.flyte.phase import FlytePhase, PhaseInfo, is_terminal_phase, status_to_phase
 from perianctl.flyte.secrets import ResolvedSecrets, resolve_secrets
+from perianctl.flyte.spend import SpendMeter, cost_amount, money_info
 from perianctl.perian import models as m
 from perianctl.perian.client import PerianClient, RetryPolicy
 from perianctl.perian.status import WorkloadStatus, is_terminal
@@ -219,6 +220,7 @@ class PerianConnector(AsyncConnectorBase):
         self._api_url = ""
         self._phases = _PhaseMemory(self.settings.remember_phases)
         self._error_docs: collections.OrderedDict[str, tuple[FlytePhase, str] | None] = collections.OrderedDict()
+        self._spend = SpendMeter(TASK_TYPE, self.settings.remember_phases)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -412,6 +414,7 @@ class PerianConnector(AsyncConnectorBase):
             info = await self._with_error_document(job_id, info, output_prefix,
                                                    container_failed=job.workload_status == WorkloadStatus.USER_ERROR)
         self._phases.put(job_id, info.phase)
+        self._spend.observe(job_id, job)
         return Resource(phase=int(info.phase), message=info.message, log_links=links,
                         custom_info=_custom_info(job_id, job, info))
 
@@ -496,7 +499,7 @@ class PerianConnector(AsyncConnectorBase):
 
     async def get_metrics(self, resource_meta: PerianMetadata, queries: list[str] | None = None,
                           **kwargs: Any) -> GetTaskMetricsResponse:
-        """What PERIAN can tell: runtime so far and a cost estimate from the instance's unit price.
+        """What PERIAN can tell: runtime so far and the cost (to date, or final) by PERIAN billing semantics.
 
         Results use the Prometheus matrix shape Flyte's UI expects; unknown queries get an empty
         result rather than an error, so a generic client asking for CPU metrics degrades cleanly.
@@ -506,7 +509,7 @@ class PerianConnector(AsyncConnectorBase):
         start = job.started_at
         end = job.done_at or now
         runtime = max(0.0, (end - start).total_seconds()) if start else 0.0
-        values: dict[str, float | None] = {METRIC_RUNTIME: runtime, METRIC_COST: _cost(job, runtime)}
+        values: dict[str, float | None] = {METRIC_RUNTIME: runtime, METRIC_COST: cost_amount(job, now)}
         wanted = list(queries) if queries else list(values)
         stamp = (job.done_at or now).timestamp()
         results = []
@@ -594,30 +597,11 @@ def _custom_info(job_id: str, job: m.JobView, info: PhaseInfo) -> dict[str, Any]
     runtime = job.runtime_metadata
     if runtime and runtime.instance_type_id:
         custom["instance_type_id"] = runtime.instance_type_id
-    if job.price and job.price.unit_price:
-        custom["price"] = {k: v for k, v in (("unit_price", job.price.unit_price),
-                                             ("currency", job.price.currency),
-                                             ("granularity", job.price.granularity)) if v}
+    custom.update(money_info(job))
     for key, value in (("started_at", job.started_at), ("done_at", job.done_at)):
         if value is not None:
             custom[key] = value.isoformat()
     return custom
-
-
-_SECONDS_PER = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
-
-
-def _cost(job: m.JobView, runtime: float) -> float | None:
-    """Unit price × runtime in the price's granularity (per hour when unknown); None without a price."""
-    if not job.price or not job.price.unit_price:
-        return None
-    try:
-        unit = float(job.price.unit_price)
-    except ValueError:
-        return None
-    granularity = (job.price.granularity or "hour").lower().rstrip("s")
-    per = next((secs for name, secs in _SECONDS_PER.items() if name in granularity), 3600)
-    return unit * runtime / per
 
 
 def _finish_registration() -> None:

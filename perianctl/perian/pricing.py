@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from perianctl.perian.status import is_terminal
 
 GRANULARITY_SECONDS: dict[str, int] = {
     "PER_SECOND": 1,
@@ -93,6 +97,83 @@ def rate_of(price: object) -> Rate | None:
     return rate(
         getattr(price, "unit_price", None), getattr(price, "granularity", None), getattr(price, "currency", None)
     )
+
+
+def rate_text(r: Rate | None) -> str:
+    """The rate people compare by, e.g. ``1.29 EUR/h``; ``-`` without a usable price."""
+    return f"{money(r.per_hour)} {r.currency}/h" if r is not None else "-"
+
+
+@dataclass(frozen=True)
+class JobCost:
+    """What a job has cost so far (running) or in the end (finished), by PERIAN billing semantics.
+
+    ``seconds`` is the billed runtime: ``started_at`` to ``done_at`` (to *now* while the job runs;
+    0 before it starts). ``final`` once the job ended: the figure no longer grows. Until then it is
+    an estimate of the cost to date. Either way it is computed from the job's price and timestamps,
+    not read from the bill (``perianctl billing`` shows that).
+    """
+
+    rate: Rate
+    seconds: float
+    final: bool
+
+    @property
+    def amount(self) -> Decimal:
+        return self.rate.cost(self.seconds)
+
+    @property
+    def billed_units(self) -> int:
+        return self.rate.billed_units(self.seconds)
+
+    def text(self) -> str:
+        """``0.12 EUR`` when final, ``~0.12 EUR`` while it is an estimate of the cost to date."""
+        return f"{'' if self.final else '~'}{money(self.amount)} {self.rate.currency}"
+
+    def record(self) -> dict[str, Any]:
+        """The machine form: the same dict in ``get -o json``, watch events and the connector's custom_info."""
+        return {
+            "amount": str(self.amount),
+            "currency": self.rate.currency,
+            "final": self.final,
+            "estimate": not self.final,
+            "billed_seconds": round(self.seconds, 3),
+            "billed_units": self.billed_units,
+            "unit_price": str(self.rate.unit_price),
+            "granularity": self.rate.granularity,
+            "per_hour": str(self.rate.per_hour),
+        }
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def job_cost(job: Any, now: datetime | None = None) -> JobCost | None:
+    """The :class:`JobCost` of a ``JobView``-like object, or ``None`` without a usable price.
+
+    A job that never started costs nothing (0 units). A finished job without ``done_at`` is billed
+    to its ``updated_at`` (the last change PERIAN made); without either the runtime is unknown and
+    so is the cost.
+    """
+    r = rate_of(getattr(job, "price", None))
+    if r is None:
+        return None
+    finished = is_terminal(getattr(job, "status", None))
+    start = _aware(getattr(job, "started_at", None))
+    if start is None:
+        return JobCost(r, 0.0, finished)
+    if finished:
+        end = _aware(getattr(job, "done_at", None)) or _aware(getattr(job, "updated_at", None))
+        if end is None:
+            return None
+    else:
+        end = now if now is not None else datetime.now(UTC)
+        end = _aware(end)
+    assert end is not None
+    return JobCost(r, max(0.0, (end - start).total_seconds()), finished)
 
 
 def money(amount: Decimal) -> str:

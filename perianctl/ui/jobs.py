@@ -1,7 +1,9 @@
 """How a PERIAN job is shown: one record shape for every output format.
 
 ``job_record`` is the stable, machine-readable form (``-o json|yaml``): the job as the API sent it
-(secrets redacted) plus ``flyte_phase``. ``job_row`` is the compact human form used by tables.
+(secrets redacted) plus ``flyte_phase`` and ``cost`` (:meth:`perianctl.perian.pricing.JobCost.record`:
+cost to date while the job runs, ``final`` once it ended). ``job_row`` is the compact human form
+used by tables; the price is shown per hour (``1.29 EUR/h``) whatever PERIAN's billing unit.
 """
 
 from __future__ import annotations
@@ -11,20 +13,23 @@ from typing import Any
 
 from perianctl.flyte.phase import status_to_phase
 from perianctl.perian.models import JobView
+from perianctl.perian.pricing import job_cost, rate_of, rate_text
 from perianctl.perian.status import is_terminal
 from perianctl.redact import redact
 from perianctl.text import first_line, last_line
 
-TABLE_COLUMNS = ("ID", "STATUS", "PHASE", "IMAGE", "AGE", "DURATION", "MESSAGE")
+TABLE_COLUMNS = ("ID", "STATUS", "PHASE", "IMAGE", "AGE", "DURATION", "COST", "MESSAGE")
 WIDE_COLUMNS = (
     "ID", "STATUS", "PHASE", "IMAGE", "INSTANCE TYPE", "CREATED", "STARTED", "DONE", "DURATION", "PRICE",
-    "MESSAGE",
+    "COST", "MESSAGE",
 )
 
 
-def job_record(job: JobView) -> dict[str, Any]:
+def job_record(job: JobView, now: datetime | None = None) -> dict[str, Any]:
     data = job.model_dump(mode="json")
     data["flyte_phase"] = status_to_phase(job.status, errors=job.errors).phase.name
+    cost = job_cost(job, now)
+    data["cost"] = cost.record() if cost is not None else None
     return redact(data)
 
 
@@ -65,13 +70,16 @@ def iso(value: datetime | None) -> str:
 
 
 def price_text(job: JobView) -> str:
-    price = job.price
-    if not price or not price.unit_price or price.currency in (None, "Undefined"):
+    """The job's rate per hour (``1.29 EUR/h``): what it costs while it runs, not what it has cost."""
+    return rate_text(rate_of(job.price))
+
+
+def cost_text(job: JobView, now: datetime | None = None) -> str:
+    """``~0.12 EUR`` so far (estimate) while running, ``0.12 EUR`` once finished, ``-`` before it ran."""
+    cost = job_cost(job, now)
+    if cost is None or cost.billed_units == 0:
         return "-"
-    unit = {"PER_SECOND": "/s", "PER_MINUTE": "/min", "PER_HOUR": "/h", "PER_10_MINUTES": "/10min"}.get(
-        price.granularity or "", ""
-    )
-    return f"{price.unit_price} {price.currency}{unit}"
+    return cost.text()
 
 
 def message_for(job: JobView) -> str:
@@ -85,10 +93,10 @@ def job_row(job: JobView, *, wide: bool = False, now: datetime | None = None) ->
     age = human_duration((now - created).total_seconds()) if created else "-"
     if not wide:
         return [job.id or "-", job.status, phase, job.image or "-", age, human_duration(elapsed(job, now)),
-                message_for(job)]
+                cost_text(job, now), message_for(job)]
     instance = job.runtime_metadata.instance_type_id if job.runtime_metadata else None
     return [
         job.id or "-", job.status, phase, job.image or "-", instance or "-", iso(job.created_at),
         iso(job.started_at), iso(job.done_at), human_duration(elapsed(job, now)), price_text(job),
-        message_for(job),
+        cost_text(job, now), message_for(job),
     ]

@@ -17,18 +17,17 @@ Off a TTY (``--no-live``, CI logs, pipes) every transition is one append-only li
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from perianctl.flyte.phase import FlytePhase
+from perianctl.perian.pricing import job_cost
 from perianctl.redact import scrub
 from perianctl.text import one_line as _one_line
-from perianctl.ui.jobs import elapsed, human_duration, iso, message_for
+from perianctl.ui.jobs import cost_text, elapsed, human_duration, iso, message_for
 from perianctl.watching import (
     Poller,
     RefreshResult,
@@ -60,9 +59,6 @@ STALE_MARKER = "stale: API unreachable, retrying"
 Labeler = Callable[[str], str | None]
 """Job id → a human name (from the journal: what ``submit`` recorded), or None."""
 
-_GRANULARITY_SECONDS = {"PER_SECOND": 1, "PER_MINUTE": 60, "PER_10_MINUTES": 600, "PER_HOUR": 3600}
-
-
 # ---------------------------------------------------------------------- cells
 
 
@@ -86,29 +82,6 @@ def instance_text(job: JobView) -> str:
     return "-"
 
 
-def cost_text(job: JobView, seconds: float | None) -> str:
-    """Cost so far: unit price × billed units (rounded up, as providers bill); "-" when unknown."""
-    price = job.price
-    if not price or not price.unit_price or price.currency in (None, "Undefined"):
-        return "-"
-    try:
-        unit = Decimal(price.unit_price)
-    except InvalidOperation:
-        return "-"
-    if not unit.is_finite() or abs(unit.adjusted()) > 18:  # "NaN", "Infinity", "1e999999": not a price
-        return "-"
-    granularity = _GRANULARITY_SECONDS.get(price.granularity or "")
-    if seconds is None or granularity is None:
-        return f"{unit.normalize():f} {price.currency}"
-    units = max(1, math.ceil(seconds / granularity))
-    total = unit * units
-    places = Decimal("0.01") if total >= 1 else Decimal("0.0001")
-    try:
-        return f"{total.quantize(places)} {price.currency}"
-    except InvalidOperation:
-        return "-"
-
-
 def one_line(text: str, limit: int = MESSAGE_WIDTH) -> str:
     return _one_line(text, limit)
 
@@ -127,7 +100,7 @@ def job_cells(watched: WatchedJob, label: str | None, now: datetime) -> tuple[st
         phase,
         instance_text(job),
         human_duration(seconds),
-        cost_text(job, seconds),
+        cost_text(job, now),
         one_line(scrub(message_for(job)) or (watched.phase_message if watched.phase_message != job.status else "")),
     )
 
@@ -451,11 +424,16 @@ class NdjsonView:
             "message": watched.phase_message or None,
             "instance": instance_text(job) if job is not None else None,
             "elapsed_seconds": round(seconds, 3) if seconds is not None else None,
-            "cost": cost_text(job, seconds) if job is not None else None,
+            "cost": _cost_record(job, now),
             "created_at": iso(job.created_at) if job is not None else None,
             "started_at": iso(job.started_at) if job is not None else None,
             "done_at": iso(job.done_at) if job is not None else None,
         }
+
+
+def _cost_record(job: JobView | None, now: datetime) -> dict[str, Any] | None:
+    cost = job_cost(job, now) if job is not None else None
+    return cost.record() if cost is not None else None
 
 
 def summary_line(poller: Poller, result: WaitResult | None) -> str:
