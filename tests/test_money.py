@@ -78,3 +78,22 @@ async def test_spend_counter_counts_a_finished_job_once(server, api: Api) -> Non
         await server.tasks.GetTask(agent_pb2.GetTaskRequest(resource_meta=meta, task_category=category()),
                                    timeout=10)
     assert _spend(*labels) == after_first
+
+
+def test_wait_prints_the_final_cost_that_get_reports(sandbox, run_cli: CliRunner) -> None:  # type: ignore[no-untyped-def]
+    job_id = sandbox.create_job(scenario="success")
+    r = run_cli("wait", job_id, "-o", "json", env=sandbox.env())
+    assert r.returncode == 0, r
+    record = json.loads(r.stdout)
+    cost = record["cost"]
+    assert cost["final"] is True and cost["billed_units"] >= 1
+    from perianctl.perian.pricing import money
+
+    line = next(line for line in r.stderr.splitlines() if "final cost" in line)
+    assert line.startswith(f"job {job_id}: final cost {money(Decimal(cost['amount']))} {cost['currency']} (")
+    assert f"{cost['billed_units']} × {cost['granularity']}" in line
+    r = run_cli("get", job_id, "-o", "json", env=sandbox.env())
+    assert json.loads(r.stdout)["cost"] == cost
+    r = run_cli("get", job_id, "-o", "wide", env=sandbox.env())
+    assert f"{money(Decimal(cost['per_hour']))} {cost['currency']}/h" in r.stdout
+    assert f"{money(Decimal(cost['amount']))} {cost['currency']}" in r.stdout

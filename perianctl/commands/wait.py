@@ -130,6 +130,11 @@ def follow_via_connector(
         error(exc.message)
         return int(exc.exit_code)
     code = final.exit_code or 0
+    from perianctl.ui.jobs import cost_summary
+
+    cost = cost_summary(job_id, final.custom_info.get("cost") if isinstance(final.custom_info, dict) else None)
+    if cost and not state.quiet:
+        info(cost)
     if code:
         error(f"job {job_id} ended {final.phase_name}" + (f": {final.message}" if final.message else ""))
     return code

@@ -11,6 +11,7 @@ from perianctl.commands.common import LastOption, make_client, options, resolve_
 
 if TYPE_CHECKING:
     from perianctl.journal import Journal
+    from perianctl.perian.models import JobView
     from perianctl.ui.live import WatchView
     from perianctl.watching import WaitFor, WaitResult
 
@@ -130,11 +131,34 @@ def follow(
         from perianctl.ui.output import parse_format
 
         show_jobs([w.job for w in result.jobs if w.job is not None], parse_format(final_output), single=len(ids) == 1)
+    if kind != "json":
+        _print_costs([w.job for w in result.jobs if w.job is not None])
     if result.exit_code:
         error(summary)
     elif kind != "json":
         info(summary)
     return FollowOutcome(int(result.exit_code), result)
+
+
+def _print_costs(jobs: list[JobView], *, per_job: int = 5) -> None:
+    """The cost of each job on stderr (final, or so far when the wait ended first); a total for several."""
+    from decimal import Decimal
+
+    from perianctl.perian.pricing import job_cost, money
+    from perianctl.ui.console import info
+    from perianctl.ui.jobs import cost_summary
+
+    totals: dict[str, Decimal] = {}
+    for job in jobs:
+        cost = job_cost(job)
+        if cost is None:
+            continue
+        totals[cost.rate.currency] = totals.get(cost.rate.currency, Decimal(0)) + cost.amount
+        line = cost_summary(job.id or "?", cost.record()) if len(jobs) <= per_job else None
+        if line:
+            info(line)
+    if len(jobs) > 1 and totals:
+        info("total cost: " + ", ".join(f"{money(amount)} {currency}" for currency, amount in totals.items()))
 
 
 def _make_view(kind: ViewKind, labels: _Labels, *, interval: float, to_stderr: bool) -> WatchView:

@@ -82,6 +82,27 @@ def cost_text(job: JobView, now: datetime | None = None) -> str:
     return cost.text()
 
 
+def cost_summary(job_id: str, record: dict[str, Any] | None) -> str | None:
+    """``job X: final cost 0.06 EUR (1 × PER_HOUR at 0.06 EUR/h)``, from a cost record (see
+    :meth:`perianctl.perian.pricing.JobCost.record`, also ``custom_info["cost"]`` of the connector);
+    ``None`` without one. ``wait`` and ``submit --wait`` print it when the job ends.
+    """
+    if not record:
+        return None
+    from decimal import Decimal, InvalidOperation
+
+    from perianctl.perian.pricing import money
+
+    try:
+        amount, per_hour = Decimal(str(record["amount"])), Decimal(str(record["per_hour"]))
+        currency, units, granularity = record["currency"], int(record["billed_units"]), record["granularity"]
+    except (KeyError, TypeError, ValueError, InvalidOperation):
+        return None
+    label = "final cost" if record.get("final") else "cost so far (estimate)"
+    basis = f"{units} × {granularity} at {money(per_hour)} {currency}/h" if units else "it never ran"
+    return f"job {job_id}: {label} {money(amount)} {currency} ({basis})"
+
+
 def message_for(job: JobView) -> str:
     return first_line(job.errors, 80) or last_line(job.logs, 60)
 
