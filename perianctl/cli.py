@@ -42,6 +42,7 @@ def root(
     org: Annotated[str | None, typer.Option("--org", metavar="ORG", help="PERIAN organization [env: PERIAN_ORGANIZATION].")] = None,
     token: Annotated[str | None, typer.Option("--token", metavar="TOKEN", help="PERIAN API token [env: PERIAN_TOKEN]. Prefer --token-file.")] = None,
     token_file: Annotated[str | None, typer.Option("--token-file", metavar="PATH", help="Read the token from a file ('-' for stdin).")] = None,
+    api_timeout: Annotated[str | None, typer.Option("--api-timeout", metavar="DURATION", help="How long one PERIAN API operation may take, retries included, e.g. 30s, 2m [env: PERIANCTL_API_TIMEOUT; default 30s]. A refused connection fails at once.")] = None,
     config: Annotated[str | None, typer.Option("--config", metavar="PATH", help="Config file [env: PERIANCTL_CONFIG].")] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail on stderr (-vv: HTTP requests).", show_default=False)] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only data and errors.")] = False,
@@ -62,7 +63,7 @@ def root(
             logging.getLogger(noisy).setLevel(logging.WARNING)
     ctx.obj = GlobalOptions(
         profile=profile, api_url=api_url, organization=org, token=token, token_file=token_file,
-        config_file=config, verbose=verbose, quiet=quiet,
+        config_file=config, verbose=verbose, quiet=quiet, api_timeout=api_timeout,
     )
 
 
@@ -82,7 +83,8 @@ COMMANDS: dict[str, tuple[str, str, str, str | None]] = {
 }
 
 # Global options that take a value (to find the sub-command in argv without parsing it).
-_VALUE_OPTIONS = frozenset({"--profile", "-p", "--api-url", "--org", "--token", "--token-file", "--config"})
+_VALUE_OPTIONS = frozenset({"--profile", "-p", "--api-url", "--org", "--token", "--token-file", "--config",
+                            "--api-timeout"})
 
 
 def build_app(only: str | None = None) -> typer.Typer:

@@ -35,6 +35,9 @@ from perianctl.redact import REDACTED, register_secret
 
 DEFAULT_API_URL = "https://api.perian.cloud"
 DEFAULT_PROFILE = "default"
+DEFAULT_API_TIMEOUT = 30.0
+"""Seconds one API operation may take, retries included (``--api-timeout``; README "Configuration")."""
+MAX_API_TIMEOUT = 86_400.0
 
 # Profile keys users may set, with a one-line description (shown by `config set --help`).
 PROFILE_KEYS: dict[str, str] = {
@@ -43,6 +46,7 @@ PROFILE_KEYS: dict[str, str] = {
     "token": "PERIAN API token (stored 0600; redacted in `config show`)",
     "output_prefix": "default --output-prefix for submit (a local dir or s3:// / gs:// URI)",
     "connector": "default --connector HOST:PORT for submit/get/delete",
+    "api_timeout": "how long one PERIAN API operation may take, retries included (e.g. 30s, 2m)",
 }
 SECRET_KEYS = frozenset({"token"})
 
@@ -53,6 +57,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "token": ("PERIAN_TOKEN",),
     "output_prefix": ("PERIANCTL_OUTPUT_PREFIX",),
     "connector": ("PERIANCTL_CONNECTOR",),
+    "api_timeout": ("PERIANCTL_API_TIMEOUT",),
 }
 PROFILE_ENV = "PERIANCTL_PROFILE"
 CONFIG_ENV = "PERIANCTL_CONFIG"
@@ -156,6 +161,7 @@ def save_profile(
     for key in values:
         if key not in PROFILE_KEYS:
             raise UsageError(f"unknown config key {key!r} (known: {', '.join(PROFILE_KEYS)})")
+    values = {key: validate_setting(key, str(value)) for key, value in values.items()}
     path = _resolve_path(config_path)
 
     def mutate(data: dict[str, Any]) -> None:
@@ -202,6 +208,12 @@ class Settings:
     def token(self) -> str | None:
         return self.values.get("token")
 
+    @property
+    def api_timeout(self) -> float:
+        """Seconds one PERIAN API operation may take, retries included."""
+        value = self.values.get("api_timeout")
+        return _parse_api_timeout(value, "api_timeout") if value else DEFAULT_API_TIMEOUT
+
     def get(self, key: str) -> str | None:
         return self.values.get(key)
 
@@ -235,10 +247,13 @@ def read_token_file(spec: str) -> str:
         text = sys.stdin.read() if spec == "-" else Path(spec).expanduser().read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read token file {spec}: {getattr(exc, 'strerror', None) or exc}") from None
-    token = text.strip().splitlines()[0].strip() if text.strip() else ""
-    if not token:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
         raise UsageError(f"token file {spec} is empty")
-    return token
+    if len(lines) > 1:
+        register_secret(lines[0])
+        raise UsageError(f"token file {spec} has {len(lines)} lines; expected the token alone on one line")
+    return validate_setting("token", lines[0], source=f"token file {spec}")
 
 
 def resolve(
@@ -274,14 +289,85 @@ def resolve(
         if flag_value:
             settings.values[key] = flag_value
             settings.sources[key] = "flag"
-    if "api_url" in settings.values:
-        settings.values["api_url"] = validate_api_url(settings.values["api_url"])
+    for key, value in list(settings.values.items()):
+        settings.values[key] = validate_setting(key, value, source=settings.sources.get(key, ""))
     register_secret(settings.token)
     return settings
 
 
-def validate_api_url(url: str) -> str:
+def validate_setting(key: str, value: str, *, source: str = "") -> str:
+    """The one place a setting's value is checked (flags, env, profile, ``config set``).
+
+    Everything is checked before any request: a value that cannot go into an HTTP header (a
+    newline in the token, a NUL in the organization) or a URL that is not one would otherwise fail
+    deep in the HTTP stack, be retried, and be reported as an unreachable API. Error messages
+    never echo a secret.
+    """
+    where = f" (from {source})" if source else ""
+    if key == "api_url":
+        return validate_api_url(value, where=where)
+    if key == "token":
+        register_secret(value)
+        problem = _header_problem(value.strip())
+        if problem:
+            raise ConfigError(f"invalid token{where}: it {problem}",
+                              hint="copy the token again; it is one line of printable ASCII")
+        return value.strip()
+    if key == "organization":
+        problem = _header_problem(value.strip())
+        if problem:
+            raise ConfigError(f"invalid organization{where}: it {problem}")
+        return value.strip()
+    if key == "api_timeout":
+        _parse_api_timeout(value, f"api_timeout{where}")
+        return value.strip()
+    return value
+
+
+def _header_problem(value: str) -> str | None:
+    """Why ``value`` cannot be sent as an HTTP header value, or None. Never includes the value."""
+    if not value:
+        return "is empty"
+    for index, char in enumerate(value):
+        if char in "\r\n":
+            return f"contains a line break (character {index + 1})"
+        if ord(char) < 0x20 or ord(char) == 0x7F:
+            return f"contains a control character (character {index + 1})"
+        if ord(char) > 0x7E:
+            return f"contains a non-ASCII character (character {index + 1})"
+    return None
+
+
+def _parse_api_timeout(value: str, what: str) -> float:
+    from perianctl.timeparse import parse_duration
+
+    seconds = parse_duration(value, what=what)
+    if not 0 < seconds <= MAX_API_TIMEOUT:
+        raise ConfigError(f"{what}: '{value}' must be more than 0 s and at most 24h")
+    return seconds
+
+
+def validate_api_url(url: str, *, where: str = "") -> str:
+    """``http(s)://host[:port][/path]``, checked as far as can be without the network."""
+    from urllib.parse import urlsplit
+
     url = url.strip().rstrip("/")
-    if not (url.startswith("http://") or url.startswith("https://")) or len(url) < 10 or " " in url:
-        raise ConfigError(f"invalid API URL {url!r}: expected http(s)://host[:port]")
+    shown = repr(url) if len(url) <= 200 else repr(url[:200] + "...")
+    if "@" in url.split("://", 1)[-1].split("/", 1)[0]:
+        raise ConfigError(f"invalid API URL{where}: credentials in the URL are not supported",
+                          hint="use --org and --token (or --token-file)")
+    expected = "expected http(s)://host[:port]"
+    if not url.isascii() or not url.isprintable() or " " in url:
+        raise ConfigError(f"invalid API URL {shown}{where}: {expected} (no spaces, control or non-ASCII characters)")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # a port that is not a number or out of 0-65535
+        raise ConfigError(f"invalid API URL {shown}{where}: {exc}; {expected}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"invalid API URL {shown}{where}: {expected}")
+    if port == 0:
+        raise ConfigError(f"invalid API URL {shown}{where}: port 0 is not a port one can connect to")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"invalid API URL {shown}{where}: {expected} (no query or fragment)")
     return url

@@ -96,9 +96,25 @@ class BadRequestError(ApiError):
 
 
 class UnavailableError(ApiError):
-    """Network failure, timeout or 5xx after all retries were used."""
+    """Network failure, timeout or 5xx after all retries (or the call's budget) were used.
+
+    ``reason`` says what happened: ``refused`` (connection refused or never established),
+    ``no-answer`` (no connection or no reply within the time left), ``status`` (5xx/429 on every
+    attempt), ``budget`` (the call's budget was spent after ``attempts`` attempts), ``transport``
+    (reset or broken connection). ``never_sent`` is true only when no byte of the request can have
+    reached the server: a create that never left created nothing.
+    """
 
     exit_code = ExitCode.UNAVAILABLE
+
+    def __init__(
+        self, message: str, *, status: int | None = None, detail: str | None = None, hint: str | None = None,
+        reason: str | None = None, attempts: int | None = None, never_sent: bool = False,
+    ) -> None:
+        super().__init__(message, status=status, detail=detail, hint=hint)
+        self.reason = reason
+        self.attempts = attempts
+        self.never_sent = never_sent
 
 
 class ProtocolError(ApiError):

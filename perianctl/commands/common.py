@@ -33,6 +33,7 @@ class GlobalOptions:
     config_file: str | None = None
     verbose: int = 0
     quiet: bool = False
+    api_timeout: str | None = None
     _settings: Settings | None = field(default=None, repr=False)
 
     def settings(self) -> Settings:
@@ -43,7 +44,8 @@ class GlobalOptions:
             if self.token_file:
                 token = read_token_file(self.token_file)
             self._settings = resolve(
-                flags={"api_url": self.api_url, "organization": self.organization, "token": token},
+                flags={"api_url": self.api_url, "organization": self.organization, "token": token,
+                       "api_timeout": self.api_timeout},
                 profile=self.profile,
                 config_file=self.config_file,
             )
@@ -58,11 +60,20 @@ def options(ctx: typer.Context) -> GlobalOptions:
 
 
 def make_client(ctx: typer.Context, **kwargs: Any) -> PerianClient:
-    """The PERIAN client for this invocation's settings (credentials required)."""
+    """The PERIAN client for this invocation's settings (credentials required).
+
+    Every call is bounded by the ``api_timeout`` setting (``--api-timeout``), retries included; a
+    ``retry`` policy with a shorter ``timeout`` (``watch`` polls) keeps its own.
+    """
     from perianctl.perian.client import PerianClient
 
     settings = options(ctx).settings()
     organization, token = settings.require_credentials()
+    budget = settings.api_timeout
+    if kwargs.get("retry") is not None:
+        budget = min(budget, kwargs["retry"].timeout)
+    kwargs.setdefault("budget", budget)
+    kwargs.setdefault("read_timeout", min(30.0, budget))
     return PerianClient(settings.api_url, organization, token, **kwargs)
 
 

@@ -3,29 +3,54 @@
 Why it looks like this:
 
 * **Retries are safe by construction.** GET and ``PATCH .../cancel`` are idempotent, so they are
-  retried (exponential backoff with jitter, ``Retry-After`` honoured) on 429/502/503/504 and on
+  retried (exponential backoff with jitter, ``Retry-After`` honoured) on 429/500/502/503/504 and on
   transport errors. ``POST /job`` is not idempotent on the server, so it is retried only when the
-  request provably never left (connect errors, pool timeouts, 429) -- or, when the caller gives an
-  *idempotency key*, after the client has looked for a job carrying that key and found none.
-  That is how ``submit`` and the connector survive lost replies without creating duplicates.
+  request provably never left (connect refused or never established, pool timeouts, 429) -- or,
+  when the caller gives an *idempotency key*, after the client has looked for a job carrying that
+  key and found none. That is how ``submit`` and the connector survive lost replies without
+  creating duplicates.
 * **Errors are typed** (:mod:`perianctl.errors`) from the status *and* the envelope ``detail``,
   because PERIAN reports "not found" as HTTP 400 with a known sentence.
 * **Secrets stay out of logs**: the verbose HTTP log prints method, path, status and timing only.
+
+The budget contract (one mechanism for every call):
+
+* Every public call runs under a **budget**: a deadline on the monotonic clock. It is the earliest
+  of (a) the call's ``budget=`` argument (seconds, or a shared :class:`Budget`), (b) the enclosing
+  :func:`api_deadline` scope (a context variable, so it follows the task and the tasks it starts),
+  and (c) the client's default (``budget=`` of the constructor: seconds per call, or one
+  :class:`Budget` shared by every call; default ``RetryPolicy.timeout``).
+* Each attempt's connect, write, read and pool timeouts are capped by what remains, and the whole
+  attempt is bounded by it too (a server that trickles bytes cannot stretch it). Backoff and
+  ``Retry-After`` are capped the same way: when the next wait would not leave time for another
+  attempt, the call stops now instead of sleeping into the deadline.
+* A refused connection (nothing listening, DNS failure) is retried at most
+  ``RetryPolicy.connect_attempts`` times (default 3, under a second): an API that is down stays down
+  for longer than a command is willing to wait, and a user should hear so at once.
+* Failures are :class:`~perianctl.errors.UnavailableError` saying what happened -- ``refused``
+  (connection refused / not established), ``no-answer`` (connected, no reply within the time
+  left), ``status`` (5xx/429 on every attempt), ``budget`` (spent after N attempts) -- with
+  ``attempts`` and ``never_sent``. ``never_sent`` is exact: it is true only when no attempt's bytes
+  can have reached the server (every attempt failed before the connection existed). A create that
+  never left created nothing, and :meth:`PerianClient.create_job` says exactly that ("no job was
+  created"); anything else it cannot settle by a look-up is "may or may not exist".
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import datetime as dt
 import logging
+import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
-import stamina
 from pydantic import BaseModel, ValidationError
 
 from perianctl import __version__
@@ -53,10 +78,23 @@ RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 IDEMPOTENT_RETRYABLE_STATUS = RETRYABLE_STATUS | {500}
 _Model = TypeVar("_Model", bound=BaseModel)
 
+# An attempt is also bounded as a whole, a little after its own (capped) timeouts would fire, so
+# that those -- which classify precisely (a connect timeout is "never sent") -- normally win.
+_ATTEMPT_GRACE = 0.25
+# Do not start an attempt with less time than this left: it could not get an answer anyway.
+_MIN_ATTEMPT = 0.05
+# A keyed create keeps this share of what remains for the look-up that must follow an ambiguous
+# attempt (a create that used the whole budget could not learn whether its job exists).
+_CREATE_SHARE = 0.6
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How hard to retry. The defaults suit a CLI; the connector keeps them inside propeller's 10 s."""
+    """How hard to retry. The defaults suit a CLI; the connector keeps them inside propeller's 10 s.
+
+    ``timeout`` is the default budget of one call in seconds (see the module docstring);
+    ``connect_attempts`` bounds the attempts that end in a refused connection.
+    """
 
     attempts: int = 5
     timeout: float = 60.0
@@ -64,20 +102,63 @@ class RetryPolicy:
     wait_max: float = 8.0
     wait_jitter: float = 0.5
     max_retry_after: float = 30.0
+    connect_attempts: int = 3
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A deadline on the monotonic clock, and the total it started from (for messages)."""
+
+    deadline: float
+    total: float
+
+    @classmethod
+    def start(cls, seconds: float) -> Budget:
+        """A budget of ``seconds`` from now (a non-finite or huge value is capped at a day)."""
+        seconds = max(0.0, min(float(seconds), 86_400.0)) if seconds == seconds else 86_400.0
+        return cls(deadline=time.monotonic() + seconds, total=seconds)
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0.0
+
+    def earliest(self, other: Budget | None) -> Budget:
+        return other if other is not None and other.deadline < self.deadline else self
+
+    def describe(self) -> str:
+        return f"{_seconds(self.total)} budget"
+
+
+BudgetLike = float | int | Budget
+_SCOPE: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("perianctl_api_budget", default=None)
+
+
+def _as_budget(value: BudgetLike) -> Budget:
+    return value if isinstance(value, Budget) else Budget.start(float(value))
+
+
+@contextlib.contextmanager
+def api_deadline(budget: BudgetLike) -> Iterator[Budget]:
+    """Bound every PERIAN call made inside the block (in this task and tasks it starts) by ``budget``.
+
+    Scopes nest: an inner scope can only shorten the deadline, never extend the outer one.
+    """
+    new = _as_budget(budget)
+    outer = _SCOPE.get()
+    effective = outer.earliest(new) if outer is not None else new
+    token = _SCOPE.set(effective)
+    try:
+        yield effective
+    finally:
+        _SCOPE.reset(token)
 
 
 @dataclass(frozen=True)
 class CancelResult:
     job_id: str
     already_done: bool
-
-
-class _RetryableResponse(Exception):
-    """Raised inside the retry loop for a response worth retrying (429/502/503/504)."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        super().__init__(f"HTTP {response.status_code}")
-        self.response = response
 
 
 class _AmbiguousCreate(Exception):
@@ -88,7 +169,11 @@ class _AmbiguousCreate(Exception):
         self.cause = cause
 
 
-def _retry_after_seconds(response: httpx.Response, cap: float) -> float | None:
+def _seconds(value: float) -> str:
+    return f"{value:.0f} s" if value >= 10 else f"{value:.1f} s"
+
+
+def _retry_after_seconds(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after")
     if not value:
         return None
@@ -99,34 +184,27 @@ def _retry_after_seconds(response: httpx.Response, cap: float) -> float | None:
 
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, IndexError):
             return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
         seconds = (when - dt.datetime.now(dt.UTC)).total_seconds()
-    return max(0.0, min(seconds, cap))
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)
 
 
-def _backoff_hook(cap: float, *, safe_exc: tuple[type[BaseException], ...]) -> Callable[[Exception], Any]:
-    """Stamina hook: retry ``safe_exc`` and retryable responses, using Retry-After when given."""
+def _refused(exc: BaseException) -> bool:
+    """A connect error whose cause is "connection refused" (nothing listens there)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, ConnectionRefusedError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "refused" in str(exc).lower()
 
-    def hook(exc: Exception) -> bool | dt.timedelta:
-        if isinstance(exc, _RetryableResponse):
-            delay = _retry_after_seconds(exc.response, cap)
-            return dt.timedelta(seconds=delay) if delay is not None else True
-        return isinstance(exc, safe_exc)
-
-    return hook
-
-
-def _log_retry(details: stamina.instrumentation.RetryDetails) -> None:
-    log.info(
-        "retry %d of %s in %.2fs after %s", details.retry_num, details.name, details.wait_for,
-        type(details.caused_by).__name__,
-    )
-
-
-# stamina's default hook logs every retry as a WARNING; ours logs at INFO under perianctl.http
-# (shown with -v) and never includes request arguments (which may contain secrets).
-stamina.instrumentation.set_on_retry_hooks([_log_retry])
 
 # Transport errors after which the request certainly did not reach the server.
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -200,6 +278,8 @@ class PerianClient:
     """One PERIAN organization on one API URL, over a pooled async HTTP connection.
 
     Use as ``async with PerianClient(...) as client:``; the connector keeps one per process.
+    ``budget`` is the default budget of every call (module docstring): seconds per call, or one
+    :class:`Budget` that every call of this client shares (a command-wide deadline).
     """
 
     def __init__(
@@ -211,6 +291,7 @@ class PerianClient:
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         retry: RetryPolicy | None = None,
+        budget: BudgetLike | None = None,
         max_connections: int = 100,
         transport: httpx.AsyncBaseTransport | None = None,
         user_agent: str | None = None,
@@ -218,6 +299,9 @@ class PerianClient:
         self.api_url = api_url.rstrip("/")
         self.organization = organization
         self.retry = retry or RetryPolicy()
+        self.default_budget: BudgetLike = self.retry.timeout if budget is None else budget
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
         self._http = httpx.AsyncClient(
             base_url=self.api_url,
             headers={
@@ -249,38 +333,130 @@ class PerianClient:
             elapsed = response.elapsed.total_seconds() * 1000 if hasattr(response, "_elapsed") else 0.0
             log.debug("%s %s -> %s (%.0f ms)", request.method, request.url.path, response.status_code, elapsed)
 
+    def budget_for(self, budget: BudgetLike | None = None) -> Budget:
+        """The budget a call starting now runs under: the earliest of argument, scope and default."""
+        effective = _as_budget(self.default_budget)
+        if budget is not None:
+            effective = effective.earliest(_as_budget(budget))
+        return effective.earliest(_SCOPE.get())
+
+    @contextlib.contextmanager
+    def deadline(self, budget: BudgetLike) -> Iterator[Budget]:
+        """:func:`api_deadline` as a method, for callers that hold a client."""
+        with api_deadline(budget) as effective:
+            yield effective
+
     # ------------------------------------------------------------------ transport with retries
 
-    async def _send(self, method: str, path: str, *, what: str, safe_exc: tuple[type[BaseException], ...],
-                    retry_status: frozenset[int] = IDEMPOTENT_RETRYABLE_STATUS, **kwargs: Any) -> httpx.Response:
-        """Send with retries on ``safe_exc`` and ``retry_status``; map exhaustion to UnavailableError."""
+    def _timeouts(self, cap: float) -> httpx.Timeout:
+        return httpx.Timeout(
+            min(self.read_timeout, cap), connect=min(self.connect_timeout, cap),
+            pool=min(self.connect_timeout * 2, cap),
+        )
+
+    async def _send(self, method: str, path: str, *, what: str, budget: Budget,
+                    safe_exc: tuple[type[BaseException], ...],
+                    retry_status: frozenset[int] = IDEMPOTENT_RETRYABLE_STATUS, share: float = 1.0,
+                    **kwargs: Any) -> httpx.Response:
+        """Send with retries on ``safe_exc`` and ``retry_status`` within ``budget``.
+
+        Returns the first response whose status is not retried; raises UnavailableError (see the
+        module docstring) when the attempts, the refused-connect allowance or the budget run out,
+        and ProtocolError for an answer that cannot be decoded. ``share`` limits one attempt to that
+        share of what remains.
+        """
         policy = self.retry
-        try:
-            async for attempt in stamina.retry_context(
-                on=_backoff_hook(policy.max_retry_after, safe_exc=safe_exc),
-                attempts=policy.attempts,
-                timeout=policy.timeout,
-                wait_initial=policy.wait_initial,
-                wait_max=policy.wait_max,
-                wait_jitter=policy.wait_jitter,
-            ):
-                with attempt:
-                    response = await self._http.request(method, path, **kwargs)
-                    if response.status_code in retry_status:
-                        raise _RetryableResponse(response)
+        attempts = refused = 0
+        maybe_sent = False
+        backoff = policy.wait_initial
+        while True:
+            remaining = budget.remaining()
+            if remaining < _MIN_ATTEMPT:
+                raise self._spent(what, budget, attempts, "no attempt made", never_sent=not maybe_sent)
+            attempts += 1
+            cap = max(_MIN_ATTEMPT, remaining * share)
+            wait: float | None = None
+            response: httpx.Response | None = None
+            try:
+                async with asyncio.timeout(cap + _ATTEMPT_GRACE):
+                    response = await self._http.request(method, path, timeout=self._timeouts(cap), **kwargs)
+            except TimeoutError:
+                maybe_sent = True
+                kind, outcome = "no-answer", f"no answer within {_seconds(cap)}"
+                retryable = issubclass(httpx.ReadTimeout, safe_exc)
+            except httpx.ConnectError as exc:
+                refused += 1
+                kind = "refused"
+                outcome = "connection refused" if _refused(exc) else f"cannot connect ({first_line(str(exc), 120)})"
+                retryable = refused < policy.connect_attempts
+            except (httpx.ConnectTimeout, httpx.PoolTimeout):
+                kind, outcome = "no-answer", f"no connection within {_seconds(min(self.connect_timeout, cap))}"
+                retryable = True
+            except httpx.TimeoutException as exc:
+                maybe_sent = True
+                kind = "no-answer"
+                outcome = f"no answer within {_seconds(min(self.read_timeout, cap))}"
+                retryable = isinstance(exc, safe_exc)
+            except httpx.TransportError as exc:
+                maybe_sent = True
+                kind, outcome = "transport", f"{type(exc).__name__}: {first_line(str(exc), 120) or 'no detail'}"
+                retryable = isinstance(exc, safe_exc)
+            except httpx.HTTPError as exc:  # an answer that cannot be decoded (bad gzip), too many redirects
+                raise ProtocolError(
+                    f"{what}: unusable answer from the PERIAN API at {self.api_url} ({type(exc).__name__})"
+                ) from None
+            else:
+                if response.status_code not in retry_status:
                     return response
-        except _RetryableResponse as exc:
-            raise error_from_response(exc.response, what=what) from None
-        except httpx.TransportError as exc:
-            raise UnavailableError(
-                f"{what}: cannot reach the PERIAN API at {self.api_url} ({type(exc).__name__})",
-                hint="check --api-url and your network",
-            ) from None
-        except httpx.HTTPError as exc:  # an answer that cannot be decoded (bad gzip), too many redirects
-            raise ProtocolError(
-                f"{what}: unusable answer from the PERIAN API at {self.api_url} ({type(exc).__name__})"
-            ) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+                maybe_sent = True
+                kind, outcome = "status", f"HTTP {response.status_code}"
+                retryable = True
+                after = _retry_after_seconds(response)
+                if after is not None:
+                    wait = min(after, policy.max_retry_after)
+            if not retryable or attempts >= policy.attempts:
+                raise self._give_up(what, kind, outcome, attempts, response, never_sent=not maybe_sent)
+            if wait is None:
+                wait = min(backoff, policy.wait_max) + random.uniform(0, policy.wait_jitter)
+                backoff = min(backoff * 2, policy.wait_max)
+            if wait + _MIN_ATTEMPT > budget.remaining():
+                if kind == "status" and response is not None and wait > budget.remaining():
+                    outcome += f", asked to retry after {_seconds(wait)}"
+                raise self._spent(what, budget, attempts, outcome, never_sent=not maybe_sent,
+                                  response=response)
+            log.info("retry %d of %s %s in %.2fs after %s", attempts, method, path, wait, outcome)
+            await asyncio.sleep(wait)
+
+    def _give_up(self, what: str, kind: str, outcome: str, attempts: int, response: httpx.Response | None,
+                 *, never_sent: bool) -> ApiError:
+        tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+        if response is not None:
+            error = error_from_response(response, what=what)
+            if not isinstance(error, UnavailableError):
+                return error
+            return UnavailableError(f"{error.message}; {tries}", status=error.status, reason="status",
+                                    attempts=attempts, never_sent=never_sent)
+        if kind == "refused":
+            message = f"{what}: cannot reach the PERIAN API at {self.api_url}: {outcome} ({tries})"
+            hint = "is the API up and --api-url right? (perianctl config show)"
+        elif kind == "no-answer":
+            message = f"{what}: the PERIAN API at {self.api_url} gave {outcome} ({tries})"
+            hint = "the API is slow or unreachable; --api-timeout sets how long to wait"
+        else:
+            message = f"{what}: the connection to the PERIAN API at {self.api_url} failed ({outcome}; {tries})"
+            hint = "check --api-url and your network"
+        return UnavailableError(message, hint=hint, reason=kind, attempts=attempts, never_sent=never_sent)
+
+    def _spent(self, what: str, budget: Budget, attempts: int, last: str, *, never_sent: bool,
+               response: httpx.Response | None = None) -> UnavailableError:
+        tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+        return UnavailableError(
+            f"{what}: no usable answer from the PERIAN API at {self.api_url}: the {budget.describe()} "
+            f"was spent after {tries} (last: {last})",
+            status=response.status_code if response is not None else None,
+            hint="--api-timeout (or the api_timeout setting) sets how long to wait",
+            reason="budget", attempts=attempts, never_sent=never_sent,
+        )
 
     def _parse(self, response: httpx.Response, model: type[_Model], *, what: str) -> _Model:
         if not response.is_success:
@@ -307,28 +483,35 @@ class PerianClient:
             shape = " ".join(f"at '{loc}': {first.get('msg')}".split())
             raise ProtocolError(f"{what}: unexpected response shape {shape}") from None
 
-    async def _get(self, path: str, model: type[_Model], *, what: str, **kwargs: Any) -> _Model:
-        response = await self._send("GET", path, what=what, safe_exc=_TRANSPORT, **kwargs)
+    async def _get(self, path: str, model: type[_Model], *, what: str, budget: BudgetLike | None = None,
+                   **kwargs: Any) -> _Model:
+        response = await self._send("GET", path, what=what, budget=self.budget_for(budget), safe_exc=_TRANSPORT,
+                                    **kwargs)
         return self._parse(response, model, what=what)
 
     # ------------------------------------------------------------------ jobs
 
-    async def get_job(self, job_id: str) -> m.JobView:
+    async def get_job(self, job_id: str, *, budget: BudgetLike | None = None) -> m.JobView:
         what = f"get job {job_id}"
-        result = await self._get(f"/job/{quote(job_id, safe='')}", m.GetJobsSuccess, what=what)
+        result = await self._get(f"/job/{quote(job_id, safe='')}", m.GetJobsSuccess, what=what, budget=budget)
         if not result.jobs:
             raise NotFoundError(f"{what}: {m.DETAIL_NO_JOB_FOUND}", status=200)
         return result.jobs[0]
 
-    async def list_jobs(self, *, limit: int | None = None, page: int | None = None) -> m.GetJobsSuccess:
+    async def list_jobs(self, *, limit: int | None = None, page: int | None = None,
+                        budget: BudgetLike | None = None) -> m.GetJobsSuccess:
         params = {k: v for k, v in (("limit", limit), ("page", page)) if v is not None}
-        return await self._get("/job", m.GetJobsSuccess, what="list jobs", params=params)
+        return await self._get("/job", m.GetJobsSuccess, what="list jobs", params=params, budget=budget)
 
-    async def iter_jobs(self, *, page_size: int = 100, max_pages: int | None = None) -> AsyncIterator[m.JobView]:
-        """All jobs, newest first, following pagination until the last page (or ``max_pages``)."""
+    async def iter_jobs(self, *, page_size: int = 100, max_pages: int | None = None,
+                        budget: BudgetLike | None = None) -> AsyncIterator[m.JobView]:
+        """All jobs, newest first, following pagination until the last page (or ``max_pages``).
+
+        ``budget`` bounds each page (pass a :class:`Budget` to bound the whole scan).
+        """
         page = 1
         while True:
-            result = await self.list_jobs(limit=page_size, page=page)
+            result = await self.list_jobs(limit=page_size, page=page, budget=budget)
             for job in result.jobs:
                 yield job
             pagination = result.pagination
@@ -340,11 +523,12 @@ class PerianClient:
                 return
             page = pagination.next_page
 
-    async def cancel_job(self, job_id: str) -> CancelResult:
+    async def cancel_job(self, job_id: str, *, budget: BudgetLike | None = None) -> CancelResult:
         """Cancel; a job that is already terminal is reported via ``already_done`` instead of raising."""
         what = f"cancel job {job_id}"
         response = await self._send(
-            "PATCH", f"/job/{quote(job_id, safe='')}/cancel", what=what, safe_exc=_TRANSPORT
+            "PATCH", f"/job/{quote(job_id, safe='')}/cancel", what=what, budget=self.budget_for(budget),
+            safe_exc=_TRANSPORT,
         )
         try:
             self._parse(response, m.Envelope, what=what)
@@ -359,8 +543,9 @@ class PerianClient:
         idempotency_key: str | None = None,
         attempts: int | None = None,
         fresh_key: bool = False,
+        budget: BudgetLike | None = None,
     ) -> str:
-        """Create a job and return its id.
+        """Create a job and return its id, within one budget for the attempts and the look-ups.
 
         With an ``idempotency_key`` the key is stamped into the job's environment, an existing job
         with that key is returned instead of creating another, and an attempt whose outcome is
@@ -368,23 +553,37 @@ class PerianClient:
         ``attempts`` (default: the retry policy's) bounds the create attempts, not the look-ups.
         ``fresh_key=True`` says the key was just generated (``submit``), so no job can carry it yet
         and the look-up before the first POST is skipped; a re-sent key (the connector) is checked.
+
+        Failures say what is known: "no job was created" when no attempt can have reached the
+        server (``never_sent``) or every one was turned away with 429, "the job may or may not
+        exist" when an attempt's outcome is unknown and no look-up could settle it.
         """
         what = "create job"
         policy = self.retry
         attempts = attempts or policy.attempts
-        deadline = time.monotonic() + policy.timeout
+        spend = self.budget_for(budget)
         if idempotency_key:
             request = with_idempotency_key(request, idempotency_key)
             if not fresh_key:
-                existing = await self._find_patiently(idempotency_key, deadline, what=what)
+                try:
+                    existing = await self.find_job_by_key(idempotency_key, budget=spend)
+                except UnavailableError as exc:  # nothing was sent yet: nothing can exist because of us
+                    raise UnavailableError(
+                        f"{what}: could not check for an earlier job with the same key ({exc.message}); "
+                        "no job was created", hint=exc.hint, status=exc.status, reason=exc.reason,
+                        attempts=exc.attempts, never_sent=True,
+                    ) from None
                 if existing is not None:
                     return existing
         body = request.to_wire()
         delay = policy.wait_initial
         last: Exception | None = None
+        tried = 0
         for _attempt in range(attempts):
+            tried += 1
             try:
-                return await self._create_once(body, what=what)
+                return await self._create_once(body, what=what, budget=spend,
+                                               share=_CREATE_SHARE if idempotency_key else 1.0)
             except _AmbiguousCreate as exc:
                 last = exc.cause
                 if not idempotency_key:
@@ -392,22 +591,34 @@ class PerianClient:
                         f"{what}: no reliable answer from the API ({_describe(exc.cause)}); "
                         "the job may or may not exist",
                         hint="run 'perianctl list' before submitting again",
+                        reason=getattr(exc.cause, "reason", None) or "status", never_sent=False,
                     ) from None
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, policy.wait_max)
+            except UnavailableError as exc:  # provably not created by this attempt (never sent / 429)
+                if last is None:
+                    raise UnavailableError(
+                        f"{exc.message}; no job was created", hint=exc.hint, status=exc.status,
+                        reason=exc.reason, attempts=exc.attempts, never_sent=exc.never_sent,
+                    ) from None
+                # Earlier ambiguous attempts were looked up and not found; this one made nothing.
+                last = exc
+                break
             assert idempotency_key is not None
+            if delay + _MIN_ATTEMPT < spend.remaining():
+                await asyncio.sleep(delay)
+            delay = min(delay * 2, policy.wait_max)
             # Look even after the last attempt: it may have created the job, and giving up on a job
             # that exists would lose it (it runs and bills, but nobody knows its id).
-            found = await self._find_patiently(idempotency_key, deadline, what=what)
+            found = await self._find_patiently(idempotency_key, spend, what=what)
             if found is not None:
                 return found
-            if time.monotonic() >= deadline:
+            if spend.expired():
                 break
-        raise UnavailableError(f"{what}: PERIAN API unavailable after {attempts} attempts "
-                               f"({_describe(last)}); no job with its key was found")
+        raise UnavailableError(f"{what}: PERIAN API unavailable after {tried} attempts "
+                               f"({_describe(last)}); no job with its key was found",
+                               reason=getattr(last, "reason", None) or "status", never_sent=False)
 
-    async def _find_patiently(self, key: str, deadline: float, *, what: str) -> str | None:
-        """:meth:`find_job_by_key` after an ambiguous create, retried until it answers or ``deadline``.
+    async def _find_patiently(self, key: str, budget: Budget, *, what: str) -> str | None:
+        """:meth:`find_job_by_key` after an ambiguous create, retried until it answers or ``budget`` ends.
 
         This look-up is the only way to learn whether the job exists, so one unlucky run of failed
         list calls must not end the create: a retry could duplicate the job, and giving up without
@@ -416,35 +627,42 @@ class PerianClient:
         delay = self.retry.wait_initial
         while True:
             try:
-                return await self.find_job_by_key(key)
+                return await self.find_job_by_key(key, budget=budget)
             except UnavailableError as exc:
-                if time.monotonic() + delay >= deadline:
+                if delay + _MIN_ATTEMPT >= budget.remaining():
                     raise UnavailableError(
                         f"{what}: the API failed while checking whether the job was created ({exc.message}); "
                         "the job may or may not exist",
                         hint=f"look for the job whose env has {IDEMPOTENCY_ENV}={key} ('perianctl list -o json') "
                         "before submitting again",
+                        reason=exc.reason, attempts=exc.attempts, never_sent=False,
                     ) from None
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.retry.wait_max)
 
-    async def _create_once(self, body: dict[str, Any], *, what: str) -> str:
+    async def _create_once(self, body: dict[str, Any], *, what: str, budget: Budget, share: float) -> str:
+        """One create attempt. Raises UnavailableError when it provably created nothing, else
+        _AmbiguousCreate for an unknown outcome."""
         try:
             # Only never-sent transport errors and 429 are retried inside; the rest is ambiguous.
             response = await self._send(
-                "POST", "/job", what=what, safe_exc=_NEVER_SENT, retry_status=frozenset({429}), json=body
+                "POST", "/job", what=what, budget=budget, safe_exc=_NEVER_SENT, retry_status=frozenset({429}),
+                share=share, json=body,
             )
-        except (UnavailableError, ProtocolError) as exc:  # the server may have made the job all the same
+        except UnavailableError as exc:
+            if exc.never_sent or exc.status == 429:
+                raise
             raise _AmbiguousCreate(exc) from None
-        except httpx.TransportError as exc:  # read timeout, reset after sending
+        except ProtocolError as exc:  # the server may have made the job all the same
             raise _AmbiguousCreate(exc) from None
         if response.status_code >= 500:
             raise _AmbiguousCreate(error_from_response(response, what=what))
         return self._parse(response, m.CreateJobSuccess, what=what).id
 
-    async def find_job_by_key(self, key: str, *, max_pages: int = 3, page_size: int = 100) -> str | None:
+    async def find_job_by_key(self, key: str, *, max_pages: int = 3, page_size: int = 100,
+                              budget: BudgetLike | None = None) -> str | None:
         """Newest-first scan for a job whose environment carries ``key`` (bounded: ``max_pages``)."""
-        async for job in self.iter_jobs(page_size=page_size, max_pages=max_pages):
+        async for job in self.iter_jobs(page_size=page_size, max_pages=max_pages, budget=budget):
             params = job.docker_metadata.docker_run_parameters if job.docker_metadata else None
             env = params.env_variables if params else None
             if env and env.get(IDEMPOTENCY_ENV) == key and job.id:
@@ -466,7 +684,7 @@ class PerianClient:
     ) -> list[m.InstanceTypeView]:
         what = "search instance types"
         response = await self._send(
-            "POST", "/instance-type", what=what, safe_exc=_TRANSPORT,
+            "POST", "/instance-type", what=what, budget=self.budget_for(), safe_exc=_TRANSPORT,
             params={"limit": limit}, json={"instance_type_query": query.to_wire()},
         )
         return self._parse(response, m.GetInstanceTypesSuccess, what=what).instance_types
