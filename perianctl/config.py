@@ -328,6 +328,8 @@ def _header_problem(value: str) -> str | None:
     """Why ``value`` cannot be sent as an HTTP header value, or None. Never includes the value."""
     if not value:
         return "is empty"
+    if value.isascii() and value.isprintable():  # the common case, without a loop in Python
+        return None
     for index, char in enumerate(value):
         if char in "\r\n":
             return f"contains a line break (character {index + 1})"
