@@ -217,7 +217,7 @@ async def test_call_budget_and_scope_bound_a_stalled_call(stall: StallServer) ->
         assert "1.0 s budget" in caught.value.message
         with api_deadline(1.5), api_deadline(30) as inner:  # an inner scope never extends the outer one
             assert inner.remaining() <= 1.5
-            with pytest.raises(UnavailableError, match="1.5 s budget"):
+            with pytest.raises(UnavailableError, match=r"1\.5 s budget"):
                 await client.list_jobs()
         assert time.monotonic() - started < 20
 
