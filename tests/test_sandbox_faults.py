@@ -99,6 +99,6 @@ def test_live_reconfiguration_and_validation(sandbox: SandboxHandle) -> None:
         sandbox.set_faults(rate=0)
         assert client.post("/job", json=JOB).status_code == 200
         bad = client.put(f"{sandbox.url}/_sandbox/faults", json={"kinds": ["teapot"]})
-        assert bad.status_code == 400 and "fault kinds" in bad.json()["detail"]
+        assert bad.status_code == 422 and "fault kinds" in bad.json()["detail"]
         bad = client.put(f"{sandbox.url}/_sandbox/faults", json={"rate": 2})
-        assert bad.status_code == 400
+        assert bad.status_code == 422

@@ -14,6 +14,7 @@ listens on loopback and tests must read them without credentials.
 from __future__ import annotations
 
 import hmac
+import math
 import os
 import time
 import uuid
@@ -23,17 +24,26 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
 
 from perianctl import __version__
 from perianctl.perian import models as m
 from perianctl.perian.status import WorkloadStatus
 from perianctl.sandbox import catalogue, wire
-from perianctl.sandbox.config import FaultConfig, SandboxConfig, parse_latency
+from perianctl.sandbox.config import FaultConfig, SandboxConfig, SandboxConfigError, parse_latency
 from perianctl.sandbox.faults import FaultMiddleware, FaultState, install_log_filter
 from perianctl.sandbox.impolite import ImpoliteRuleError, ImpoliteState, rules_from_json
 from perianctl.sandbox.runtimes.base import Runtime, runtime_class
 from perianctl.sandbox.store import TERMINAL, JobRow, JobStore
+from perianctl.sandbox.strict import (
+    BodyTooLarge,
+    InvalidJson,
+    StrictJsonRoute,
+    read_json,
+    too_large_response,
+    validation_error_handler,
+)
+from perianctl.sandbox.strict import ServableJSONResponse as JSONResponse
 
 DB_FILE = "sandbox.db"
 DETAIL_NO_MATCHING_INSTANCE = "No instance type found matching the requirements"
@@ -106,13 +116,16 @@ def create_app(config: SandboxConfig, *, on_ready: Callable[[], None] | None = N
             store.close()
 
     app = FastAPI(title="PERIAN sandbox", version=__version__, lifespan=lifespan, docs_url="/_sandbox/docs",
-                  redoc_url=None, openapi_url="/_sandbox/openapi.json")
+                  redoc_url=None, openapi_url="/_sandbox/openapi.json", default_response_class=JSONResponse)
+    app.router.route_class = StrictJsonRoute  # odd bodies get a 422, never a stored poison (strict.py)
     app.state.sandbox = state
     app.add_middleware(FaultMiddleware, state=state.faults)
 
     @app.exception_handler(ApiFailure)
     async def _api_failure(_request: Request, exc: ApiFailure) -> JSONResponse:
         return _envelope(exc.status_code, exc.detail)
+
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, _exc: Exception) -> JSONResponse:
@@ -317,26 +330,58 @@ def _register_catalogue_routes(app: FastAPI, authenticate: Callable[..., str]) -
 # --------------------------------------------------------------------------- admin
 
 
+def _number(key: str, value: Any) -> float:
+    # bool is an int subclass and float("nan") parses: neither is a number of seconds or a rate.
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise SandboxConfigError(f"{key} must be a number, got {type(value).__name__}")
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        raise SandboxConfigError(f"{key} must be a number, got {str(value)[:40]!r}") from None
+    if not math.isfinite(number):
+        raise SandboxConfigError(f"{key} must be a finite number")
+    return number
+
+
+def _names(key: str, value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",")]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise SandboxConfigError(f"{key} must be a list of names or a comma-separated string")
+
+
 def fault_config_from_json(current: FaultConfig, data: dict[str, Any]) -> FaultConfig:
-    """Merge a ``PUT /_sandbox/faults`` body over the current fault configuration."""
+    """Merge a ``PUT /_sandbox/faults`` body over the current fault configuration.
+
+    Everything is checked (types, finiteness, ranges: :meth:`FaultConfig.validate`) before anything
+    is applied: a bad body changes nothing. Raises :class:`SandboxConfigError`.
+    """
     changes: dict[str, Any] = {}
     if "latency" in data:
         value = data["latency"]
-        if isinstance(value, list | tuple) and len(value) == 2:
-            changes["latency"] = (float(value[0]), float(value[1]))
+        if isinstance(value, list) and len(value) == 2:
+            changes["latency"] = (_number("latency", value[0]), _number("latency", value[1]))
+        elif value is None or isinstance(value, str):
+            changes["latency"] = parse_latency(value)
         else:
-            changes["latency"] = parse_latency(None if value is None else str(value))
+            changes["latency"] = (_number("latency", value),) * 2
     if "rate" in data or "fault_rate" in data:
-        changes["rate"] = float(data.get("rate", data.get("fault_rate")) or 0.0)
+        value = data.get("rate", data.get("fault_rate"))
+        changes["rate"] = 0.0 if value is None else _number("rate", value)
     for key in ("kinds", "endpoints", "latency_endpoints"):
         if key in data:
-            value = data[key]
-            items = [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v) for v in value]
+            items = _names(key, data[key])
             changes[key] = tuple(items) if key == "kinds" else frozenset(items)
     if "phase" in data:
-        changes["phase"] = str(data["phase"])
+        if not isinstance(data["phase"], str):
+            raise SandboxConfigError("phase must be a string")
+        changes["phase"] = data["phase"]
     if "seed" in data:
-        changes["seed"] = None if data["seed"] is None else int(data["seed"])
+        seed = data["seed"]
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise SandboxConfigError("seed must be an integer or null")
+        changes["seed"] = seed
     return replace(current, **changes).validate()
 
 
@@ -377,12 +422,18 @@ def _register_admin_routes(app: FastAPI, state: SandboxState) -> None:
     async def put_faults(request: Request) -> JSONResponse:
         """Change fault injection at run time (tests switch faults on after their set-up)."""
         try:
-            data = await request.json()
+            data = await read_json(request)
+        except BodyTooLarge:
+            return too_large_response()
+        except InvalidJson as exc:
+            raise ApiFailure(422, f"invalid fault configuration: {exc}") from None
+        try:
             if not isinstance(data, dict):
-                raise ValueError("expected a JSON object")
-            state.faults.configure(fault_config_from_json(state.faults.config, data))
-        except (ValueError, TypeError) as exc:
-            raise ApiFailure(400, f"invalid fault configuration: {exc}") from None
+                raise SandboxConfigError("expected a JSON object")
+            config = fault_config_from_json(state.faults.config, data)
+        except SandboxConfigError as exc:
+            raise ApiFailure(422, f"invalid fault configuration: {exc}") from None
+        state.faults.configure(config)
         return JSONResponse(state.faults.stats()["config"])
 
 

@@ -16,6 +16,8 @@ FAULT_KINDS = ("500", "503", "reset")
 FAULT_PHASES = ("before", "after", "mixed")
 ENDPOINTS = ("create", "get", "list", "cancel", "instance-type", "accelerator-type")
 DEFAULT_ORG = "sandbox"
+MAX_LATENCY = 600.0
+"""Longest injected latency (s): more is no test of a client, only a hung sandbox."""
 
 
 class SandboxConfigError(ValueError):
@@ -65,11 +67,14 @@ class FaultConfig:
         return self.rate > 0 or self.latency[1] > 0
 
     def validate(self) -> FaultConfig:
+        # Written so that NaN fails every check (a comparison with NaN is always false).
         if not 0.0 <= self.rate <= 1.0:
             raise SandboxConfigError(f"fault rate must be between 0 and 1, got {self.rate}")
         low, high = self.latency
-        if low < 0 or high < low:
-            raise SandboxConfigError(f"invalid latency range {low}-{high}")
+        if not (0 <= low <= high <= MAX_LATENCY):
+            raise SandboxConfigError(f"invalid latency range {low}-{high} (seconds, from 0 to {MAX_LATENCY:g})")
+        if self.seed is not None and not -(2**63) <= self.seed < 2**63:
+            raise SandboxConfigError("fault seed must fit in 64 bits")
         bad = [k for k in self.kinds if k not in FAULT_KINDS]
         if bad or not self.kinds:
             raise SandboxConfigError(f"fault kinds must be a non-empty subset of {', '.join(FAULT_KINDS)}")

@@ -14,12 +14,32 @@ Rules the store enforces itself, so no runtime can get them wrong:
   Cancelled, if a cancel was pending), and Queued jobs are handed back to the runtime.
 
 Secrets (``private`` column: env secrets, container file contents, registry password) are kept
-only until the runtime has used them, then :meth:`JobStore.scrub_private` deletes them.
+only until the runtime has used them, then :meth:`JobStore.scrub_private` (or the job's end)
+deletes them -- and "deletes" means no copy is left in any file of the database:
+
+* ``PRAGMA secure_delete=ON`` makes SQLite overwrite deleted content (the old row cell, freed
+  overflow pages of large container files) with zeros instead of leaving it in free space;
+* the old row is still in the WAL, as the page images of the transactions that wrote it, so after
+  a scrub commits, ``PRAGMA wal_checkpoint(TRUNCATE)`` copies the zeroed pages into the database
+  and truncates the WAL to nothing (``-shm`` holds only the WAL index, never row content);
+* at start-up (after a SIGKILL, say) :meth:`JobStore.recover` drops the secrets of every job that
+  ended, and a database written by an older sandbox (without secure delete, ``user_version`` 0)
+  is vacuumed once, which rewrites it without its free space.
+
+Why keep secrets in SQLite at all rather than in a 0600 file per job: the job row and its secrets
+are then committed in one transaction, so a SIGKILL can never leave a job without the secrets it
+needs nor secrets without a job, and there is one place to scrub. The checkpoint costs one fsync
+per scrub that had something to delete, so jobs without secrets (most simulated ones) pay nothing.
+
+Strings that cannot be stored as UTF-8 text (lone surrogates, from records of an older sandbox
+that accepted them) are repaired on write (U+FFFD), and a row whose JSON cannot be read is served
+with what could be read: one odd job must never stop the runtime's batches or the job list.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -61,6 +81,9 @@ CREATE INDEX IF NOT EXISTS jobs_org_seq ON jobs (org, seq);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+_SCHEMA_VERSION = 1
+"""``PRAGMA user_version``: 1 = written with ``secure_delete`` on (no stale secrets in free pages)."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _COLUMNS = (
     "seq, id, org, status, created_at, updated_at, started_at, done_at, logs, errors, view, spec, "
     "private, cancel_requested, pid, pid_start"
@@ -131,11 +154,22 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.execute("PRAGMA secure_delete=ON")
         self._db.executescript(_SCHEMA)
+        if int(self._db.execute("PRAGMA user_version").fetchone()[0]) < _SCHEMA_VERSION:
+            self._db.execute("UPDATE jobs SET private = NULL WHERE status IN " + _TERMINAL_SQL)
+            self._db.execute("VACUUM")  # an older sandbox's free pages may still hold secrets
+            self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+            self._checkpoint()
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def _checkpoint(self) -> None:
+        """Move every committed page into the database file and empty the WAL (see the module doc)."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -156,8 +190,8 @@ class JobStore:
          cancel_requested, pid, pid_start) = values
         return JobRow(
             id=job_id, org=org, status=status, created_at=created, updated_at=updated, started_at=started,
-            done_at=done, logs=logs, errors=errors, view=json.loads(view), spec=json.loads(spec),
-            private=json.loads(private) if private else None, cancel_requested=bool(cancel_requested),
+            done_at=done, logs=logs, errors=errors, view=_json_object(view), spec=_json_object(spec),
+            private=_json_object(private) or None if private else None, cancel_requested=bool(cancel_requested),
             pid=pid, pid_start=pid_start, seq=seq,
         )
 
@@ -167,7 +201,7 @@ class JobStore:
                 "INSERT INTO jobs (id, org, status, created_at, updated_at, started_at, done_at, logs, errors, "
                 "view, spec, private) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (job.id, job.org, job.status, job.created_at, job.updated_at, job.started_at, job.done_at,
-                 job.logs, job.errors, json.dumps(job.view), json.dumps(job.spec),
+                 _text(job.logs), _text(job.errors), json.dumps(job.view), json.dumps(job.spec),
                  json.dumps(job.private) if job.private else None),
             )
             job.seq = int(cursor.lastrowid or 0)
@@ -190,6 +224,8 @@ class JobStore:
         """One page of ``org``'s jobs, newest first, and the total count."""
         with self._lock:
             total = self._db.execute("SELECT COUNT(*) FROM jobs WHERE org = ?", (org,)).fetchone()[0]
+            if offset >= total:  # also keeps an offset past SQLite's 64-bit integers out of the query
+                return [], int(total)
             rows = self._db.execute(
                 f"SELECT {_COLUMNS} FROM jobs WHERE org = ? ORDER BY seq DESC LIMIT ? OFFSET ?",
                 (org, limit, offset),
@@ -208,9 +244,14 @@ class JobStore:
     def apply(self, updates: Iterable[JobUpdate]) -> list[bool]:
         """Apply updates in one transaction; each result says whether the job was still open."""
         results: list[bool] = []
+        scrubbed = False
         with self._tx() as db:
             for update in updates:
                 results.append(self._apply_one(db, update))
+                if results[-1] and update.status in TERMINAL:
+                    scrubbed |= self._drop_private(db, update.job_id)
+        if scrubbed:
+            self._checkpoint()
         return results
 
     def update(self, update: JobUpdate) -> bool:
@@ -230,16 +271,15 @@ class JobStore:
                 sets.append("done_at = COALESCE(done_at, ?)")
                 args.append(u.at)
                 sets.append("pid = NULL")
-                sets.append("private = NULL")
         if u.logs is not None:
             sets.append("logs = ?")
-            args.append(u.logs)
+            args.append(_text(u.logs))
         if u.append_logs is not None:
             sets.append("logs = COALESCE(logs, '') || ?")
-            args.append(u.append_logs)
+            args.append(_text(u.append_logs))
         if u.errors is not None:
             sets.append("errors = ?")
-            args.append(u.errors)
+            args.append(_text(u.errors))
         args.append(u.job_id)
         cursor = db.execute(
             f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? AND status NOT IN {_TERMINAL_SQL}", args
@@ -254,10 +294,17 @@ class JobStore:
         with self._tx() as db:
             db.execute("UPDATE jobs SET pid = ?, pid_start = ? WHERE id = ?", (pid, pid_start, job_id))
 
+    @staticmethod
+    def _drop_private(db: sqlite3.Connection, job_id: str) -> bool:
+        return db.execute("UPDATE jobs SET private = NULL WHERE id = ? AND private IS NOT NULL",
+                          (job_id,)).rowcount > 0
+
     def scrub_private(self, job_id: str) -> None:
-        """Forget the job's secrets once the runtime has handed them to the job."""
+        """Forget the job's secrets once the runtime has handed them to the job (no copy left on disk)."""
         with self._tx() as db:
-            db.execute("UPDATE jobs SET private = NULL WHERE id = ?", (job_id,))
+            scrubbed = self._drop_private(db, job_id)
+        if scrubbed:
+            self._checkpoint()
 
     # ------------------------------------------------------------------ start-up and stats
 
@@ -279,6 +326,10 @@ class JobStore:
                                          append_logs="[sandbox] sandbox restarted while the job was running\n"))
         if updates:
             self.apply(updates)
+        # Secrets of jobs that ended while a scrub was not yet on disk (a SIGKILL in between).
+        with self._tx() as db:
+            db.execute(f"UPDATE jobs SET private = NULL WHERE private IS NOT NULL AND status IN {_TERMINAL_SQL}")
+        self._checkpoint()
         return Recovery(queued=queued, ended=ended)
 
     def _bump(self, db: sqlite3.Connection, name: str, by: int = 1) -> None:
@@ -300,3 +351,21 @@ class JobStore:
         with self._lock:
             rows = self._db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
         return {status: int(count) for status, count in rows}
+
+
+def _text(value: str | None) -> str | None:
+    """``value`` storable as UTF-8 text: a lone surrogate would make the whole transaction fail."""
+    if value is None or value.isascii():
+        return value
+    return _SURROGATE.sub("\ufffd", value)
+
+
+def _json_object(text: str | None) -> dict[str, Any]:
+    """A stored JSON object, or ``{}`` if the text cannot be read as one (a damaged old record)."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
