@@ -25,6 +25,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 
 from perianctl import __version__
 from perianctl.perian import models as m
@@ -149,7 +150,51 @@ def create_app(config: SandboxConfig, *, on_ready: Callable[[], None] | None = N
     _register_catalogue_routes(app, authenticate)
     _register_admin_routes(app, state)
     _register_impolite_routes(app, state)
+    _declare_error_responses(app)
     return app
+
+
+_ENVELOPE_SCHEMA: dict[str, Any] = {
+    "title": "ErrorEnvelope",
+    "type": "object",
+    "required": ["status", "message", "detail", "status_code"],
+    "properties": {"status": {"type": "string"}, "message": {"type": "string"}, "detail": {"type": "string"},
+                   "status_code": {"type": "integer"}},
+}
+
+
+def _declare_error_responses(app: FastAPI) -> None:
+    """Document in the OpenAPI document every error status the routes answer (the §2 envelope).
+
+    Done once over all routes rather than per decorator, so that a route added later is covered
+    too, and so that a fuzzer (tests/test_sandbox_schema_fuzz.py) can hold every answer to the
+    document: PERIAN routes answer 400 (client errors, exact ``detail`` texts), 401 (credentials),
+    413 (a body over the size cap), 500 (never on purpose: fault injection) and 503 (starting or
+    stopping); admin routes only what they answer.
+    """
+    def envelope(description: str) -> dict[str, Any]:
+        return {"description": description, "content": {"application/json": {"schema": _ENVELOPE_SCHEMA}}}
+
+    for route in app.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        codes: dict[int, str] = {}
+        if route.path == "/healthz":
+            route.responses.setdefault(503, {"description": "Starting or stopping",
+                                             "content": {"application/json": {"schema": {"type": "object"}}}})
+            continue
+        if route.path.startswith("/_sandbox/"):
+            codes[503] = "Starting or stopping"
+            if route.path == "/_sandbox/faults":
+                codes |= {413: "Request body too large", 422: "Invalid fault configuration"}
+        else:
+            codes |= {400: "Client error (PERIAN detail text)", 401: "Unknown organization or invalid token",
+                      500: "Server error (injected faults only)", 503: "Starting or stopping"}
+            if route.body_field is not None:
+                codes[413] = "Request body too large"
+        for code, description in codes.items():
+            route.responses.setdefault(code, envelope(description))
+    app.openapi_schema = None
 
 
 # --------------------------------------------------------------------------- jobs
@@ -385,6 +430,22 @@ def fault_config_from_json(current: FaultConfig, data: dict[str, Any]) -> FaultC
     return replace(current, **changes).validate()
 
 
+_FAULTS_BODY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "latency": {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"},
+                              {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}]},
+        "rate": {"type": "number"},
+        "kinds": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "endpoints": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "latency_endpoints": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "phase": {"type": "string"},
+        "seed": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+    },
+}
+"""What ``PUT /_sandbox/faults`` reads (documented for fuzzers; the route parses the body itself)."""
+
+
 def _register_admin_routes(app: FastAPI, state: SandboxState) -> None:
     @app.get("/healthz", tags=["sandbox"])
     async def healthz() -> JSONResponse:
@@ -418,7 +479,8 @@ def _register_admin_routes(app: FastAPI, state: SandboxState) -> None:
     async def get_faults() -> JSONResponse:
         return JSONResponse(state.faults.stats()["config"])
 
-    @app.put("/_sandbox/faults", tags=["sandbox"])
+    @app.put("/_sandbox/faults", tags=["sandbox"], openapi_extra={"requestBody": {
+        "required": True, "content": {"application/json": {"schema": _FAULTS_BODY_SCHEMA}}}})
     async def put_faults(request: Request) -> JSONResponse:
         """Change fault injection at run time (tests switch faults on after their set-up)."""
         try:
