@@ -53,8 +53,9 @@ def _fuzz(operation: Any, mode: Any, sandbox: SandboxHandle, admin: Any, failure
     @given(case=operation.as_strategy(generation_mode=mode))
     def call(case: Any) -> None:
         response = case.call(headers=headers, timeout=30)
-        if operation.label == "PUT /_sandbox/faults":
+        if operation.method.upper() == "PUT" and operation.path.startswith("/_sandbox/"):
             admin.put("/_sandbox/faults", json=QUIET_FAULTS)  # a fuzzed fault config must not leak on
+            admin.delete("/_sandbox/impolite")
         calls[operation.label] = calls.get(operation.label, 0) + 1
         try:
             case.validate_response(response, checks=CHECKS, headers=headers)

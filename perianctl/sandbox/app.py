@@ -185,8 +185,8 @@ def _declare_error_responses(app: FastAPI) -> None:
             continue
         if route.path.startswith("/_sandbox/"):
             codes[503] = "Starting or stopping"
-            if route.path == "/_sandbox/faults":
-                codes |= {413: "Request body too large", 422: "Invalid fault configuration"}
+            if "PUT" in (route.methods or ()):
+                codes |= {413: "Request body too large", 422: "Invalid configuration (nothing applied)"}
         else:
             codes |= {400: "Client error (PERIAN detail text)", 401: "Unknown organization or invalid token",
                       500: "Server error (injected faults only)", 503: "Starting or stopping"}
@@ -534,8 +534,10 @@ def _register_impolite_routes(app: FastAPI, state: SandboxState) -> None:
     async def put_impolite(request: Request) -> JSONResponse:
         """Replace the whole rule set atomically: all rules are validated before any applies."""
         try:
-            data = await request.json()
-        except ValueError:
+            data = await read_json(request)
+        except BodyTooLarge:
+            return too_large_response()
+        except InvalidJson:
             raise ApiFailure(422, 'invalid impolite rules: the body is not JSON; expected {"rules": [...]}') from None
         try:
             state.impolite.set_rules(rules_from_json(data))
