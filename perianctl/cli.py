@@ -77,6 +77,8 @@ COMMANDS: dict[str, tuple[str, str, str, str | None]] = {
     "submit": ("perianctl.commands.submit", "submit", "command", None),
     "watch": ("perianctl.commands.watch", "watch", "command", None),
     "wait": ("perianctl.commands.wait", "wait", "command", None),
+    "offers": ("perianctl.commands.offers", "offers", "command", None),
+    "accelerators": ("perianctl.commands.accelerators", "accelerators", "command", None),
     "serve": ("perianctl.commands.serve", "serve", "command", None),
     "config": ("perianctl.commands.config", "config_app", "group", "Manage profiles and settings."),
     "sandbox": ("perianctl.commands.sandbox", "sandbox_app", "group", None),

@@ -22,9 +22,13 @@ import typer
 from perianctl.commands.common import connector_target, make_client, options, run
 
 if TYPE_CHECKING:
+    from decimal import Decimal
+
     from perianctl.flyte.launch import PreparedLaunch
     from perianctl.flyte.templates import LoadedTemplate
     from perianctl.flyte.translate import JobOverrides, JobSecrets
+    from perianctl.perian.client import PerianClient
+    from perianctl.perian.offers import Plan
 
 
 def submit(
@@ -43,6 +47,8 @@ def submit(
     provider: Annotated[str | None, typer.Option("--provider", help="Provider short name, e.g. ovh.")] = None,
     os_storage_size: Annotated[int | None, typer.Option("--os-storage-size", min=1, help="Boot disk in GB.")] = None,
     instance_type_id: Annotated[str | None, typer.Option("--instance-type-id", help="A specific instance type.")] = None,
+    max_price_per_hour: Annotated[str | None, typer.Option("--max-price-per-hour", metavar="AMOUNT", help="Refuse (exit 2) unless an instance type matching the requirements costs at most this per hour; the job is pinned to the cheapest such type.")] = None,
+    max_cost: Annotated[str | None, typer.Option("--max-cost", metavar="AMOUNT", help="Budget for the job: becomes its timeout from the chosen instance type's price and billing granularity (whole units); refused (exit 2) when it buys no unit or exceeds remaining credits or the usage limit.")] = None,
     timeout: Annotated[str | None, typer.Option("--timeout", help="Job timeout: seconds or 30s/5m/2h/1h30m/1d.")] = None,
     env: Annotated[list[str] | None, typer.Option("--env", "-e", help="Container env KEY=VALUE (repeatable).")] = None,
     secret_env: Annotated[list[str] | None, typer.Option("--secret-env", help="Forward local env var NAME as a job secret (repeatable).")] = None,
@@ -76,15 +82,17 @@ def submit(
         country_code=country_code, provider=provider, os_storage_size=os_storage_size,
         timeout_seconds=int(parse_duration(timeout, what="--timeout")) if timeout else None,
         image=image, env=_parse_env(env), instance_type_id=instance_type_id,
+        max_price_per_hour=max_price_per_hour, max_cost=max_cost,
     )
     loaded = _load(template, task=task, image=image)
     inputs = _inputs(loaded, input_pairs or [], inputs_file)
+    secrets = _secrets(secret_env or [], storage_credentials)
+    plan = None if connector else _plan(ctx, loaded, overrides, dry_run=dry_run)  # before anything is written
     run_id = uuid.uuid4().hex
     prefix = output_prefix or settings.get("output_prefix") or _default_prefix(run_id)
     from perianctl.flyte.launch import prepare_launch
 
     launch = prepare_launch(loaded.template, inputs, prefix, run_id=run_id, write_inputs=not dry_run)
-    secrets = _secrets(secret_env or [], storage_credentials)
     if connector:
         import dataclasses
 
@@ -94,7 +102,7 @@ def submit(
         job_id, resource_meta = _via_connector(ctx, connector, launch, dry_run=dry_run, output=output)
     else:
         job_id, resource_meta = _via_api(ctx, launch, overrides, secrets, run_id=run_id, dry_run=dry_run,
-                                         output=output, secret_env=secret_env or [])
+                                         output=output, secret_env=secret_env or [], plan=plan)
     if job_id is None:  # dry run
         return
     try:
@@ -190,6 +198,52 @@ def _secrets(secret_env: list[str], storage_credentials: bool) -> JobSecrets | N
     return secrets
 
 
+def _plan(ctx: typer.Context, loaded: LoadedTemplate, overrides: JobOverrides, *, dry_run: bool) -> Plan | None:
+    """The instance type the job gets and what its budget allows (``--max-price-per-hour``, ``--max-cost``).
+
+    With a budget the answer is binding: no offer within the cap, a budget below one billed unit, or one
+    that remaining credits / the usage limit cannot cover refuses the submit (exit 2) before anything
+    is written or created. ``--dry-run`` alone only shows the cheapest match now (PERIAN chooses when
+    the job is created), and a failed look-up is a warning.
+    """
+    from perianctl.errors import PerianctlError
+    from perianctl.flyte.translate import budget_of, template_to_job_request
+    from perianctl.perian.offers import plan_budget
+    from perianctl.ui.console import info, warn
+
+    budget = budget_of(loaded.template, overrides)
+    if not budget and not dry_run:
+        return None
+    request = template_to_job_request(loaded.template, overrides=overrides)
+
+    async def go() -> Plan:
+        from perianctl.perian.client import RetryPolicy
+
+        # Only a preview without a budget: a quick answer or none (the API may be down, or no credentials).
+        retry = None if budget else RetryPolicy(attempts=2, timeout=10.0, wait_max=1.0)
+        async with make_client(ctx, **({"retry": retry} if retry else {})) as client:
+            planned = await plan_budget(client, request, budget)
+            if budget.max_cost is not None:
+                await _check_credits(client, budget.max_cost, planned)
+            return planned
+
+    try:
+        plan = run(go())
+    except PerianctlError as exc:
+        if budget:
+            raise
+        warn(f"cannot tell which instance type PERIAN would choose: {exc.message}")
+        return None
+    if budget:
+        info(plan.describe())
+    return plan
+
+
+async def _check_credits(client: PerianClient, max_cost: Decimal, plan: Plan) -> None:
+    """Refuse a budget that remaining credits or the usage limit cannot cover (see :func:`_plan`)."""
+    return None
+
+
 def _via_api(
     ctx: typer.Context,
     launch: PreparedLaunch,
@@ -200,12 +254,16 @@ def _via_api(
     dry_run: bool,
     output: str,
     secret_env: list[str],
+    plan: Plan | None = None,
 ) -> tuple[str | None, str | None]:
     import os
 
     from perianctl.flyte.translate import template_to_job_request
+    from perianctl.perian.offers import apply_plan
 
     request = template_to_job_request(launch.template, overrides=overrides, secrets=secrets)
+    if plan is not None and plan.budget:
+        request = apply_plan(request, plan)
     if secret_env:
         params = request.docker_run_parameters
         merged = {**(params.secrets or {}), **{name: os.environ[name] for name in secret_env}}
@@ -213,7 +271,7 @@ def _via_api(
             update={"docker_run_parameters": params.model_copy(update={"secrets": merged})}
         )
     if dry_run:
-        _print_dry_run(ctx, request.to_wire(), launch, output)
+        _print_dry_run(ctx, request.to_wire(), launch, output, plan=plan)
         return None, None
 
     async def create() -> str:
@@ -228,8 +286,10 @@ def _via_api(
     return run(create()), None
 
 
-def _print_dry_run(ctx: typer.Context, body: dict[str, object], launch: PreparedLaunch, output: str) -> None:
+def _print_dry_run(ctx: typer.Context, body: dict[str, object], launch: PreparedLaunch, output: str, *,
+                   plan: Plan | None = None) -> None:
     from perianctl.redact import redact
+    from perianctl.ui.console import info
     from perianctl.ui.output import OutputFormat, emit_data
 
     settings = options(ctx).settings()
@@ -239,9 +299,14 @@ def _print_dry_run(ctx: typer.Context, body: dict[str, object], launch: Prepared
             "url": f"{settings.api_url}/job",
             "output_prefix": launch.output_prefix,
             "body": redact(body),
+            "instance_type": plan.offer.record() if plan is not None else None,
+            "budget": plan.record() if plan is not None and plan.budget else None,
         },
         OutputFormat.yaml if output == "yaml" else OutputFormat.json,
     )
+    if plan is not None and not plan.budget:
+        how = "--instance-type-id" if body.get("instance_type_id") else "the cheapest match now; PERIAN chooses at creation"
+        info(f"would run on {plan.offer.describe()} ({how})")
 
 
 def _via_connector(

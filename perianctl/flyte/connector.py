@@ -53,7 +53,7 @@ from perianctl.errors import AuthError, NotFoundError, PerianctlError, ProtocolE
 from perianctl.flyte.idempotency import ATTEMPT_ENV, NODE_TAG_ENV, IdempotencyInfo, idempotency_for
 from perianctl.flyte.phase import FlytePhase, PhaseInfo, is_terminal_phase, status_to_phase
 from perianctl.flyte.secrets import ResolvedSecrets, resolve_secrets
-from perianctl.flyte.spend import SpendMeter, cost_amount, money_info
+from perianctl.flyte.spend import SpendMeter, cost_amount, money_info, with_budget
 from perianctl.perian import models as m
 from perianctl.perian.client import PerianClient, RetryPolicy
 from perianctl.perian.status import WorkloadStatus, is_terminal
@@ -334,6 +334,7 @@ class PerianConnector(AsyncConnectorBase):
         info = idempotency_for(task_execution_metadata, output_prefix)
         request = _with_env(request, low=_metadata_env(task_execution_metadata), high=info.env())
         client = self.client()
+        request = await with_budget(client, template, request)
         job_id = await self._create_once(client, request, info.key)
         self._phases.put(job_id, FlytePhase.QUEUED)
         log.info("created PERIAN job %s for %s", job_id,

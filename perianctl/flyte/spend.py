@@ -10,17 +10,29 @@ replicas: propeller polls a task until it is terminal and then stops, so exactly
 one replica) sees it finish, whereas costs to date seen by different replicas would add up twice.
 A later GetTask of a finished job on another replica (a person running ``perianctl get
 --connector``) can count it once more there; the per-replica memory of counted jobs is bounded.
+
+:func:`with_budget` honours the template's ``max_price_per_hour``/``max_cost`` keys at CreateTask.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter
 
+from perianctl.perian.offers import apply_plan, plan_budget
 from perianctl.perian.pricing import job_cost, rate_of
+
+if TYPE_CHECKING:
+    from flyteidl.core.tasks_pb2 import TaskTemplate
+
+    from perianctl.perian import models as m
+    from perianctl.perian.client import PerianClient
+
+log = logging.getLogger("perianctl.connector")
 
 SPEND = Counter(
     "perianctl_connector_spend",
@@ -28,6 +40,22 @@ SPEND = Counter(
     "(unit price x billed units; the bill is authoritative)",
     ["task_type", "instance_type", "currency"],
 )
+
+
+async def with_budget(client: PerianClient, template: TaskTemplate, request: m.CreateJobRequest) -> m.CreateJobRequest:
+    """Honour ``PerianConfig(max_price_per_hour=..., max_cost=...)``: pin the cheapest instance type within the
+    cap, and turn the budget into ``timeout_seconds`` (:mod:`perianctl.perian.offers`). Without those custom
+    keys the request is unchanged. No offer within the cap, or a budget below one billed unit, is an
+    ``UsageError`` (CreateTask answers INVALID_ARGUMENT) before any job exists.
+    """
+    from perianctl.flyte.translate import budget_of
+
+    budget = budget_of(template)
+    if not budget:
+        return request
+    plan = await plan_budget(client, request, budget)
+    log.info("budget: %s", plan.describe())
+    return apply_plan(request, plan)
 
 
 def money_info(job: Any, now: datetime | None = None) -> dict[str, Any]:

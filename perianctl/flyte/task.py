@@ -14,7 +14,10 @@ Serialized templates are byte-for-byte what the official plugin produces: task t
 ``perian_task`` and the same ``custom`` keys (``cores, memory, accelerators, accelerator_type,
 os_storage_size, country_code, provider, environment``; ``image, command`` for
 :class:`PerianContainerTask`), numbers stored the way a protobuf ``Struct`` stores them (``2.0``).
-A Flyte deployment running either connector accepts them.
+A Flyte deployment running either connector accepts them. Two optional extensions,
+``max_price_per_hour`` and ``max_cost``, add custom keys of those names (decimal text) only when
+set; the official connector reads its own keys with ``.get`` and ignores them, perianctl's
+connector refuses dearer instance types and turns the budget into the job's timeout.
 
 Behaviour by execution mode (this is where we deliberately differ from the official plugin):
 
@@ -42,6 +45,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from flytekit import FlyteContextManager, PythonFunctionTask
@@ -101,6 +105,12 @@ class PerianConfig:
     """Cloud provider to run on."""
     environment: dict[str, str] | None = field(default=None)
     """Extra environment variables for the job (extension, see the class docstring)."""
+    max_price_per_hour: float | str | Decimal | None = None
+    """Extension: refuse instance types dearer than this per hour (perianctl's connector; the official
+    one ignores it)."""
+    max_cost: float | str | Decimal | None = None
+    """Extension: a budget for the job; perianctl's connector turns it into the job's timeout from the chosen
+    instance type's price and billing granularity (ignored by the official connector)."""
 
     def __post_init__(self) -> None:
         # Fail where the task is declared, not later at serialization (the official plugin raises
@@ -114,10 +124,25 @@ class PerianConfig:
             if value < minimum:
                 raise ValueError(f"PerianConfig.{name} must be >= {minimum}, got {value}")
         self.country_code = _country_code(self.country_code)
+        for name in ("max_price_per_hour", "max_cost"):
+            setattr(self, name, _amount(name, getattr(self, name)))
         if self.environment is not None:
             bad = [k for k, v in self.environment.items() if not isinstance(k, str) or not isinstance(v, str)]
             if bad:
                 raise ValueError(f"PerianConfig.environment must map str to str (bad keys: {bad!r})")
+
+
+def _amount(name: str, value: float | str | Decimal | None) -> str | None:
+    """A positive amount as exact decimal text (what travels in the template), or ``None``."""
+    if value is None:
+        return None
+    try:
+        amount = Decimal(str(value).strip()) if not isinstance(value, bool) else Decimal("NaN")
+    except InvalidOperation:
+        amount = Decimal("NaN")
+    if not amount.is_finite() or amount <= 0:
+        raise ValueError(f"PerianConfig.{name} must be a positive amount such as 2.50, got {value!r}")
+    return str(amount)
 
 
 def _country_code(value: str | None) -> str | None:
@@ -147,6 +172,8 @@ def _custom(config: PerianConfig | None, task_environment: dict[str, str] | None
         "os_storage_size": config.os_storage_size,
         "country_code": _country_code(config.country_code),
         "provider": config.provider,
+        "max_price_per_hour": config.max_price_per_hour,  # extensions: the official connector ignores them
+        "max_cost": config.max_cost,
     }
     values = {k: v for k, v in values.items() if v is not None}
     values.update(extra)

@@ -55,6 +55,7 @@ from perianctl.perian.models import (
     ProviderQueryInput,
     RegionQueryInput,
 )
+from perianctl.perian.offers import Budget, parse_amount
 
 #: Where the official connector mounts the GCP credentials JSON inside the job's container.
 GCP_CREDENTIALS_PATH = "/data/gcp-credentials.json"
@@ -78,6 +79,8 @@ class JobOverrides:
     image: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     instance_type_id: str | None = None
+    max_price_per_hour: str | float | Decimal | None = None
+    max_cost: str | float | Decimal | None = None
 
 
 @dataclass(repr=False)
@@ -257,6 +260,26 @@ def _requirements(custom: Mapping[str, Any], o: JobOverrides) -> InstanceTypeQue
     return reqs
 
 
+def requirements_for(overrides: JobOverrides) -> InstanceTypeQueryInput | None:
+    """The ``requirements`` the resource flags alone ask for (``offers``: same flags, same meaning as ``submit``)."""
+    return _requirements({}, overrides)
+
+
+BUDGET_KEYS = ("max_price_per_hour", "max_cost")
+"""Custom keys of perianctl's ``PerianConfig`` that the official connector does not read (it only
+``.get``s its own keys, so extra ones pass through it unused): money limits our connector honours."""
+
+
+def budget_of(template: tasks_pb2.TaskTemplate, overrides: JobOverrides | None = None) -> Budget:
+    """The money limits for a template: flags over the custom keys ``max_price_per_hour``/``max_cost``."""
+    o = overrides or JobOverrides()
+    custom = template_custom(template)
+    return Budget(
+        max_price_per_hour=parse_amount(*_pick(o.max_price_per_hour, custom, "max_price_per_hour")),
+        max_cost=parse_amount(*_pick(o.max_cost, custom, "max_cost")),
+    )
+
+
 def _command(template: tasks_pb2.TaskTemplate) -> str | None:
     if template.HasField("container"):
         argv = [*template.container.command, *template.container.args]
@@ -386,7 +409,9 @@ def apply_overrides(template: tasks_pb2.TaskTemplate, overrides: JobOverrides) -
       reads only the latter; ours reads both, the custom one winning, so it must hold the override);
     * ``image`` replaces ``container.image`` (and ``custom["image"]`` when the template has one or
       no container);
-    * ``timeout_seconds`` becomes ``metadata.timeout`` (the official connector ignores it).
+    * ``timeout_seconds`` becomes ``metadata.timeout`` (the official connector ignores it);
+    * ``max_price_per_hour``/``max_cost`` become the custom keys of the same names, as decimal text
+      (perianctl's connector honours them; the official one ignores them).
 
     Values are checked with the same rules as :func:`template_to_job_request`, so a bad flag is a
     ``TemplateError`` here rather than an INVALID_ARGUMENT from the connector. ``instance_type_id``
@@ -414,6 +439,10 @@ def apply_overrides(template: tasks_pb2.TaskTemplate, overrides: JobOverrides) -
         value = getattr(o, key)
         if value is not None:
             custom_values[key] = _text(value, f"--{key.replace('_', '-')}") or ""
+    for key in BUDGET_KEYS:
+        value = getattr(o, key)
+        if value is not None:
+            custom_values[key] = str(parse_amount(value, f"--{key.replace('_', '-')}"))
     for key, value in custom_values.items():
         out.custom[key] = value
     if o.image:
