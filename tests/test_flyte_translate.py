@@ -101,15 +101,8 @@ def test_pyflyte_tasks_fail_on_error_but_explicit_setting_wins() -> None:
     assert plain.docker_run_parameters.env_variables is None
 
 
-def test_parity_with_official_connector_code(
-    artifacts: FlyteArtifacts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Run the official connector's own request builder on the same flytekit-made template.
-
-    The plugin cannot be imported as installed (it imports ``perian.JobStatus``, gone since
-    perian 0.3), so its source is executed with that one name provided and without its global
-    registration; everything else is the published code and the real perian SDK models.
-    """
+def _official_connector(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The official connector's class, from its published source (see the parity test)."""
     if not OFFICIAL_WHEEL.is_file():
         pytest.skip(f"official plugin wheel not available at {OFFICIAL_WHEEL}")
     perian = pytest.importorskip("perian")
@@ -120,7 +113,38 @@ def test_parity_with_official_connector_code(
     module = types.ModuleType("official_perian_connector")
     monkeypatch.setitem(sys.modules, module.__name__, module)
     exec(compile(source, "official_connector.py", "exec"), module.__dict__)
-    connector = module.PerianConnector()
+    return module.PerianConnector()
+
+
+def test_official_connector_ignores_the_budget_keys(
+    artifacts: FlyteArtifacts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PerianConfig(max_price_per_hour=..., max_cost=...) templates still run on the official connector."""
+    connector = _official_connector(monkeypatch)
+    from flytekit.models.task import TaskTemplate
+
+    monkeypatch.setenv("_FSEC_AWS_ACCESS_KEY_ID", "AKIA")
+    monkeypatch.setenv("_FSEC_AWS_SECRET_ACCESS_KEY", "s3cr3t")
+    plain = artifacts.templates["gpu_hello"]
+    budgeted = tasks_pb2.TaskTemplate()
+    budgeted.CopyFrom(plain)
+    budgeted.custom["max_price_per_hour"] = "2.5"
+    budgeted.custom["max_cost"] = "12"
+    theirs = [connector._build_create_job_request(TaskTemplate.from_flyte_idl(t), None).to_dict()
+              for t in (plain, budgeted)]
+    assert theirs[0] == theirs[1]
+
+
+def test_parity_with_official_connector_code(
+    artifacts: FlyteArtifacts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run the official connector's own request builder on the same flytekit-made template.
+
+    The plugin cannot be imported as installed (it imports ``perian.JobStatus``, gone since
+    perian 0.3), so its source is executed with that one name provided and without its global
+    registration; everything else is the published code and the real perian SDK models.
+    """
+    connector = _official_connector(monkeypatch)
 
     from flytekit.models.task import TaskTemplate
 

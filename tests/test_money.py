@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from flyteidl.admin import agent_pb2
@@ -97,3 +98,51 @@ def test_wait_prints_the_final_cost_that_get_reports(sandbox, run_cli: CliRunner
     r = run_cli("get", job_id, "-o", "wide", env=sandbox.env())
     assert f"{money(Decimal(cost['per_hour']))} {cost['currency']}/h" in r.stdout
     assert f"{money(Decimal(cost['amount']))} {cost['currency']}" in r.stdout
+
+
+UNIT_SECONDS = GRANULARITY_SECONDS
+
+
+def _cheapest_match(api: Api, query: dict[str, object]) -> dict[str, object]:
+    import httpx
+
+    body = httpx.post(f"{api.url}/instance-type", params={"limit": 1000}, headers=api.headers(),
+                      json={"instance_type_query": query}, timeout=10).json()
+
+    def per_hour(t: dict[str, Any]) -> Decimal:
+        return Decimal(t["price"]["unit_price"]) * 3600 / UNIT_SECONDS[t["price"]["granularity"]]
+
+    return min(body["instance_types"], key=lambda t: (per_hour(t), t["name"]))
+
+
+async def test_connector_turns_a_template_budget_into_the_job_timeout(server, api: Api) -> None:  # type: ignore[no-untyped-def]
+    request = create_request("success")
+    custom = json_format.MessageToDict(request.template.custom)
+    query = {"cpu": {"cores": int(custom["cores"])}, "ram": {"size": str(int(custom["memory"]))},
+             "accelerator": {"no": int(custom["accelerators"]), "name": custom["accelerator_type"]},
+             "region": {"location": custom["country_code"]}}
+    itype: dict[str, Any] = _cheapest_match(api, query)
+    unit = Decimal(itype["price"]["unit_price"])
+    request.template.custom["max_cost"] = str(unit * 4 + unit / 3)  # 4 whole units
+    request.template.custom["max_price_per_hour"] = "100000"
+    meta = (await server.tasks.CreateTask(request, timeout=10)).resource_meta
+    job_id = json.loads(meta)["job_id"]
+    import httpx
+
+    job = httpx.get(f"{api.url}/job/{job_id}", headers=api.headers(), timeout=10).json()["jobs"][0]
+    assert job["runtime_metadata"]["instance_type_id"] == itype["id"]
+    assert job["runtime_metadata"]["timeout_seconds"] == 4 * UNIT_SECONDS[itype["price"]["granularity"]]
+    assert job["runtime_metadata"]["auto_failover_instance_type"] is False
+
+
+async def test_connector_refuses_a_dearer_instance_before_creating(server, api: Api) -> None:  # type: ignore[no-untyped-def]
+    import grpc
+
+    request = create_request("success")
+    request.template.custom["max_price_per_hour"] = "0.001"
+    before = api.stats()["jobs_created"]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await server.tasks.CreateTask(request, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "0.001 per hour" in (caught.value.details() or "")
+    assert api.stats()["jobs_created"] == before

@@ -102,6 +102,11 @@ def merged_env(name: str) -> str:
     return name
 
 
+@task(task_config=PerianConfig(cores=2, max_price_per_hour=2.5, max_cost="12.00"))
+def budgeted(name: str) -> str:
+    return name
+
+
 CONTAINER = PerianContainerTask(
     name="container_hello",
     task_config=PerianConfig(cores=4, memory=16, country_code="fr"),
@@ -144,6 +149,29 @@ def test_custom_values_are_floats_like_the_official_plugin() -> None:
     custom = full.get_custom(settings())
     assert custom["cores"] == 2.0 and isinstance(custom["cores"], float)
     assert custom["country_code"] == "DE"
+
+
+def test_budget_keys_travel_in_custom_only_when_set() -> None:
+    """The extension keys are extra custom keys (decimal text); the official keys are unchanged."""
+    custom = json_format.MessageToDict(template_of(budgeted).custom)
+    assert custom.pop("max_price_per_hour") == "2.5" and custom.pop("max_cost") == "12.00"
+    assert custom == official_custom(cores=2)
+    assert "max_cost" not in json_format.MessageToDict(template_of(full).custom)
+    # perianctl's translation reads them; the request itself is the one without them.
+    from perianctl.flyte.translate import budget_of, template_to_job_request
+
+    budget = budget_of(template_of(budgeted))
+    assert (str(budget.max_price_per_hour), str(budget.max_cost)) == ("2.5", "12.00")
+    plain = template_of(budgeted)
+    for key in ("max_price_per_hour", "max_cost"):
+        del plain.custom.fields[key]
+    assert template_to_job_request(template_of(budgeted)).to_wire() == template_to_job_request(plain).to_wire()
+
+
+@pytest.mark.parametrize("value", [0, -1, "abc", float("nan"), True])
+def test_budget_values_are_checked_where_the_task_is_declared(value: Any) -> None:
+    with pytest.raises(ValueError, match="positive amount"):
+        PerianConfig(max_cost=value)
 
 
 def test_config_environment_merges_under_the_task_environment() -> None:
