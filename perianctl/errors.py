@@ -56,6 +56,14 @@ class InputError(UsageError):
     """Task inputs that do not match the template's interface."""
 
 
+class NoOfferError(UsageError):
+    """No instance type matches the requirements (within ``--max-price-per-hour``): exit 2, not "not found"."""
+
+
+class BudgetError(UsageError):
+    """A ``--max-cost`` budget that buys no billed unit, or that credits / the usage limit cannot cover."""
+
+
 class ApiError(PerianctlError):
     """The PERIAN API answered with an error.
 

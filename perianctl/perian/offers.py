@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from perianctl.errors import UsageError
+from perianctl.errors import BudgetError, NoOfferError, UsageError
 from perianctl.perian import models as m
 from perianctl.perian.pricing import Rate, money, rate_of, rate_text
 
@@ -30,14 +30,6 @@ if TYPE_CHECKING:
 SEARCH_PAGE = 100
 SEARCH_PAGES = 3
 """How much of PERIAN's (unit-price ordered) answer is read to find the cheapest per hour."""
-
-
-class NoOfferError(UsageError):
-    """No instance type matches the requirements (within the price cap). Exit code 2."""
-
-
-class BudgetError(UsageError):
-    """A budget that cannot buy one billed unit, or that credits / the usage limit cannot cover. Exit code 2."""
 
 
 def parse_amount(value: Any, what: str) -> Decimal | None:
