@@ -163,6 +163,50 @@ _ENVELOPE_SCHEMA: dict[str, Any] = {
 }
 
 
+_NULLABLE_TEXT: dict[str, Any] = {"type": ["string", "null"]}
+_OBJECT_OR_NULL: dict[str, Any] = {"type": ["object", "null"]}
+_INT_OR_NULL: dict[str, Any] = {"type": ["integer", "null"]}
+_JOB_VIEW_SCHEMA: dict[str, Any] = {
+    "title": "JobView",
+    "type": "object",
+    "required": ["id", "status", "created_at", "updated_at"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "status": {"type": "string", "enum": [s.value for s in WorkloadStatus]},
+        "started_at": _NULLABLE_TEXT, "done_at": _NULLABLE_TEXT, "logs": _NULLABLE_TEXT, "errors": _NULLABLE_TEXT,
+        "price": _OBJECT_OR_NULL, "docker_metadata": _OBJECT_OR_NULL, "requirement_metadata": _OBJECT_OR_NULL,
+        "runtime_metadata": _OBJECT_OR_NULL,
+        "created_at": {"type": "string"}, "updated_at": {"type": "string"},
+    },
+}
+_PAGINATION_SCHEMA: dict[str, Any] = {
+    "title": "PaginationMetadata",
+    "type": "object",
+    "required": ["total_items", "items_per_page", "current_page", "total_pages", "next_page", "previous_page"],
+    "properties": {"total_items": {"type": "integer"}, "items_per_page": {"type": "integer"},
+                   "current_page": {"type": "integer"}, "total_pages": {"type": "integer"},
+                   "next_page": _INT_OR_NULL, "previous_page": _INT_OR_NULL},
+}
+
+
+def _success(title: str, **fields: dict[str, Any]) -> dict[str, Any]:
+    schema = {**_ENVELOPE_SCHEMA, "title": title}
+    schema["required"] = [*_ENVELOPE_SCHEMA["required"], *fields]
+    schema["properties"] = {**_ENVELOPE_SCHEMA["properties"], "status_code": {"const": 200}, **fields}
+    return {"description": "Successful Response", "content": {"application/json": {"schema": schema}}}
+
+
+_JOBS_SUCCESS = _success("GetJobsSuccess", limit={"type": "integer"}, no={"type": "integer"},
+                         jobs={"type": "array", "items": _JOB_VIEW_SCHEMA}, pagination=_PAGINATION_SCHEMA)
+_SUCCESS_RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/job"): _success("CreateJobSuccess", id={"type": "string", "format": "uuid"}),
+    ("GET", "/job"): _JOBS_SUCCESS,
+    ("GET", "/job/{job_id}"): _JOBS_SUCCESS,
+    ("PATCH", "/job/{job_id}/cancel"): _success("DefaultSuccess"),
+}
+"""The job routes' 200 bodies (API notes §3, §4.3), so a fuzzer also holds successful answers to them."""
+
+
 def _declare_error_responses(app: FastAPI) -> None:
     """Document in the OpenAPI document every error status the routes answer (the §2 envelope).
 
@@ -194,6 +238,9 @@ def _declare_error_responses(app: FastAPI) -> None:
                 codes[413] = "Request body too large"
         for code, description in codes.items():
             route.responses.setdefault(code, envelope(description))
+        for method in route.methods or ():
+            if (method, route.path) in _SUCCESS_RESPONSES:
+                route.responses.setdefault(200, _SUCCESS_RESPONSES[(method, route.path)])
     app.openapi_schema = None
 
 
