@@ -57,7 +57,9 @@ def test_slow_create_commits_after_the_caller_hung_up(sandbox: SandboxHandle) ->
     sb.set_impolite(["create=slow:1s"])
     with sb.http(timeout=0.2) as client, pytest.raises(httpx.ReadTimeout):
         client.post("/job", json=JOB)  # the caller gives up long before PERIAN answers
+    assert sb.impolite()["in_flight"] == 1  # still being worked on: its job may yet land
     wait_until(lambda: rule_state(sb)["committed"] == 1, what="the slow create to be committed")
+    assert sb.impolite()["in_flight"] == 0
     jobs = sb.jobs()
     assert len(jobs) == 1, jobs  # exactly one job, created after the caller left
     assert rule_state(sb)["hits"] == 1 and rule_state(sb)["dropped"] == 0
@@ -213,7 +215,7 @@ def test_put_replaces_and_delete_clears(sandbox: SandboxHandle) -> None:
         assert client.get("/job").status_code == 429
         assert client.get("/job").status_code == 200
     assert sb.clear_impolite()["rules"] == []
-    assert sb.impolite() == {"rules": [], "set_at": None, "refusing": False, "refusing_for": 0.0}
+    assert sb.impolite() == {"rules": [], "set_at": None, "in_flight": 0, "refusing": False, "refusing_for": 0.0}
 
 
 def test_jobs_census_carries_the_attempt_key(sandbox: SandboxHandle) -> None:

@@ -291,6 +291,7 @@ class ImpoliteState:
     _window: asyncio.Task[None] | None = None
     _refusing_until: float | None = None
     set_at_wall: float | None = None
+    in_flight: int = 0  # slow/stall requests not finished yet, across rule sets (their work may still land)
 
     def set_rules(self, rules: Iterable[ImpoliteRule]) -> None:
         """Replace the rule set (already validated). Call from the event loop (a refuse window starts here)."""
@@ -318,11 +319,14 @@ class ImpoliteState:
                 if rule.mode == "refuse" or rule.endpoint not in ("*", endpoint) or not armed.live(now):
                     continue
                 armed.hits += 1
+                if rule.mode in ("slow", "stall"):
+                    self.in_flight += 1
                 return armed
         return None
 
     def outcome(self, armed: _Armed, *, committed: bool) -> None:
         with self._lock:
+            self.in_flight -= 1
             if committed:
                 armed.committed += 1
             else:
@@ -334,7 +338,7 @@ class ImpoliteState:
             rules = [{**a.rule.to_json(), "spec": a.rule.spec(), "hits": a.hits, "committed": a.committed,
                       "dropped": a.dropped, "active": a.live(now)} for a in self.armed]
             refusing = self._refusing_until is not None and now < self._refusing_until
-            return {"rules": rules, "set_at": self.set_at_wall, "refusing": refusing,
+            return {"rules": rules, "set_at": self.set_at_wall, "in_flight": self.in_flight, "refusing": refusing,
                     "refusing_for": round(self._refusing_until - now, 3) if refusing and self._refusing_until
                     else 0.0}
 
