@@ -74,7 +74,15 @@ def make_client(ctx: typer.Context, **kwargs: Any) -> PerianClient:
         budget = min(budget, kwargs["retry"].timeout)
     kwargs.setdefault("budget", budget)
     kwargs.setdefault("read_timeout", min(30.0, budget))
+    kwargs.setdefault("on_unreadable", _warn_unreadable)
     return PerianClient(settings.api_url, organization, token, **kwargs)
+
+
+def _warn_unreadable(what: str, problem: Any) -> None:
+    """One ``warning:`` line on stderr per odd item: the job, the fields, never their values."""
+    from perianctl.ui.console import warn
+
+    warn(f"{what}: {problem.describe()}")
 
 
 def connector_target(ctx: typer.Context, flag: str | None) -> str | None:

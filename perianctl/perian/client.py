@@ -45,7 +45,7 @@ import datetime as dt
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -280,6 +280,8 @@ class PerianClient:
     Use as ``async with PerianClient(...) as client:``; the connector keeps one per process.
     ``budget`` is the default budget of every call (module docstring): seconds per call, or one
     :class:`Budget` that every call of this client shares (a command-wide deadline).
+    ``on_unreadable(what, problem)`` hears of each part of an answer that could not be read (see
+    :func:`~perianctl.perian.models.parse_response`), once per client; default: a log warning.
     """
 
     def __init__(
@@ -295,8 +297,11 @@ class PerianClient:
         max_connections: int = 100,
         transport: httpx.AsyncBaseTransport | None = None,
         user_agent: str | None = None,
+        on_unreadable: Callable[[str, m.Unreadable], None] | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
+        self.on_unreadable = on_unreadable
+        self._reported: set[tuple[str, tuple[str, ...], bool]] = set()
         self.organization = organization
         self.retry = retry or RetryPolicy()
         self.default_budget: BudgetLike = self.retry.timeout if budget is None else budget
@@ -476,12 +481,27 @@ class PerianClient:
                 httpx.Response(code, json=payload, request=response.request), what=what
             )
         try:
-            return model.model_validate(payload)
+            result, problems = m.parse_response(model, payload)
         except ValidationError as exc:
             first = exc.errors()[0]
             loc = ".".join(str(p) for p in first.get("loc", ()))
             shape = " ".join(f"at '{loc}': {first.get('msg')}".split())
             raise ProtocolError(f"{what}: unexpected response shape {shape}") from None
+        for problem in problems:
+            self._report_unreadable(what, problem)
+        return result
+
+    def _report_unreadable(self, what: str, problem: m.Unreadable) -> None:
+        """Tell once per client (a watch polls the same odd job every few seconds)."""
+        key = (problem.item, problem.fields, problem.skipped)
+        if key in self._reported:
+            return
+        if len(self._reported) < 10_000:
+            self._reported.add(key)
+        if self.on_unreadable is not None:
+            self.on_unreadable(what, problem)
+        else:
+            log.warning("%s: %s", what, problem.describe())
 
     async def _get(self, path: str, model: type[_Model], *, what: str, budget: BudgetLike | None = None,
                    **kwargs: Any) -> _Model:
@@ -493,10 +513,15 @@ class PerianClient:
 
     async def get_job(self, job_id: str, *, budget: BudgetLike | None = None) -> m.JobView:
         what = f"get job {job_id}"
-        result = await self._get(f"/job/{quote(job_id, safe='')}", m.GetJobsSuccess, what=what, budget=budget)
-        if not result.jobs:
-            raise NotFoundError(f"{what}: {m.DETAIL_NO_JOB_FOUND}", status=200)
-        return result.jobs[0]
+        response = await self._send("GET", f"/job/{quote(job_id, safe='')}", what=what,
+                                    budget=self.budget_for(budget), safe_exc=_TRANSPORT)
+        result = self._parse(response, m.GetJobsSuccess, what=what)
+        if result.jobs:
+            return result.jobs[0]
+        raw = _raw_items(response, "jobs")
+        if raw:  # the job exists, but its record is unreadable (already reported): what is known
+            return m.JobView(id=job_id)
+        raise NotFoundError(f"{what}: {m.DETAIL_NO_JOB_FOUND}", status=200)
 
     async def list_jobs(self, *, limit: int | None = None, page: int | None = None,
                         budget: BudgetLike | None = None) -> m.GetJobsSuccess:
@@ -700,6 +725,15 @@ def with_idempotency_key(request: m.CreateJobRequest, key: str) -> m.CreateJobRe
         update={"env_variables": {**(request.docker_run_parameters.env_variables or {}), IDEMPOTENCY_ENV: key}}
     )
     return request.model_copy(update={"docker_run_parameters": params})
+
+
+def _raw_items(response: httpx.Response, field: str) -> list[Any]:
+    try:
+        payload = response.json()
+    except ValueError:
+        return []
+    items = payload.get(field) if isinstance(payload, dict) else None
+    return items if isinstance(items, list) else []
 
 
 def _describe(exc: Exception | None) -> str:

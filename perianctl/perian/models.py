@@ -5,16 +5,24 @@ Two rules from the API notes shape every model here:
 * Requests are built by us, so they are precise, but they serialise with ``exclude_none`` so an
   unset optional never reaches the wire as ``null`` (PERIAN treats both alike).
 * Responses come from a server we do not control, so they are lenient: unknown keys are kept,
-  every field is optional, numbers-or-strings are accepted wherever the API has a union, and the
-  job status is a plain string (see :mod:`perianctl.perian.status`) so a new value never crashes.
+  every field is optional, numbers-or-strings are accepted wherever the API has a union, a number
+  is read as text where text is expected, secrets the service nulls (``password: null``) are
+  simply absent, and the job status is a plain string (see :mod:`perianctl.perian.status`) so a
+  new value never crashes.
+* What is still unreadable degrades **one item**, never the answer: :func:`parse_response` reads a
+  list's items one by one, drops from an item only the parts that cannot be read (keeping the
+  rest) and reports them as :class:`Unreadable`; an item that is not an object at all is skipped
+  and reported. One odd job must never break ``list``, ``get``, ``watch`` or the connector's
+  idempotency look-up.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from perianctl.perian.status import WorkloadStatus, parse_status
 
@@ -25,7 +33,7 @@ NameValue = str | list[str]
 class _Wire(BaseModel):
     """Base for every wire model: tolerate unknown keys, accept ``null`` for optional fields."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True, coerce_numbers_to_str=True)
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON body to send: no ``None`` values, defaults (``all: false``) kept."""
@@ -202,9 +210,37 @@ class PriceData(_Wire):
         return None if value is None else str(value)
 
 
+class ContainerFileView(_Wire):
+    """A container file as the API echoes it: the service may null the content (a secret)."""
+
+    path: str | None = None
+    read_only: bool | None = None
+    base64_content: str | None = None
+
+
+class DockerRunParametersView(DockerRunParameters):
+    """The echoed container settings; anything may be null or missing."""
+
+    image_name: str = ""
+    container_files: list[ContainerFileView] | None = None  # type: ignore[assignment]
+
+    @field_validator("image_name", mode="before")
+    @classmethod
+    def _null_name(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+
+class RegistryCredentialsView(_Wire):
+    """Echoed registry credentials: the real service nulls the password (and may null the rest)."""
+
+    url: str | None = None
+    username: str | None = None
+    password: str | None = None
+
+
 class DockerMetadata(_Wire):
-    docker_run_parameters: DockerRunParameters | None = None
-    docker_registry_credentials: DockerRegistryCredentials | None = None
+    docker_run_parameters: DockerRunParametersView | None = None
+    docker_registry_credentials: RegistryCredentialsView | None = None
 
 
 class RequirementMetadata(_Wire):
@@ -266,6 +302,7 @@ class CreateJobSuccess(Envelope):
 
 
 class GetJobsSuccess(Envelope):
+    items_field: ClassVar[str] = "jobs"
     limit: int | None = None
     no: int | None = None
     jobs: list[JobView] = Field(default_factory=list)
@@ -291,6 +328,7 @@ class InstanceTypeView(_Wire):
 
 
 class GetInstanceTypesSuccess(Envelope):
+    items_field: ClassVar[str] = "instance_types"
     limit: int | None = None
     no: int | None = None
     instance_types: list[InstanceTypeView] = Field(default_factory=list)
@@ -306,9 +344,142 @@ class AcceleratorTypeView(_Wire):
 
 
 class GetAcceleratorTypesSuccess(Envelope):
+    items_field: ClassVar[str] = "accelerator_types"
     no: int | None = None
     accelerator_types: list[AcceleratorTypeView] = Field(default_factory=list)
     pagination: PaginationMetadata | None = None
+
+
+# --------------------------------------------------------------------------- lenient reading
+
+_W = TypeVar("_W", bound=BaseModel)
+_DROP = object()
+_MAX_ROUNDS = 8
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """Part of an answer that could not be read: ``fields`` were dropped from ``item`` (a label
+    such as ``job <id>`` or ``jobs[3]``), or the whole item was ``skipped``. Messages name fields
+    and what was wrong, never the values (they may be secrets)."""
+
+    item: str
+    fields: tuple[str, ...] = ()
+    skipped: bool = False
+
+    def describe(self) -> str:
+        if self.skipped:
+            return f"{self.item}: {', '.join(self.fields) or 'unreadable'}; skipped"
+        return f"{self.item}: could not read {', '.join(self.fields)}; showing the rest"
+
+
+def _drop_at(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """Replace the deepest existing node on ``loc`` with the drop marker; the path dropped, or None."""
+    node: Any = data
+    path: tuple[Any, ...] = ()
+    for step in loc:
+        in_dict = isinstance(node, dict) and isinstance(step, str) and step in node
+        in_list = isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)
+        if not (in_dict or in_list):
+            break  # a union tag ('str', 'int'), or a missing key: the node itself is what is unreadable
+        node, path = node[step], (*path, step)
+    if not path:
+        return None
+    container = data
+    for key in path[:-1]:
+        container = container[key]
+    if container[path[-1]] is _DROP:
+        return None
+    container[path[-1]] = _DROP
+    return path
+
+
+def _purge(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _purge(v) for k, v in data.items() if v is not _DROP}
+    if isinstance(data, list):
+        return [_purge(v) for v in data if v is not _DROP]
+    return data
+
+
+def _copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_copy(v) for v in data]
+    return data
+
+
+def validate_leniently(model: type[_W], data: dict[str, Any]) -> tuple[_W, tuple[str, ...]]:
+    """``model`` from ``data``, dropping the parts that do not validate; the dropped paths with why.
+
+    Raises ``ValidationError`` only when nothing sensible is left (a required top-level field).
+    """
+    try:
+        return model.model_validate(data), ()
+    except ValidationError as exc:
+        error = exc
+    work = _copy(data)
+    dropped: list[str] = []
+    for _ in range(_MAX_ROUNDS):
+        progressed = False
+        for item in error.errors(include_url=False, include_input=False):
+            path = _drop_at(work, tuple(item.get("loc", ())))
+            if path is not None:
+                progressed = True
+                dropped.append(f"{'.'.join(str(p) for p in path)} ({item.get('msg', 'invalid')})")
+        if not progressed:
+            break
+        work = _purge(work)
+        try:
+            return model.model_validate(work), tuple(dropped)
+        except ValidationError as exc:
+            error = exc
+    raise error
+
+
+def _label(item: Any, index: int, field: str) -> str:
+    ident = item.get("id") if isinstance(item, dict) else None
+    noun = {"jobs": "job", "instance_types": "instance type", "accelerator_types": "accelerator type"}.get(field)
+    if noun and isinstance(ident, (str, int)) and not isinstance(ident, bool) and str(ident).isprintable():
+        return f"{noun} {str(ident)[:80]}"
+    return f"{field}[{index}]"
+
+
+def parse_response(model: type[_W], payload: dict[str, Any]) -> tuple[_W, list[Unreadable]]:
+    """Read an answer leniently (module docstring): one odd item never costs the others.
+
+    Raises ``ValidationError`` only when the envelope itself is unusable (e.g. a create answer
+    without an ``id``, or ``jobs`` that is not a list).
+    """
+    problems: list[Unreadable] = []
+    field = getattr(model, "items_field", None)
+    data = dict(payload)
+    raw_items: Any = data.pop(field, None) if field else None
+    envelope, dropped = validate_leniently(model, data)
+    if dropped:
+        problems.append(Unreadable("the answer", dropped))
+    if field is None:
+        return envelope, problems
+    if raw_items is not None and not isinstance(raw_items, list):
+        model.model_validate(payload)  # no list to degrade item by item: the answer is not PERIAN's shape
+    item_model = model.model_fields[field].annotation.__args__[0]  # type: ignore[union-attr]
+    items = []
+    for index, raw in enumerate(raw_items or []):
+        label = _label(raw, index, field)
+        if not isinstance(raw, dict):
+            problems.append(Unreadable(label, (f"not an object but {type(raw).__name__}",), skipped=True))
+            continue
+        try:
+            item, lost = validate_leniently(item_model, raw)
+        except ValidationError:
+            problems.append(Unreadable(label, ("no readable fields",), skipped=True))
+            continue
+        if lost:
+            problems.append(Unreadable(label, lost))
+        items.append(item)
+    setattr(envelope, field, items)
+    return envelope, problems
 
 
 # Exact ``detail`` strings of the real API (clients match on them; the sandbox must send them).

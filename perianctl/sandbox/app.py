@@ -30,7 +30,7 @@ from fastapi.routing import APIRoute
 from perianctl import __version__
 from perianctl.perian import models as m
 from perianctl.perian.status import WorkloadStatus
-from perianctl.sandbox import catalogue, wire
+from perianctl.sandbox import catalogue, raw, wire
 from perianctl.sandbox.config import FaultConfig, SandboxConfig, SandboxConfigError, parse_latency
 from perianctl.sandbox.faults import FaultMiddleware, FaultState, install_log_filter
 from perianctl.sandbox.impolite import ImpoliteRuleError, ImpoliteState, rules_from_json
@@ -121,6 +121,7 @@ def create_app(config: SandboxConfig, *, on_ready: Callable[[], None] | None = N
     app.router.route_class = StrictJsonRoute  # odd bodies get a 422, never a stored poison (strict.py)
     app.state.sandbox = state
     app.add_middleware(FaultMiddleware, state=state.faults)
+    raw.install(app)  # test-only PUT /_sandbox/jobs/{id}/raw: serve a job with odd content
 
     @app.exception_handler(ApiFailure)
     async def _api_failure(_request: Request, exc: ApiFailure) -> JSONResponse:
