@@ -87,6 +87,16 @@ class NotFoundError(ApiError):
     exit_code = ExitCode.NOT_FOUND
 
 
+class NoInstanceTypeMatchError(NoOfferError, ApiError):
+    """The PERIAN API refused a create because no instance type matches its requirements.
+
+    The same domain rule as :class:`NoOfferError` (catch either as ``NoOfferError``), said by the
+    API instead of found by a local check, so it also carries ``status`` and ``detail``. Exit 2:
+    the requirements are the user's input and must change; it is not "not found" (exit 7 means an
+    unknown job id). The connector answers FAILED_PRECONDITION (docs/connector.md).
+    """
+
+
 class JobAlreadyDoneError(ApiError):
     """Cancel of a job that is already terminal. Commands treat it as an idempotent success."""
 

@@ -59,6 +59,7 @@ from perianctl.errors import (
     AuthError,
     BadRequestError,
     JobAlreadyDoneError,
+    NoInstanceTypeMatchError,
     NotFoundError,
     ProtocolError,
     UnavailableError,
@@ -212,6 +213,11 @@ _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _TRANSPORT = (httpx.TransportError,)
 
 
+# ``detail`` texts saying that a create's requirements (or chosen type) match no instance type: the
+# real API's create error (perian-api.md §3.2, §4.4) and the sandbox's wording of the same answer.
+_NO_MATCH_DETAILS = (m.DETAIL_INSTANCE_TYPE_NOT_FOUND.lower(), "matching the requirements")
+
+
 def auth_headers(organization: str, token: str) -> dict[str, str]:
     """The two headers every PERIAN client sends. A token already starting with ``Bearer `` is kept."""
     bearer = token if token.lower().startswith("bearer ") else f"Bearer {token}"
@@ -250,6 +256,9 @@ def error_from_response(response: httpx.Response, *, what: str) -> ApiError:
 
     lowered = detail_text.lower()
     short = first_line(detail_text, 300) or response.reason_phrase or "no detail"
+    if status == 400 and any(text in lowered for text in _NO_MATCH_DETAILS):
+        return NoInstanceTypeMatchError(f"{what}: {short}", status=status, detail=detail_text,
+                                        hint="see 'perianctl offers' for what matches")
     if "no job found" in lowered or "no instance type found" in lowered or ("not found" in lowered and status == 400):
         return NotFoundError(f"{what}: {short}", status=status, detail=detail_text)
     if "already complete" in lowered:
@@ -609,6 +618,12 @@ class PerianClient:
             try:
                 return await self._create_once(body, what=what, budget=spend,
                                                share=_CREATE_SHARE if idempotency_key else 1.0)
+            except NoInstanceTypeMatchError as exc:
+                raise NoInstanceTypeMatchError(
+                    f"{what}: no instance type matches {describe_requirements(request)} "
+                    f"(PERIAN: {first_line(exc.detail or '', 200) or 'no match'}); no job was created",
+                    status=exc.status, detail=exc.detail, hint=exc.hint,
+                ) from None
             except _AmbiguousCreate as exc:
                 last = exc.cause
                 if not idempotency_key:
@@ -725,6 +740,25 @@ def with_idempotency_key(request: m.CreateJobRequest, key: str) -> m.CreateJobRe
         update={"env_variables": {**(request.docker_run_parameters.env_variables or {}), IDEMPOTENCY_ENV: key}}
     )
     return request.model_copy(update={"docker_run_parameters": params})
+
+
+def describe_requirements(request: m.CreateJobRequest) -> str:
+    """What a create asked for, in one short line: ``instance type ID`` or ``cpu.cores=4, accelerator.name=A100``."""
+    if request.instance_type_id:
+        return f"instance type {request.instance_type_id}"
+    if request.requirements is None:
+        return "the requirements (none given)"
+    leaves: list[str] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, child in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), child)
+        elif value not in (None, False, "", [], {}):
+            leaves.append(f"{prefix}={value}")
+
+    walk("", request.requirements.to_wire())
+    return "the requirements " + (one_line(", ".join(leaves), 200) if leaves else "(any)")
 
 
 def _raw_items(response: httpx.Response, field: str) -> list[Any]:

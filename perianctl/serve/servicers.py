@@ -55,6 +55,7 @@ from perianctl.errors import (
     ApiError,
     AuthError,
     BadRequestError,
+    NoOfferError,
     NotFoundError,
     PerianctlError,
     ProtocolError,
@@ -91,6 +92,8 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
         return grpc.StatusCode.UNAUTHENTICATED
     if isinstance(exc, UnavailableError | ProtocolError):
         return grpc.StatusCode.UNAVAILABLE
+    if isinstance(exc, NoOfferError):  # well-formed, but nothing offered matches (docs/connector.md)
+        return grpc.StatusCode.FAILED_PRECONDITION
     if isinstance(exc, ValidationFailed | BadRequestError | UsageError | ValueError):
         return grpc.StatusCode.INVALID_ARGUMENT
     if isinstance(exc, NotImplementedError):
