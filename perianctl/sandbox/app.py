@@ -7,8 +7,10 @@ clients match on that text; a job's ``GET`` answers the list shape with one job.
 
 Auth is checked in a dependency that reads the raw headers (not ``Header()`` parameters: the real
 OpenAPI document declares none), before path, query and body validation, so an unauthenticated
-caller learns nothing else. Admin routes (``/healthz``, ``/_sandbox/*``) need no auth: the sandbox
-listens on loopback and tests must read them without credentials.
+caller learns nothing else -- except that a body which is not acceptable JSON at all is refused
+first (422 ``json_invalid``/``value_error``, :mod:`perianctl.sandbox.strict`), as FastAPI itself
+refuses malformed JSON before any dependency runs. Admin routes (``/healthz``, ``/_sandbox/*``)
+need no auth: the sandbox listens on loopback and tests must read them without credentials.
 """
 
 from __future__ import annotations
