@@ -113,6 +113,10 @@ class BadRequestError(ApiError):
     exit_code = ExitCode.USAGE
 
 
+class InsufficientCreditsError(BadRequestError):
+    """HTTP 400: the organization's credits (or its usage limit) cannot pay for a new job."""
+
+
 class UnavailableError(ApiError):
     """Network failure, timeout or 5xx after all retries (or the call's budget) were used.
 

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from perianctl.perian import models as m
+from perianctl.perian import pricing
 from tests.plugins.sandbox import SandboxHandle, http_client
 
 pytestmark = pytest.mark.timeout(60)
@@ -228,8 +229,9 @@ def test_jobs_are_scoped_to_the_organization(sandbox: SandboxHandle) -> None:
 
 def test_instance_type_search_is_cheapest_first(shared_sandbox: SandboxHandle) -> None:
     with shared_sandbox.http() as client:
-        everything = client.post("/instance-type", json={"instance_type_query": {}}).json()
-        prices = [float(t["price"]["unit_price"]) for t in everything["instance_types"]]
+        everything = client.post("/instance-type", params={"limit": 100}, json={"instance_type_query": {}}).json()
+        prices = [pricing.rate(t["price"]["unit_price"], t["price"]["granularity"], t["price"]["currency"]).per_hour
+                  for t in everything["instance_types"]]  # unit prices differ by granularity: compare per hour
         assert prices == sorted(prices) and len(prices) >= 12
         assert everything["pagination"]["total_items"] == len(prices)
 

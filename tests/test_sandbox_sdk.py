@@ -7,13 +7,16 @@ parses here proves the sandbox's wire format, not just our own client's leniency
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 
 import perian
 import pytest
 
 from perianctl.perian import models as m
+from perianctl.perian import pricing
 from tests.plugins.sandbox import SandboxHandle
 
 pytestmark = pytest.mark.timeout(60)
@@ -121,8 +124,9 @@ def test_sdk_discovery(sdk: perian.ApiClient, sandbox: SandboxHandle) -> None:
     found = instance_api.get_instance_type_by_requirements(query, limit=5, _headers=headers)
     assert found.instance_types and all(
         t.accelerator.accelerator_types[0].name == perian.AcceleratorName.NVIDIA_H100_80 for t in found.instance_types)
-    prices = [float(t.price.unit_price) for t in found.instance_types]
-    assert prices == sorted(prices)
+    prices = [pricing.rate(t.price.unit_price, t.price.granularity.value, t.price.currency.value).per_hour
+              for t in found.instance_types]
+    assert prices == sorted(prices) and len({t.price.granularity for t in found.instance_types}) >= 3
 
     accelerator_api = perian.AcceleratorTypeApi(sdk)
     everything = accelerator_api.get_all_accelerator_types(_headers=headers)
@@ -133,3 +137,35 @@ def test_sdk_discovery(sdk: perian.ApiClient, sandbox: SandboxHandle) -> None:
     assert [a.name for a in one.accelerator_types] == [perian.AcceleratorName.NVIDIA_L4_24]
     by_id = accelerator_api.get_accelerator_type_by_id(one.accelerator_types[0].id, _headers=headers)
     assert by_id.accelerator_types[0].display_name == "L4"
+
+
+def test_sdk_billing(sdk: perian.ApiClient, sandbox: SandboxHandle) -> None:
+    """The SDK's strict ``Bill``/``BillItem``/credits/usage-limit models parse the sandbox's answers."""
+    headers = _headers(sandbox)
+    job_id = sandbox.create_job(duration=0.3, requirements={"billing_granularity": "PER_MINUTE"})
+    done = sandbox.wait_for_status(job_id)
+    api = perian.BillingApi(sdk)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # naive, as perian-cli sends it: read as UTC
+    bill = api.generate_bill(organization=sandbox.org, currency="EUR", start_time=now - dt.timedelta(days=7),
+                             end_time=now + dt.timedelta(minutes=1), _headers=headers)
+    assert [item.workload_id for item in bill.items] == [job_id]
+    item = bill.items[0]
+    rate = pricing.rate(done["price"]["unit_price"], done["price"]["granularity"], done["price"]["currency"])
+    assert rate is not None and Decimal(item.price) == rate.cost(0.3) == Decimal(done["price"]["unit_price"])
+    assert item.granularity == perian.BillingGranularity.PER_MINUTE and item.workload_type == perian.WorkloadType.JOB
+    assert item.started_at.tzinfo is not None and bill.total_price == item.price
+    assert bill.currency == perian.Currency.EUR
+
+    credits = api.get_remaining_credits(_headers=headers)
+    assert Decimal(credits.current_amount) == Decimal(credits.original_amount) - Decimal(item.price)
+
+    limit = api.set_organization_usage_limit_billing_limit_put(perian.UsageLimitRequest(
+        limit=perian.Limit(25.5), currency=perian.Currency.EUR, duration_type=perian.DurationType.WEEK,
+        is_enabled=True), _headers=headers)
+    assert limit.usage_limit.amount == "25.5" and limit.usage_limit.duration_type == perian.DurationType.WEEK
+    listed = api.get_organization_usage_limit_billing_limit_get(_headers=headers)
+    assert [(u.amount, u.usage) for u in listed.usage_limits] == [("25.5", item.price)]
+    top_up = api.credit_top_up(perian.CreditTopUpRequest(amount=perian.Amount("10")), _headers=headers)
+    assert top_up.payment_url.startswith(sandbox.url)
+    assert Decimal(api.get_remaining_credits(_headers=headers).original_amount) == Decimal(
+        credits.original_amount) + 10

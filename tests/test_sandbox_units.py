@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,7 @@ def test_catalogue_views_parse_in_the_sdk() -> None:
         view = perian.InstanceTypeView.from_dict(itype.view())
         assert view is not None and view.price is not None
         assert view.id == itype.id and view.price.unit_price == itype.unit_price
+        assert view.availability is not None and view.availability.available is itype.available
         ids.add(itype.id)
     assert len(ids) == len(catalogue.INSTANCE_TYPES) >= 12
     for accelerator in catalogue.ACCELERATOR_TYPES:
@@ -82,7 +84,9 @@ def test_catalogue_views_parse_in_the_sdk() -> None:
     ("NVIDIA_H100_80", {"NVIDIA_H100_80"}),
     ("H100", {"NVIDIA_H100_80"}),
     ("l4", {"NVIDIA_L4_24"}),
-    ("A10", set()),
+    ("A10", {"NVIDIA_A10_24"}),  # not the A100s
+    ("L40S", {"NVIDIA_L40S_48"}),
+    ("B200", set()),
     ("T4", {"NVIDIA_T4_16"}),
 ])
 def test_accelerator_names_match_loosely(query: str, expected: set[str]) -> None:
@@ -91,12 +95,13 @@ def test_accelerator_names_match_loosely(query: str, expected: set[str]) -> None
 
 def test_search_semantics() -> None:
     cheapest = catalogue.search({})[0]
-    assert cheapest.accelerator is None and cheapest.unit_price == min(t.unit_price for t in catalogue.INSTANCE_TYPES)
+    assert cheapest.accelerator is None and cheapest.per_hour == min(t.per_hour for t in catalogue.INSTANCE_TYPES)
     gpus = catalogue.search({"accelerator": {"no": 1}})
     assert gpus and all(t.accelerators >= 1 for t in gpus)
     assert [t.accelerators for t in catalogue.search({"accelerator": {"name": "A100", "no": 8}})] == [8]
-    budget = catalogue.search({"price": {"unit_price": "0.5"}})
-    assert budget and all(float(t.unit_price) <= 0.5 for t in budget)
+    budget = catalogue.search({"price": {"unit_price": "0.5"}})  # a maximum per hour, whatever the granularity
+    assert budget and all(t.per_hour <= Decimal("0.5") for t in budget)
+    assert {t.name for t in budget} == {t.name for t in catalogue.INSTANCE_TYPES if t.per_hour <= Decimal("0.5")}
     assert all(t.provider.name_short == "gcp" for t in catalogue.search({"provider": {"name_short": "GCP"}}))
     assert catalogue.search({"cpu": {"cores": 2, "operator": "LESS_THAN_OR_EQUAL"}})[0].cores == 2
     assert catalogue.search({"ram": {"size": "not a number"}}) == catalogue.search({})

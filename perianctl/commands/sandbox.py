@@ -67,6 +67,9 @@ IMPOLITE_HELP = (
     "*=429:count=20,retry-after=2"
 )
 Impolite = Annotated[list[str] | None, typer.Option("--impolite", metavar="RULE", help=IMPOLITE_HELP)]
+Credits = Annotated[str | None, typer.Option(
+    "--credits", help="Initial credits in EUR; jobs' costs run them down, and at zero running jobs are "
+    "stopped and new ones refused [default: 10000].")]
 
 
 def _build_config(
@@ -74,6 +77,7 @@ def _build_config(
     speed: float, latency: str | None, latency_endpoints: str | None, fault_rate: float,
     fault_kinds: str | None, fault_endpoints: str | None, fault_phase: str, fault_seed: int | None,
     kill_grace: float, max_parallel: int, log_cap: int, access_log: bool, impolite: list[str] | None = None,
+    credits: str | None = None,
 ) -> SandboxConfig:
     from perianctl.sandbox.config import (
         ENDPOINTS,
@@ -82,6 +86,7 @@ def _build_config(
         SandboxConfig,
         SandboxConfigError,
         SimTimings,
+        parse_credits,
         parse_csv,
         parse_latency,
     )
@@ -105,6 +110,7 @@ def _build_config(
             token=token, timings=SimTimings(speed=speed), faults=faults, kill_grace=kill_grace,
             max_parallel=max_parallel, log_cap_bytes=log_cap, access_log=access_log,
             impolite=_parse_impolite(impolite or []),
+            credits=parse_credits(credits),
         ).validate()
     except SandboxConfigError as exc:
         raise UsageError(str(exc)) from None
@@ -132,7 +138,7 @@ def run(
     latency_endpoints: LatencyEndpoints = None, fault_rate: FaultRate = 0.0, fault_kinds: FaultKinds = None,
     fault_endpoints: FaultEndpoints = None, fault_phase: FaultPhase = "before", fault_seed: FaultSeed = None,
     kill_grace: KillGrace = 5.0, max_parallel: MaxParallel = 4, log_cap: LogCap = 1_000_000,
-    access_log: AccessLog = True, impolite: Impolite = None,
+    access_log: AccessLog = True, impolite: Impolite = None, credits: Credits = None,
     write_profile: Annotated[bool, typer.Option(
         "--write-profile/--no-write-profile", help=f"Save a '{PROFILE_NAME}' profile once serving.")] = False,
 ) -> None:
@@ -145,6 +151,7 @@ def run(
         latency=latency, latency_endpoints=latency_endpoints, fault_rate=fault_rate, fault_kinds=fault_kinds,
         fault_endpoints=fault_endpoints, fault_phase=fault_phase, fault_seed=fault_seed, kill_grace=kill_grace,
         max_parallel=max_parallel, log_cap=log_cap, access_log=access_log, impolite=impolite,
+        credits=credits,
     )
     try:
         serve(config, on_ready=_try_save_profile if write_profile else None)
@@ -159,7 +166,7 @@ def start(
     latency_endpoints: LatencyEndpoints = None, fault_rate: FaultRate = 0.0, fault_kinds: FaultKinds = None,
     fault_endpoints: FaultEndpoints = None, fault_phase: FaultPhase = "before", fault_seed: FaultSeed = None,
     kill_grace: KillGrace = 5.0, max_parallel: MaxParallel = 4, log_cap: LogCap = 1_000_000,
-    access_log: AccessLog = True, impolite: Impolite = None,
+    access_log: AccessLog = True, impolite: Impolite = None, credits: Credits = None,
     write_profile: Annotated[bool, typer.Option(
         "--write-profile/--no-write-profile", help=f"Save a '{PROFILE_NAME}' profile for this sandbox.")] = True,
     wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for the sandbox to be healthy.")] = 30.0,
@@ -174,6 +181,7 @@ def start(
         latency=latency, latency_endpoints=latency_endpoints, fault_rate=fault_rate, fault_kinds=fault_kinds,
         fault_endpoints=fault_endpoints, fault_phase=fault_phase, fault_seed=fault_seed, kill_grace=kill_grace,
         max_parallel=max_parallel, log_cap=log_cap, access_log=access_log, impolite=impolite,
+        credits=credits,
     )
     try:
         result = daemon.start(config, timeout=wait)

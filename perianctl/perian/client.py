@@ -47,6 +47,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -58,6 +59,7 @@ from perianctl.errors import (
     ApiError,
     AuthError,
     BadRequestError,
+    InsufficientCreditsError,
     JobAlreadyDoneError,
     NoInstanceTypeMatchError,
     NotFoundError,
@@ -275,6 +277,11 @@ def error_from_response(response: httpx.Response, *, what: str) -> ApiError:
             f"{what}: HTTP 404 {short} (is the API URL right?)", status=status, detail=detail_text
         )
     if status == 400:
+        if "insufficient credit" in lowered or "insufficient quota" in lowered or "usage limit" in lowered:
+            return InsufficientCreditsError(
+                f"{what}: {short}", status=status, detail=detail_text,
+                hint="check 'perianctl billing' (remaining credits and usage limit)",
+            )
         if "header" in lowered:
             return AuthError(f"{what}: {short}", status=status, detail=detail_text)
         return BadRequestError(f"{what}: {short}", status=status, detail=detail_text)
@@ -712,6 +719,7 @@ class PerianClient:
     # ------------------------------------------------------------------ discovery
 
     async def get_instance_type(self, instance_type_id: str) -> m.InstanceTypeView | None:
+        """``GET /instance-type/{id}``; an unknown id raises :class:`NotFoundError` (the API's 400)."""
         result = await self._get(
             f"/instance-type/{quote(instance_type_id, safe='')}",
             m.GetInstanceTypesSuccess,
@@ -719,19 +727,82 @@ class PerianClient:
         )
         return result.instance_types[0] if result.instance_types else None
 
-    async def search_instance_types(
-        self, query: m.InstanceTypeQueryInput, *, limit: int = 25
+    async def query_instance_types(
+        self, query: m.InstanceTypeQueryInput, *, limit: int = 25, page: int | None = None
     ) -> list[m.InstanceTypeView]:
+        """``POST /instance-type``: instance types matching ``query``, cheapest first (the API's default order).
+
+        ``limit`` is the page size (the API's default is 25); an empty list means no match. The
+        price filter and ordering are the server's; callers that compare prices across billing
+        granularities should use :func:`perianctl.perian.pricing.rate_of` on each ``price``.
+        """
         what = "search instance types"
+        params: dict[str, int] = {"limit": limit}
+        if page is not None:
+            params["page"] = page
         response = await self._send(
             "POST", "/instance-type", what=what, budget=self.budget_for(), safe_exc=_TRANSPORT,
-            params={"limit": limit}, json={"instance_type_query": query.to_wire()},
+            params=params, json={"instance_type_query": query.to_wire()},
         )
         return self._parse(response, m.GetInstanceTypesSuccess, what=what).instance_types
 
+    search_instance_types = query_instance_types  # the earlier name
+
     async def list_accelerator_types(self) -> list[m.AcceleratorTypeView]:
+        """``GET /accelerator-type``: the whole accelerator catalogue."""
         result = await self._get("/accelerator-type", m.GetAcceleratorTypesSuccess, what="list accelerator types")
         return result.accelerator_types
+
+    # ------------------------------------------------------------------ billing
+
+    async def generate_bill(
+        self, start: dt.datetime | None = None, end: dt.datetime | None = None, *, currency: str = "EUR"
+    ) -> m.Bill:
+        """``GET /billing/generate``: one item per workload in ``[start, end]``.
+
+        Without ``start``/``end`` the API bills last month. Naive datetimes are taken as UTC (and
+        sent with an explicit offset, unlike the SDK, so the server cannot read them as local time).
+        """
+        params: dict[str, str] = {"organization": self.organization, "currency": currency}
+        for name, moment in (("start_time", start), ("end_time", end)):
+            if moment is not None:
+                if moment.tzinfo is None:
+                    moment = moment.replace(tzinfo=dt.UTC)
+                params[name] = moment.astimezone(dt.UTC).isoformat()
+        return await self._get("/billing/generate", m.Bill, what="generate bill", params=params)
+
+    async def remaining_credits(self) -> m.RemainingCredits:
+        """``GET /billing/remaining-credits``: ``current_amount`` left of ``original_amount``."""
+        return await self._get("/billing/remaining-credits", m.RemainingCredits, what="get remaining credits")
+
+    async def get_usage_limits(self) -> list[m.UsageLimit]:
+        """``GET /billing/limit``: the organization's usage limits (one per period type), with usage."""
+        result = await self._get("/billing/limit", m.GetUsageLimitsSuccess, what="get usage limits")
+        return result.usage_limits
+
+    async def set_usage_limit(
+        self, amount: Decimal | str, *, duration_type: str = "Month", currency: str = "EUR", enabled: bool = True
+    ) -> m.UsageLimit | None:
+        """``PUT /billing/limit``: set (replace) the limit for one period type (Day, Week, Month, Year).
+
+        Idempotent (the same PUT twice leaves the same limit), so it is retried like a GET.
+        """
+        what = "set usage limit"
+        body = m.UsageLimitRequest(limit=str(amount), currency=currency, duration_type=duration_type,
+                                   is_enabled=enabled)
+        response = await self._send("PUT", "/billing/limit", what=what, budget=self.budget_for(),
+                                    safe_exc=_TRANSPORT, json=body.to_wire())
+        return self._parse(response, m.SetUsageLimitSuccess, what=what).usage_limit
+
+    async def top_up_credits(self, amount: Decimal | str) -> str | None:
+        """``POST /billing/top-up``: the payment URL for adding ``amount`` EUR of credits.
+
+        Not idempotent (each call is a new top-up), so it is retried only when it was never sent.
+        """
+        what = "top up credits"
+        response = await self._send("POST", "/billing/top-up", what=what, budget=self.budget_for(),
+                                    safe_exc=_NEVER_SENT, retry_status=frozenset({429}), json={"amount": str(amount)})
+        return self._parse(response, m.CreditTopUpSuccess, what=what).payment_url
 
 
 def with_idempotency_key(request: m.CreateJobRequest, key: str) -> m.CreateJobRequest:

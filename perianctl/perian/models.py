@@ -326,6 +326,70 @@ class InstanceTypeView(_Wire):
     price: PriceData | None = None
     availability: dict[str, Any] | None = None
 
+    @property
+    def provider_name(self) -> str | None:
+        """The provider's display name (``OVH Cloud``), else its short name."""
+        provider = self.provider or {}
+        return _text(provider.get("name")) or _text(provider.get("name_short"))
+
+    @property
+    def location(self) -> str | None:
+        """The region's country code (``DE``)."""
+        return _text((self.region or {}).get("location"))
+
+    @property
+    def region_name(self) -> str | None:
+        return _text((self.region or {}).get("name"))
+
+    @property
+    def cores(self) -> int | None:
+        return _int((self.cpu or {}).get("cores"))
+
+    @property
+    def ram_gb(self) -> float | None:
+        """RAM in GB (the API sends the size as text with a ``unit``; Mb/Kb are converted)."""
+        ram = self.ram or {}
+        size = _number(ram.get("size"))
+        if size is None:
+            return None
+        unit = str(ram.get("unit") or "Gb").lower()
+        return size / 1024 if unit == "mb" else size / 1024 / 1024 if unit == "kb" else size
+
+    @property
+    def accelerator_count(self) -> int:
+        return _int((self.accelerator or {}).get("no")) or 0
+
+    @property
+    def accelerator_names(self) -> list[str]:
+        """Accelerator type names (``NVIDIA_A100_80``) of the type's GPUs; empty for CPU-only types."""
+        kinds = (self.accelerator or {}).get("accelerator_types") or []
+        return [str(k["name"]) for k in kinds if isinstance(k, dict) and k.get("name")]
+
+    @property
+    def available(self) -> bool | None:
+        """Whether the provider can give one now (``None`` when the API did not say)."""
+        value = (self.availability or {}).get("available")
+        return value if isinstance(value, bool) else None
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value is not None and str(value).strip() else None
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number and abs(number) != float("inf") else None
+
+
+def _int(value: Any) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None else None
+
 
 class GetInstanceTypesSuccess(Envelope):
     items_field: ClassVar[str] = "instance_types"
@@ -482,6 +546,99 @@ def parse_response(model: type[_W], payload: dict[str, Any]) -> tuple[_W, list[U
     return envelope, problems
 
 
+
+# --------------------------------------------------------------------------- billing
+
+
+def _amount_text(value: Any) -> Any:
+    """Billing amounts are decimal text; a number from a lax server is kept as its text."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+class BillItem(_Wire):
+    """One workload on a bill: ``price`` in the bill's currency, ``original_price`` in the workload's."""
+
+    workload_id: str | None = None
+    price: str | None = None
+    currency: str | None = None
+    original_price: str | None = None
+    original_currency: str | None = None
+    exchange_rate: str | None = None
+    granularity: str | None = None
+    workload_type: str | None = None
+    started_at: datetime | None = None
+    done_at: datetime | None = None
+
+    _amounts = field_validator("price", "original_price", "exchange_rate", mode="before")(_amount_text)
+
+
+class Bill(_Wire):
+    """``GET /billing/generate``: the organization's bill for a window (no envelope on this one)."""
+
+    items_field: ClassVar[str] = "items"
+    organization_id: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    total_price: str | None = None
+    currency: str | None = None
+    margin_multiplier: str | None = None
+    items: list[BillItem] = Field(default_factory=list)
+
+    _amounts = field_validator("total_price", "margin_multiplier", mode="before")(_amount_text)
+
+
+class RemainingCredits(Envelope):
+    """``GET /billing/remaining-credits``: ``current_amount`` left of ``original_amount``."""
+
+    current_amount: str | None = None
+    currency: str | None = None
+    original_amount: str | None = None
+    last_calculated: str | None = None
+
+    _amounts = field_validator("current_amount", "original_amount", mode="before")(_amount_text)
+
+
+class UsageLimit(_Wire):
+    """A usage limit and, when listed, what was used in its current period (``usage``)."""
+
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    amount: str | None = None
+    currency: str | None = None
+    duration_type: str | None = None
+    is_enabled: bool | None = None
+    usage: str | None = None
+
+    _amounts = field_validator("amount", "usage", mode="before")(_amount_text)
+
+
+class UsageLimitRequest(_Wire):
+    """Body of ``PUT /billing/limit``. ``duration_type``: Day, Week, Month or Year."""
+
+    limit: str
+    currency: str = "EUR"
+    duration_type: str = "Month"
+    is_enabled: bool = True
+
+
+class GetUsageLimitsSuccess(Envelope):
+    items_field: ClassVar[str] = "usage_limits"
+    usage_limits: list[UsageLimit] = Field(default_factory=list)
+
+
+class SetUsageLimitSuccess(Envelope):
+    usage_limit: UsageLimit | None = None
+
+
+class CreditTopUpSuccess(Envelope):
+    payment_url: str | None = None
+
+
+DURATION_TYPES = ("Day", "Week", "Month", "Year")
+"""``DurationType`` values of a usage limit."""
+
 # Exact ``detail`` strings of the real API (clients match on them; the sandbox must send them).
 DETAIL_NO_JOB_FOUND = "No job found with specified ID"
 DETAIL_JOB_ALREADY_DONE = "The job you are trying to cancel is already complete."
@@ -493,6 +650,8 @@ DETAIL_NO_INSTANCE_TYPE_FOUND = "No instance type found with specified ID"
 DETAIL_NO_ACCELERATOR_TYPE_FOUND = "No accelerator type found"
 DETAIL_INVALID_TOKEN = "Invalid API token"
 DETAIL_ORG_NOT_FOUND = "The given organization could not be found."
+DETAIL_INSUFFICIENT_CREDITS = "You have insufficient credits to create a new Job."
+"""The sandbox's wording; the real API's model says "... a new Inference Services." (clients match "insufficient")."""
 MESSAGE_CLIENT_ERROR = "Operation failed due to a client error"
 MESSAGE_SERVER_ERROR = "Operation failed due to a server error"
 MESSAGE_SUCCESS = "Operation was successful"

@@ -33,6 +33,7 @@ from perianctl import __version__
 from perianctl.perian import models as m
 from perianctl.perian.status import WorkloadStatus
 from perianctl.sandbox import catalogue, raw, wire
+from perianctl.sandbox.billing import Billing, BillingError, register_billing_routes
 from perianctl.sandbox.config import FaultConfig, SandboxConfig, SandboxConfigError, parse_latency
 from perianctl.sandbox.faults import FaultMiddleware, FaultState, install_log_filter
 from perianctl.sandbox.impolite import ImpoliteRuleError, ImpoliteState, rules_from_json
@@ -76,6 +77,7 @@ class SandboxState:
     store: JobStore | None = None
     runtime: Runtime | None = None
     impolite: ImpoliteState = field(default_factory=ImpoliteState)
+    billing: Billing | None = None
 
     def require(self) -> tuple[JobStore, Runtime]:
         if self.store is None or self.runtime is None:
@@ -95,8 +97,9 @@ def create_app(config: SandboxConfig, *, on_ready: Callable[[], None] | None = N
     """
     if not config.organization or not config.token:
         raise ValueError("create_app needs a config with organization and token set")
+    billing = Billing(config.state_dir, config.organization, config.credits)
     state = SandboxState(config=config, organization=config.organization, token=config.token,
-                         faults=FaultState(config.faults))
+                         faults=FaultState(config.faults), billing=billing)
     install_log_filter()
 
     @asynccontextmanager
@@ -106,6 +109,8 @@ def create_app(config: SandboxConfig, *, on_ready: Callable[[], None] | None = N
         recovery = store.recover()
         runtime.recover(recovery.ended)
         await runtime.start(recovery.queued)
+        billing.attach(store)
+        await billing.start(runtime)
         state.store, state.runtime = store, runtime
         state.impolite.set_rules(config.impolite)
         if on_ready is not None:
@@ -114,6 +119,7 @@ def create_app(config: SandboxConfig, *, on_ready: Callable[[], None] | None = N
             yield
         finally:
             state.runtime = None
+            await billing.stop()
             await runtime.stop()
             state.store = None
             store.close()
@@ -151,6 +157,7 @@ def create_app(config: SandboxConfig, *, on_ready: Callable[[], None] | None = N
 
     _register_job_routes(app, state, authenticate)
     _register_catalogue_routes(app, authenticate)
+    register_billing_routes(app, billing, authenticate)
     _register_admin_routes(app, state)
     _register_impolite_routes(app, state)
     _declare_error_responses(app)
@@ -261,10 +268,10 @@ def _choose_instance(body: wire.CreateJobBody) -> catalogue.InstanceType:
     unknown = catalogue.unknown_accelerator_names(body.requirements)
     if unknown:
         raise ApiFailure(400, f"Unknown accelerator name '{unknown[0]}'")
-    matches = catalogue.search(body.requirements)
-    if not matches:
+    chosen = catalogue.cheapest_available(body.requirements)
+    if chosen is None:
         raise ApiFailure(400, DETAIL_NO_MATCHING_INSTANCE)
-    return matches[0]
+    return chosen
 
 
 def _new_job(body: wire.CreateJobBody, org: str, itype: catalogue.InstanceType) -> JobRow:
@@ -313,7 +320,9 @@ def _register_job_routes(app: FastAPI, state: SandboxState, authenticate: Callab
         store, runtime = state.require()
         try:
             itype = _choose_instance(body)
-        except ApiFailure:
+            if state.billing is not None:
+                state.billing.check_create(org, itype)
+        except (ApiFailure, BillingError):
             store.bump("create_calls")
             raise
         job = store.insert(_new_job(body, org, itype))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,8 @@ class SandboxConfig:
     access_log: bool = True
     impolite: tuple[Any, ...] = ()
     """:class:`perianctl.sandbox.impolite.ImpoliteRule` s applied at start-up (``--impolite``)."""
+    credits: Decimal | None = None
+    """Initial credits in EUR (``None``: the billing module's default); jobs' costs run them down."""
 
     def validate(self) -> SandboxConfig:
         if self.runtime not in RUNTIMES:
@@ -119,6 +122,8 @@ class SandboxConfig:
             raise SandboxConfigError("kill grace must be >= 0")
         if self.max_parallel < 1:
             raise SandboxConfigError("max parallel jobs must be >= 1")
+        if self.credits is not None and (not self.credits.is_finite() or not 0 <= self.credits <= 10**9):
+            raise SandboxConfigError(f"credits must be an amount from 0 to 1000000000 EUR, got {self.credits}")
         self.faults.validate()
         for rule in self.impolite:
             rule.validate()
@@ -141,6 +146,8 @@ class SandboxConfig:
             "--log-cap", str(self.log_cap_bytes),
             "--access-log" if self.access_log else "--no-access-log",
         ]
+        if self.credits is not None:
+            argv += ["--credits", str(self.credits)]
         if faults.latency[1] > 0:
             argv += ["--latency", f"{faults.latency[0]!r}-{faults.latency[1]!r}"]
         if set(faults.latency_endpoints) != set(ENDPOINTS):
@@ -183,3 +190,16 @@ def parse_csv(text: str | None, *, allowed: tuple[str, ...], what: str) -> tuple
     if unknown:
         raise SandboxConfigError(f"unknown {what} {', '.join(unknown)} (choose from {', '.join(allowed)})")
     return items
+
+
+def parse_credits(text: str | None) -> Decimal | None:
+    """``--credits``: an amount in EUR such as ``25`` or ``0.5``; empty = the default."""
+    if text is None or not str(text).strip():
+        return None
+    try:
+        amount = Decimal(str(text).strip())
+    except InvalidOperation:
+        raise SandboxConfigError(f"invalid credits '{text}': use an amount in EUR like 25 or 0.5") from None
+    if not amount.is_finite() or not 0 <= amount <= 10**9:
+        raise SandboxConfigError(f"invalid credits '{text}': use an amount from 0 to 1000000000 EUR")
+    return amount

@@ -116,6 +116,25 @@ class JobRow:
         return self.status in TERMINAL
 
 
+@dataclass(frozen=True)
+class BillingRow:
+    """What billing needs of a started job (see :meth:`JobStore.billing_rows`)."""
+
+    seq: int
+    id: str
+    org: str
+    status: str
+    started_at: float
+    done_at: float | None
+    unit_price: Any
+    granularity: str | None
+    currency: str | None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
 @dataclass
 class JobUpdate:
     """One change to one job. Fields left ``None`` are not touched.
@@ -346,6 +365,34 @@ class JobStore:
     def counters(self) -> dict[str, int]:
         with self._lock:
             return {name: int(value) for name, value in self._db.execute("SELECT name, value FROM counters")}
+
+    def billing_rows(self, from_seq: int) -> tuple[list[BillingRow], int]:
+        """Started jobs with ``seq >= from_seq`` and the seq below which every job has ended.
+
+        Both are read under one lock, so a job counted as ended below the returned seq really had
+        ended when its row was read: the billing ledger settles those once and never reads them
+        again, which keeps a check cheap however many jobs the store holds.
+        """
+        with self._lock:
+            first_open = self._db.execute(
+                f"SELECT seq FROM jobs WHERE seq >= ? AND status NOT IN {_TERMINAL_SQL} ORDER BY seq LIMIT 1",
+                (from_seq,),
+            ).fetchone()
+            if first_open is not None:
+                next_seq = int(first_open[0])
+            else:
+                last = self._db.execute("SELECT MAX(seq) FROM jobs").fetchone()[0]
+                next_seq = int(last or 0) + 1
+            rows = self._db.execute(
+                # json_valid first: a record an older sandbox stored may not parse (it is then not billed)
+                "SELECT seq, id, org, status, started_at, done_at, "
+                "CASE WHEN json_valid(view) THEN json_extract(view, '$.price.unit_price') END, "
+                "CASE WHEN json_valid(view) THEN json_extract(view, '$.price.granularity') END, "
+                "CASE WHEN json_valid(view) THEN json_extract(view, '$.price.currency') END "
+                "FROM jobs WHERE seq >= ? AND started_at IS NOT NULL ORDER BY seq",
+                (from_seq,),
+            ).fetchall()
+        return [BillingRow(*row) for row in rows], next_seq
 
     def counts_by_status(self) -> dict[str, int]:
         with self._lock:
