@@ -6,6 +6,7 @@ typer and the standard library at module level; each command imports what it nee
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
@@ -149,16 +150,37 @@ def _unexpected(exc: BaseException) -> int:
     return int(ExitCode.ERROR)
 
 
+def _check_text(args: list[str]) -> None:
+    """Refuse arguments that are not valid UTF-8 (``--env A=$'\\xff'``): Python keeps such bytes as
+    lone surrogates, which cannot be sent to an API, written to a file or printed."""
+    for arg in args:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            from perianctl.errors import UsageError
+
+            raise UsageError(f"argument '{shown}' is not valid UTF-8 text",
+                             hint="perianctl accepts UTF-8 arguments only (file names included)") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and turn every failure into an exit code.
 
     Click's own usage errors are reported like ours -- one ``error:`` line plus a hint -- so a
     script sees the same shape whatever went wrong.
     """
+    import signal
+
     from typer._click import exceptions as click_exc
 
+    # ``python -m perianctl`` ends the process quietly on a Ctrl-C during start-up (see __main__);
+    # from here on a Ctrl-C is a KeyboardInterrupt that the handler below reports as exit 130.
+    with contextlib.suppress(ValueError):  # not the main thread (an embedding program)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         args = sys.argv[1:] if argv is None else argv
+        _check_text(args)
         result = build_app(_subcommand(args))(args=args, prog_name="perianctl", standalone_mode=False)
     except PerianctlError as exc:
         from perianctl.ui.console import error

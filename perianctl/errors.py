@@ -22,6 +22,8 @@ class ExitCode(IntEnum):
     AUTH = 6
     NOT_FOUND = 7
     UNAVAILABLE = 8
+    DECLINED = 10
+    """Answered "no" at a confirmation prompt (``delete``): nothing was done."""
 
 
 class PerianctlError(Exception):
@@ -143,6 +145,12 @@ class ProtocolError(ApiError):
     """The API answered with something that is not the PERIAN wire format."""
 
     exit_code = ExitCode.UNAVAILABLE
+
+
+class DeclinedError(PerianctlError):
+    """The user answered "no" when asked to confirm; nothing was changed."""
+
+    exit_code = ExitCode.DECLINED
 
 
 class JobOutcome(PerianctlError):

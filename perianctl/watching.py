@@ -226,6 +226,12 @@ class Poller:
         """True while the last refresh failed: what we show may be out of date."""
         return self.consecutive_errors > 0
 
+    def unavailable_for(self) -> float | None:
+        """Seconds since the API stopped answering (None while it answers)."""
+        if self.unavailable_since is None:
+            return None
+        return max(0.0, self._monotonic() - self.unavailable_since)
+
     @property
     def all_terminal(self) -> bool:
         return bool(self.jobs) and all(w.terminal for w in self.jobs.values())

@@ -96,10 +96,17 @@ def connector_target(ctx: typer.Context, flag: str | None) -> str | None:
     return validate_target(value)
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
+def run(coro: Coroutine[Any, Any, T], *, status: str | None = None) -> T:
+    """Run ``coro``; with ``status``, a wait of more than a second shows that text, the elapsed time
+    and the retry reason on a terminal (:mod:`perianctl.ui.status`). Commands that draw their own
+    progress (watch, wait, logs --follow) pass no status."""
     import asyncio
 
-    return asyncio.run(coro)
+    if status is None:
+        return asyncio.run(coro)
+    from perianctl.ui.status import with_status
+
+    return asyncio.run(with_status(coro, status))
 
 
 def validate_job_id(job_id: str) -> str:

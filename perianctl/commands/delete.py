@@ -65,8 +65,11 @@ def delete(
             )
         noun = ids[0] if len(ids) == 1 else f"{len(ids)} jobs"
         if not typer.confirm(f"Cancel {noun}?", default=False, err=True):
-            raise typer.Exit(int(ExitCode.ERROR))
-    outcomes = _delete_via_connector(target, ids) if target else run(_cancel_all(ctx, ids))
+            from perianctl.errors import DeclinedError
+
+            raise DeclinedError(f"not confirmed: nothing was cancelled ({noun} keeps running)"
+                                if len(ids) == 1 else f"not confirmed: none of the {noun} was cancelled")
+    outcomes = _delete_via_connector(target, ids) if target else run(_cancel_all(ctx, ids), status="waiting for PERIAN")
     _report(outcomes, fmt)
     for outcome in outcomes:
         if outcome.result == "error":
@@ -90,7 +93,7 @@ async def _cancel_all(ctx: typer.Context, ids: list[str]) -> list[_Outcome]:
 def _delete_via_connector(target: str, ids: list[str]) -> list[_Outcome]:
     from perianctl.flyte.grpc_client import delete_many_via_connector
 
-    results = run(delete_many_via_connector(target, ids))
+    results = run(delete_many_via_connector(target, ids), status=f"waiting for connector {target}")
     return [
         _Outcome(job_id, "delete_sent", f"DeleteTask OK via connector {target}") if exc is None
         else _Outcome(job_id, "error", exc.message, int(exc.exit_code))

@@ -51,7 +51,7 @@ def get(
         else:
             show_task_statuses(statuses, fmt, single=len(ids) == 1)
     else:
-        jobs, failures = run(_fetch(ctx, ids))
+        jobs, failures = run(_fetch(ctx, ids), status="waiting for PERIAN")
         record_observations(ctx, jobs)
         if history:
             _show_history(ids, fmt)
@@ -98,7 +98,7 @@ def _fetch_via_connector(target: str, ids: list[str]) -> tuple[list[TaskStatus],
                     prefixes[job_id] = record.output_prefix
     except PerianctlError:
         pass
-    results = run(get_many_via_connector(target, ids, output_prefixes=prefixes))
+    results = run(get_many_via_connector(target, ids, output_prefixes=prefixes), status=f"waiting for connector {target}")
     statuses: list[TaskStatus] = []
     failures: list[PerianctlError] = []
     for job_id, result in zip(ids, results, strict=True):

@@ -33,7 +33,8 @@ def list_jobs(
     if local:
         _list_local(fmt, limit, statuses)
         return
-    jobs, pagination = run(_fetch(ctx, limit=limit, page=page, all_pages=all_pages, statuses=statuses))
+    jobs, pagination = run(_fetch(ctx, limit=limit, page=page, all_pages=all_pages, statuses=statuses),
+                             status="waiting for PERIAN")
     record_observations(ctx, jobs)
     show_jobs(jobs, fmt, single=False)
     _footer(pagination, len(jobs), page, all_pages=all_pages)

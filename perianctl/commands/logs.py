@@ -39,7 +39,8 @@ def logs(
         code = run(_logs_via_connector(target, ids[0], follow=follow, tail=tail, interval=interval,
                                        as_json=output == "json"))
     else:
-        code = run(_logs(ctx, ids[0], follow=follow, tail=tail, interval=interval, as_json=output == "json"))
+        code = run(_logs(ctx, ids[0], follow=follow, tail=tail, interval=interval, as_json=output == "json"),
+                   status=None if follow else "waiting for PERIAN")
     if code:
         raise typer.Exit(code)
 

@@ -15,7 +15,8 @@ a timeout), ABORTED 4, --wait-timeout reached 5.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from perianctl.flyte.translate import JobOverrides, JobSecrets
     from perianctl.perian.client import PerianClient
     from perianctl.perian.offers import Plan
+
+T = TypeVar("T")
 
 
 def submit(
@@ -64,10 +67,14 @@ def submit(
     from perianctl.flyte.translate import JobOverrides
     from perianctl.timeparse import parse_duration
 
+    # Everything is validated before anything is written or sent: a bad flag must never leave a
+    # job behind (it runs and bills) or files for a job that does not exist.
     if wait and watch:
         raise UsageError("choose one of --wait and --watch")
     if output not in ("text", "name", "json", "yaml"):
         raise UsageError(f"invalid output format '{output}' (choose: text, name, json, yaml)")
+    follow_timeout = parse_duration(wait_timeout, what="--wait-timeout") if wait_timeout else None
+    job_timeout = int(parse_duration(timeout, what="--timeout")) if timeout else None
     settings = options(ctx).settings()
     connector = connector_target(ctx, connector)
     if connector:
@@ -80,8 +87,7 @@ def submit(
     overrides = JobOverrides(
         cores=cores, memory=memory, accelerators=accelerators, accelerator_type=accelerator_type,
         country_code=country_code, provider=provider, os_storage_size=os_storage_size,
-        timeout_seconds=int(parse_duration(timeout, what="--timeout")) if timeout else None,
-        image=image, env=_parse_env(env), instance_type_id=instance_type_id,
+        timeout_seconds=job_timeout, image=image, env=_parse_env(env), instance_type_id=instance_type_id,
         max_price_per_hour=max_price_per_hour, max_cost=max_cost,
     )
     loaded = _load(template, task=task, image=image)
@@ -89,20 +95,23 @@ def submit(
     secrets = _secrets(secret_env or [], storage_credentials)
     plan = None if connector else _plan(ctx, loaded, overrides, dry_run=dry_run)  # before anything is written
     run_id = uuid.uuid4().hex
-    prefix = output_prefix or settings.get("output_prefix") or _default_prefix(run_id)
+    own_prefix = not (output_prefix or settings.get("output_prefix"))
+    prefix = _default_prefix(run_id) if own_prefix else str(output_prefix or settings.get("output_prefix"))
     from perianctl.flyte.launch import prepare_launch
 
-    launch = prepare_launch(loaded.template, inputs, prefix, run_id=run_id, write_inputs=not dry_run)
+    launch = prepare_launch(loaded.template, inputs, prefix, run_id=run_id, write_inputs=False)
     if connector:
         import dataclasses
 
         from perianctl.flyte.translate import apply_overrides
 
         launch = dataclasses.replace(launch, template=apply_overrides(launch.template, overrides))
-        job_id, resource_meta = _via_connector(ctx, connector, launch, dry_run=dry_run, output=output)
+        job_id, resource_meta = _via_connector(ctx, connector, launch, dry_run=dry_run, output=output,
+                                               own_prefix=own_prefix)
     else:
         job_id, resource_meta = _via_api(ctx, launch, overrides, secrets, run_id=run_id, dry_run=dry_run,
-                                         output=output, secret_env=secret_env or [], plan=plan)
+                                         output=output, secret_env=secret_env or [], plan=plan,
+                                         own_prefix=own_prefix)
     if job_id is None:  # dry run
         return
     try:
@@ -115,7 +124,7 @@ def submit(
     if not (machine and (wait or watch)):  # with --wait, the JSON record comes at the end, with outputs
         _print_result(job_id, launch, output, connector=connector)
     if wait or watch:
-        _follow(ctx, job_id, mode="watch" if watch else "wait", wait_timeout=wait_timeout, launch=launch,
+        _follow(ctx, job_id, mode="watch" if watch else "wait", timeout=follow_timeout, launch=launch,
                 connector=connector, resource_meta=resource_meta, output=output)
 
 
@@ -141,12 +150,61 @@ def _inputs(loaded: LoadedTemplate, pairs: list[str], inputs_file: str | None):
 
 
 def _default_prefix(run_id: str) -> str:
+    """``<state dir>/runs/<run id>``; nothing is created here (see :func:`_write_inputs`)."""
     from perianctl.config import state_dir
 
-    base = state_dir()
-    if not base.exists():  # private (it holds the journal); `runs/<id>` below would create it 0755
-        base.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return str(base / "runs" / run_id)
+    return str(state_dir() / "runs" / run_id)
+
+
+def _write_inputs(launch: PreparedLaunch, *, own_prefix: bool) -> PreparedLaunch:
+    """Write ``inputs.pb`` right before the create, once everything else was validated."""
+    from perianctl.errors import UsageError
+    from perianctl.flyte.launch import write_inputs_file
+
+    if own_prefix and launch.needs_inputs_file:
+        from perianctl.config import state_dir
+        from perianctl.files import private_dir
+
+        try:  # private (it holds the journal); `runs/<id>` below would create it 0755
+            private_dir(state_dir())
+        except OSError as exc:
+            raise UsageError(
+                f"cannot create the state directory {state_dir()}: {exc.strerror or exc}",
+                hint="set PERIANCTL_STATE_DIR to a writable directory, or pass --output-prefix",
+            ) from None
+    try:
+        return write_inputs_file(launch)
+    except UsageError as exc:
+        if own_prefix:
+            exc.hint = exc.hint or "set PERIANCTL_STATE_DIR to a writable directory, or pass --output-prefix"
+        raise
+
+
+def _may_exist(exc: BaseException) -> bool:
+    """After a failed create: could the job exist all the same? Only a definite answer says no.
+
+    An HTTP answer that refused the request (auth, validation, bad request) or an error raised
+    before anything was sent means no job; a network failure or timeout after sending, an
+    interrupt or an unexpected error may have left one, and then its ``inputs.pb`` must stay.
+    """
+    from perianctl.errors import PerianctlError, ProtocolError, UnavailableError
+
+    if getattr(exc, "never_sent", False) or getattr(exc, "job_created", None) is False:
+        return False
+    return not isinstance(exc, PerianctlError) or isinstance(exc, (UnavailableError, ProtocolError))
+
+
+def _create_or_clean_up(launch: PreparedLaunch, create: Callable[[], T], *, own_prefix: bool) -> T:
+    """Write the inputs, run ``create``; on a failure that certainly created nothing, remove them."""
+    from perianctl.flyte.launch import discard_inputs_file
+
+    launch = _write_inputs(launch, own_prefix=own_prefix)
+    try:
+        return create()
+    except BaseException as exc:
+        if not _may_exist(exc):
+            discard_inputs_file(launch, remove_dir=own_prefix)
+        raise
 
 
 def _parse_env(pairs: list[str] | None) -> dict[str, str]:
@@ -254,6 +312,7 @@ def _via_api(
     dry_run: bool,
     output: str,
     secret_env: list[str],
+    own_prefix: bool,
     plan: Plan | None = None,
 ) -> tuple[str | None, str | None]:
     import os
@@ -283,7 +342,7 @@ def _via_api(
                 request, idempotency_key=f"perianctl-{run_id}", attempts=10, fresh_key=True
             )
 
-    return run(create()), None
+    return _create_or_clean_up(launch, lambda: run(create(), status="waiting for PERIAN"), own_prefix=own_prefix), None
 
 
 def _print_dry_run(ctx: typer.Context, body: dict[str, object], launch: PreparedLaunch, output: str, *,
@@ -310,7 +369,7 @@ def _print_dry_run(ctx: typer.Context, body: dict[str, object], launch: Prepared
 
 
 def _via_connector(
-    ctx: typer.Context, address: str, launch: PreparedLaunch, *, dry_run: bool, output: str
+    ctx: typer.Context, address: str, launch: PreparedLaunch, *, dry_run: bool, output: str, own_prefix: bool
 ) -> tuple[str | None, str | None]:
     from perianctl.flyte import grpc_client
 
@@ -322,9 +381,10 @@ def _via_connector(
         request = grpc_client.build_create_request(launch.template, launch.inputs, launch.output_prefix)
         write_out(json_format.MessageToJson(request))
         return None, None
-    submission = run(
-        grpc_client.submit_via_connector(address, launch.template, launch.inputs, launch.output_prefix)
-    )
+    submission = _create_or_clean_up(launch, lambda: run(
+        grpc_client.submit_via_connector(address, launch.template, launch.inputs, launch.output_prefix),
+        status=f"waiting for connector {address}",
+    ), own_prefix=own_prefix)
     return submission.job_id, submission.resource_meta.decode("utf-8", "replace")
 
 
@@ -375,36 +435,37 @@ def _follow(
     job_id: str,
     *,
     mode: str,
-    wait_timeout: str | None,
+    timeout: float | None,
     launch: PreparedLaunch,
     connector: str | None,
     resource_meta: str | None,
     output: str,
 ) -> None:
     from perianctl.commands.wait import follow_after_submit, follow_via_connector
-    from perianctl.timeparse import parse_duration
 
-    timeout = parse_duration(wait_timeout, what="--wait-timeout") if wait_timeout else None
     if connector:
         # Through the connector, as propeller follows it: right even when the connector talks to
         # another PERIAN than this profile (e.g. `serve --sandbox`), and needs no credentials here.
-        code = follow_via_connector(connector, job_id, timeout=timeout, interval=1.0,
-                                    output_prefix=launch.output_prefix)
+        code, failure = follow_via_connector(connector, job_id, timeout=timeout, interval=1.0,
+                                             output_prefix=launch.output_prefix)
     else:
-        code = follow_after_submit(ctx, [job_id], mode=mode, timeout=timeout, interval=1.0)
-    code = _report_task_result(job_id, launch, code, output=output, connector=connector)
+        code, failure = follow_after_submit(ctx, [job_id], mode=mode, timeout=timeout, interval=1.0)
+    code = _report_task_result(job_id, launch, code, output=output, connector=connector, failure=failure)
     if code:
         raise typer.Exit(code)
 
 
 def _report_task_result(
-    job_id: str, launch: PreparedLaunch, code: int, *, output: str, connector: str | None
+    job_id: str, launch: PreparedLaunch, code: int, *, output: str, connector: str | None,
+    failure: str | None = None,
 ) -> int:
     """Print the task's outputs as values (or its error.pb message); returns the final exit code.
 
     Outputs are data, so they go to stdout: ``name = value`` lines, or inside the JSON/YAML record.
     A task that raised but whose container still exited 0 (no FLYTE_FAIL_ON_ERROR) leaves an
     ``error.pb`` behind: like flytepropeller, that is a failure even though PERIAN said Done.
+    One failure is one ``error:`` line: ``failure`` (how the job ended, from the follow) and the
+    task's own error are printed together.
     """
     from perianctl.errors import ExitCode
     from perianctl.flyte.launch import read_error, read_outputs
@@ -418,8 +479,10 @@ def _report_task_result(
         from perianctl.text import last_line
 
         task_error = last_line(message)
-        error(f"task error: {task_error}")
+        error(f"job {job_id} failed: task error: {task_error}")
         code = code or int(ExitCode.JOB_FAILED)
+    elif failure:
+        error(failure)
     elif code == 0:
         outputs = read_outputs(launch.output_prefix)
         if outputs is None:

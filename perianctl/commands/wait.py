@@ -57,8 +57,9 @@ def follow_after_submit(
     mode: Literal["wait", "watch"] | str,
     timeout: float | None,
     interval: float,
-) -> int:
-    """``submit --wait/--watch``: follow the new job(s) and return the exit code (PRODUCT.md table).
+) -> tuple[int, str | None]:
+    """``submit --wait/--watch``: follow the new job(s); the exit code (PRODUCT.md table) and, for a
+    failure, the error line (not printed: ``submit`` adds the task's own error to it).
 
     Progress goes to stderr (a live table on a terminal for ``watch``, one line per transition
     otherwise; nothing with ``-q``), so stdout keeps only what ``submit`` printed (the job id).
@@ -73,8 +74,8 @@ def follow_after_submit(
         raise UsageError(f"unknown follow mode '{mode}'")
     kind: ViewKind = "quiet" if state.quiet else ("live" if mode == "watch" else "lines")
     outcome = follow(ctx, list(job_ids), kind=kind, to_stderr=True, wait_for=WaitFor.TERMINAL, timeout=timeout,
-                     interval=interval)
-    return outcome.exit_code
+                     interval=interval, report_failure=False)
+    return outcome.exit_code, outcome.failure
 
 
 def follow_via_connector(
@@ -85,11 +86,12 @@ def follow_via_connector(
     interval: float,
     output_prefix: str = "",
     give_up_after: float = 300.0,
-) -> int:
+) -> tuple[int, str | None]:
     """``submit --connector --wait/--watch``: poll the connector's GetTask until the task ends.
 
     One line per phase change on stderr (nothing with ``-q``); the exit code follows the phase
-    (:attr:`perianctl.flyte.grpc_client.TaskStatus.exit_code`), 5 when ``timeout`` is reached.
+    (:attr:`perianctl.flyte.grpc_client.TaskStatus.exit_code`), 5 when ``timeout`` is reached; a
+    failure's error line is returned, not printed (as :func:`follow_after_submit`).
     Ctrl-C detaches (130) and never cancels the job. Observations with PERIAN's status go into the
     journal, so ``get --history`` shows them.
     """
@@ -99,7 +101,7 @@ def follow_via_connector(
     from perianctl.errors import PerianctlError
     from perianctl.flyte.grpc_client import TaskStatus, WaitTimedOut, wait_via_connector
     from perianctl.journal import Observation, open_journal
-    from perianctl.ui.console import error, info, state
+    from perianctl.ui.console import info, state
 
     seen: list[tuple[str, str]] = []
 
@@ -125,10 +127,9 @@ def follow_via_connector(
         sys.stderr.write(f"\ndetached; the job keeps running — 'perianctl delete {job_id} --connector {target}' "
                          "cancels\n")
         sys.stderr.flush()
-        return 130
+        return 130, None
     except WaitTimedOut as exc:
-        error(exc.message)
-        return int(exc.exit_code)
+        return int(exc.exit_code), exc.message
     code = final.exit_code or 0
     from perianctl.ui.jobs import cost_summary
 
@@ -136,5 +137,5 @@ def follow_via_connector(
     if cost and not state.quiet:
         info(cost)
     if code:
-        error(f"job {job_id} ended {final.phase_name}" + (f": {final.message}" if final.message else ""))
-    return code
+        return code, f"job {job_id} ended {final.phase_name}" + (f": {final.message}" if final.message else "")
+    return 0, None

@@ -63,6 +63,8 @@ class FollowOutcome:
     exit_code: int
     result: WaitResult | None
     """None when the user detached with Ctrl-C."""
+    failure: str | None = None
+    """With ``report_failure=False``: the error line that was not printed (the caller prints it)."""
 
 
 def follow(
@@ -77,11 +79,14 @@ def follow(
     give_up_after: float | None = 300.0,
     to_stderr: bool = False,
     final_output: str | None = None,
+    report_failure: bool = True,
 ) -> FollowOutcome:
     """Run a watch/wait with the given view; handles Ctrl-C (detach, exit 130) and the summary.
 
     ``to_stderr`` renders the view on stderr (``submit --watch``: stdout keeps only the job id).
     ``final_output`` prints the final jobs to stdout in that ``-o`` format (``wait``).
+    ``report_failure=False`` leaves the ``error:`` line of a failed outcome to the caller
+    (``submit --wait`` merges it with the task's own error: one failure, one line).
     """
     import sys
 
@@ -111,7 +116,7 @@ def follow(
                 view.start()
                 try:
                     result = await wait_until(poller, wait_for=wait_for, timeout=timeout, on_refresh=view.on_refresh,
-                                              on_tick=view.on_tick if kind == "live" else None)
+                                              on_tick=view.on_tick)
                 except PerianctlError as exc:
                     failure = exc.message
                     raise
@@ -134,6 +139,8 @@ def follow(
     if kind != "json":
         _print_costs([w.job for w in result.jobs if w.job is not None])
     if result.exit_code:
+        if not report_failure:
+            return FollowOutcome(int(result.exit_code), result, failure=summary)
         error(summary)
     elif kind != "json":
         info(summary)
@@ -176,7 +183,11 @@ def _make_view(kind: ViewKind, labels: _Labels, *, interval: float, to_stderr: b
         console = err_console() if to_stderr else out_console()
         if console.is_terminal and not console.is_dumb_terminal:
             return LiveTableView(console, labels, interval=interval)
-    return LineView(stream)
+    # An outage gets a status line on a terminal, else a reminder every 10 refreshes (5-60 s).
+    status = err_console() if not state.verbose else None
+    if status is not None and not (status.is_terminal and not status.is_dumb_terminal):
+        status = None
+    return LineView(stream, reminder_every=min(60.0, max(5.0, 10 * interval)), status_console=status)
 
 
 class _QuietView:

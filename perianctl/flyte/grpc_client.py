@@ -230,6 +230,10 @@ def validate_target(target: str) -> str:
     target = target.strip()
     if not _TARGET.match(target):
         raise UsageError(f"invalid --connector '{target}': expected HOST:PORT (e.g. localhost:8000)")
+    port = re.search(r":(\d+)$", target)
+    if port is not None and not 1 <= int(port.group(1)) <= 65535:
+        # gRPC would take the port modulo 65536 and quietly dial another one.
+        raise UsageError(f"invalid --connector '{target}': port {int(port.group(1))} is not in 1-65535")
     return target
 
 

@@ -33,6 +33,8 @@ class PreparedLaunch:
     output_prefix: str
     inputs_uri: str
     wrote_inputs: bool
+    needs_inputs_file: bool = False
+    """Whether the task reads ``inputs.pb`` (or has inputs): :func:`write_inputs_file` writes it."""
 
 
 def reads_inputs_file(template: TaskTemplate) -> bool:
@@ -54,13 +56,17 @@ def prepare_launch(
     run_id: str,
     write_inputs: bool = True,
 ) -> PreparedLaunch:
-    """Write ``<prefix>/inputs.pb`` (when the task reads it) and render the template's placeholders."""
+    """Render the template's placeholders and (``write_inputs``) write ``<prefix>/inputs.pb`` when the
+    task reads it. ``submit`` passes ``write_inputs=False`` and calls :func:`write_inputs_file` only
+    once every flag and the request are known valid, so a rejected submit leaves no files behind.
+    """
     from perianctl.flyte.render import RenderContext, render_template
 
     prefix = storage.normalize_prefix(output_prefix)
     inputs_uri = storage.join(prefix, INPUTS_FILE)
+    needs = reads_inputs_file(template) or len(inputs.literals) > 0
     wrote = False
-    if write_inputs and (reads_inputs_file(template) or len(inputs.literals) > 0):
+    if write_inputs and needs:
         storage.write_bytes(inputs_uri, inputs.SerializeToString())
         wrote = True
     context = RenderContext(
@@ -81,7 +87,30 @@ def prepare_launch(
         output_prefix=prefix,
         inputs_uri=inputs_uri,
         wrote_inputs=wrote,
+        needs_inputs_file=needs,
     )
+
+
+def write_inputs_file(launch: PreparedLaunch) -> PreparedLaunch:
+    """Write ``inputs.pb`` for a launch prepared with ``write_inputs=False`` (if the task needs it)."""
+    import dataclasses
+
+    if not launch.needs_inputs_file or launch.wrote_inputs:
+        return launch
+    storage.write_bytes(launch.inputs_uri, launch.inputs.SerializeToString())
+    return dataclasses.replace(launch, wrote_inputs=True)
+
+
+def discard_inputs_file(launch: PreparedLaunch, *, remove_dir: bool = False) -> None:
+    """Remove the ``inputs.pb`` this launch wrote, for a job that certainly was not created.
+
+    Never call it when a create may have reached the API: that job would read this file. Best
+    effort: a file that cannot be removed is left, never an error on top of the real one.
+    ``remove_dir`` also removes the prefix directory when it is local and now empty (a run
+    directory perianctl made for this launch, never one the user named).
+    """
+    if launch.wrote_inputs:
+        storage.remove(launch.inputs_uri, remove_dir=remove_dir)
 
 
 def read_outputs(output_prefix: str) -> LiteralMap | None:

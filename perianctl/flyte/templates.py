@@ -115,8 +115,36 @@ def load_template(source: str, *, task: str | None = None, image: str | None = N
         raise TemplateError(f"{source}: the template is too large to load") from None
     except Exception as exc:  # the contract is "TemplateError or nothing"
         raise TemplateError(one_line(f"cannot load template {source}: {type(exc).__name__}: {exc}")) from None
+    if loaded.template.HasField("custom"):
+        _check_finite(loaded.template.custom, "custom", source)
     loaded.warnings.extend(_warnings_for(loaded.template))
     return loaded
+
+
+def _check_finite(value: Any, path: str, source: str, depth: int = 0) -> None:
+    """Reject NaN and ±Infinity in ``custom``: JSON and YAML parsers accept them (``Infinity``,
+    ``.inf``), protobuf stores them, but no resource can be infinite and they cannot be written back
+    as JSON, so the request could not even be built."""
+    import math
+
+    from google.protobuf import struct_pb2
+
+    if depth > 100:
+        return  # parse_text_document already bounds the nesting
+    if isinstance(value, struct_pb2.Struct):
+        for key, item in value.fields.items():
+            _check_finite(item, f"{path}.{key}", source, depth + 1)
+    elif isinstance(value, struct_pb2.ListValue):
+        for index, item in enumerate(value.values):
+            _check_finite(item, f"{path}[{index}]", source, depth + 1)
+    elif isinstance(value, struct_pb2.Value):
+        kind = value.WhichOneof("kind")
+        if kind == "number_value" and not math.isfinite(value.number_value):
+            raise TemplateError(f"{source}: {path} is {value.number_value}, not a finite number")
+        if kind == "struct_value":
+            _check_finite(value.struct_value, path, source, depth + 1)
+        elif kind == "list_value":
+            _check_finite(value.list_value, path, source, depth + 1)
 
 
 def _load(source: str, *, task: str | None, image: str | None) -> LoadedTemplate:
@@ -556,6 +584,52 @@ def _module_name_for(path: Path) -> tuple[str, Path]:
     return ".".join(parts), root
 
 
+def _check_not_shadowing(module_name: str, path: Path, root: Path) -> None:
+    """Refuse a task module whose top-level name is taken by the standard library or by a module
+    this process already uses (``json.py``, ``yaml.py``): importing it would replace that module
+    here, and in the container ``pyflyte-execute`` would import the other module, not the task."""
+    top = module_name.split(".", 1)[0]
+    loaded = sys.modules.get(top)
+    where = getattr(loaded, "__file__", None) if loaded is not None else None
+    ours = where is not None and (Path(where).resolve() == path
+                                  or Path(where).resolve().is_relative_to(root.resolve() / top))
+    if top in sys.stdlib_module_names or (loaded is not None and not ours):
+        what = "the standard-library module" if top in sys.stdlib_module_names else "the installed module"
+        raise TemplateError(
+            f"{path}: its module name {top!r} is {what} {top!r}, which Python (and pyflyte-execute in the "
+            "container) would import instead",
+            hint=f"rename {path.name if module_name == top else top + '/'} to a name of its own",
+        )
+
+
+@contextlib.contextmanager
+def _interrupts_tracked() -> Any:
+    """Yield a list that gets an entry when a real SIGINT arrives (main thread only)."""
+    import signal
+    import threading
+
+    seen: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if previous == signal.SIG_IGN:
+            return
+        seen.append(signum)
+        if callable(previous):
+            previous(signum, frame)  # default_int_handler raises KeyboardInterrupt
+            return
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _load_python(path: Path, task: str | None, image: str | None, label: str) -> LoadedTemplate:
     if not path.is_file():
         raise TemplateError(f"Python file not found: {path}")
@@ -570,17 +644,24 @@ def _load_python(path: Path, task: str | None, image: str | None, label: str) ->
         raise TemplateError(one_line(f"cannot serialize {label}: flytekit failed to import: {reason}")) from None
 
     module_name, root = _module_name_for(path)
+    _check_not_shadowing(module_name, path, root)
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     cached = sys.modules.get(module_name)
     if cached is not None and Path(getattr(cached, "__file__", "") or "").resolve() != path:
         del sys.modules[module_name]
     importlib.invalidate_caches()
+    interrupted: list[int] = []
     try:
         # User code may print; keep stdout for data (HACKING.md "Data on stdout").
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr), _interrupts_tracked() as interrupted:
             module = importlib.import_module(module_name)
-    except (Exception, SystemExit) as exc:
+    except BaseException as exc:
+        # Whatever the module raises at import (SystemExit, a custom BaseException, even a
+        # KeyboardInterrupt it raises itself) is an error in the task file; only a real Ctrl-C
+        # interrupts perianctl.
+        if isinstance(exc, KeyboardInterrupt) and interrupted:
+            raise
         raise TemplateError(one_line(f"cannot import {path}: {type(exc).__name__}: {exc}")) from None
 
     tasks = {n: v for n, v in vars(module).items() if isinstance(v, PythonTask)}
@@ -603,13 +684,16 @@ def _load_python(path: Path, task: str | None, image: str | None, label: str) ->
                 raise TemplateError(f"{path}: name the task as {path.name}:TASK; tasks defined there: {known}")
             entity = perian[0]
 
+    interrupted = []
     try:
         images = ImageConfig.auto(img_name=image) if image else ImageConfig.auto_default_image()
         settings = SerializationSettings(image_config=images)
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr), _interrupts_tracked() as interrupted:
             spec = get_serializable(OrderedDict(), settings, entity)
         template = spec.template.to_flyte_idl()
-    except (Exception, SystemExit) as exc:
+    except BaseException as exc:  # user code runs here too (type transformers, defaults)
+        if isinstance(exc, KeyboardInterrupt) and interrupted:
+            raise
         reason = f"{type(exc).__name__}: {exc}"
         raise TemplateError(one_line(f"cannot serialize {path}:{task or entity.name}: {reason}")) from None
     warnings = []

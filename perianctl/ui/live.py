@@ -114,8 +114,22 @@ def phase_counts(jobs: Sequence[WatchedJob]) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda item: order.get(item[0], -1))
 
 
+def outage_text(poller: Poller, *, now: float | None = None) -> str | None:
+    """``PERIAN API unreachable since 10:00:01Z (42s, 5 failed refreshes; last: connection refused)``,
+    or None while the API answers. The one wording every view uses for an outage."""
+    seconds = poller.unavailable_for()
+    if seconds is None:
+        return None
+    since = iso_time((now if now is not None else time.time()) - seconds)
+    last = _one_line(scrub(poller.stats.last_error or "no answer"), 120)
+    failed = poller.consecutive_errors
+    return (f"PERIAN API unreachable since {since} ({human_duration(seconds)}, {failed} failed "
+            f"refresh{'es' if failed != 1 else ''}; last: {last})")
+
+
 def header_text(
-    jobs: Sequence[WatchedJob], *, stale: bool, errors: int, interval: float, done: bool, detached: bool = False
+    jobs: Sequence[WatchedJob], *, stale: bool, errors: int, interval: float, done: bool, detached: bool = False,
+    outage: str | None = None,
 ) -> str:
     counts = " · ".join(f"{n} {phase}" for phase, n in phase_counts(jobs)) or "no jobs yet"
     noun = "job" if len(jobs) == 1 else "jobs"
@@ -127,6 +141,8 @@ def header_text(
         text = f"watching {len(jobs)} {noun}: {counts}  (every {interval:g}s; Ctrl-C detaches)"
     if stale:
         text += f"  [{STALE_MARKER}; {errors} error{'s' if errors != 1 else ''}]"
+        if outage:
+            text += f"  {outage}"
     elif errors:
         text += f"  ({errors} transient API error{'s' if errors != 1 else ''})"
     return text
@@ -281,7 +297,7 @@ class LiveTableView:
         jobs, hidden = self._visible(poller.watched())
         rows = snapshot_rows(jobs, self.labels)
         header = header_text(poller.watched(), stale=poller.stale, errors=poller.stats.errors,
-                             interval=self.interval, done=False)
+                             interval=self.interval, done=False, outage=outage_text(poller))
         footer = self._footer(hidden)
         shown = (header, footer, tuple(rows))
         if shown == self._shown:
@@ -314,12 +330,22 @@ class LiveTableView:
 
 
 class LineView:
-    """Append-only: one plain line per transition (CI logs, pipes, ``--no-live``)."""
+    """Append-only: one plain line per transition (CI logs, pipes, ``--no-live``).
 
-    def __init__(self, stream: IO[str] | None = None, *, warn_stream: IO[str] | None = None) -> None:
+    An outage is never silent: a line when it starts, one when it ends, and in between a reminder
+    every ``reminder_every`` seconds -- or, when the message stream is a terminal, a status line
+    (spinner, since-when, reason, elapsed) that disappears when the API answers again.
+    """
+
+    def __init__(self, stream: IO[str] | None = None, *, warn_stream: IO[str] | None = None,
+                 reminder_every: float = 30.0, status_console: Console | None = None) -> None:
         self.stream = stream
         self.warn_stream = warn_stream
+        self.reminder_every = reminder_every
+        self.status_console = status_console
         self._was_stale = False
+        self._last_notice = 0.0
+        self._status: Any = None
 
     def start(self) -> None:
         return None
@@ -330,20 +356,43 @@ class LineView:
             out.write(scrub(transition_line(event)) + "\n")
         if result.events:
             out.flush()
-        warn = self.warn_stream or sys.stderr
         if not result.ok and not self._was_stale:
-            warn.write(f"warning: {iso_time(time.time())} {STALE_MARKER} ({scrub(result.error or '')})\n")
-            warn.flush()
+            self._warn(f"warning: {iso_time(time.time())} {STALE_MARKER} ({scrub(result.error or '')})")
+            self._last_notice = time.monotonic()
         elif result.ok and self._was_stale:
-            warn.write(f"{iso_time(time.time())} API reachable again after {poller.stats.errors} error(s) so far\n")
-            warn.flush()
+            self._stop_status()
+            self._warn(f"{iso_time(time.time())} API reachable again after {poller.stats.errors} error(s) so far")
         self._was_stale = not result.ok
+        self.on_tick(poller)
 
     def on_tick(self, poller: Poller) -> None:
-        return None
+        if not self._was_stale:
+            return
+        text = outage_text(poller)
+        if text is None:
+            return
+        if self.status_console is not None:
+            if self._status is None:
+                self._status = self.status_console.status(f"{text}; retrying", spinner="dots")
+                self._status.start()
+            else:
+                self._status.update(f"{text}; retrying")
+        elif time.monotonic() - self._last_notice >= self.reminder_every:
+            self._last_notice = time.monotonic()
+            self._warn(f"warning: {iso_time(time.time())} still waiting: {text}; retrying")
 
     def finish(self, poller: Poller, result: WaitResult | None, *, error: str | None = None) -> None:
-        return None
+        self._stop_status()
+
+    def _stop_status(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def _warn(self, line: str) -> None:
+        warn = self.warn_stream or sys.stderr
+        warn.write(line + "\n")
+        warn.flush()
 
 
 def transition_line(event: TransitionEvent) -> str:
