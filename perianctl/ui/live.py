@@ -121,7 +121,7 @@ def outage_text(poller: Poller, *, now: float | None = None) -> str | None:
     if seconds is None:
         return None
     since = iso_time((now if now is not None else time.time()) - seconds)
-    last = _one_line(scrub(poller.stats.last_error or "no answer"), 120)
+    last = _one_line(scrub(poller.stats.last_error or "no answer"), 80)
     failed = poller.consecutive_errors
     return (f"PERIAN API unreachable since {since} ({human_duration(seconds)}, {failed} failed "
             f"refresh{'es' if failed != 1 else ''}; last: {last})")
