@@ -6,13 +6,15 @@ ConnectError: connection refused, retrying (12 s)"). The line is transient: it d
 call ends, so it never mixes with data on stdout or with the one ``error:`` line. Piped or in CI
 nothing is shown here: there the client's bounded retries end in one error line.
 
-The reason comes from the HTTP client's retry hooks (stamina), so every command that goes through
-``commands.common.run(..., status=...)`` gets the same line without knowing about retries.
+The reason comes from the HTTP client's retry log records (logger ``perianctl.http``), so every
+command that goes through ``commands.common.run(..., status=...)`` gets the same line without
+knowing about retries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -23,46 +25,35 @@ SHOW_AFTER = 1.0
 """Seconds a call may take before the status line appears."""
 
 
-def describe_retry_cause(exc: BaseException | None) -> str:
-    """``connection refused``, ``read timeout``, ``HTTP 503``: what made the client retry."""
-    if exc is None:
-        return "no answer yet"
-    response = getattr(exc, "response", None)
-    status = getattr(response, "status_code", None)
-    if isinstance(status, int):
-        return f"HTTP {status}"
-    text = str(exc).strip()
-    if "refused" in text.lower():
-        return "connection refused"
-    name = type(exc).__name__
-    return f"{name}: {text}" if text else name
+class _RetryWatcher(logging.Handler):
+    """Remembers the newest retry reason the HTTP client logs (``perianctl.http``: "retry N of GET
+    /job in 0.40s after connection refused") while the status line is up."""
 
-
-class _RetryWatcher:
-    """Remembers the newest retry reason while installed as a stamina on-retry hook."""
+    LOGGER = "perianctl.http"
 
     def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
         self.reason: str | None = None
         self.retries = 0
 
-    def __call__(self, details: Any) -> None:
-        self.retries += 1
-        self.reason = describe_retry_cause(getattr(details, "caused_by", None))
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if str(record.msg).startswith("retry") and args:
+            self.retries += 1
+            self.reason = str(args[-1])
 
     def __enter__(self) -> _RetryWatcher:
-        try:
-            import stamina.instrumentation as instrumentation
-
-            self._previous = instrumentation.get_on_retry_hooks()
-            instrumentation.set_on_retry_hooks([*self._previous, self])
-            self._instrumentation: Any = instrumentation
-        except Exception:  # no stamina, or another API: the line just has no reason
-            self._instrumentation = None
+        logger = logging.getLogger(self.LOGGER)
+        self._previous_level = logger.level
+        if not logger.isEnabledFor(logging.INFO):
+            logger.setLevel(logging.INFO)  # no handler prints INFO without -v (and -v shows no status)
+        logger.addHandler(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._instrumentation is not None:
-            self._instrumentation.set_on_retry_hooks(list(self._previous))
+        logger = logging.getLogger(self.LOGGER)
+        logger.removeHandler(self)
+        logger.setLevel(self._previous_level)
 
 
 def status_wanted() -> bool:
