@@ -3,11 +3,13 @@ into a traceback.
 
 Importing the CLI takes some tens of milliseconds; a SIGINT in that window would raise
 KeyboardInterrupt inside an import, before :func:`perianctl.cli.main` could catch it. Until main
-takes over, a SIGINT ends the process with "interrupted" and exit code 130 instead.
+takes over, a SIGINT ends the process with "interrupted" and exit code 130 instead; once main
+has decided the exit code, a late SIGINT is ignored. The C-level ``_signal`` module is used (it is
+loaded with the interpreter), because importing ``signal`` itself takes long enough to be hit.
 """
 
+import _signal
 import os
-import signal
 
 
 def _interrupted_during_start_up(signum: int, frame: object) -> None:
@@ -16,11 +18,17 @@ def _interrupted_during_start_up(signum: int, frame: object) -> None:
 
 
 def main() -> None:
-    signal.signal(signal.SIGINT, _interrupted_during_start_up)
-    from perianctl.cli import main as cli_main
+    _signal.signal(_signal.SIGINT, _interrupted_during_start_up)
+    try:
+        from perianctl.cli import main as cli_main
 
-    cli_main()
+        cli_main()
+    finally:
+        # The outcome is decided (cli_main always exits): a Ctrl-C during interpreter shutdown
+        # must not print a traceback.
+        _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
 
 
 if __name__ == "__main__":
+    _signal.signal(_signal.SIGINT, _interrupted_during_start_up)
     main()

@@ -154,24 +154,28 @@ def test_connector_port_out_of_range_is_a_usage_error(run_cli, target: str) -> N
 
 
 def test_sigint_during_start_up_exits_130_without_a_traceback(cli_env: CliEnv) -> None:
-    """Ctrl-C at several moments of the first ~100 ms. A signal that lands before the interpreter
-    ran any perianctl code (its own start-up) is the interpreter's to report; every one that lands
-    in perianctl must end with exit 130 and no traceback."""
-    env = {**cli_env.env(), "PERIAN_API_URL": f"http://127.0.0.1:{_closed_port()}", "PERIAN_ORGANIZATION": "o",
-           "PERIAN_TOKEN": "t"}
-    ours = 0
-    for delay in (0.0, 0.01, 0.02, 0.035, 0.05, 0.07, 0.1, 0.15) * 2:
-        proc = subprocess.Popen([sys.executable, "-m", "perianctl", "list"], env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(delay)  # the moment of the Ctrl-C is the input here, not a wait for an event
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-        interpreter_start_up = "init_import_site" in err or ("Traceback" in err and "perianctl" not in err)
-        if interpreter_start_up:
-            continue
-        assert "Traceback" not in err, (delay, err)
-        assert proc.returncode in (130, -signal.SIGINT), (delay, proc.returncode, err)
-        ours += proc.returncode == 130
+    """Ctrl-C at several moments of the first ~150 ms. A signal that lands before the interpreter
+    ran any perianctl code (its own start-up: site, runpy) is the interpreter's to report; every
+    one that lands in perianctl must end with exit 130 and no traceback."""
+    with socket.socket() as silent:  # accepts connections (backlog), never answers: the command stays busy
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        env = {**cli_env.env(), "PERIAN_API_URL": f"http://127.0.0.1:{silent.getsockname()[1]}",
+               "PERIAN_ORGANIZATION": "o", "PERIAN_TOKEN": "t"}
+        ours = 0
+        for delay in (0.0, 0.01, 0.02, 0.035, 0.05, 0.07, 0.1, 0.15) * 2:
+            proc = subprocess.Popen([sys.executable, "-m", "perianctl", "--api-timeout", "20s", "list"], env=env,
+                                    text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            time.sleep(delay)  # the moment of the Ctrl-C is the input here, not a wait for an event
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
+            in_perianctl = re.search(r'File "[^"]*perianctl[/\\]', err) is not None
+            trouble = any(word in err for word in ("Traceback", "Fatal Python error", "Could not import runpy"))
+            if trouble and not in_perianctl:
+                continue  # the interpreter's own start-up, before perianctl/__main__ ran
+            assert not trouble, (delay, err)
+            assert proc.returncode in (130, -signal.SIGINT), (delay, proc.returncode, err)
+            ours += proc.returncode == 130
     assert ours >= 4  # most moments land in perianctl's code
 
 
@@ -238,9 +242,11 @@ def test_wait_piped_reports_outage_start_reminders_and_end(sandbox, cli_env: Cli
         sandbox.restart()
         _read_until(proc.stderr, r"API reachable again")
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
-    assert proc.returncode == 130
+        if proc.poll() is None:  # the sandbox may have ended the job at its restart (then wait exits 3)
+            proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=30)
+    assert proc.returncode in (3, 130), rest
+    assert "Traceback" not in rest
 
 
 def test_wait_on_a_terminal_shows_the_outage_as_a_status_line(sandbox, cli_env: CliEnv) -> None:  # type: ignore[no-untyped-def]
@@ -258,10 +264,12 @@ def test_wait_on_a_terminal_shows_the_outage_as_a_status_line(sandbox, cli_env: 
         sandbox.restart()
         child.expect(r"API reachable again")
     finally:
-        child.sendintr()
+        if child.isalive():
+            child.sendintr()
         child.expect(pexpect.EOF)
         child.close()
-    assert child.exitstatus == 130
+    assert child.exitstatus in (3, 130)
+    assert "Traceback" not in (child.before or "")
 
 
 def test_slow_api_shows_a_status_line_on_a_terminal(sandbox_factory, cli_env: CliEnv) -> None:  # type: ignore[no-untyped-def]
