@@ -119,6 +119,19 @@ def test_impolite_create_is_reported_as_the_sandbox_holds_it(run_cli: CliRunner,
     assert report["ok"] is (not not_cancelled)
 
 
+def test_restart_resends_the_same_attempt_to_the_next_replica(run_cli: CliRunner, replicas: list[ServeProcess],
+                                                              sandbox: SandboxHandle) -> None:
+    # propeller "restarts" 0.3 s into a CreateTask that PERIAN answers after 1 s (and commits anyway)
+    report = check(run_cli, replicas, sandbox, "--impolite", "create=slow:1s", "--restart-after", "0.3",
+                   "--job-seconds", "1", "--settle", "20", "--poll-interval", "0.2")
+    (custom,) = report["scenarios"]
+    assert_truthful(custom, sandbox)
+    creates = [c for c in custom["calls"] if c["method"] == "CreateTask"]
+    assert [c["attempt"] for c in creates] == [0, 0] and len(custom["attempts"]) == 1
+    assert creates[0]["code"] == "CANCELLED_BY_CALLER" and creates[0]["target"] != creates[1]["target"]
+    assert custom["attempts"][0]["create_calls"] == 2
+
+
 def test_get_failures_freeze_polling_after_five(run_cli: CliRunner, replicas: list[ServeProcess],
                                                 sandbox: SandboxHandle) -> None:
     report = check(run_cli, replicas, sandbox, "--impolite", "get=slow:1.5s", "--get-timeout", "0.5",

@@ -34,12 +34,19 @@ was not cancelled (and it is the job it was given), no job that no attempt owns 
 (running, or finished on its own: either way someone paid for it), an aborted task's job is
 cancelled, and no GetTask call failed (a transient PERIAN problem must never fail GetTask).
 
-No Typer and no output formatting beyond :func:`format_table`; grpc and flyteidl only.
+No Typer and no output formatting beyond :func:`format_table`; grpc and flyteidl only. From a test::
+
+    task = load_task(None, [], str(tmp_path))            # perianctl's example hello template
+    scenario = replace(SCENARIOS["slow-create-9s"], retries=2, job_seconds=30)
+    result = await run_scenario([r.target for r in replicas], SandboxAdmin(sandbox.url), task, scenario,
+                                PropellerConfig(poll_interval=0.2, settle=60))
+    assert result.ok, result.verdict                     # or inspect result.attempts / .unowned / .calls
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import re
@@ -401,14 +408,12 @@ class Propeller:
             rec.creates += 1
             call = asyncio.ensure_future(self._rpc(CREATE, rec.attempt, request, timeout))
             done, _ = await asyncio.wait({call}, timeout=restart_after)
-            if done:
+            if done:  # answered before the "restart": propeller saw the outcome, nothing is re-sent
                 response, code = call.result()
-                if code == "OK":
-                    return bytes(response.resource_meta)
-            else:
-                call.cancel()  # the old propeller is gone: its call is cancelled (the caller hangs up)
-                with _suppress_cancel():
-                    await call
+                return bytes(response.resource_meta) if code == "OK" else None
+            call.cancel()  # the old propeller is gone: its call is cancelled (the caller hangs up)
+            with contextlib.suppress(asyncio.CancelledError):
+                await call
         rec.creates += 1
         response, code = await self._rpc(CREATE, rec.attempt, request, timeout)
         return bytes(response.resource_meta) if code == "OK" else None
@@ -478,14 +483,6 @@ class Propeller:
             if code == "OK":
                 return
             await asyncio.sleep(cfg.poll_interval)
-
-
-class _suppress_cancel:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        return exc_type is asyncio.CancelledError
 
 
 # --------------------------------------------------------------------------- one scenario
