@@ -236,7 +236,9 @@ def open_journal(path: Path | None = None) -> Iterator[Journal]:
             db.touch(mode=0o600)
         conn = sqlite3.connect(db, timeout=10.0, isolation_level=None)
     except (OSError, sqlite3.Error) as exc:
-        raise JournalError(f"cannot open the job journal {db}: {exc}") from None
+        reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+        raise JournalError(f"cannot open the job journal {db}: {reason}",
+                           hint="set PERIANCTL_STATE_DIR to a writable directory") from None
     try:
         try:
             conn.execute("PRAGMA journal_mode=WAL")

@@ -289,3 +289,29 @@ def test_slow_api_piped_prints_no_status_line(sandbox_factory, run_cli) -> None:
     assert result.returncode == 0, result
     assert "waiting for PERIAN" not in result.output
 
+
+
+def test_watch_live_table_shows_the_outage_in_its_header(sandbox, cli_env: CliEnv) -> None:  # type: ignore[no-untyped-def]
+    job_id = sandbox.create_job(duration=600)
+    env = {**cli_env.env(), **sandbox.env(), "TERM": "xterm-256color", "COLUMNS": "400"}
+    child = pexpect.spawn(sys.executable, ["-m", "perianctl", "watch", job_id, "--interval", "0.2",
+                                           "--max-unavailable", "1h"],
+                          env=env, encoding="utf-8", codec_errors="replace", timeout=60, dimensions=(30, 400))
+    try:
+        child.expect(re.escape(job_id))
+        sandbox.kill()
+        child.expect(r"PERIAN API unreachable since \S+Z \(\d+s, \d+ failed refresh(es)?; last: ")
+    finally:
+        child.sendintr()
+        child.expect(pexpect.EOF)
+        child.close()
+    assert child.exitstatus == 130
+    assert "Traceback" not in (child.before or "")
+
+
+def test_journal_that_cannot_be_opened_is_one_error_with_a_hint(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = run_cli("list", "--local", env={"PERIANCTL_STATE_DIR": str(blocker / "state")})
+    assert "job journal" in _one_error(result, 2)
+    assert "hint: set PERIANCTL_STATE_DIR" in result.stderr
