@@ -315,3 +315,23 @@ def test_journal_that_cannot_be_opened_is_one_error_with_a_hint(run_cli, tmp_pat
     result = run_cli("list", "--local", env={"PERIANCTL_STATE_DIR": str(blocker / "state")})
     assert "job journal" in _one_error(result, 2)
     assert "hint: set PERIANCTL_STATE_DIR" in result.stderr
+
+
+def test_submit_to_a_refused_port_leaves_no_inputs_file(run_cli, cli_env: CliEnv) -> None:  # type: ignore[no-untyped-def]
+    env = {"PERIAN_API_URL": f"http://127.0.0.1:{_closed_port()}", "PERIAN_ORGANIZATION": "o", "PERIAN_TOKEN": "t"}
+    result = run_cli("submit", str(TEMPLATES / "add.json"), "-i", "a=1", "-i", "b=2", env=env, timeout=60)
+    _one_error(result, 8)
+    assert _files_under(cli_env.state_dir / "runs") == []  # the request never left: no job can read them
+
+
+def test_submit_whose_create_may_have_arrived_keeps_its_inputs_file(run_cli, cli_env: CliEnv) -> None:  # type: ignore[no-untyped-def]
+    with socket.socket() as silent:  # the kernel accepts (backlog) and takes the request; nobody answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        env = {"PERIAN_API_URL": f"http://127.0.0.1:{silent.getsockname()[1]}", "PERIAN_ORGANIZATION": "o",
+               "PERIAN_TOKEN": "t"}
+        result = run_cli("--api-timeout", "3s", "submit", str(TEMPLATES / "add.json"), "-i", "a=1", "-i", "b=2",
+                         env=env, timeout=60)
+    _one_error(result, 8)
+    kept = _files_under(cli_env.state_dir / "runs")
+    assert [p.name for p in kept] == ["inputs.pb"]  # a job that may exist would read it
