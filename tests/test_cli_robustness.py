@@ -335,3 +335,15 @@ def test_submit_whose_create_may_have_arrived_keeps_its_inputs_file(run_cli, cli
     _one_error(result, 8)
     kept = _files_under(cli_env.state_dir / "runs")
     assert [p.name for p in kept] == ["inputs.pb"]  # a job that may exist would read it
+
+
+def test_status_line_on_a_terminal_names_the_retry_reason(sandbox_factory, cli_env: CliEnv) -> None:  # type: ignore[no-untyped-def]
+    sandbox = sandbox_factory(fault_rate=1.0, fault_kinds="503", fault_endpoints="list")
+    env = {**cli_env.env(), **sandbox.env(), "TERM": "xterm-256color"}
+    child = pexpect.spawn(sys.executable, ["-m", "perianctl", "--api-timeout", "6s", "list"], env=env,
+                          encoding="utf-8", codec_errors="replace", timeout=60, dimensions=(30, 200))
+    child.expect(r"waiting for PERIAN: HTTP 503, retrying \(\d+ s\)")
+    child.expect(r"error: list jobs: ")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 8
