@@ -22,6 +22,7 @@ from perianctl.errors import UnavailableError
 from perianctl.perian.client import Budget, PerianClient, RetryPolicy, api_deadline
 from perianctl.perian.models import CreateJobRequest, DockerRunParameters, InstanceTypeQueryInput
 from tests.plugins.cli import CliEnv, CliRunner, assert_one_line_error
+from tests.plugins.sandbox import SandboxHandle
 
 REPO = Path(__file__).resolve().parent.parent
 HELLO = REPO / "examples" / "templates" / "hello.pb"
@@ -310,3 +311,18 @@ def test_config_set_rejects_values_that_cannot_work(
     result = run_cli("config", "set", key, value)
     assert_one_line_error(result, 2)
     assert not cli_env.config_file.exists() or value not in cli_env.config_file.read_text()
+
+
+async def test_the_connector_reports_a_broken_token_secret_as_invalid_not_unavailable(sandbox: SandboxHandle) -> None:
+    """A token secret with a line break used to be retried for 8 s and end as UNAVAILABLE."""
+    import grpc
+
+    from tests.test_connector_support import Api, create_request, inprocess_server
+
+    broken = Api(sandbox.url, sandbox.org, sandbox.token + "\nsecond-line")
+    async with inprocess_server(broken) as server:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await server.tasks.CreateTask(create_request("success"), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "line break" in (caught.value.details() or "") and sandbox.token not in (caught.value.details() or "")
+    assert sandbox.stats()["jobs_created"] == 0
