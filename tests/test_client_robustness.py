@@ -9,6 +9,7 @@ far below what the bugs cost (5-92 s per command, 307 s for ``wait``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.server
 import socket
 import threading
@@ -66,6 +67,8 @@ class StallServer:
             self.conns.append(conn)
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() (close alone does not)
         self.sock.close()
         for conn in self.conns:
             conn.close()
