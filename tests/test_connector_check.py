@@ -135,7 +135,7 @@ def test_restart_resends_the_same_attempt_to_the_next_replica(run_cli: CliRunner
 def test_get_failures_freeze_polling_after_five(run_cli: CliRunner, replicas: list[ServeProcess],
                                                 sandbox: SandboxHandle) -> None:
     report = check(run_cli, replicas, sandbox, "--impolite", "get=slow:1.5s", "--get-timeout", "0.5",
-                   "--job-seconds", "5", "--settle", "2", "--poll-interval", "0.1")
+                   "--job-seconds", "5", "--settle", "2", "--poll-interval", "0.1", "--task-timeout", "10")
     (custom,) = report["scenarios"]
     assert_truthful(custom, sandbox)
     gets = [c for c in custom["calls"] if c["method"] == "GetTask"]
@@ -144,9 +144,16 @@ def test_get_failures_freeze_polling_after_five(run_cli: CliRunner, replicas: li
         # propeller stops polling at the 6th cumulative failure: no GetTask after it
         assert failures[5] == len(gets) - 1
         assert custom["outcome"] in ("frozen", "cache-failed") and report["ok"] is False
+    elif custom["outcome"] == "timed-out":
+        # GetTask answered, but never saw the job finish: the node timeout aborted the task
+        assert custom["rpc_calls"]["DeleteTask"] >= 1 and report["ok"] is False
+        assert any("task timeout" in p for p in custom["problems"])
+        job_id = custom["attempts"][0]["job_id"]
+        assert sandbox.wait_for_status(job_id, {"Cancelled"}, timeout=30)["status"] == "Cancelled"
     else:
         assert custom["outcome"] == "succeeded"
-    assert report["ok"] is (not failures and custom["unowned_not_cancelled"] == 0)
+    assert report["ok"] is (not failures and custom["outcome"] == "succeeded"
+                            and custom["unowned_not_cancelled"] == 0)
 
 
 def test_bad_input_is_a_usage_error(run_cli: CliRunner, sandbox: SandboxHandle) -> None:

@@ -149,6 +149,8 @@ def check(
                                               "before the task freezes (maxSystemFailures).")] = 5,
     settle: Annotated[float, typer.Option("--settle", help="Seconds the connector gets, after the task, to "
                                           "cancel jobs no attempt owns.")] = 60.0,
+    task_timeout: Annotated[float, typer.Option("--task-timeout", help="Node timeout: a task not finished by "
+                                                "then is aborted (DeleteTask) and fails the check.")] = 180.0,
     template: Annotated[str | None, typer.Option("--template", help="Task template sent in CreateTask "
                                                  "[default: perianctl's examples/templates/hello.pb].")] = None,
     input_pairs: Annotated[list[str] | None, typer.Option("--input", "-i", metavar="NAME=VALUE",
@@ -170,6 +172,7 @@ def check(
                         ("--delete-timeout", delete_timeout), ("--poll-interval", poll_interval)):
         _positive(value, flag)
     _positive(settle, "--settle", zero=True)
+    _positive(task_timeout, "--task-timeout")
     for flag, maybe in (("--abort-after", abort_after), ("--restart-after", restart_after),
                         ("--job-seconds", job_seconds)):
         if maybe is not None:
@@ -179,12 +182,12 @@ def check(
     _run_check(addresses, _sandbox_url(sandbox, state_dir), chosen, template=template,
                input_pairs=list(input_pairs or []), output=output,
                timeouts=(create_timeout, get_timeout, delete_timeout), poll_interval=poll_interval,
-               max_failures=max_failures, settle=settle)
+               max_failures=max_failures, settle=settle, task_timeout=task_timeout)
 
 
 def _run_check(addresses: list[str], sandbox_url: str, chosen: list[Scenario], *, template: str | None,
                input_pairs: list[str], output: str, timeouts: tuple[float, float, float], poll_interval: float,
-               max_failures: int, settle: float) -> None:
+               max_failures: int, settle: float, task_timeout: float) -> None:
     import asyncio
     import shutil
     import tempfile
@@ -203,7 +206,8 @@ def _run_check(addresses: list[str], sandbox_url: str, chosen: list[Scenario], *
     try:
         task = load_task(template, input_pairs, work)
         config = PropellerConfig(create_timeout=timeouts[0], get_timeout=timeouts[1], delete_timeout=timeouts[2],
-                                 poll_interval=poll_interval, max_system_failures=max_failures, settle=settle)
+                                 poll_interval=poll_interval, max_system_failures=max_failures, settle=settle,
+                                 task_timeout=task_timeout)
 
         def progress(result: ScenarioResult) -> None:
             if output == "text":

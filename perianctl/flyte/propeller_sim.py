@@ -13,7 +13,8 @@ connector the way flytepropeller v1.16 does (flyte-connector.md §2, §9) -- not
   30 s; a check run scales it down). Failures are counted cumulatively and never reset; more than
   ``max_system_failures`` (5) stop the polling: the attempt fails with CacheFailed if no GetTask
   ever succeeded, else the task is *frozen* at its last phase.
-* **DeleteTask** only on abort (``abort_after``), only with a resource meta, retried on error.
+* **DeleteTask** only on abort (``abort_after``, or the node timeout ``task_timeout``), only with a
+  resource meta, retried on error.
 * **Round robin**: every call goes to the next address, like gRPC's round_robin over the pods of
   a Kubernetes Service.
 
@@ -92,6 +93,8 @@ class PropellerConfig:
     task_version: int = 0
     settle: float = 60.0
     census_interval: float = 0.25
+    task_timeout: float = 180.0
+    """A node timeout: the task is aborted (DeleteTask) when it has not finished by then."""
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,7 @@ class AttemptResult:
     creates: int = 0
     resource_meta: bytes | None = None
     job_id: str | None = None
-    outcome: str = "pending"  # create-failed, succeeded, failed, retryable, aborted, frozen, cache-failed
+    outcome: str = "pending"  # create-failed, succeeded, failed, retryable, aborted, frozen, cache-failed, timed-out
     phases: list[str] = field(default_factory=list)
     get_failures: int = 0
     jobs: list[dict[str, Any]] = field(default_factory=list)
@@ -385,6 +388,7 @@ class Propeller:
         self.config = config
         self.clock = clock
         self.calls: list[Call] = []
+        self._deadline = float("inf")
 
     async def _rpc(self, method: str, attempt: int, request: Any, timeout: float) -> tuple[Any, str]:
         target, stub = self.pool.next()
@@ -423,7 +427,11 @@ class Propeller:
         """All attempts of one task; returns them and the task's outcome."""
         attempts: list[AttemptResult] = []
         outcome = "failed"
+        self._deadline = self.clock() + self.config.task_timeout
         for attempt in range(scenario.retries + 1):
+            if self.clock() >= self._deadline:
+                outcome = "timed-out"
+                break
             prefix = f"{task.output_base.rstrip('/')}/{execution}/{node_id}/data/{attempt}"
             rec = AttemptResult(attempt=attempt, output_prefix=prefix)
             attempts.append(rec)
@@ -443,7 +451,7 @@ class Propeller:
             outcome = rec.outcome
             break
         else:
-            outcome = "failed"
+            outcome = "failed"  # every attempt failed
         return attempts, outcome
 
     async def _monitor(self, rec: AttemptResult, scenario: Scenario, prefix: str) -> str:
@@ -457,6 +465,9 @@ class Propeller:
                     and self.clock() - first_ok >= scenario.abort_after:
                 await self._abort(rec, category)
                 return "aborted"
+            if self.clock() >= self._deadline:  # the node timeout: propeller aborts the task
+                await self._abort(rec, category)
+                return "timed-out"
             response, code = await self._rpc(GET, rec.attempt, get, cfg.get_timeout)
             if code != "OK":
                 rec.get_failures += 1  # cumulative, never reset (propeller's SyncFailureCount)
@@ -509,13 +520,13 @@ def judge(attempts: Sequence[AttemptResult], unowned: Sequence[dict[str, Any]], 
         if not rec.created:
             continue
         mine = [j for j in rec.jobs if rec.job_id is None or j["id"] == rec.job_id]
-        if rec.job_id is None and len(rec.kept()) != 1 and rec.outcome != "aborted":
+        if rec.job_id is None and len(rec.kept()) != 1 and rec.outcome not in ("aborted", "timed-out"):
             problems.append(f"attempt {rec.attempt}: {len(rec.kept())} jobs not cancelled (want 1)")
         elif not mine:
             problems.append(f"attempt {rec.attempt}: the job CreateTask returned does not exist")
-        elif rec.outcome == "aborted" and any(not _cancelled(j) for j in mine):
+        elif rec.outcome in ("aborted", "timed-out") and any(not _cancelled(j) for j in mine):
             problems.append(f"attempt {rec.attempt}: aborted (DeleteTask), but its job was not cancelled")
-        elif rec.outcome != "aborted" and all(_cancelled(j) for j in mine):
+        elif rec.outcome not in ("aborted", "timed-out") and all(_cancelled(j) for j in mine):
             problems.append(f"attempt {rec.attempt}: its job was cancelled although the task needed it")
     loose = [j for j in unowned if not _cancelled(j)]
     if loose:
@@ -526,6 +537,9 @@ def judge(attempts: Sequence[AttemptResult], unowned: Sequence[dict[str, Any]], 
         problems.append(f"{get_errors} GetTask error(s)")
     if outcome in ("frozen", "cache-failed"):
         problems.append(f"task {outcome} (more than {max_failures} GetTask failures)")
+    if outcome == "timed-out":
+        last = next((rec.phases[-1] for rec in reversed(attempts) if rec.phases), "no phase")
+        problems.append(f"task did not finish before the task timeout (last phase {last}); aborted")
     return problems
 
 
