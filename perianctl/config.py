@@ -238,6 +238,8 @@ class Settings:
                 out[key] = {"value": value, "source": self.sources.get(key, "default")}
             elif key == "api_url":
                 out[key] = {"value": DEFAULT_API_URL, "source": "default"}
+            elif key == "api_timeout":
+                out[key] = {"value": f"{DEFAULT_API_TIMEOUT:g}s", "source": "default"}
         return out
 
 

@@ -329,3 +329,13 @@ async def test_the_connector_reports_a_broken_token_secret_as_invalid_not_unavai
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "line break" in (caught.value.details() or "") and sandbox.token not in (caught.value.details() or "")
     assert sandbox.stats()["jobs_created"] == 0
+
+
+def test_config_show_tells_the_api_timeout_and_where_it_came_from(run_cli: CliRunner) -> None:
+    import json
+
+    shown = json.loads(run_cli("config", "show", "-o", "json").stdout)["settings"]
+    assert shown["api_timeout"] == {"value": "30s", "source": "default"}
+    assert run_cli("config", "set", "api_timeout", "2m").returncode == 0
+    shown = json.loads(run_cli("config", "show", "-o", "json", env={"PERIANCTL_API_TIMEOUT": "45s"}).stdout)
+    assert shown["settings"]["api_timeout"] == {"value": "45s", "source": "env PERIANCTL_API_TIMEOUT"}

@@ -72,7 +72,7 @@ def show_cmd(
 @config_app.command("set")
 def set_cmd(
     ctx: typer.Context,
-    key: Annotated[str, typer.Argument(help="api_url, organization, token, output_prefix or connector.")],
+    key: Annotated[str, typer.Argument(help="api_url, organization, token, output_prefix, connector or api_timeout.")],
     value: Annotated[str | None, typer.Argument(help="The value ('-' or omitted for token: read stdin).")] = None,
 ) -> None:
     """Set one key in the current (or --profile) profile."""
