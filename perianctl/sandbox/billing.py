@@ -74,6 +74,10 @@ DURATION_TYPES = ("Day", "Week", "Month", "Year")
 BILLING_FILE = "billing.json"
 ENFORCE_INTERVAL = 0.2
 """Seconds between checks whether credits have run out (wall clock)."""
+CREATE_CHECK_MAX_AGE = 0.1
+"""A create's credit check may use ledger state this old (s): a burst of creates then costs one
+read of the open jobs per tenth of a second, not one per create. Running jobs are still costed to
+the moment of the check; only a start or end in the last 0.1 s may be seen late."""
 
 DETAIL_INSUFFICIENT_CREDITS = "You have insufficient credits to create a new Job."
 DETAIL_USAGE_LIMIT_REACHED = "The usage limit of your organization has been reached."
@@ -159,9 +163,15 @@ class Ledger:
         self._settled: dict[str, Charge] = {}
         self._settled_total: dict[str, Decimal] = {}
         self._open: dict[str, Charge] = {}
+        self._refreshed_at = float("-inf")
 
-    def refresh(self) -> None:
+    def refresh(self, max_age: float = 0.0) -> None:
+        """Read what changed since the last refresh (skipped if that was less than ``max_age`` s ago)."""
         with self._lock:
+            now = time.monotonic()
+            if max_age > 0 and now - self._refreshed_at < max_age:
+                return
+            self._refreshed_at = now
             rows, next_seq = self.store.billing_rows(self._from_seq)
             still_open: dict[str, Charge] = {}
             for row in rows:
@@ -264,10 +274,10 @@ class Billing:
             json.dump(self._data, handle, indent=1)
         os.replace(tmp, self.path)
 
-    def _ledger(self) -> Ledger:
+    def _ledger(self, max_age: float = 0.0) -> Ledger:
         if self.ledger is None:
             raise BillingError(503, "The sandbox is starting or stopping")
-        self.ledger.refresh()
+        self.ledger.refresh(max_age)
         return self.ledger
 
     # ------------------------------------------------------------------ credits
@@ -275,9 +285,9 @@ class Billing:
     def original(self) -> Decimal:
         return self.credits + sum((Decimal(str(t["amount"])) for t in self._data["top_ups"]), Decimal(0))
 
-    def remaining(self, org: str, now_ms: int | None = None) -> Decimal:
+    def remaining(self, org: str, now_ms: int | None = None, *, max_age: float = 0.0) -> Decimal:
         now_ms = millis(self.clock()) if now_ms is None else now_ms
-        return self.original() - self._ledger().spent(org, now_ms)
+        return self.original() - self._ledger(max_age).spent(org, now_ms)
 
     def top_up(self, amount: Decimal) -> str:
         top_up_id = str(uuid.uuid4())
@@ -290,9 +300,9 @@ class Billing:
 
     # ------------------------------------------------------------------ usage limits
 
-    def usage(self, org: str, start: dt.datetime, end: dt.datetime, now_ms: int) -> Decimal:
+    def usage(self, org: str, start: dt.datetime, end: dt.datetime, now_ms: int, *, max_age: float = 0.0) -> Decimal:
         low, high = _window_ms(start, end)
-        charges = self._ledger().charges(org)
+        charges = self._ledger(max_age).charges(org)
         return sum((c.cost(now_ms) for c in charges if low <= c.end_ms(now_ms) <= high), Decimal(0))
 
     def usage_limits(self, org: str) -> list[dict[str, Any]]:
@@ -327,14 +337,15 @@ class Billing:
     def check_create(self, org: str, itype: InstanceType) -> None:
         """Refuse a new job that the credits or an enabled usage limit cannot pay for."""
         now_ms = millis(self.clock())
-        if self.remaining(org, now_ms) < itype.rate.cost(1):
+        if self.remaining(org, now_ms, max_age=CREATE_CHECK_MAX_AGE) < itype.rate.cost(1):
             raise BillingError(400, DETAIL_INSUFFICIENT_CREDITS)
         now = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC)
         for duration_type, limit in self._data["usage_limits"].items():
             if not isinstance(limit, dict) or not limit.get("is_enabled"):
                 continue
             start, end = period(duration_type, now)
-            if self.usage(org, start, end - dt.timedelta(microseconds=1), now_ms) >= Decimal(str(limit["amount"])):
+            usage = self.usage(org, start, end - dt.timedelta(microseconds=1), now_ms, max_age=CREATE_CHECK_MAX_AGE)
+            if usage >= Decimal(str(limit["amount"])):
                 raise BillingError(400, DETAIL_USAGE_LIMIT_REACHED)
 
     def stop_if_out_of_credits(self, runtime: Runtime) -> int:
@@ -342,7 +353,7 @@ class Billing:
         now = self.clock()
         if self.remaining(self.organization, millis(now)) > 0:
             return 0
-        store = self._ledger().store
+        store = self._ledger(max_age=float("inf")).store
         stopped = 0
         for row in store.non_terminal():
             ended = store.update(JobUpdate(
