@@ -169,3 +169,26 @@ def test_sdk_billing(sdk: perian.ApiClient, sandbox: SandboxHandle) -> None:
     assert top_up.payment_url.startswith(sandbox.url)
     assert Decimal(api.get_remaining_credits(_headers=headers).original_amount) == Decimal(
         credits.original_amount) + 10
+
+
+def test_sdk_parses_the_whole_catalogue(sdk: perian.ApiClient, sandbox: SandboxHandle) -> None:
+    """Every instance type (all granularities, unavailable ones too) and accelerator type, strictly parsed."""
+    headers = _headers(sandbox)
+    instance_api = perian.InstanceTypeApi(sdk)
+    everything = instance_api.get_instance_type_by_requirements(
+        perian.GetInstanceTypeRequest(instance_type_query=perian.InstanceTyperQueryView()), limit=100,
+        _headers=headers)
+    assert everything.no == len(everything.instance_types) == everything.pagination.total_items >= 25
+    assert {t.price.granularity for t in everything.instance_types} == {
+        perian.BillingGranularity.PER_SECOND, perian.BillingGranularity.PER_MINUTE,
+        perian.BillingGranularity.PER_10_MINUTES, perian.BillingGranularity.PER_HOUR}
+    assert {t.availability.available for t in everything.instance_types} == {True, False}
+    sold_out = instance_api.get_instance_type_by_requirements(perian.GetInstanceTypeRequest(
+        instance_type_query=perian.InstanceTyperQueryView(availability=perian.AvailabilityQueryInput(
+            available=False))), limit=100, _headers=headers)
+    assert sold_out.instance_types and not any(t.availability.available for t in sold_out.instance_types)
+    for itype in everything.instance_types[:3]:
+        assert instance_api.get_instance_type_by_id(itype.id, _headers=headers).instance_types[0] == itype
+    accelerators = perian.AcceleratorTypeApi(sdk).get_all_accelerator_types(_headers=headers).accelerator_types
+    assert {a.name for a in accelerators} == {
+        n for t in everything.instance_types for n in (a.name for a in t.accelerator.accelerator_types)}
