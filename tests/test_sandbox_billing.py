@@ -146,6 +146,8 @@ async def test_each_job_is_billed_at_its_price_and_granularity(sandbox_factory: 
             assert Decimal(item.price or "") == cost == Decimal(item.original_price or "")
             assert (item.granularity, item.currency, item.workload_type) == (job.price.granularity, "EUR", "Job")
             assert (item.started_at, item.done_at) == (job.started_at, job.done_at)
+            shown = pricing.job_cost(job)  # what get/wait/watch show for the job
+            assert shown is not None and shown.final and shown.amount == cost
             total += cost
         # A whole unit is billed once started: ~1 s costs a minute, ten minutes or an hour elsewhere.
         by_granularity = {j.price.granularity: expected_cost(j) for j in jobs if j.price}
@@ -251,7 +253,8 @@ def test_bill_windows_and_periods() -> None:
     # the SDK's format (naive, or "+0000") and ISO with Z all read as UTC
     for text in ("2025-01-02T03:04:05.000006", "2025-01-02T03:04:05.000006+0000", "2025-01-02T03:04:05.000006Z"):
         assert billing.parse_moment(text, "start_time") == dt.datetime(2025, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC)
-    assert billing.amount_text(Decimal("0.00080")) == "0.0008" and billing.amount_text(Decimal("1E+1")) == "10"
+    assert pricing.decimal_text(Decimal("0.00080")) == "0.0008" and pricing.decimal_text(Decimal("1E+1")) == "10"
+    assert pricing.decimal_text(Decimal("0E-8")) == "0"
 
 
 def test_catalogue_unit_prices_are_per_unit_of_granularity() -> None:

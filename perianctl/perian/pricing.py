@@ -180,3 +180,10 @@ def money(amount: Decimal) -> str:
     """An amount for people: cents from 1 up, four places below (a per-second GPU is fractions of a cent)."""
     places = Decimal("0.01") if abs(amount) >= 1 else Decimal("0.0001")
     return str(amount.quantize(places))
+
+
+def decimal_text(amount: Decimal) -> str:
+    """An amount as the API writes it: plain decimal text, no exponent, no trailing zeros ("0.0008", "12")."""
+    if amount == 0:
+        return "0"
+    return format(amount.normalize(), "f")

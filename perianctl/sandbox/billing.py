@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Depends, FastAPI, Request
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr
 
-from perianctl.perian.pricing import Rate, rate
+from perianctl.perian.pricing import Rate, decimal_text, rate
 from perianctl.perian.status import WorkloadStatus
 from perianctl.sandbox import wire
 from perianctl.sandbox.store import BillingRow, JobStore, JobUpdate
@@ -96,13 +96,6 @@ class BillingError(Exception):
         super().__init__(str(detail))
         self.status_code = status_code
         self.detail = detail
-
-
-def amount_text(amount: Decimal) -> str:
-    """An amount as the API's decimal text: plain notation, no exponent, no trailing zeros."""
-    if amount == 0:
-        return "0"
-    return format(amount.normalize(), "f")
 
 
 def millis(timestamp: float) -> int:
@@ -291,7 +284,7 @@ class Billing:
 
     def top_up(self, amount: Decimal) -> str:
         top_up_id = str(uuid.uuid4())
-        self._data["top_ups"].append({"id": top_up_id, "amount": amount_text(amount), "at": wire.iso(self.clock())})
+        self._data["top_ups"].append({"id": top_up_id, "amount": decimal_text(amount), "at": wire.iso(self.clock())})
         self._save()
         return top_up_id
 
@@ -315,7 +308,7 @@ class Billing:
                 continue
             start, end = period(duration_type, now)
             out.append({**self._limit_view(limit, start, end),
-                        "usage": amount_text(self.usage(org, start, end - dt.timedelta(microseconds=1), now_ms))})
+                        "usage": decimal_text(self.usage(org, start, end - dt.timedelta(microseconds=1), now_ms))})
         return out
 
     @staticmethod
@@ -325,7 +318,7 @@ class Billing:
                 "is_enabled": bool(limit["is_enabled"])}
 
     def set_usage_limit(self, amount: Decimal, currency: str, duration_type: str, enabled: bool) -> dict[str, Any]:
-        limit = {"amount": amount_text(amount), "currency": currency, "duration_type": duration_type,
+        limit = {"amount": decimal_text(amount), "currency": currency, "duration_type": duration_type,
                  "is_enabled": enabled}
         self._data["usage_limits"][duration_type] = limit
         self._save()
@@ -393,11 +386,11 @@ class Billing:
             total += price
             items.append({
                 "workload_id": charge.job_id,
-                "price": amount_text(price),
+                "price": decimal_text(price),
                 "currency": currency,
-                "original_price": amount_text(original),
+                "original_price": decimal_text(original),
                 "original_currency": charge.rate.currency,
-                "exchange_rate": amount_text(exchange),
+                "exchange_rate": decimal_text(exchange),
                 "granularity": charge.rate.granularity,
                 "workload_type": "Job",
                 "started_at": iso_ms(charge.started_ms),
@@ -407,7 +400,7 @@ class Billing:
             "organization_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"perian-sandbox-org:{org}")),
             "start_time": _iso(start),
             "end_time": _iso(end),
-            "total_price": amount_text(total),
+            "total_price": decimal_text(total),
             "currency": currency,
             "margin_multiplier": "1",
             "items": items,
@@ -517,8 +510,8 @@ def register_billing_routes(app: FastAPI, billing: Billing, authenticate: Callab
         now = billing.clock()
         current = billing.remaining(org, millis(now))
         return JSONResponse(wire.success(detail=DETAIL_CREDITS_RETRIEVED) | {
-            "current_amount": amount_text(current), "currency": CURRENCY,
-            "original_amount": amount_text(billing.original()), "last_calculated": wire.iso(now)})
+            "current_amount": decimal_text(current), "currency": CURRENCY,
+            "original_amount": decimal_text(billing.original()), "last_calculated": wire.iso(now)})
 
     @app.get("/billing/limit", tags=["billing"])
     async def get_usage_limits(org: str = Depends(authenticate)) -> JSONResponse:

@@ -59,7 +59,7 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
-from perianctl.perian.pricing import GRANULARITY_SECONDS, Rate, rate
+from perianctl.perian.pricing import GRANULARITY_SECONDS, Rate, decimal_text, rate
 
 _NAMESPACE = uuid.UUID("6f1d3c1e-5b2a-4c47-9d0e-7a61c0a5e5b1")
 CATALOGUE_TIMESTAMP = "2025-01-01T00:00:00Z"
@@ -153,7 +153,7 @@ class InstanceType:
     def unit_price(self) -> str:
         """What one unit of :attr:`billing_granularity` costs, as the API's decimal text."""
         units_per_hour = Decimal(3600 // GRANULARITY_SECONDS[self.billing_granularity])
-        return _plain(Decimal(self.eur_per_hour) / units_per_hour)
+        return decimal_text(Decimal(self.eur_per_hour) / units_per_hour)
 
     @cached_property
     def rate(self) -> Rate:
@@ -219,12 +219,6 @@ class InstanceType:
             "updated_at": CATALOGUE_TIMESTAMP,
             "attributes_hash": stable_id("attributes", self.name).replace("-", ""),
         }
-
-
-def _plain(amount: Decimal) -> str:
-    """``Decimal`` → plain decimal text without exponent or trailing zeros ("0.0008", "2.99", "12")."""
-    text = format(amount.normalize(), "f")
-    return text
 
 
 # --------------------------------------------------------------------------- the catalogue
