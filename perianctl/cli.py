@@ -80,6 +80,7 @@ COMMANDS: dict[str, tuple[str, str, str, str | None]] = {
     "wait": ("perianctl.commands.wait", "wait", "command", None),
     "offers": ("perianctl.commands.offers", "offers", "command", None),
     "accelerators": ("perianctl.commands.accelerators", "accelerators", "command", None),
+    "billing": ("perianctl.commands.billing", "billing", "command", None),
     "serve": ("perianctl.commands.serve", "serve", "command", None),
     "connector": ("perianctl.commands.connector", "connector_app", "group", None),
     "config": ("perianctl.commands.config", "config_app", "group", "Manage profiles and settings."),

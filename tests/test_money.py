@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from google.protobuf import json_format
 from prometheus_client import REGISTRY
 
 from tests import test_connector_support as support
-from tests.plugins.cli import CliRunner
+from tests.plugins.cli import CliRunner, assert_one_line_error
 from tests.test_connector_support import Api, category, create_request, wait_phase
 
 api = support.api  # fixture
@@ -146,3 +147,66 @@ async def test_connector_refuses_a_dearer_instance_before_creating(server, api: 
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "0.001 per hour" in (caught.value.details() or "")
     assert api.stats()["jobs_created"] == before
+
+
+# ---------------------------------------------------------------------- billing
+
+
+HELLO = str(Path(__file__).resolve().parents[1] / "examples" / "templates" / "hello.pb")
+
+
+def test_a_job_is_on_the_bill_with_the_cost_wait_printed(sandbox, run_cli: CliRunner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    r = run_cli("submit", HELLO, "-i", "name=x", "--output-prefix", str(tmp_path / "run"), "--wait", "-o", "name",
+                env=sandbox.env())
+    assert r.returncode == 0, r
+    job_id = r.stdout.splitlines()[0].strip()
+    printed = next(line for line in r.stderr.splitlines() if line.startswith(f"job {job_id}: final cost "))
+    r = run_cli("wait", job_id, "-o", "json", env=sandbox.env())
+    cost = json.loads(r.stdout)["cost"]
+
+    r = run_cli("billing", "-o", "json", env=sandbox.env())
+    assert r.returncode == 0, r
+    bill = json.loads(r.stdout)
+    item = next(i for i in bill["items"] if i["job_id"] == job_id)
+    assert Decimal(item["cost"]) == Decimal(cost["amount"])
+    assert item["granularity"] == cost["granularity"]
+    from perianctl.perian.pricing import money
+
+    shown = f"{money(Decimal(item['cost']))} {item['currency']}"
+    assert printed.startswith(f"job {job_id}: final cost {shown} (")
+    r = run_cli("billing", env=sandbox.env())
+    assert r.returncode == 0, r
+    row = next(line for line in r.stdout.splitlines() if job_id in line)
+    assert row.rstrip().endswith(shown)
+    assert "remaining credits:" in r.stdout and "total:" in r.stdout
+    # Outside the window: not on the bill.
+    r = run_cli("billing", "--since", "2020-01-01", "--until", "2020-02-01", "-o", "json", env=sandbox.env())
+    assert r.returncode == 0 and json.loads(r.stdout)["items"] == [], r
+
+
+def test_usage_limit_set_shown_and_it_refuses_a_larger_budget(sandbox, run_cli: CliRunner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    r = run_cli("billing", "--set-limit", "2.50", "-o", "json", env=sandbox.env())
+    assert r.returncode == 0, r
+    limits = json.loads(r.stdout)["usage_limits"]
+    month = next(limit for limit in limits if limit["period"] == "Month")
+    assert Decimal(month["amount"]) == Decimal("2.50") and month["enabled"] is True
+    r = run_cli("billing", env=sandbox.env())
+    assert "usage limit: 2.50 EUR per Month (enabled)" in r.stdout, r
+
+    prefix = tmp_path / "run"
+    r = run_cli("submit", HELLO, "-i", "name=x", "--max-cost", "5", "--output-prefix", str(prefix), env=sandbox.env())
+    assert_one_line_error(r, 2)
+    assert "usage limit" in r.stderr and "hint:" in r.stderr
+    assert sandbox.stats()["jobs_created"] == 0 and not prefix.exists()
+    r = run_cli("submit", HELLO, "-i", "name=x", "--max-cost", "1", "--output-prefix", str(prefix), "-o", "name",
+                env=sandbox.env())
+    assert r.returncode == 0, r
+
+
+@pytest.mark.parametrize("args", [["--since", "yesterday-ish"], ["--since", "1d", "--until", "2d"],
+                                  ["--set-limit", "-3"], ["--limit-period", "Fortnight", "--set-limit", "3"],
+                                  ["--currency", "GBP"]])
+def test_billing_bad_input_is_one_error_line(run_cli: CliRunner, args: list[str]) -> None:
+    r = run_cli("billing", *args, env={"PERIAN_API_URL": "http://127.0.0.1:9", "PERIAN_ORGANIZATION": "o",
+                                       "PERIAN_TOKEN": "t"})
+    assert_one_line_error(r, 2)

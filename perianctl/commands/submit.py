@@ -299,7 +299,13 @@ def _plan(ctx: typer.Context, loaded: LoadedTemplate, overrides: JobOverrides, *
 
 async def _check_credits(client: PerianClient, max_cost: Decimal, plan: Plan) -> None:
     """Refuse a budget that remaining credits or the usage limit cannot cover (see :func:`_plan`)."""
-    return None
+    from perianctl.perian.offers import check_credits
+    from perianctl.ui.console import warn
+
+    rate = plan.offer.rate
+    problem = await check_credits(client, max_cost, rate.currency if rate else "EUR")
+    if problem:
+        warn(problem)
 
 
 def _via_api(

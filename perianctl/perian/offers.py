@@ -283,3 +283,48 @@ def apply_plan(request: m.CreateJobRequest, plan: Plan) -> m.CreateJobRequest:
         "auto_failover_instance_type": False,
         "timeout_seconds": plan.timeout_seconds,
     })
+
+
+async def check_credits(client: PerianClient, max_cost: Decimal, currency: str) -> str | None:
+    """Refuse (:class:`BudgetError`) a budget the remaining credits or an enabled usage limit cannot cover.
+
+    Returns a warning instead when PERIAN cannot say (billing endpoints refused or unavailable, or
+    amounts in another currency): the budget still limits the job through its timeout.
+    """
+    from perianctl.errors import PerianctlError
+
+    try:
+        credits = await client.remaining_credits()
+        limits = await client.get_usage_limits()
+    except PerianctlError as exc:
+        return f"cannot check credits and usage limits for the budget: {exc.message}"
+    skipped: list[str] = []
+    left = _amount(credits.current_amount)
+    if left is not None:
+        if (credits.currency or currency) != currency:
+            skipped.append(f"remaining credits are in {credits.currency}")
+        elif left < max_cost:
+            raise BudgetError(
+                f"the budget {max_cost} {currency} exceeds the remaining credits ({money(left)} {currency})",
+                hint="lower --max-cost, or top up (see 'perianctl billing')")
+    for limit in limits:
+        amount, used = _amount(limit.amount), _amount(limit.usage) or Decimal(0)
+        if not limit.is_enabled or amount is None:
+            continue
+        if (limit.currency or currency) != currency:
+            skipped.append(f"the {limit.duration_type} usage limit is in {limit.currency}")
+            continue
+        if amount - used < max_cost:
+            raise BudgetError(
+                f"the budget {max_cost} {currency} exceeds what the usage limit leaves this {limit.duration_type} "
+                f"({money(amount - used)} of {money(amount)} {currency})",
+                hint="lower --max-cost, or raise the limit ('perianctl billing --set-limit AMOUNT')")
+    return f"not compared with the budget: {'; '.join(skipped)}" if skipped else None
+
+
+def _amount(value: str | None) -> Decimal | None:
+    try:
+        amount = Decimal(str(value)) if value not in (None, "") else None
+    except InvalidOperation:
+        return None
+    return amount if amount is not None and amount.is_finite() else None
