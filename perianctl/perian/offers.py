@@ -214,7 +214,8 @@ async def choose_offer(
             raise NoOfferError(f"no instance type matching the requirements costs at most "
                                f"{max_price_per_hour} per hour", hint=hint + "; see 'perianctl offers'")
         raise NoOfferError("no instance type matches the requirements", hint="see 'perianctl offers'")
-    return offers[0]
+    available = [o for o in offers if o.available is not False]  # what PERIAN would give now, if any
+    return (available or offers)[0]
 
 
 def budget_seconds(offer: Offer, max_cost: Decimal) -> int:
