@@ -139,6 +139,7 @@ def task_status_record(status: TaskStatus) -> dict[str, object]:
 
 def show_task_statuses(statuses: list[TaskStatus], fmt: OutputFormat, *, single: bool) -> None:
     from perianctl.ui.console import write_out
+    from perianctl.ui.jobs import cost_record_text
     from perianctl.ui.output import OutputFormat, emit_data, emit_table
 
     if fmt in (OutputFormat.json, OutputFormat.yaml):
@@ -151,14 +152,15 @@ def show_task_statuses(statuses: list[TaskStatus], fmt: OutputFormat, *, single:
         wide = fmt is OutputFormat.wide
         columns = ["ID", "PHASE", "STATUS", "MESSAGE"]
         if wide:
-            columns += ["INSTANCE", "STARTED", "DONE", "LOG"]
+            columns += ["INSTANCE", "STARTED", "DONE", "COST", "LOG"]
         rows = []
         for s in statuses:
             row = [s.job_id or "-", s.phase_name, s.perian_status or "-", s.message or ""]
             if wide:
                 info = s.custom_info
                 row += [str(info.get("instance_type_id") or "-"), str(info.get("started_at") or "-"),
-                        str(info.get("done_at") or "-"), s.log_links[0].uri if s.log_links else "-"]
+                        str(info.get("done_at") or "-"), cost_record_text(info.get("cost")),
+                        s.log_links[0].uri if s.log_links else "-"]
             rows.append(row)
         emit_table(columns, rows)
 

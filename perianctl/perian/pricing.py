@@ -126,10 +126,6 @@ class JobCost:
     def billed_units(self) -> int:
         return self.rate.billed_units(self.seconds)
 
-    def text(self) -> str:
-        """``0.12 EUR`` when final, ``~0.12 EUR`` while it is an estimate of the cost to date."""
-        return f"{'' if self.final else '~'}{money(self.amount)} {self.rate.currency}"
-
     def record(self) -> dict[str, Any]:
         """The machine form: the same dict in ``get -o json``, watch events and the connector's custom_info."""
         return {

@@ -77,9 +77,22 @@ def price_text(job: JobView) -> str:
 def cost_text(job: JobView, now: datetime | None = None) -> str:
     """``~0.12 EUR`` so far (estimate) while running, ``0.12 EUR`` once finished, ``-`` before it ran."""
     cost = job_cost(job, now)
-    if cost is None or cost.billed_units == 0:
+    return cost_record_text(cost.record()) if cost is not None else "-"
+
+
+def cost_record_text(record: Any) -> str:
+    """A cost record (``custom_info["cost"]``) as a cell: ``~0.12 EUR`` so far, ``0.12 EUR`` final, ``-``."""
+    from decimal import Decimal, InvalidOperation
+
+    from perianctl.perian.pricing import money
+
+    if not isinstance(record, dict) or not record.get("billed_units"):
         return "-"
-    return cost.text()
+    try:
+        amount = money(Decimal(str(record["amount"])))
+    except (KeyError, InvalidOperation):
+        return "-"
+    return f"{'' if record.get('final') else '~'}{amount} {record.get('currency') or ''}".rstrip()
 
 
 def cost_summary(job_id: str, record: dict[str, Any] | None) -> str | None:
