@@ -144,7 +144,7 @@ async def test_connector_refuses_a_dearer_instance_before_creating(server, api: 
     before = api.stats()["jobs_created"]
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await server.tasks.CreateTask(request, timeout=10)
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # well formed, nothing offered
     assert "0.001 per hour" in (caught.value.details() or "")
     assert api.stats()["jobs_created"] == before
 

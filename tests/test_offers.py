@@ -116,7 +116,7 @@ def _first_of_each_granularity(sandbox: Any) -> dict[str, dict[str, Any]]:
 def test_max_cost_becomes_the_documented_timeout_for_each_granularity(sandbox, run_cli: CliRunner) -> None:  # type: ignore[no-untyped-def]
     """timeout_seconds = whole billed units the budget buys x unit length (README "GPUs and cost")."""
     kinds = _first_of_each_granularity(sandbox)
-    assert kinds
+    assert set(kinds) == set(UNIT_SECONDS)  # the sandbox catalogue has every billing granularity
     for granularity, itype in kinds.items():
         unit = Decimal(itype["price"]["unit_price"])
         budget = unit * 7 + unit / 2  # 7.5 units: 7 whole ones are bought

@@ -45,7 +45,7 @@ def _summary(catalogue: list[AcceleratorTypeView], found: list[Offer]) -> list[d
     records = []
     for accel in sorted(catalogue, key=lambda a: (a.vendor or "", a.name or "")):
         names = {accel.name, accel.display_name} - {None}
-        mine = [o for o in found if o.accelerator_name in names or _type_names(o) & names]
+        mine = [o for o in found if o.accelerator_name in names or set(o.instance.accelerator_names) & names]
         cheapest = mine[0].rate if mine else None
         memory = accel.memory or {}
         records.append({
@@ -60,11 +60,6 @@ def _summary(catalogue: list[AcceleratorTypeView], found: list[Offer]) -> list[d
             "cheapest_instance_type": mine[0].id if mine else None,
         })
     return records
-
-
-def _type_names(offer: Offer) -> set[str]:
-    kinds = (offer.instance.accelerator or {}).get("accelerator_types") or []
-    return {str(k.get("name")) for k in kinds if isinstance(k, dict) and k.get("name")}
 
 
 def show(catalogue: list[AcceleratorTypeView], found: list[Offer], fmt: object, *, prices: bool) -> None:

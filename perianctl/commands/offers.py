@@ -76,8 +76,9 @@ def show_offers(found: list[Offer], fmt: object, *, total: int) -> None:
     for o in found:
         rate = o.rate
         available = {True: "yes", False: "no", None: "-"}[o.available]
-        row = [o.provider, o.region, o.instance.name or "-", str(o.cores or "-"),
-               f"{o.ram_gb} GB" if o.ram_gb else "-", o.accelerator_text(),
+        ram = o.instance.ram_gb
+        row = [o.provider, o.region, o.instance.name or "-", str(o.instance.cores or "-"),
+               f"{ram:g} GB" if ram is not None else "-", o.accelerator_text(),
                f"{money(rate.per_hour)} {rate.currency}" if rate else "-",
                rate.granularity if rate else "-", available]
         if wide:

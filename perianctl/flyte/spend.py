@@ -46,7 +46,7 @@ async def with_budget(client: PerianClient, template: TaskTemplate, request: m.C
     """Honour ``PerianConfig(max_price_per_hour=..., max_cost=...)``: pin the cheapest instance type within the
     cap, and turn the budget into ``timeout_seconds`` (:mod:`perianctl.perian.offers`). Without those custom
     keys the request is unchanged. No offer within the cap, or a budget below one billed unit, is an
-    ``UsageError`` (CreateTask answers INVALID_ARGUMENT) before any job exists.
+    ``UsageError`` (CreateTask answers FAILED_PRECONDITION / INVALID_ARGUMENT) before any job exists.
     """
     from perianctl.flyte.translate import budget_of
 

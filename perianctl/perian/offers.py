@@ -74,8 +74,7 @@ class Offer:
 
     @property
     def provider(self) -> str:
-        p = self.instance.provider or {}
-        return str(p.get("name") or p.get("name_short") or "-")
+        return self.instance.provider_name or "-"
 
     @property
     def provider_short(self) -> str:
@@ -83,41 +82,24 @@ class Offer:
 
     @property
     def region(self) -> str:
-        r = self.instance.region or {}
-        name, location = r.get("name"), r.get("location")
+        name, location = self.instance.region_name, self.instance.location
         return f"{name} ({location})" if name and location else str(name or location or "-")
 
     @property
     def available(self) -> bool | None:
-        value = (self.instance.availability or {}).get("available")
-        return value if isinstance(value, bool) else None
-
-    @property
-    def cores(self) -> int | None:
-        value = (self.instance.cpu or {}).get("cores")
-        return int(value) if isinstance(value, int | float) else None
-
-    @property
-    def ram_gb(self) -> str | None:
-        value = (self.instance.ram or {}).get("size")
-        return str(value) if value not in (None, "") else None
-
-    @property
-    def accelerator_count(self) -> int:
-        value = (self.instance.accelerator or {}).get("no")
-        return int(value) if isinstance(value, int | float) else 0
+        return self.instance.available
 
     @property
     def accelerator_name(self) -> str | None:
+        """The GPU's display name (``A100 80GB``), else its catalogue name."""
         types = (self.instance.accelerator or {}).get("accelerator_types") or []
         first = types[0] if types and isinstance(types[0], dict) else {}
         name = first.get("display_name") or first.get("name")
         return str(name) if name else None
 
     def accelerator_text(self) -> str:
-        if not self.accelerator_count:
-            return "-"
-        return f"{self.accelerator_count}×{self.accelerator_name or 'GPU'}"
+        count = self.instance.accelerator_count
+        return f"{count}×{self.accelerator_name or 'GPU'}" if count else "-"
 
     def sort_key(self) -> tuple[int, Decimal, str]:
         rate = self.rate
@@ -135,12 +117,13 @@ class Offer:
             "name": self.instance.name,
             "provider": self.provider,
             "provider_short": self.provider_short or None,
-            "region": (self.instance.region or {}).get("name"),
-            "country": (self.instance.region or {}).get("location"),
-            "cores": self.cores,
-            "ram_gb": self.ram_gb,
-            "accelerators": self.accelerator_count,
+            "region": self.instance.region_name,
+            "country": self.instance.location,
+            "cores": self.instance.cores,
+            "ram_gb": self.instance.ram_gb,
+            "accelerators": self.instance.accelerator_count,
             "accelerator": self.accelerator_name,
+            "accelerator_types": self.instance.accelerator_names,
             "per_hour": str(rate.per_hour) if rate else None,
             "currency": rate.currency if rate else None,
             "unit_price": str(rate.unit_price) if rate else None,
