@@ -8,6 +8,10 @@ that computes a cost from a JobView must agree to the cent (and below).
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shlex
+import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -287,3 +291,26 @@ def test_credits_survive_a_restart_and_reach_the_child(sandbox_factory: SandboxF
         credits = http.get("/billing/remaining-credits").json()
     assert (credits["original_amount"], credits["current_amount"]) == ("4.75", "4.75")
     assert SandboxConfig(state_dir=Path("x"), credits=Decimal("3.5")).to_argv()[-2:] == ["--credits", "3.5"]
+
+
+def test_out_of_credits_really_stops_a_running_process(sandbox_factory: SandboxFactory) -> None:
+    """The process runtime: the job's process is terminated, not just marked (it would go on 'costing')."""
+    sb = sandbox_factory(runtime="process", kill_grace=0.5, extra_args=["--credits", "0.002"])
+    code = "import os, time\nprint('pid', os.getpid(), flush=True)\ntime.sleep(120)"
+    job_id = sb.create_job(shlex.join([sys.executable, "-c", code]),
+                           requirements={"accelerator": {"name": "H100"}, "billing_granularity": "PER_SECOND"})
+    deadline = time.monotonic() + 20
+    while "pid" not in (sb.get_job(job_id)["logs"] or ""):
+        assert time.monotonic() < deadline, sb.get_job(job_id)
+        time.sleep(0.05)
+    pid = int(sb.get_job(job_id)["logs"].split("pid ")[1].split()[0])
+    final = sb.wait_for_status(job_id, timeout=30)
+    assert final["status"] == "ServerError" and final["errors"] == billing.OUT_OF_CREDITS_ERROR
+    deadline = time.monotonic() + 15
+    while True:  # terminated (SIGTERM, SIGKILL after the grace) and reaped by the sandbox
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, f"job process {pid} still alive"
+        time.sleep(0.05)

@@ -39,7 +39,8 @@ That ``unit_price`` is per unit of granularity is how perian-cli 0.3.6 reads it 
 
 Availability: most types are available; a few expensive ones are not (``available: false``,
 source ``Provider`` or ``Provider_Quota``), so availability filters mean something. A job asking
-by requirements gets the cheapest *available* match.
+by requirements gets the cheapest *available* match; a job naming an ``instance_type_id`` runs on
+that type whatever its availability (PERIAN's fail-over rules are undocumented).
 
 Matching follows the API notes: numbers are minimums unless the sub-query carries an explicit
 ``operator``; accelerator names match loosely ("A100" matches ``NVIDIA_A100_40`` and
