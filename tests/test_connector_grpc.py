@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
 import grpc
@@ -129,14 +130,17 @@ async def test_lost_reply_is_not_duplicated(server, api: Api, kind: str) -> None
 
 
 async def test_propeller_deadline_then_resend_is_one_job(server, api: Api) -> None:
-    """PERIAN takes 2 s; propeller gives up after 0.5 s and re-sends at once, then again later."""
+    """PERIAN takes 2 s. A call whose deadline leaves no time for PERIAN (0.5 s, below the 1 s
+    margin) is answered UNAVAILABLE before its deadline without posting; propeller re-sends at
+    once (posts, answered in 2 s), then again later (found by its attempt key)."""
     api.set_faults(latency=[2.0, 2.0], latency_endpoints=["create"])
     request = create_request("success", duration=30)
     try:
         with pytest.raises(grpc.aio.AioRpcError) as excinfo:
             await server.tasks.CreateTask(request, timeout=0.5)
-        assert excinfo.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        joined = await server.tasks.CreateTask(request, timeout=10)  # joins the create still in flight
+        assert excinfo.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert api.stats()["create_calls"] == 0
+        joined = await server.tasks.CreateTask(request, timeout=10)
         later = await server.tasks.CreateTask(request, timeout=10)  # found by its idempotency key
     finally:
         api.set_faults(latency=[0.0, 0.0])
@@ -153,7 +157,7 @@ async def test_next_attempt_reaps_the_orphan(server, api: Api) -> None:
     retry = json.loads((await server.tasks.CreateTask(
         create_request("success", execution=execution, attempt=1, duration=30), timeout=10)).resource_meta)["job_id"]
     assert orphan != retry
-    await server.running.connector.wait_background()
+    await server.running.connector.sweep_once()
     statuses = {j["id"]: j["status"] for j in api.jobs()}
     assert statuses[orphan] == "Cancelled"
     assert statuses[retry] != "Cancelled"
@@ -161,7 +165,7 @@ async def test_next_attempt_reaps_the_orphan(server, api: Api) -> None:
     other = json.loads((await server.tasks.CreateTask(
         create_request("success", execution=execution, node="n1", attempt=2, duration=30),
         timeout=10)).resource_meta)["job_id"]
-    await server.running.connector.wait_background()
+    await server.running.connector.sweep_once()
     statuses = {j["id"]: j["status"] for j in api.jobs()}
     assert statuses[retry] != "Cancelled" and statuses[other] != "Cancelled"
 
@@ -228,7 +232,8 @@ async def test_api_outage_keeps_last_phase(server, api: Api) -> None:
     finally:
         api.set_faults(rate=0.0)
     assert resource.phase == TaskExecution.RUNNING
-    assert resource.message == "PERIAN API unavailable, retrying"
+    assert re.fullmatch(r"PERIAN API unavailable since \d\d:\d\d:\d\dZ, retrying \(last known phase\)",
+                        resource.message), resource.message
 
 
 async def test_logs_stream_header_then_lines(server) -> None:
@@ -342,11 +347,38 @@ async def test_rotated_secret_is_picked_up_without_restart(api: Api, tmp_path, m
     async with inprocess_server(Api(api.url, "", ""), secrets_ttl=0.0) as stubs:
         meta = b'{"job_id": "00000000-0000-4000-8000-000000000001"}'
         refused = (await stubs.tasks.GetTask(get_request(meta), timeout=10)).resource
-        assert refused.phase == TaskExecution.QUEUED
-        assert refused.message == "PERIAN API refused the credentials, retrying"
+        assert refused.phase == TaskExecution.RUNNING  # no phase seen here: the task has a job, so it is under way
+        assert refused.message.startswith("PERIAN API refused the credentials since ")
         with pytest.raises(grpc.aio.AioRpcError) as excinfo:
             await stubs.tasks.CreateTask(create_request("success"), timeout=10)
         assert excinfo.value.code() == grpc.StatusCode.UNAUTHENTICATED
         (secrets / "perian_token").write_text(api.token)  # kubectl edit secret; kubelet syncs the file
         created = await stubs.tasks.CreateTask(create_request("success"), timeout=10)
         assert json.loads(created.resource_meta)["job_id"]
+
+
+@pytest.mark.parametrize("meta", [
+    json.dumps({"job_id": "a" * 100_000}).encode(),  # a 100 kB job id
+    b'{"job_id": ' + b"[" * 3000 + b"]" * 3000 + b"}",  # nested deeper than the JSON parser recurses
+    b"[" * 50_000 + b"]" * 50_000,
+    json.dumps({"job_id": "../../job/x?y"}).encode(),
+], ids=["100kB-id", "deep-nesting", "huge-nesting", "path-characters"])
+async def test_odd_resource_meta_is_invalid_argument_on_every_rpc(server, meta: bytes) -> None:
+    """Whatever propeller hands back is checked before use: INVALID_ARGUMENT, never INTERNAL."""
+    calls = [
+        server.tasks.GetTask(get_request(meta), timeout=10),
+        server.tasks.DeleteTask(agent_pb2.DeleteTaskRequest(resource_meta=meta, task_category=category()),
+                                timeout=10),
+        server.tasks.GetTaskMetrics(agent_pb2.GetTaskMetricsRequest(resource_meta=meta, task_category=category()),
+                                    timeout=10),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.aio.AioRpcError) as excinfo:
+            await call
+        assert excinfo.value.code() == grpc.StatusCode.INVALID_ARGUMENT, excinfo.value
+        assert len(excinfo.value.details()) < 400
+    logs = server.tasks.GetTaskLogs(agent_pb2.GetTaskLogsRequest(resource_meta=meta, task_category=category()),
+                                    timeout=10)
+    with pytest.raises(grpc.aio.AioRpcError) as excinfo:
+        _ = [part async for part in logs]
+    assert excinfo.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -50,8 +50,44 @@ def serve(
     ] = None,
     reap_orphans: Annotated[
         bool, typer.Option("--reap-orphans/--no-reap-orphans",
-                           help="Cancel jobs of earlier attempts whose CreateTask reply was lost.")
+                           help="Run the sweeper that cancels jobs no task attempt owns (orphans of lost "
+                           "replies and of creates that outlived their call, duplicates).")
     ] = True,
+    deadline_margin: Annotated[
+        float, typer.Option("--deadline-margin", help="Seconds before a call's gRPC deadline by which its PERIAN "
+                            "work must be done (the answer still has to travel back).", min=0.1)
+    ] = 1.0,
+    create_budget: Annotated[
+        float, typer.Option("--create-budget", help="Seconds of PERIAN work for a CreateTask without a gRPC "
+                            "deadline (propeller: timeouts.CreateTask or defaultTimeout).", min=1)
+    ] = 9.0,
+    get_budget: Annotated[
+        float, typer.Option("--get-budget", help="The same for GetTask (propeller: timeouts.GetTask).", min=0.5)
+    ] = 9.0,
+    delete_budget: Annotated[
+        float, typer.Option("--delete-budget", help="The same for DeleteTask (propeller: timeouts.DeleteTask).",
+                            min=0.5)
+    ] = 9.0,
+    create_reserve: Annotated[
+        float, typer.Option("--create-reserve", help="Seconds a CreateTask keeps after hanging up on a slow "
+                            "POST /job, to look the job up when the reply was lost.", min=0.1)
+    ] = 0.75,
+    sweep_interval: Annotated[
+        float, typer.Option("--sweep-interval", help="Seconds between sweeps that cancel jobs no task attempt "
+                            "owns (bounds how long an orphan runs).", min=0.1)
+    ] = 15.0,
+    sweep_window: Annotated[
+        float, typer.Option("--sweep-window", help="Sweeps look at jobs created in the last this many seconds.",
+                            min=10)
+    ] = 900.0,
+    adopt_window: Annotated[
+        float, typer.Option("--adopt-window", help="A re-sent CreateTask finds its attempt's job among the jobs "
+                            "created in the last this many seconds.", min=10)
+    ] = 600.0,
+    clock_skew: Annotated[
+        float, typer.Option("--clock-skew", help="Tolerated difference between PERIAN's clock and this "
+                            "host's, seconds.", min=0)
+    ] = 0.25,
     http_client: Annotated[
         str, typer.Option("--http-client", help="HTTP client transport for PERIAN calls: aiohttp (fast) or httpx.",
                           case_sensitive=False)
@@ -107,6 +143,15 @@ def serve(
         log_link_template=DEFAULT_LOG_LINK if log_link_template is None else log_link_template,
         reap_orphans=reap_orphans,
         http_backend=http_client,
+        deadline_margin=deadline_margin,
+        create_budget=create_budget,
+        get_budget=get_budget,
+        delete_budget=delete_budget,
+        create_reserve=create_reserve,
+        sweep_interval=sweep_interval,
+        sweep_window=sweep_window,
+        adopt_window=adopt_window,
+        clock_skew=clock_skew,
     )
     if settings.log_link_template:
         try:

@@ -6,11 +6,16 @@ A drop-in replacement for ``flytekitplugins-perian-job``'s connector (same task 
 
 * **No blocking on the event loop.** Every PERIAN call goes through one shared
   :class:`~perianctl.perian.client.PerianClient` (pooled ``httpx.AsyncClient``) per event loop, so a
-  slow create never delays a concurrent GetTask. Its retry budget (3 attempts, 8 s) fits inside
-  propeller's 10 s per-call deadline.
-* **Idempotent create.** The key comes from ``task_execution_metadata`` (:mod:`.idempotency`);
-  the client looks for a job with that key before creating and before every retry of an ambiguous
-  create. Orphans of earlier attempts (lost replies) are cancelled in the background.
+  slow create never delays a concurrent GetTask.
+* **Deadline-aware.** Every PERIAN call made for an RPC is bounded by that RPC's remaining gRPC
+  deadline minus a safety margin (:class:`ConnectorSettings`), never by a fixed timeout: a reply
+  that arrives after propeller gave up is worth nothing, and a create that outlives its RPC is
+  how duplicates and orphans are made.
+* **Convergent create.** The attempt key comes from ``task_execution_metadata``
+  (:mod:`.idempotency`); every ``POST /job`` is stamped so that any replica can tell from PERIAN
+  data alone whether a job can have been returned to propeller (:mod:`.convergence`). A
+  background sweeper in every replica cancels the jobs that cannot: creates that outlived their
+  RPC, duplicates of one attempt, and jobs of earlier attempts.
 * **GetTask never fails for transient trouble.** Propeller counts GetTask errors cumulatively and
   gives up after five (§2.6), so an unavailable PERIAN API keeps the last known phase with a short
   message instead. A job that does not exist is FAILED with a clear message.
@@ -23,10 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
+import re
 import time
 import weakref
 from collections.abc import AsyncIterator, Mapping
@@ -47,16 +54,17 @@ from flyteidl.core.metrics_pb2 import ExecutionMetricResult
 from flytekit.extend.backend.base_connector import AsyncConnectorBase, Resource, ResourceMeta
 from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Struct
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from perianctl.errors import AuthError, NotFoundError, PerianctlError, ProtocolError, UnavailableError
-from perianctl.flyte.idempotency import ATTEMPT_ENV, NODE_TAG_ENV, IdempotencyInfo, idempotency_for
+from perianctl.flyte import convergence as cv
+from perianctl.flyte.idempotency import IdempotencyInfo, idempotency_for
 from perianctl.flyte.phase import FlytePhase, PhaseInfo, is_terminal_phase, status_to_phase
 from perianctl.flyte.secrets import ResolvedSecrets, resolve_secrets
 from perianctl.flyte.spend import SpendMeter, cost_amount, money_info, with_budget
 from perianctl.perian import models as m
 from perianctl.perian.client import PerianClient, RetryPolicy
-from perianctl.perian.status import WorkloadStatus, is_terminal
+from perianctl.perian.status import WorkloadStatus
 from perianctl.text import last_line, one_line
 
 if TYPE_CHECKING:
@@ -73,10 +81,27 @@ LOG_CHUNK_LINES = 500
 METRIC_RUNTIME = "PERIAN_JOB_RUNTIME_SECONDS"
 METRIC_COST = "PERIAN_JOB_COST_ESTIMATE"
 
-#: Propeller waits 10 s per call; 3 attempts within 8 s leaves room for the reply.
-CONNECTOR_RETRY = RetryPolicy(attempts=3, timeout=8.0, wait_initial=0.2, wait_max=2.0, wait_jitter=0.2,
-                              max_retry_after=2.0)
+#: Retries of one PERIAN call; the time they may take is the RPC's budget, not this policy's.
+CONNECTOR_RETRY = RetryPolicy(attempts=4, timeout=8.0, wait_initial=0.2, wait_max=2.0, wait_jitter=0.2,
+                              max_retry_after=5.0)
 
+MAX_RESOURCE_META_BYTES = 4096
+#: PERIAN job ids are UUIDs; accept any short token of URL-safe characters, refuse anything else
+#: before it reaches a URL (a 100 kB id used to end as INTERNAL).
+JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+LOOKUP_REQUESTS = Histogram(
+    "perianctl_connector_lookup_requests",
+    "PERIAN list requests per job look-up (bounded by creation time, so this grows with the jobs created "
+    "in the window, never with the organization's history)",
+    ["purpose"],
+    buckets=(1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+REAPED = Counter(
+    "perianctl_connector_reaped_jobs_total",
+    "PERIAN jobs the connector cancelled because no task attempt owns them",
+    ["rule"],
+)
 PERIAN_API_REQUESTS = Counter(
     "perianctl_perian_api_requests_total",
     "PERIAN API requests made by the connector, by method, route and HTTP status ('error' = no response)",
@@ -96,14 +121,25 @@ class PerianMetadata(ResourceMeta):
 
     @classmethod
     def decode(cls, data: bytes) -> PerianMetadata:
+        """Strict about size and shape: whatever propeller hands back is checked before use, and a
+        bad value is INVALID_ARGUMENT (a ValueError), never an internal error."""
+        raw = bytes(data)
+        if len(raw) > MAX_RESOURCE_META_BYTES:
+            raise ValueError(f"resource_meta is {len(raw)} bytes, more than the {MAX_RESOURCE_META_BYTES} a "
+                             "PERIAN job reference can be; expected {\"job_id\": \"...\"}")
         try:
-            payload = json.loads(bytes(data).decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+            payload = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
             raise ValueError("resource_meta is not JSON; expected {\"job_id\": \"...\"}") from None
         job_id = payload.get("job_id") if isinstance(payload, dict) else None
         if not isinstance(job_id, str) or not job_id.strip():
             raise ValueError("resource_meta has no job_id; expected {\"job_id\": \"...\"}")
-        return cls(job_id=job_id.strip())
+        job_id = job_id.strip()
+        if not JOB_ID_PATTERN.fullmatch(job_id):
+            shown = job_id[:40] + ("..." if len(job_id) > 40 else "")
+            raise ValueError(f"resource_meta has an invalid job_id {shown!r} ({len(job_id)} characters; "
+                             "expected a PERIAN job id)")
+        return cls(job_id=job_id)
 
 
 @dataclass(frozen=True)
@@ -121,9 +157,22 @@ class ConnectorSettings:
     log_link_template: str = DEFAULT_LOG_LINK
     retry: RetryPolicy = CONNECTOR_RETRY
     connect_timeout: float = 3.0
-    read_timeout: float = 6.0
+    read_timeout: float = 30.0  # per HTTP attempt; the RPC's budget cuts it shorter
     max_connections: int = 200
     reap_orphans: bool = True
+    # -- budgets (docs/connector.md, "Deadlines"): an RPC with a gRPC deadline gets
+    # (remaining - margin); one without a deadline (flytekit's server, tests) gets the default.
+    deadline_margin: float = 1.0
+    create_budget: float = 9.0
+    get_budget: float = 9.0
+    delete_budget: float = 9.0
+    create_reserve: float = 0.75
+    # -- convergence (perianctl.flyte.convergence)
+    sweep_interval: float = 15.0
+    sweep_window: float = 900.0
+    adopt_window: float = 600.0
+    clock_skew: float = cv.DEFAULT_CLOCK_SKEW
+    list_page_size: int = 100
     http_backend: str = "aiohttp"
     read_error_document: bool = True
     error_document_timeout: float = 3.0
@@ -196,11 +245,54 @@ class _PhaseMemory:
 
 
 @dataclass
+class _Flight:
+    """One create for one attempt key on this replica; re-sent CreateTasks join it."""
+
+    task: asyncio.Task[tuple[str, str | None]]
+    create_ids: list[str]
+    delivered: bool = False
+
+
+@dataclass
 class _LoopState:
     clients: dict[tuple[str, str, str], PerianClient] = field(default_factory=dict)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
-    creating: dict[str, asyncio.Task[str]] = field(default_factory=dict)
+    creating: dict[str, _Flight] = field(default_factory=dict)
     closers: set[asyncio.Task[None]] = field(default_factory=set)
+    #: create ids of POSTs whose job was never returned to propeller, with the time they expire
+    abandoned: dict[str, float] = field(default_factory=dict)
+    sweeper: asyncio.Task[None] | None = None
+    swept: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class _Spent(Exception):
+    """The RPC's budget ran out before PERIAN answered."""
+
+
+def _deadline_left(cut: float) -> float:
+    return cut - time.monotonic()
+
+
+@contextlib.asynccontextmanager
+async def _within(cut: float) -> AsyncIterator[None]:
+    """Bound the PERIAN calls in the block by the monotonic time ``cut``: the HTTP attempts through
+    the client's budget scope (so retries stop in time), and the block as a whole by a timeout."""
+    left = _deadline_left(cut)
+    if left <= 0.02:
+        raise _Spent()
+    scope: Any = contextlib.nullcontext()
+    try:
+        from perianctl.perian.client import api_deadline  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:  # pragma: no cover - older client: the timeout below still bounds the block
+        pass
+    else:
+        scope = api_deadline(left)
+    try:
+        with scope:
+            async with asyncio.timeout(left):
+                yield
+    except TimeoutError:
+        raise _Spent() from None
 
 
 class PerianConnector(AsyncConnectorBase):
@@ -221,6 +313,7 @@ class PerianConnector(AsyncConnectorBase):
         self._phases = _PhaseMemory(self.settings.remember_phases)
         self._error_docs: collections.OrderedDict[str, tuple[FlytePhase, str] | None] = collections.OrderedDict()
         self._spend = SpendMeter(TASK_TYPE, self.settings.remember_phases)
+        self._trouble_since: float | None = None  # wall time PERIAN first failed a GetTask, until it answers
 
     # ------------------------------------------------------------------ plumbing
 
@@ -267,7 +360,7 @@ class PerianConnector(AsyncConnectorBase):
             state.clients.clear()
             for old in stale:  # credentials rotated: close the old pool once its calls are done
                 closer = asyncio.get_running_loop().create_task(
-                    _close_later(old, delay=self.settings.read_timeout * 2))
+                    _close_later(old, delay=max(self.settings.create_budget, self.settings.get_budget) * 2))
                 state.closers.add(closer)
                 closer.add_done_callback(state.closers.discard)
             client = PerianClient(
@@ -280,6 +373,7 @@ class PerianConnector(AsyncConnectorBase):
                 user_agent="perianctl-connector",
             )
             state.clients[key] = client
+        self.start_sweeper()
         return client
 
     def _spawn(self, coro: Any) -> None:
@@ -290,15 +384,20 @@ class PerianConnector(AsyncConnectorBase):
         task.add_done_callback(state.background.discard)
 
     async def wait_background(self, timeout: float = 10.0) -> None:
-        """Wait for background work (orphan reaping) of this loop; used at shutdown and in tests."""
+        """Wait for background work of this loop (not the sweeper); used at shutdown and in tests."""
         pending = list(self._state().background)
         if pending:
             await asyncio.wait(pending, timeout=timeout)
 
     async def aclose(self) -> None:
-        """Finish background work and close this loop's HTTP pools."""
-        await self.wait_background()
+        """Stop the sweeper, finish background work and close this loop's HTTP pools."""
         state = self._state()
+        if state.sweeper is not None:
+            state.sweeper.cancel()
+            with contextlib.suppress(BaseException):
+                await state.sweeper
+            state.sweeper = None
+        await self.wait_background()
         closers = list(state.closers)
         for closer in closers:  # retired pools: close now instead of after their grace delay
             closer.cancel()
@@ -317,6 +416,13 @@ class PerianConnector(AsyncConnectorBase):
         uri = template.format(api_url=self.api_url(), job_id=job_id, organization=secrets.organization or "")
         return TaskLog(name=f"PERIAN job {job_id}", uri=uri, ShowWhilePending=True)
 
+    def _cut(self, deadline: float | None, default: float) -> float:
+        """The monotonic time by which an RPC's PERIAN work must be done: its gRPC deadline minus the
+        margin, or ``default`` seconds from now when the call has no deadline."""
+        if deadline is None:
+            return time.monotonic() + default
+        return deadline - self.settings.deadline_margin
+
     # ------------------------------------------------------------------ create
 
     async def create(
@@ -325,115 +431,314 @@ class PerianConnector(AsyncConnectorBase):
         output_prefix: str,
         inputs: Any = None,
         task_execution_metadata: Any = None,
+        deadline: float | None = None,
         **kwargs: Any,
     ) -> PerianMetadata:
-        """Translate the (already rendered) template and create the job exactly once per attempt."""
+        """Translate the (already rendered) template and create the job exactly once per attempt.
+
+        ``deadline`` is the RPC's gRPC deadline on the monotonic clock (``perianctl serve`` passes
+        it); all PERIAN work is done by ``deadline - deadline_margin``.
+        """
+        cut = self._cut(deadline, self.settings.create_budget)
         template = _as_proto(task_template)
         secrets = self.secrets()
         request = _translate(template, inputs, output_prefix, secrets)
         info = idempotency_for(task_execution_metadata, output_prefix)
         request = _with_env(request, low=_metadata_env(task_execution_metadata), high=info.env())
         client = self.client()
-        request = await with_budget(client, template, request)
-        job_id = await self._create_once(client, request, info.key)
+        try:
+            async with _within(cut):
+                request = await with_budget(client, template, request)
+        except _Spent:
+            raise UnavailableError("create job: the PERIAN API did not answer the instance-type search within this "
+                                   "call's deadline; no job was created") from None
+        job_id = await self._create_converging(client, request, info, cut)
         self._phases.put(job_id, FlytePhase.QUEUED)
         log.info("created PERIAN job %s for %s", job_id,
                  info.execution.display if info.execution else f"output prefix {output_prefix}")
-        if self.settings.reap_orphans and info.node_tag and info.attempt > 0:
-            self._spawn(self._reap_orphans(client, info, keep=job_id))
         return PerianMetadata(job_id=job_id)
 
-    async def _create_once(self, client: PerianClient, request: m.CreateJobRequest, key: str) -> str:
-        """Create detached from the RPC, single flight per key.
+    async def _create_converging(self, client: PerianClient, request: m.CreateJobRequest, info: IdempotencyInfo,
+                                 cut: float) -> str:
+        """Single flight per attempt key on this replica; the answer must be back by ``cut``.
 
-        * Detached: when propeller's deadline cancels the RPC, the PERIAN create still runs to the
-          end (a cancelled half-sent POST is exactly how orphans are made) and its job is found
-          by the next CreateTask.
-        * Single flight: a re-sent CreateTask arriving while the first still waits on PERIAN joins
-          it instead of racing it -- a look-up at that moment would find nothing and duplicate.
+        A re-sent CreateTask arriving while the first still waits on PERIAN joins it (a look-up at
+        that moment would find nothing and post a duplicate). A job this replica posted that no
+        CreateTask returned in time is *abandoned*: the sweeper cancels it once it shows up.
         """
         state = self._state()
-        task = state.creating.get(key)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(client.create_job(request, idempotency_key=key))
-            state.creating[key] = task
+        flight = state.creating.get(info.key)
+        if flight is None:
+            create_ids: list[str] = []
+            task = asyncio.get_running_loop().create_task(self._issue(client, request, info, cut, create_ids))
+            flight = _Flight(task, create_ids)
+            state.creating[info.key] = flight
             state.background.add(task)
-
-            def done(t: asyncio.Task[str]) -> None:
-                state.background.discard(t)
-                if state.creating.get(key) is t:
-                    del state.creating[key]
-                if not t.cancelled():
-                    t.exception()  # retrieved here, so an abandoned failure is not reported twice
-
-            task.add_done_callback(done)
-        return await asyncio.shield(task)
-
-    async def _reap_orphans(self, client: PerianClient, info: IdempotencyInfo, *, keep: str) -> None:
-        """Cancel still-running jobs of *earlier* attempts of this node (their replies were lost)."""
+            started = flight
+            task.add_done_callback(lambda _t: self._flight_done(info.key, started))
+        left = _deadline_left(cut)
         try:
-            async for job in client.iter_jobs(page_size=100, max_pages=3):
-                env = _job_env(job)
-                if not job.id or job.id == keep or env.get(NODE_TAG_ENV) != info.node_tag:
-                    continue
-                try:
-                    attempt = int(env.get(ATTEMPT_ENV, "-1"))
-                except ValueError:
-                    continue
-                if 0 <= attempt < info.attempt and not is_terminal(job.status):
-                    await client.cancel_job(job.id)
-                    log.warning("cancelled orphaned PERIAN job %s of attempt %d (now attempt %d)",
-                                job.id, attempt, info.attempt)
-        except PerianctlError as exc:
-            log.warning("orphan reaping skipped: %s", exc)
+            if left <= 0:
+                raise TimeoutError
+            job_id, _create_id = await asyncio.wait_for(asyncio.shield(flight.task), timeout=left)
+        except TimeoutError:
+            raise UnavailableError("create job: PERIAN did not answer within this call's deadline; a job it "
+                                   "makes after all is cancelled by the connector",
+                                   hint="propeller retries the task as a new attempt") from None
+        except _Spent:
+            raise UnavailableError("create job: PERIAN did not answer within this call's deadline; a job it "
+                                   "makes after all is cancelled by the connector") from None
+        flight.delivered = True
+        return job_id
+
+    def _flight_done(self, key: str, flight: _Flight) -> None:
+        state = self._state()
+        state.background.discard(flight.task)
+        if state.creating.get(key) is flight:
+            del state.creating[key]
+        if not flight.task.cancelled():
+            flight.task.exception()  # retrieved here, so an abandoned failure is not reported twice
+        # Decide a moment later: the waiting RPC marks the flight delivered after this callback.
+        asyncio.get_running_loop().call_later(0.2, self._abandon_if_undelivered, flight)
+
+    def _abandon_if_undelivered(self, flight: _Flight) -> None:
+        task = flight.task
+        create_ids = flight.create_ids
+        if task.cancelled() or flight.delivered:
+            return
+        exc = task.exception()
+        if exc is None:
+            _job_id, create_id = task.result()
+            if create_id is None:  # an adopted job: it belongs to whoever created it
+                return
+            create_ids = [create_id]
+        if create_ids:
+            expiry = time.monotonic() + self.settings.sweep_window
+            state = self._state()
+            for create_id in create_ids:
+                state.abandoned[create_id] = expiry
+            log.warning("create %s was not returned to propeller; its job (if PERIAN makes one) will be cancelled",
+                        ", ".join(create_ids))
+
+    async def _issue(self, client: PerianClient, request: m.CreateJobRequest, info: IdempotencyInfo,
+                     cut: float, create_ids: list[str]) -> tuple[str, str | None]:
+        """Adopt the attempt's claimable job, or post one; ``(job id, create id or None if adopted)``.
+
+        ``create_ids`` collects the create ids of POSTs that may have made a job.
+        """
+        settings = self.settings
+        try:
+            async with _within(cut):
+                scan = await cv.scan_recent(client, since=time.time() - settings.adopt_window,
+                                            page_size=settings.list_page_size)
+        except _Spent:
+            raise UnavailableError("create job: the PERIAN API did not answer the look-up for an earlier job of "
+                                   "this attempt in time; no job was created") from None
+        except UnavailableError as exc:
+            raise UnavailableError(f"{exc.message}; no job was created") from None
+        LOOKUP_REQUESTS.labels("adopt").observe(scan.requests)
+        found = cv.adoptable(scan.jobs, info.key, skew=settings.clock_skew)
+        if found is not None:
+            log.info("CreateTask re-sent for %s: returning its existing PERIAN job %s", info.key, found.id)
+            return found.id, None
+        # Hang up on the POST ``create_reserve`` before the cut: that leaves time to look the job up
+        # when the reply is lost, and makes the stamp below exact (a job made later is never returned).
+        post_cut = cut - settings.create_reserve
+        if _deadline_left(post_cut) < 0.1:
+            raise UnavailableError("create job: no time left in this call's deadline to create the job; "
+                                   "no job was created")
+        create_id = cv.new_create_id()
+        create_ids.append(create_id)
+        claim_until = time.time() + _deadline_left(post_cut)
+        body = _with_env(request, low={}, high={cv.IDEMPOTENCY_ENV: info.key, **cv.stamps(create_id, claim_until)})
+        issued = time.time()
+        try:
+            async with _within(post_cut):
+                return await client.create_job(body), create_id
+        except (UnavailableError, ProtocolError) as exc:
+            if getattr(exc, "never_sent", False):
+                create_ids.remove(create_id)
+                raise
+            log.info("create %s for %s: outcome unknown (%s); looking it up", create_id, info.key, exc)
+        except _Spent:
+            log.info("create %s for %s: no answer by its hang-up time; looking it up", create_id, info.key)
+        return await self._confirm(client, info, create_id, since=issued - 60.0, cut=cut), create_id
+
+    async def _confirm(self, client: PerianClient, info: IdempotencyInfo, create_id: str, *, since: float,
+                       cut: float) -> str:
+        """Find the job of an ambiguous POST by its create id, until ``cut``.
+
+        Only a claimable job is returned (one PERIAN made before the POST's hang-up time); one made
+        later is left to the sweepers, which cancel it, so every replica agrees about it.
+        """
+        delay = 0.1
+        last: str = "no look-up finished in time"
+        while True:
+            try:
+                async with _within(cut):
+                    scan = await cv.scan_recent(client, since=since, page_size=self.settings.list_page_size)
+            except _Spent:
+                break
+            except (UnavailableError, ProtocolError) as exc:
+                last = exc.message
+            else:
+                LOOKUP_REQUESTS.labels("confirm").observe(scan.requests)
+                mine = next((j for j in scan.jobs if j.create_id == create_id), None)
+                if mine is not None:
+                    if mine.claimable(self.settings.clock_skew):
+                        log.info("create %s for %s: PERIAN made job %s; the reply was lost", create_id, info.key,
+                                 mine.id)
+                        return mine.id
+                    last = f"PERIAN made job {mine.id} only after the create gave up"
+                    break
+                last = "no job carries it yet"
+            if _deadline_left(cut) < delay + 0.05:
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        raise UnavailableError(f"create job: PERIAN did not answer within this call's deadline ({last}); a job it "
+                               "makes after all is cancelled by the connector",
+                               hint="propeller retries the task as a new attempt")
+
+    # ------------------------------------------------------------------ sweeper
+
+    def start_sweeper(self) -> None:
+        """Start this loop's sweeper once (needs a running loop and credentials)."""
+        if not self.settings.reap_orphans or self.settings.sweep_interval <= 0:
+            return
+        state = self._state()
+        if state.sweeper is None or state.sweeper.done():
+            state.sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    async def _sweep_forever(self) -> None:
+        interval = self.settings.sweep_interval
+        while True:
+            try:
+                await self.sweep_once()
+            except asyncio.CancelledError:
+                raise
+            except PerianctlError as exc:
+                log.warning("sweep skipped: %s", exc)
+            except Exception:  # never let the sweeper die: it is what reaps orphans
+                log.exception("sweep failed")
+            await asyncio.sleep(interval)
+
+    async def sweep_once(self) -> int:
+        """One pass over the jobs created in the sweep window; returns how many were cancelled."""
+        client = self.client()
+        state = self._state()
+        now_mono = time.monotonic()
+        for create_id, expiry in list(state.abandoned.items()):
+            if expiry < now_mono:
+                del state.abandoned[create_id]
+        budget = max(5.0, self.settings.sweep_interval * 4)
+        try:
+            async with _within(time.monotonic() + budget):
+                scan = await cv.scan_recent(client, since=time.time() - self.settings.sweep_window,
+                                            page_size=self.settings.list_page_size)
+        except _Spent:
+            log.warning("sweep: the PERIAN API did not list the jobs within %.0fs", budget)
+            return 0
+        LOOKUP_REQUESTS.labels("sweep").observe(scan.requests)
+        reaps = {r.job_id: (r.reason, "data") for r in cv.plan_sweep(scan.jobs, now=time.time(),
+                                                                    skew=self.settings.clock_skew)}
+        for job in scan.jobs:
+            if job.live and job.create_id in state.abandoned and job.id not in reaps:
+                reaps[job.id] = ("its CreateTask call on this replica ended before the job could be returned",
+                                 "abandoned")
+        cancelled = 0
+        for job_id, (reason, rule) in reaps.items():
+            try:
+                async with _within(time.monotonic() + max(3.0, self.settings.delete_budget)):
+                    result = await client.cancel_job(job_id)
+            except (_Spent, PerianctlError) as exc:
+                log.warning("sweep: could not cancel PERIAN job %s (%s); next sweep retries", job_id,
+                            exc if isinstance(exc, PerianctlError) else "no answer in time")
+                continue
+            if not result.already_done:
+                cancelled += 1
+                REAPED.labels(rule).inc()
+                log.warning("cancelled PERIAN job %s: %s", job_id, reason)
+        state.swept.set()
+        state.swept = asyncio.Event()
+        return cancelled
 
     # ------------------------------------------------------------------ get
 
-    async def get(self, resource_meta: PerianMetadata, output_prefix: str = "", **kwargs: Any) -> Resource:
-        """Status → phase. Transient PERIAN trouble keeps the last phase; never UNDEFINED.
+    async def get(self, resource_meta: PerianMetadata, output_prefix: str = "", deadline: float | None = None,
+                  **kwargs: Any) -> Resource:
+        """Status → phase, always answered by the deadline; never UNDEFINED.
+
+        Transient PERIAN trouble (slow, unavailable, credentials refused) answers the last phase this
+        replica saw (RUNNING when it saw none: another replica served the earlier calls, and a
+        task that has a job is at least under way) with "PERIAN API ... since ...": propeller counts
+        GetTask errors and freezes the task after five.
 
         ``output_prefix`` (propeller sends it in GetTaskRequest; ``perianctl serve`` passes it on)
         lets a failed task report the Python error from ``<prefix>/error.pb`` and its kind.
         """
+        cut = self._cut(deadline, self.settings.get_budget)
         job_id = resource_meta.job_id
         last = self._phases.get(job_id)
         links = [link] if (link := self.log_link(job_id)) else None
         try:
-            job = await self.client().get_job(job_id)
+            async with _within(cut):
+                job = await self.client().get_job(job_id)
         except NotFoundError:
             return Resource(phase=TaskExecution.FAILED, log_links=links,
                             message=f"PERIAN job {job_id} not found (deleted, or another organization?)",
                             custom_info={"job_id": job_id})
-        except (UnavailableError, ProtocolError, AuthError) as exc:
-            kept = last if last is not None else FlytePhase.QUEUED
-            what = "refused the credentials" if isinstance(exc, AuthError) else "unavailable"
-            log.warning("GetTask %s: PERIAN API %s (%s); reporting %s", job_id, what, exc, kept.name)
-            return Resource(phase=int(kept), message=f"PERIAN API {what}, retrying",
-                            log_links=links, custom_info={"job_id": job_id})
+        except (_Spent, UnavailableError, ProtocolError, AuthError) as exc:
+            return self._transient(job_id, last, links, exc)
+        self._trouble_since = None
         info = status_to_phase(job.status, errors=job.errors, last_phase=last)
         if info.phase in (FlytePhase.FAILED, FlytePhase.RETRYABLE_FAILED) and output_prefix:
-            info = await self._with_error_document(job_id, info, output_prefix,
+            info = await self._with_error_document(job_id, info, output_prefix, cut=cut,
                                                    container_failed=job.workload_status == WorkloadStatus.USER_ERROR)
         self._phases.put(job_id, info.phase)
         self._spend.observe(job_id, job)
         return Resource(phase=int(info.phase), message=info.message, log_links=links,
                         custom_info=_custom_info(job_id, job, info))
 
-    async def _with_error_document(self, job_id: str, info: PhaseInfo, output_prefix: str, *,
+    def _transient(self, job_id: str, last: FlytePhase | None, links: list[TaskLog] | None,
+                   exc: BaseException) -> Resource:
+        now = time.time()
+        if self._trouble_since is None:
+            self._trouble_since = now
+        since = dt.datetime.fromtimestamp(self._trouble_since, dt.UTC).strftime("%H:%M:%SZ")
+        if isinstance(exc, AuthError):
+            what = "refused the credentials"
+        elif isinstance(exc, _Spent):
+            what = "slow"
+        else:
+            what = "unavailable"
+        kept = last if last is not None else FlytePhase.RUNNING
+        seen = "last known phase" if last is not None else "no phase seen by this replica yet"
+        log.warning("GetTask %s: PERIAN API %s (%s); reporting %s", job_id, what,
+                    exc if isinstance(exc, PerianctlError) else "no answer within the deadline", kept.name)
+        return Resource(phase=int(kept), message=f"PERIAN API {what} since {since}, retrying ({seen})",
+                        log_links=links, custom_info={"job_id": job_id, "perian_api": what,
+                                                      "perian_api_trouble_since": since})
+
+    async def _with_error_document(self, job_id: str, info: PhaseInfo, output_prefix: str, *, cut: float,
                                    container_failed: bool) -> PhaseInfo:
         """A failed ``pyflyte-execute`` writes ``error.pb``: its message is the real error, and its
         kind (recoverable or not) is what Flyte's retry semantics need (flyte-connector.md §2.7).
         The kind decides the phase only when the container itself failed (UserError); a platform
-        failure stays RETRYABLE_FAILED. Read off the loop, within a short timeout, and remembered
-        per job once read (terminal states do not change); a failed read is tried again next time.
+        failure stays RETRYABLE_FAILED. Read off the loop, within a short timeout (and the RPC's
+        deadline), and remembered per job once read (terminal states do not change); a failed read
+        is tried again next time.
         """
         if not self.settings.read_error_document:
             return info
         if job_id not in self._error_docs:
+            timeout = min(self.settings.error_document_timeout, _deadline_left(cut))
             try:
-                self._error_docs[job_id] = await self._read_error_document(output_prefix)
+                if timeout <= 0.05:
+                    raise TimeoutError
+                self._error_docs[job_id] = await self._read_error_document(output_prefix, timeout)
             except (TimeoutError, PerianctlError, OSError) as exc:
-                log.info("error document of job %s not readable yet (%s)", job_id, exc)
+                log.info("error document of job %s not readable yet (%s)", job_id, exc or "no time left")
                 return info
             while len(self._error_docs) > 10_000:
                 self._error_docs.popitem(last=False)
@@ -444,14 +749,13 @@ class PerianConnector(AsyncConnectorBase):
         status = info.message.split(":", 1)[0]
         return PhaseInfo(phase if container_failed else info.phase, _cap_message(f"{status}: {detail}"))
 
-    async def _read_error_document(self, output_prefix: str) -> tuple[FlytePhase, str] | None:
+    async def _read_error_document(self, output_prefix: str, timeout: float) -> tuple[FlytePhase, str] | None:
         """``(phase, last line of the error)`` from ``<prefix>/error.pb``; None when there is none."""
         from flyteidl.core.errors_pb2 import ContainerError
 
         from perianctl.flyte.launch import read_error_document
 
-        error = await asyncio.wait_for(asyncio.to_thread(read_error_document, output_prefix),
-                                       timeout=self.settings.error_document_timeout)
+        error = await asyncio.wait_for(asyncio.to_thread(read_error_document, output_prefix), timeout=timeout)
         if error is None:  # no document, or a corrupt one: that must not fail GetTask
             return None
         detail = last_line(error.message) or error.code  # a traceback's last line names the exception
@@ -460,14 +764,20 @@ class PerianConnector(AsyncConnectorBase):
 
     # ------------------------------------------------------------------ delete
 
-    async def delete(self, resource_meta: PerianMetadata, **kwargs: Any) -> None:
-        """Cancel; already finished or unknown jobs are fine (propeller retries aborts that fail)."""
+    async def delete(self, resource_meta: PerianMetadata, deadline: float | None = None, **kwargs: Any) -> None:
+        """Cancel within the deadline; already finished or unknown jobs are fine (propeller retries
+        aborts that fail, so an unconfirmed cancel is UNAVAILABLE and the retry is harmless)."""
+        cut = self._cut(deadline, self.settings.delete_budget)
         job_id = resource_meta.job_id
         try:
-            result = await self.client().cancel_job(job_id)
+            async with _within(cut):
+                result = await self.client().cancel_job(job_id)
         except NotFoundError:
             log.info("DeleteTask %s: no such PERIAN job; nothing to cancel", job_id)
             return
+        except _Spent:
+            raise UnavailableError(f"cancel job {job_id}: PERIAN did not confirm within this call's deadline",
+                                   hint="propeller retries the abort; cancelling twice is harmless") from None
         log.info("DeleteTask %s: %s", job_id, "already finished" if result.already_done else "cancelled")
 
     # ------------------------------------------------------------------ logs and metrics
@@ -586,11 +896,6 @@ def _with_env(request: m.CreateJobRequest, *, low: Mapping[str, str], high: Mapp
     params = request.docker_run_parameters
     env = {**low, **(params.env_variables or {}), **high}
     return request.model_copy(update={"docker_run_parameters": params.model_copy(update={"env_variables": env})})
-
-
-def _job_env(job: m.JobView) -> dict[str, Any]:
-    params = job.docker_metadata.docker_run_parameters if job.docker_metadata else None
-    return dict(params.env_variables or {}) if params else {}
 
 
 def _custom_info(job_id: str, job: m.JobView, info: PhaseInfo) -> dict[str, Any]:

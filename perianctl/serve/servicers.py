@@ -22,6 +22,7 @@ flytekit's ``AsyncConnectorService`` is used as the base (same dispatch through 
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from collections.abc import AsyncIterator
 from http import HTTPStatus
@@ -80,6 +81,12 @@ def _category(request: Any) -> tuple[str, int]:
     return request.task_type, 0
 
 
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    """The call's gRPC deadline on the monotonic clock (None when the caller set none)."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
 def _one_line(text: str) -> str:
     return one_line(scrub(str(text)), MESSAGE_LIMIT)
 
@@ -128,6 +135,7 @@ class PerianAsyncService(fk.AsyncConnectorService):
     async def CreateTask(self, request: CreateTaskRequest, context: grpc.aio.ServicerContext) -> CreateTaskResponse:
         template = request.template
         task_type = template.type
+        deadline = _deadline(context)
         try:
             connector = ConnectorRegistry.get_connector(task_type, template.task_type_version)
             if request.HasField("inputs"):
@@ -140,6 +148,7 @@ class PerianAsyncService(fk.AsyncConnectorService):
                         inputs=request.inputs if request.HasField("inputs") else None,
                         task_execution_metadata=(request.task_execution_metadata
                                                  if request.HasField("task_execution_metadata") else None),
+                        deadline=deadline,
                     )
                     response = CreateTaskResponse(resource_meta=meta.encode())
                 else:
@@ -170,7 +179,8 @@ class PerianAsyncService(fk.AsyncConnectorService):
             with fk.request_latency.labels(task_type=task_type, operation=fk.get_operation).time():
                 meta = connector.metadata_type.decode(request.resource_meta)
                 if isinstance(connector, PerianConnector):  # flytekit drops output_prefix; we use it
-                    result = await connector.get(meta, output_prefix=request.output_prefix)
+                    result = await connector.get(meta, output_prefix=request.output_prefix,
+                                                 deadline=_deadline(context))
                 else:
                     result = await mirror_async_methods(connector.get, resource_meta=meta)
                 resource = await result.to_flyte_idl()
@@ -185,7 +195,10 @@ class PerianAsyncService(fk.AsyncConnectorService):
             connector = ConnectorRegistry.get_connector(task_type, version)
             with fk.request_latency.labels(task_type=task_type, operation=fk.delete_operation).time():
                 meta = connector.metadata_type.decode(request.resource_meta)
-                await mirror_async_methods(connector.delete, resource_meta=meta)
+                if isinstance(connector, PerianConnector):
+                    await connector.delete(meta, deadline=_deadline(context))
+                else:
+                    await mirror_async_methods(connector.delete, resource_meta=meta)
         except Exception as exc:  # every failure becomes a status code
             await _fail(context, exc, "delete", task_type)
         fk.request_success_count.labels(task_type=task_type, operation=fk.delete_operation).inc()

@@ -1,0 +1,50 @@
+"""The convergence rules (perianctl.flyte.convergence): pure decisions from PERIAN data alone."""
+
+from __future__ import annotations
+
+from perianctl.flyte import convergence as cv
+from perianctl.flyte.convergence import JobFacts
+
+
+def job(job_id: str, *, key: str | None = "k", tag: str | None = "n", attempt: int | None = 0,
+        created: float = 100.0, claim: float | None = 105.0, live: bool = True,
+        create_id: str | None = None) -> JobFacts:
+    return JobFacts(id=job_id, key=key, node_tag=tag, attempt=attempt, create_id=create_id or f"c-{job_id}",
+                    claim_until=claim, created_at=created, live=live)
+
+
+def reaped(jobs: list[JobFacts], now: float = 1000.0) -> set[str]:
+    return {r.job_id for r in cv.plan_sweep(jobs, now=now)}
+
+
+def test_a_create_that_outlived_its_call_is_reaped_even_without_a_later_attempt() -> None:
+    late = job("late", created=109.0, claim=108.0)  # retries=0: nothing else exists
+    assert reaped([late]) == {"late"}
+    assert reaped([job("in-time", created=107.9, claim=108.0)]) == set()
+    assert reaped([job("skew", created=108.2, claim=108.0)]) == set()  # within the tolerated clock skew
+
+
+def test_jobs_of_earlier_attempts_are_reaped_once_a_later_attempt_exists() -> None:
+    jobs = [job("a0", attempt=0, key="k0"), job("a1", attempt=1, key="k1", live=False),
+            job("other-node", tag="m", attempt=0, key="m0")]
+    assert reaped(jobs) == {"a0"}
+
+
+def test_duplicates_keep_the_newest_once_every_sender_is_done() -> None:
+    older, newer = job("old", created=100.0, claim=105.0), job("new", created=101.0, claim=106.0)
+    assert reaped([older, newer], now=106.1) == set()  # a sender may still cancel its own first
+    assert reaped([older, newer], now=200.0) == {"old"}
+    assert cv.adoptable([older, newer], "k").id == "new"  # a re-send returns the one sweepers keep
+
+
+def test_adoption_never_returns_a_job_nobody_can_have_returned() -> None:
+    assert cv.adoptable([job("late", created=109.0, claim=108.0)], "k") is None
+    assert cv.adoptable([job("done", live=False)], "k") is None
+    assert cv.adoptable([job("x", key="other")], "k") is None
+    legacy = job("legacy", claim=None)  # an older connector's job: no stamp, claimable
+    assert cv.adoptable([legacy], "k") is legacy
+    assert reaped([legacy]) == set()
+
+
+def test_jobs_without_the_connector_stamps_are_never_touched() -> None:
+    assert reaped([job("user", key=None, tag=None, attempt=None, claim=None)]) == set()
