@@ -63,7 +63,7 @@ from perianctl.flyte.phase import FlytePhase, PhaseInfo, is_terminal_phase, stat
 from perianctl.flyte.secrets import ResolvedSecrets, resolve_secrets
 from perianctl.flyte.spend import SpendMeter, cost_amount, money_info, with_budget
 from perianctl.perian import models as m
-from perianctl.perian.client import PerianClient, RetryPolicy
+from perianctl.perian.client import PerianClient, RetryPolicy, api_deadline
 from perianctl.perian.status import WorkloadStatus
 from perianctl.text import last_line, one_line
 
@@ -280,16 +280,9 @@ async def _within(cut: float) -> AsyncIterator[None]:
     left = _deadline_left(cut)
     if left <= 0.02:
         raise _Spent()
-    scope: Any = contextlib.nullcontext()
     try:
-        from perianctl.perian.client import api_deadline  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:  # pragma: no cover - older client: the timeout below still bounds the block
-        pass
-    else:
-        scope = api_deadline(left)
-    try:
-        with scope:
-            async with asyncio.timeout(left):
+        with api_deadline(left):  # the client's one budget mechanism: retries and timeouts fit in
+            async with asyncio.timeout(left + 0.05):  # and a hard stop for the block as a whole
                 yield
     except TimeoutError:
         raise _Spent() from None
@@ -556,8 +549,8 @@ class PerianConnector(AsyncConnectorBase):
             async with _within(post_cut):
                 return await client.create_job(body), create_id
         except (UnavailableError, ProtocolError) as exc:
-            if getattr(exc, "never_sent", False):
-                create_ids.remove(create_id)
+            if isinstance(exc, UnavailableError) and (exc.never_sent or exc.status == 429):
+                create_ids.remove(create_id)  # provably nothing was created
                 raise
             log.info("create %s for %s: outcome unknown (%s); looking it up", create_id, info.key, exc)
         except _Spent:
@@ -708,7 +701,7 @@ class PerianConnector(AsyncConnectorBase):
         since = dt.datetime.fromtimestamp(self._trouble_since, dt.UTC).strftime("%H:%M:%SZ")
         if isinstance(exc, AuthError):
             what = "refused the credentials"
-        elif isinstance(exc, _Spent):
+        elif isinstance(exc, _Spent) or getattr(exc, "reason", None) in ("no-answer", "budget"):
             what = "slow"
         else:
             what = "unavailable"
