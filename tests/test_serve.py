@@ -136,7 +136,7 @@ def test_sigterm_drains_in_flight_calls_and_exits_zero(api: Api, tmp_path: Path)
             time.sleep(0.3)
             with pytest.raises(grpc.RpcError) as excinfo:  # new calls are refused while draining/after
                 stub.GetTask(get_request(metas[0].resource_meta), timeout=3)
-            assert excinfo.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+            assert excinfo.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         api.set_faults(latency=[0.0, 0.0])
         code, err = proc.terminate()
@@ -144,6 +144,44 @@ def test_sigterm_drains_in_flight_calls_and_exits_zero(api: Api, tmp_path: Path)
     assert "SIGTERM received; draining" in err and "stopped" in err
     assert "Traceback" not in err
     assert api.stats()["jobs_created"] == 3
+
+
+def test_calls_during_a_sigterm_drain_are_unavailable_never_cancelled(api: Api, tmp_path: Path) -> None:
+    """100 callers keep calling GetTask across SIGTERM (none of them gives up on the first refusal):
+    every call is OK or UNAVAILABLE -- the code retry policies treat as "try another replica" --
+    and none is CANCELLED by grpc's stop while still in transit."""
+    proc = ServeProcess(api, "--grace", "8", tmp=tmp_path).wait_ready()
+    codes: dict[str, int] = {}
+
+    async def flood() -> None:
+        async with grpc.aio.insecure_channel(proc.target) as channel:
+            stub = agent_pb2_grpc.AsyncAgentServiceStub(channel)
+            metas = [bytes((await stub.CreateTask(create_request("success", duration=600), timeout=10)).resource_meta)
+                     for _ in range(5)]
+            until = time.monotonic() + 4.5
+
+            async def worker(n: int) -> None:
+                while time.monotonic() < until:
+                    try:
+                        await stub.GetTask(get_request(metas[n % len(metas)]), timeout=10)
+                        code = "OK"
+                    except grpc.aio.AioRpcError as exc:
+                        code = exc.code().name
+                    codes[code] = codes.get(code, 0) + 1
+
+            async def term() -> None:
+                await asyncio.sleep(1.5)
+                proc.signal_term()
+
+            await asyncio.gather(term(), *(worker(n) for n in range(100)))
+
+    try:
+        asyncio.run(flood())
+    finally:
+        code, err = proc.terminate()
+    assert codes.get("OK") and codes.get("UNAVAILABLE"), codes
+    assert set(codes) == {"OK", "UNAVAILABLE"}, codes
+    assert code == 0, err
 
 
 def test_serve_sandbox_flag_needs_no_credentials(tmp_path: Path) -> None:

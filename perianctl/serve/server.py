@@ -43,6 +43,8 @@ from perianctl.serve.servicers import PerianAsyncService, PerianMetadataService,
 
 log = logging.getLogger("perianctl.serve")
 
+QUIET_BEFORE_STOP = 0.3
+
 SERVICE_NAMES: tuple[str, ...] = tuple(
     s.full_name for s in agent_service_pb2.DESCRIPTOR.services_by_name.values()
 )
@@ -107,9 +109,13 @@ class RunningServer:
             else:
                 log.warning("grace of %.1fs over with %d calls still running; cancelling them",
                             grace, self.gate.in_flight)
-            # Calls still queued in the transport get UNAVAILABLE from the gate once dispatched;
-            # wait (briefly) for a lull so that stop() does not turn them into CANCELLED.
-            await self.gate.wait_quiet(0.1, min(1.0, max(0.0, deadline - loop.time())))
+            # Calls still queued in the transport get UNAVAILABLE from the gate once dispatched.
+            # grpc's stop() answers every call it holds at that moment with CANCELLED (which retry
+            # policies do not retry), so keep refusing until callers have gone elsewhere: no call
+            # for QUIET_BEFORE_STOP seconds, for at most the rest of the grace period.
+            if not await self.gate.wait_quiet(QUIET_BEFORE_STOP, max(0.0, deadline - loop.time())):
+                log.warning("calls kept arriving for the whole grace period; stopping anyway (the "
+                            "ones in transit get CANCELLED)")
             log.info("refused %d calls that arrived while draining (UNAVAILABLE)", self.gate.refused)
         await self.server.stop(max(0.0, deadline - loop.time()))
         with contextlib.suppress(Exception):
