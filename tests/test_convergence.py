@@ -48,3 +48,12 @@ def test_adoption_never_returns_a_job_nobody_can_have_returned() -> None:
 
 def test_jobs_without_the_connector_stamps_are_never_touched() -> None:
     assert reaped([job("user", key=None, tag=None, attempt=None, claim=None)]) == set()
+
+
+def test_duplicates_keep_the_one_sent_last_even_when_it_was_created_first() -> None:
+    """Propeller holds the answer to its latest call: the job with the latest stamp, whatever order
+    PERIAN committed them in."""
+    sent_last = job("sent-last", created=100.0, claim=106.0)
+    sent_first = job("sent-first", created=101.0, claim=105.0)
+    assert reaped([sent_last, sent_first], now=200.0) == {"sent-first"}
+    assert cv.adoptable([sent_last, sent_first], "k").id == "sent-last"

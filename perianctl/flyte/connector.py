@@ -248,9 +248,7 @@ class _PhaseMemory:
 class _Flight:
     """One create for one attempt key on this replica; re-sent CreateTasks join it."""
 
-    task: asyncio.Task[tuple[str, str | None]]
-    create_ids: list[str]
-    delivered: bool = False
+    task: asyncio.Task[str]
 
 
 @dataclass
@@ -259,8 +257,6 @@ class _LoopState:
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     creating: dict[str, _Flight] = field(default_factory=dict)
     closers: set[asyncio.Task[None]] = field(default_factory=set)
-    #: create ids of POSTs whose job was never returned to propeller, with the time they expire
-    abandoned: dict[str, float] = field(default_factory=dict)
     sweeper: asyncio.Task[None] | None = None
     swept: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -456,15 +452,14 @@ class PerianConnector(AsyncConnectorBase):
         """Single flight per attempt key on this replica; the answer must be back by ``cut``.
 
         A re-sent CreateTask arriving while the first still waits on PERIAN joins it (a look-up at
-        that moment would find nothing and post a duplicate). A job this replica posted that no
-        CreateTask returned in time is *abandoned*: the sweeper cancels it once it shows up.
+        that moment would find nothing and post a duplicate). The create goes on when the call that
+        started it is cancelled: its job is then found by the re-send (on any replica), or reaped.
         """
         state = self._state()
         flight = state.creating.get(info.key)
         if flight is None:
-            create_ids: list[str] = []
-            task = asyncio.get_running_loop().create_task(self._issue(client, request, info, cut, create_ids))
-            flight = _Flight(task, create_ids)
+            task = asyncio.get_running_loop().create_task(self._issue(client, request, info, cut))
+            flight = _Flight(task)
             state.creating[info.key] = flight
             state.background.add(task)
             started = flight
@@ -473,7 +468,7 @@ class PerianConnector(AsyncConnectorBase):
         try:
             if left <= 0:
                 raise TimeoutError
-            job_id, _create_id = await asyncio.wait_for(asyncio.shield(flight.task), timeout=left)
+            job_id = await asyncio.wait_for(asyncio.shield(flight.task), timeout=left)
         except TimeoutError:
             raise UnavailableError("create job: PERIAN did not answer within this call's deadline; a job it "
                                    "makes after all is cancelled by the connector",
@@ -481,7 +476,6 @@ class PerianConnector(AsyncConnectorBase):
         except _Spent:
             raise UnavailableError("create job: PERIAN did not answer within this call's deadline; a job it "
                                    "makes after all is cancelled by the connector") from None
-        flight.delivered = True
         return job_id
 
     def _flight_done(self, key: str, flight: _Flight) -> None:
@@ -491,34 +485,10 @@ class PerianConnector(AsyncConnectorBase):
             del state.creating[key]
         if not flight.task.cancelled():
             flight.task.exception()  # retrieved here, so an abandoned failure is not reported twice
-        # Decide a moment later: the waiting RPC marks the flight delivered after this callback.
-        asyncio.get_running_loop().call_later(0.2, self._abandon_if_undelivered, flight)
-
-    def _abandon_if_undelivered(self, flight: _Flight) -> None:
-        task = flight.task
-        create_ids = flight.create_ids
-        if task.cancelled() or flight.delivered:
-            return
-        exc = task.exception()
-        if exc is None:
-            _job_id, create_id = task.result()
-            if create_id is None:  # an adopted job: it belongs to whoever created it
-                return
-            create_ids = [create_id]
-        if create_ids:
-            expiry = time.monotonic() + self.settings.sweep_window
-            state = self._state()
-            for create_id in create_ids:
-                state.abandoned[create_id] = expiry
-            log.warning("create %s was not returned to propeller; its job (if PERIAN makes one) will be cancelled",
-                        ", ".join(create_ids))
 
     async def _issue(self, client: PerianClient, request: m.CreateJobRequest, info: IdempotencyInfo,
-                     cut: float, create_ids: list[str]) -> tuple[str, str | None]:
-        """Adopt the attempt's claimable job, or post one; ``(job id, create id or None if adopted)``.
-
-        ``create_ids`` collects the create ids of POSTs that may have made a job.
-        """
+                     cut: float) -> str:
+        """Adopt the attempt's claimable job, or post one; the job id."""
         settings = self.settings
         try:
             async with _within(cut):
@@ -533,47 +503,62 @@ class PerianConnector(AsyncConnectorBase):
         found = cv.adoptable(scan.jobs, info.key, skew=settings.clock_skew)
         if found is not None:
             log.info("CreateTask re-sent for %s: returning its existing PERIAN job %s", info.key, found.id)
-            return found.id, None
+            return found.id
         # Hang up on the POST ``create_reserve`` before the cut: that leaves time to look the job up
         # when the reply is lost, and makes the stamp below exact (a job made later is never returned).
         post_cut = cut - settings.create_reserve
-        if _deadline_left(post_cut) < 0.1:
-            raise UnavailableError("create job: no time left in this call's deadline to create the job; "
-                                   "no job was created")
-        create_id = cv.new_create_id()
-        create_ids.append(create_id)
-        claim_until = time.time() + _deadline_left(post_cut)
-        body = _with_env(request, low={}, high={cv.IDEMPOTENCY_ENV: info.key, **cv.stamps(create_id, claim_until)})
-        issued = time.time()
-        try:
-            async with _within(post_cut):
-                return await client.create_job(body), create_id
-        except (UnavailableError, ProtocolError) as exc:
-            if isinstance(exc, UnavailableError) and (exc.never_sent or exc.status == 429):
-                create_ids.remove(create_id)  # provably nothing was created
-                raise
-            log.info("create %s for %s: outcome unknown (%s); looking it up", create_id, info.key, exc)
-        except _Spent:
-            log.info("create %s for %s: no answer by its hang-up time; looking it up", create_id, info.key)
-        return await self._confirm(client, info, create_id, since=issued - 60.0, cut=cut), create_id
+        claim_base = time.time() + _deadline_left(post_cut)
+        for attempt in range(settings.retry.attempts):
+            if _deadline_left(post_cut) < 0.1:
+                raise UnavailableError("create job: no time left in this call's deadline to create the job; "
+                                       "no job was created")
+            create_id = cv.new_create_id()
+            # A later POST of this call gets a later stamp, so if an earlier one shows up after all,
+            # the sweepers keep the one returned here (the last sent) and cancel the other.
+            claim_until = claim_base + 0.01 * attempt
+            body = _with_env(request, low={},
+                             high={cv.IDEMPOTENCY_ENV: info.key, **cv.stamps(create_id, claim_until)})
+            issued = time.time()
+            try:
+                async with _within(post_cut):
+                    return await client.create_job(body)
+            except (UnavailableError, ProtocolError) as exc:
+                if isinstance(exc, UnavailableError) and (exc.never_sent or exc.status == 429):
+                    raise  # provably nothing was created
+                answered = getattr(exc, "reason", None) in ("status", "transport") or isinstance(exc, ProtocolError)
+                log.info("create %s for %s: outcome unknown (%s); looking it up", create_id, info.key, exc)
+            except _Spent:
+                answered = False
+                log.info("create %s for %s: no answer by its hang-up time; looking it up", create_id, info.key)
+            # PERIAN answered (5xx, reset): one look-up settles it, and if no job carries the create
+            # id, another POST is safe. No answer by the hang-up time: look up until the cut.
+            confirmed = await self._confirm(client, info, create_id, since=issued - 60.0,
+                                            cut=post_cut if answered else cut, once=answered)
+            if confirmed is not None:
+                return confirmed
+            if not answered:
+                break
+        raise UnavailableError("create job: PERIAN did not answer within this call's deadline; a job it makes after "
+                               "all is returned to a re-sent call or cancelled by the connector",
+                               hint="propeller retries the task as a new attempt")
 
     async def _confirm(self, client: PerianClient, info: IdempotencyInfo, create_id: str, *, since: float,
-                       cut: float) -> str:
-        """Find the job of an ambiguous POST by its create id, until ``cut``.
+                       cut: float, once: bool) -> str | None:
+        """Find the job of an ambiguous POST by its create id, until ``cut`` (``once``: until one
+        look-up has answered). None when it was not found.
 
         Only a claimable job is returned (one PERIAN made before the POST's hang-up time); one made
         later is left to the sweepers, which cancel it, so every replica agrees about it.
         """
         delay = 0.1
-        last: str = "no look-up finished in time"
         while True:
             try:
                 async with _within(cut):
                     scan = await cv.scan_recent(client, since=since, page_size=self.settings.list_page_size)
             except _Spent:
-                break
-            except (UnavailableError, ProtocolError) as exc:
-                last = exc.message
+                return None
+            except (UnavailableError, ProtocolError):
+                pass
             else:
                 LOOKUP_REQUESTS.labels("confirm").observe(scan.requests)
                 mine = next((j for j in scan.jobs if j.create_id == create_id), None)
@@ -582,16 +567,15 @@ class PerianConnector(AsyncConnectorBase):
                         log.info("create %s for %s: PERIAN made job %s; the reply was lost", create_id, info.key,
                                  mine.id)
                         return mine.id
-                    last = f"PERIAN made job {mine.id} only after the create gave up"
-                    break
-                last = "no job carries it yet"
+                    log.info("create %s for %s: PERIAN made job %s only after the create gave up", create_id,
+                             info.key, mine.id)
+                    return None
+                if once:
+                    return None
             if _deadline_left(cut) < delay + 0.05:
-                break
+                return None
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
-        raise UnavailableError(f"create job: PERIAN did not answer within this call's deadline ({last}); a job it "
-                               "makes after all is cancelled by the connector",
-                               hint="propeller retries the task as a new attempt")
 
     # ------------------------------------------------------------------ sweeper
 
@@ -620,10 +604,6 @@ class PerianConnector(AsyncConnectorBase):
         """One pass over the jobs created in the sweep window; returns how many were cancelled."""
         client = self.client()
         state = self._state()
-        now_mono = time.monotonic()
-        for create_id, expiry in list(state.abandoned.items()):
-            if expiry < now_mono:
-                del state.abandoned[create_id]
         budget = max(5.0, self.settings.sweep_interval * 4)
         try:
             async with _within(time.monotonic() + budget):
@@ -633,14 +613,9 @@ class PerianConnector(AsyncConnectorBase):
             log.warning("sweep: the PERIAN API did not list the jobs within %.0fs", budget)
             return 0
         LOOKUP_REQUESTS.labels("sweep").observe(scan.requests)
-        reaps = {r.job_id: (r.reason, "data") for r in cv.plan_sweep(scan.jobs, now=time.time(),
-                                                                    skew=self.settings.clock_skew)}
-        for job in scan.jobs:
-            if job.live and job.create_id in state.abandoned and job.id not in reaps:
-                reaps[job.id] = ("its CreateTask call on this replica ended before the job could be returned",
-                                 "abandoned")
         cancelled = 0
-        for job_id, (reason, rule) in reaps.items():
+        for reap in cv.plan_sweep(scan.jobs, now=time.time(), skew=self.settings.clock_skew):
+            job_id, reason = reap.job_id, reap.reason
             try:
                 async with _within(time.monotonic() + max(3.0, self.settings.delete_budget)):
                     result = await client.cancel_job(job_id)
@@ -650,7 +625,7 @@ class PerianConnector(AsyncConnectorBase):
                 continue
             if not result.already_done:
                 cancelled += 1
-                REAPED.labels(rule).inc()
+                REAPED.labels(reap.rule).inc()
                 log.warning("cancelled PERIAN job %s: %s", job_id, reason)
         state.swept.set()
         state.swept = asyncio.Event()

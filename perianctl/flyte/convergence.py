@@ -18,11 +18,11 @@ sent it, and only such a job may be returned by a re-sent CreateTask for the sam
 created later (its create outlived the RPC) was never returned by anybody and never will be: any
 replica cancels it on sight. That is how orphans are reaped even when no later attempt exists.
 
-**One per attempt.** When several live claimable jobs carry one key (two replicas sent the same
-attempt while neither could see the other's job yet), the newest one is kept once every sender's
-window has passed: a same-attempt re-send means propeller abandoned the earlier call, so the answer
-it holds is the later one. The sender of an abandoned job cancels it itself as soon as it learns
-its id, so this rule only matters when that sender died.
+**One per attempt.** When several live claimable jobs carry one key (propeller re-sent an attempt
+while the first call's create was still on its way, and neither replica could see the other's
+job), the one sent *last* (the latest ``CLAIM_UNTIL``) is kept once every sender's window has
+passed: a same-attempt re-send means propeller abandoned the earlier call, so the answer it holds
+is the one to its latest call. A re-sent CreateTask that finds several returns that same one.
 
 **Earlier attempts.** A live job of attempt *a* of a node is cancelled as soon as any job of a
 later attempt of the same node exists: propeller only starts attempt *a+1* after attempt *a*
@@ -126,7 +126,8 @@ def facts(job: m.JobView) -> JobFacts | None:
 
 
 def _newest_first(jobs: Iterable[JobFacts]) -> list[JobFacts]:
-    return sorted(jobs, key=lambda j: (j.created_at or 0.0, j.id), reverse=True)
+    """Sent last first: by ``CLAIM_UNTIL`` (when the sender's call was made), then creation time."""
+    return sorted(jobs, key=lambda j: (j.claim_until or 0.0, j.created_at or 0.0, j.id), reverse=True)
 
 
 def adoptable(jobs: Iterable[JobFacts], key: str, *, skew: float = DEFAULT_CLOCK_SKEW) -> JobFacts | None:
@@ -140,6 +141,7 @@ def adoptable(jobs: Iterable[JobFacts], key: str, *, skew: float = DEFAULT_CLOCK
 class Reap:
     job_id: str
     reason: str
+    rule: str  # late | earlier-attempt | duplicate (a metric label)
 
 
 def plan_sweep(jobs: Iterable[JobFacts], *, now: float, skew: float = DEFAULT_CLOCK_SKEW,
@@ -149,7 +151,7 @@ def plan_sweep(jobs: Iterable[JobFacts], *, now: float, skew: float = DEFAULT_CL
     Only jobs carrying the connector's stamps are considered; ``now`` is Unix time.
     """
     jobs = [j for j in jobs if j.key is not None or j.node_tag is not None]
-    reaps: dict[str, str] = {}
+    reaps: dict[str, tuple[str, str]] = {}
     latest_attempt: dict[str, int] = {}
     for job in jobs:
         if job.node_tag is not None and job.attempt is not None:
@@ -159,11 +161,12 @@ def plan_sweep(jobs: Iterable[JobFacts], *, now: float, skew: float = DEFAULT_CL
         if not job.live:
             continue
         if job.claim_until is not None and not job.claimable(skew):
-            reaps[job.id] = "its create outlived the CreateTask call that sent it (never returned to propeller)"
+            reaps[job.id] = ("its create outlived the CreateTask call that sent it (never returned to propeller)",
+                             "late")
             continue
         if job.node_tag is not None and job.attempt is not None and job.attempt < latest_attempt[job.node_tag]:
             reaps[job.id] = (f"orphan of attempt {job.attempt}: attempt {latest_attempt[job.node_tag]} "
-                             "of the same node exists")
+                             "of the same node exists", "earlier-attempt")
             continue
         if job.key is not None:
             by_key[job.key].append(job)
@@ -172,11 +175,11 @@ def plan_sweep(jobs: Iterable[JobFacts], *, now: float, skew: float = DEFAULT_CL
             continue
         windows = [j.claim_until for j in group if j.claim_until is not None]
         if windows and max(windows) + skew + settle > now:
-            continue  # a sender may still be deciding; it cancels its own abandoned job first
+            continue  # a sender may still be deciding which job to return
         keep, *others = _newest_first(group)
         for job in others:
-            reaps[job.id] = f"duplicate of job {keep.id} for the same attempt"
-    return [Reap(job_id, reason) for job_id, reason in reaps.items()]
+            reaps[job.id] = (f"duplicate of job {keep.id} for the same attempt", "duplicate")
+    return [Reap(job_id, reason, rule) for job_id, (reason, rule) in reaps.items()]
 
 
 @dataclass
