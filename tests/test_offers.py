@@ -81,6 +81,14 @@ def test_offers_filters_by_price_and_accelerator(sandbox, run_cli: CliRunner) ->
         run_cli("offers", "--accelerator-type", "A100", "-o", "json", env=sandbox.env()).stdout)]
 
 
+def test_offers_filters_by_provider_on_our_side_too(sandbox, run_cli: CliRunner) -> None:  # type: ignore[no-untyped-def]
+    ovh = [t for t in _catalogue(sandbox) if t["provider"]["name_short"] == "ovh"]
+    assert ovh
+    r = run_cli("offers", "--provider", "OVH", "-o", "json", "--limit", "1000", env=sandbox.env())
+    assert r.returncode == 0, r
+    assert sorted(o["id"] for o in json.loads(r.stdout)) == sorted(t["id"] for t in ovh)
+
+
 def test_accelerators_lists_names_submit_accepts(sandbox, run_cli: CliRunner) -> None:  # type: ignore[no-untyped-def]
     r = run_cli("accelerators", "-o", "json", env=sandbox.env())
     assert r.returncode == 0, r

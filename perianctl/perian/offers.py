@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 SEARCH_PAGE = 100
 SEARCH_PAGES = 3
-"""How much of PERIAN's (unit-price ordered) answer is read to find the cheapest per hour."""
+"""How much of PERIAN's answer is read to find the cheapest per hour (it may order by unit price)."""
 
 
 def parse_amount(value: Any, what: str) -> Decimal | None:
@@ -161,6 +161,9 @@ async def find_offers(
             break
     if available_only:
         offers = [o for o in offers if o.available is not False]
+    wanted = (requirements.provider.name_short or "").strip().lower() if requirements and requirements.provider else ""
+    if wanted:  # PERIAN's instance-type search drops ``provider`` (perian-api.md §6): filter here
+        offers = [o for o in offers if o.provider_short.lower() == wanted]
     if max_price_per_hour is not None:
         offers = [o for o in offers if (r := o.rate) is not None and r.per_hour <= max_price_per_hour]
     return sorted(offers, key=Offer.sort_key)
