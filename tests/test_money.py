@@ -210,3 +210,16 @@ def test_billing_bad_input_is_one_error_line(run_cli: CliRunner, args: list[str]
     r = run_cli("billing", *args, env={"PERIAN_API_URL": "http://127.0.0.1:9", "PERIAN_ORGANIZATION": "o",
                                        "PERIAN_TOKEN": "t"})
     assert_one_line_error(r, 2)
+
+
+def test_a_budget_beyond_the_remaining_credits_is_refused(sandbox_factory, run_cli: CliRunner,  # type: ignore[no-untyped-def]
+                                                          tmp_path: Path) -> None:
+    sb = sandbox_factory(extra_args=["--credits", "3"])
+    r = run_cli("submit", HELLO, "-i", "name=x", "--max-cost", "4", "--output-prefix", str(tmp_path / "run"),
+                env=sb.env())
+    assert_one_line_error(r, 2)
+    assert "remaining credits (3.00 EUR)" in r.stderr and "hint:" in r.stderr
+    assert sb.stats()["jobs_created"] == 0 and not (tmp_path / "run").exists()
+    r = run_cli("submit", HELLO, "-i", "name=x", "--max-cost", "2", "--output-prefix", str(tmp_path / "run"),
+                "-o", "name", env=sb.env())
+    assert r.returncode == 0, r
