@@ -69,3 +69,29 @@ def test_budget_turns_into_whole_units_of_runtime(granularity: str, budget: str,
 )
 def test_unusable_prices_are_none_never_a_guess(unit: object, granularity: str | None, currency: str | None) -> None:
     assert rate(unit, granularity, currency) is None
+
+
+def test_runtime_and_cost_of_a_job_follow_its_timestamps() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from perianctl.perian.models import JobView
+    from perianctl.perian.pricing import job_cost, runtime_seconds
+
+    t0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    price = {"unit_price": "1.0", "currency": "EUR", "granularity": "PER_10_MINUTES"}
+    running = JobView.model_validate({"status": "Running", "started_at": t0, "price": price})
+    assert runtime_seconds(running, t0 + timedelta(seconds=1200)) == 1200
+    cost = job_cost(running, t0 + timedelta(seconds=1200))
+    assert cost is not None and cost.amount == Decimal(2) and not cost.final
+    # Finished without done_at: PERIAN's last change ends it (never "now", which would keep growing).
+    ended = JobView.model_validate({"status": "Cancelled", "started_at": t0, "price": price,
+                                    "updated_at": t0 + timedelta(seconds=601)})
+    assert runtime_seconds(ended, t0 + timedelta(days=3)) == 601
+    cost = job_cost(ended)
+    assert cost is not None and cost.amount == Decimal(2) and cost.final
+    queued = JobView.model_validate({"status": "Queued", "price": price})
+    assert runtime_seconds(queued) is None
+    cost = job_cost(queued)
+    assert cost is not None and cost.amount == 0 and cost.billed_units == 0
+    unknown_end = JobView.model_validate({"status": "Done", "started_at": t0, "price": price})
+    assert runtime_seconds(unknown_end) is None and job_cost(unknown_end) is None

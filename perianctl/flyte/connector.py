@@ -64,6 +64,7 @@ from perianctl.flyte.secrets import ResolvedSecrets, resolve_secrets
 from perianctl.flyte.spend import SpendMeter, cost_amount, money_info, with_budget
 from perianctl.perian import models as m
 from perianctl.perian.client import PerianClient, RetryPolicy, api_deadline
+from perianctl.perian.pricing import runtime_seconds
 from perianctl.perian.status import WorkloadStatus
 from perianctl.text import last_line, one_line
 
@@ -785,10 +786,8 @@ class PerianConnector(AsyncConnectorBase):
         """
         job = await self.client().get_job(resource_meta.job_id)
         now = dt.datetime.now(dt.UTC)
-        start = job.started_at
-        end = job.done_at or now
-        runtime = max(0.0, (end - start).total_seconds()) if start else 0.0
-        values: dict[str, float | None] = {METRIC_RUNTIME: runtime, METRIC_COST: cost_amount(job, now)}
+        values: dict[str, float | None] = {METRIC_RUNTIME: runtime_seconds(job, now) or 0.0,
+                                           METRIC_COST: cost_amount(job, now)}
         wanted = list(queries) if queries else list(values)
         stamp = (job.done_at or now).timestamp()
         results = []

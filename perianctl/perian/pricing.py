@@ -147,29 +147,35 @@ def _aware(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def runtime_seconds(job: Any, now: datetime | None = None) -> float | None:
+    """A ``JobView``-like job's runtime, the one billing counts: ``started_at`` to ``done_at`` once it
+    ended (its ``updated_at``, PERIAN's last change, when ``done_at`` is missing), to ``now`` while it
+    runs; ``None`` before it started or when the end is unknown. Views and the connector all use this.
+    """
+    start = _aware(getattr(job, "started_at", None))
+    if start is None:
+        return None
+    if is_terminal(getattr(job, "status", None)):
+        end = _aware(getattr(job, "done_at", None)) or _aware(getattr(job, "updated_at", None))
+    else:
+        end = _aware(now) if now is not None else datetime.now(UTC)
+    return max(0.0, (end - start).total_seconds()) if end is not None else None
+
+
 def job_cost(job: Any, now: datetime | None = None) -> JobCost | None:
     """The :class:`JobCost` of a ``JobView``-like object, or ``None`` without a usable price.
 
-    A job that never started costs nothing (0 units). A finished job without ``done_at`` is billed
-    to its ``updated_at`` (the last change PERIAN made); without either the runtime is unknown and
-    so is the cost.
+    A job that never started costs nothing (0 units); one whose runtime is unknown (finished, but
+    neither ``done_at`` nor ``updated_at``) has no known cost.
     """
     r = rate_of(getattr(job, "price", None))
     if r is None:
         return None
     finished = is_terminal(getattr(job, "status", None))
-    start = _aware(getattr(job, "started_at", None))
-    if start is None:
+    if getattr(job, "started_at", None) is None:
         return JobCost(r, 0.0, finished)
-    if finished:
-        end = _aware(getattr(job, "done_at", None)) or _aware(getattr(job, "updated_at", None))
-        if end is None:
-            return None
-    else:
-        end = now if now is not None else datetime.now(UTC)
-        end = _aware(end)
-    assert end is not None
-    return JobCost(r, max(0.0, (end - start).total_seconds()), finished)
+    seconds = runtime_seconds(job, now)
+    return JobCost(r, seconds, finished) if seconds is not None else None
 
 
 def money(amount: Decimal) -> str:

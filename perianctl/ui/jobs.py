@@ -13,8 +13,7 @@ from typing import Any
 
 from perianctl.flyte.phase import status_to_phase
 from perianctl.perian.models import JobView
-from perianctl.perian.pricing import job_cost, rate_of, rate_text
-from perianctl.perian.status import is_terminal
+from perianctl.perian.pricing import job_cost, rate_of, rate_text, runtime_seconds
 from perianctl.redact import redact
 from perianctl.text import first_line, last_line
 
@@ -55,13 +54,8 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 def elapsed(job: JobView, now: datetime | None = None) -> float | None:
-    """Run time so far (or total): from start (or creation) to done (or now)."""
-    now = now or datetime.now(UTC)
-    start = _aware(job.started_at)
-    if start is None:
-        return None
-    end = _aware(job.done_at) or (None if is_terminal(job.status) else now)
-    return (end - start).total_seconds() if end else None
+    """Run time so far (or total), as billing counts it (:func:`perianctl.perian.pricing.runtime_seconds`)."""
+    return runtime_seconds(job, now)
 
 
 def iso(value: datetime | None) -> str:
