@@ -223,3 +223,37 @@ def test_a_budget_beyond_the_remaining_credits_is_refused(sandbox_factory, run_c
     r = run_cli("submit", HELLO, "-i", "name=x", "--max-cost", "2", "--output-prefix", str(tmp_path / "run"),
                 "-o", "name", env=sb.env())
     assert r.returncode == 0, r
+
+
+def test_serve_exports_the_spend_of_a_finished_task(api: Api, tmp_path: Path) -> None:
+    """The counter on ``perianctl serve``'s /metrics, as Prometheus scrapes it (a real server process)."""
+    import asyncio
+
+    import httpx
+
+    from perianctl.flyte import grpc_client as gc
+    from tests.test_connector_support import ServeProcess, free_port, inputs, output_prefix, perian_template
+
+    serve = ServeProcess(api, metrics_port=free_port(), tmp=tmp_path).wait_ready()
+    try:
+        execution = "a" + "spendtest0000000000"
+        prefix = output_prefix(execution)
+
+        async def run_task() -> dict[str, Any]:
+            sub = await gc.submit_via_connector(serve.target, perian_template("success", prefix=prefix), inputs(),
+                                                prefix, execution_name=execution)
+            for _ in range(400):
+                status = await gc.get_via_connector(serve.target, sub.job_id)
+                if status.terminal:
+                    return status.custom_info
+                await asyncio.sleep(0.05)
+            raise AssertionError("the task never finished")
+
+        info = asyncio.run(run_task())
+        text = httpx.get(f"http://127.0.0.1:{serve.metrics_port}/metrics", timeout=10).text
+        wanted = (f'perianctl_connector_spend_total{{currency="{info["cost"]["currency"]}",'
+                  f'instance_type="{info["instance_type_id"]}",task_type="perian_task"}}')
+        line = next(line for line in text.splitlines() if line.startswith(wanted))
+        assert math.isclose(float(line.split()[-1]), float(info["cost"]["amount"]), rel_tol=1e-9)
+    finally:
+        serve.terminate()
