@@ -314,3 +314,18 @@ def test_out_of_credits_really_stops_a_running_process(sandbox_factory: SandboxF
             break
         assert time.monotonic() < deadline, f"job process {pid} still alive"
         time.sleep(0.05)
+
+
+async def test_billing_calls_ride_out_faults(sandbox_factory: SandboxFactory) -> None:
+    """The billing routes are a fault-injection endpoint ("billing"); the client retries its idempotent calls."""
+    sb = sandbox_factory(fault_rate=0.5, fault_kinds="503,reset", fault_endpoints="billing", fault_seed=7)
+    policy = RetryPolicy(attempts=12, timeout=30, wait_initial=0.01, wait_max=0.05, wait_jitter=0.01)
+    async with PerianClient(sb.url, sb.org, sb.token, retry=policy) as client:
+        for _ in range(5):
+            assert (await client.remaining_credits()).current_amount == "10000"
+            assert (await client.generate_bill()).items == []
+            limit = await client.set_usage_limit("100", duration_type="Week")
+            assert limit is not None and limit.amount == "100"
+            assert [u.amount for u in await client.get_usage_limits()] == ["100"]
+    faults = sb.stats()["faults"]
+    assert faults["injected"] >= 5 and set(faults["by_endpoint"]) == {"billing"}, faults

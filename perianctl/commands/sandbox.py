@@ -45,7 +45,7 @@ Speed = Annotated[float, typer.Option("--speed", help="Simulation speed factor (
 Latency = Annotated[str | None, typer.Option("--latency", help="Added latency in seconds: 0.2 or a range 0.1-0.5.")]
 LatencyEndpoints = Annotated[str | None, typer.Option(
     "--latency-endpoints", help="Where latency applies (comma list of create,get,list,cancel,instance-type,"
-    "accelerator-type) [default: all].")]
+    "accelerator-type,billing) [default: all].")]
 FaultRate = Annotated[float, typer.Option("--fault-rate", help="Chance (0..1) that a request gets a fault.")]
 FaultKinds = Annotated[str | None, typer.Option("--fault-kinds", help="Comma list of 500,503,reset [default: all].")]
 FaultEndpoints = Annotated[str | None, typer.Option(
@@ -59,7 +59,7 @@ LogCap = Annotated[int, typer.Option("--log-cap", help="Max characters of logs k
 AccessLog = Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request.")]
 IMPOLITE_HELP = (
     "An impolite PERIAN rule, repeatable: ENDPOINT=MODE[:ITEM,...]. ENDPOINT: create, get, list, cancel, "
-    "instance-type, accelerator-type or * . MODE: slow (answer after the delay; the work is done even if the "
+    "instance-type, accelerator-type, billing or * . MODE: slow (answer after the delay; the work is done even if the "
     "caller hung up), stall (never answer; close after the delay, work done then), refuse (connections "
     "refused for the window; endpoint *), 429 (Too Many Requests with Retry-After). ITEM: a duration (7s), "
     "count=N (first N requests only), retry-after=DURATION (429), commit=no (slow/stall: drop the work when "

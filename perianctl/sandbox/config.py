@@ -15,7 +15,7 @@ from typing import Any
 RUNTIMES = ("simulate", "process", "docker")
 FAULT_KINDS = ("500", "503", "reset")
 FAULT_PHASES = ("before", "after", "mixed")
-ENDPOINTS = ("create", "get", "list", "cancel", "instance-type", "accelerator-type")
+ENDPOINTS = ("create", "get", "list", "cancel", "instance-type", "accelerator-type", "billing")
 DEFAULT_ORG = "sandbox"
 MAX_LATENCY = 600.0
 """Longest injected latency (s): more is no test of a client, only a hung sandbox."""

@@ -55,6 +55,8 @@ def classify(method: str, path: str) -> str | None:
         return "instance-type"
     if path == "/accelerator-type" or path.startswith("/accelerator-type/"):
         return "accelerator-type"
+    if path.startswith("/billing/"):
+        return "billing"
     return None
 
 
