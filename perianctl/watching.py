@@ -214,6 +214,8 @@ class Poller:
         self.stats = PollStats()
         self.consecutive_errors = 0
         self.unavailable_since: float | None = None
+        self.refresh_started: float | None = None
+        """Monotonic start of the refresh in flight (None between refreshes): views show a slow one."""
         self._clock = clock
         self._monotonic = monotonic
         self._rng = rng or random.Random()
@@ -225,6 +227,12 @@ class Poller:
     def stale(self) -> bool:
         """True while the last refresh failed: what we show may be out of date."""
         return self.consecutive_errors > 0
+
+    def refreshing_for(self) -> float | None:
+        """Seconds the refresh in flight has taken so far (None between refreshes)."""
+        if self.refresh_started is None:
+            return None
+        return max(0.0, self._monotonic() - self.refresh_started)
 
     def unavailable_for(self) -> float | None:
         """Seconds since the API stopped answering (None while it answers)."""
@@ -264,6 +272,7 @@ class Poller:
         found: dict[str, JobView] = {}
         error: PerianctlError | None = None
         pending_ids = [w.job_id for w in self.pending()]
+        self.refresh_started = started
         try:
             if self.discover or len(pending_ids) > self.direct_get_threshold:
                 found = await self._sweep(set(pending_ids), counter)
@@ -272,6 +281,8 @@ class Poller:
             found.update(fetched)
         except (UnavailableError, ProtocolError) as exc:
             error = exc
+        finally:
+            self.refresh_started = None
         now = self._clock()
         events = [event for job in found.values() if (event := self._apply(job, now)) is not None]
         self._record(events)
@@ -477,7 +488,7 @@ async def wait_for(
     monotonic = poller._monotonic
     deadline = monotonic() + timeout if timeout is not None else None
     while True:
-        result = await poller.refresh()
+        result = await _refresh_ticking(poller, on_tick, tick)
         if on_refresh is not None:
             on_refresh(poller, result)
         jobs = poller.watched()
@@ -495,6 +506,23 @@ async def wait_for(
                 return _timed_out(poller, timeout or 0.0)
             delay = min(delay, remaining)  # one last refresh right at the deadline
         await _sleep_ticking(poller, delay, on_tick, tick, sleep)
+
+
+async def _refresh_ticking(poller: Poller, on_tick: TickHook | None, tick: float) -> RefreshResult:
+    """One refresh; ``on_tick`` keeps being called while it runs, so a view can say that the API is
+    slow to answer (a refresh can take as long as the client's time budget)."""
+    if on_tick is None or tick <= 0:
+        return await poller.refresh()
+    task = asyncio.ensure_future(poller.refresh())
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=tick)
+            if done:
+                return task.result()
+            on_tick(poller)
+    finally:
+        if not task.done():
+            task.cancel()
 
 
 async def _sleep_ticking(

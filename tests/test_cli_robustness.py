@@ -357,3 +357,15 @@ def test_status_line_on_a_terminal_names_the_retry_reason(sandbox_factory, cli_e
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 8
+
+
+def test_wait_on_a_terminal_says_when_the_api_is_slow_to_answer(sandbox_factory, cli_env: CliEnv) -> None:  # type: ignore[no-untyped-def]
+    sandbox = sandbox_factory(latency=2.5, latency_endpoints="get")
+    job_id = sandbox.create_job()
+    env = {**cli_env.env(), **sandbox.env(), "TERM": "xterm-256color"}
+    child = pexpect.spawn(sys.executable, ["-m", "perianctl", "wait", job_id, "-o", "none"], env=env,
+                          encoding="utf-8", codec_errors="replace", timeout=60, dimensions=(30, 200))
+    child.expect(r"waiting for PERIAN \(\d+ s\)")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before

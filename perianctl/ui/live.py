@@ -55,6 +55,8 @@ PHASE_ORDER: tuple[FlytePhase, ...] = (
 )
 MESSAGE_WIDTH = 60
 STALE_MARKER = "stale: API unreachable, retrying"
+SLOW_REFRESH = 1.0
+"""Seconds a refresh may take before a terminal view says it is waiting for PERIAN."""
 
 Labeler = Callable[[str], str | None]
 """Job id → a human name (from the journal: what ``submit`` recorded), or None."""
@@ -351,6 +353,8 @@ class LineView:
         return None
 
     def on_refresh(self, poller: Poller, result: RefreshResult) -> None:
+        if result.ok or not self._was_stale:
+            self._stop_status()  # an answer came, or a "waiting for PERIAN" line becomes the outage's
         out = self.stream or sys.stdout
         for event in result.events:
             out.write(scrub(transition_line(event)) + "\n")
@@ -360,29 +364,35 @@ class LineView:
             self._warn(f"warning: {iso_time(time.time())} {STALE_MARKER} ({scrub(result.error or '')})")
             self._last_notice = time.monotonic()
         elif result.ok and self._was_stale:
-            self._stop_status()
             self._warn(f"{iso_time(time.time())} API reachable again after {poller.stats.errors} error(s) so far")
         self._was_stale = not result.ok
         self.on_tick(poller)
 
     def on_tick(self, poller: Poller) -> None:
+        slow = poller.refreshing_for()
         if not self._was_stale:
+            if slow is not None and slow >= SLOW_REFRESH and self.status_console is not None:
+                self._show_status(f"waiting for PERIAN ({slow:.0f} s)")
             return
         text = outage_text(poller)
         if text is None:
             return
         if self.status_console is not None:
-            if self._status is None:
-                self._status = self.status_console.status(f"{text}; retrying", spinner="dots")
-                self._status.start()
-            else:
-                self._status.update(f"{text}; retrying")
+            self._show_status(f"{text}; retrying")
         elif time.monotonic() - self._last_notice >= self.reminder_every:
             self._last_notice = time.monotonic()
             self._warn(f"warning: {iso_time(time.time())} still waiting: {text}; retrying")
 
     def finish(self, poller: Poller, result: WaitResult | None, *, error: str | None = None) -> None:
         self._stop_status()
+
+    def _show_status(self, text: str) -> None:
+        assert self.status_console is not None
+        if self._status is None:
+            self._status = self.status_console.status(text, spinner="dots")
+            self._status.start()
+        else:
+            self._status.update(text)
 
     def _stop_status(self) -> None:
         if self._status is not None:
