@@ -447,7 +447,9 @@ class PerianClient:
             if not retryable or attempts >= policy.attempts:
                 raise self._give_up(what, kind, outcome, attempts, response, never_sent=not maybe_sent)
             if wait is None:
-                wait = min(backoff, policy.wait_max) + random.uniform(0, policy.wait_jitter)
+                # A refused connect is answered at once, so its retries need little spreading out.
+                jitter = min(policy.wait_jitter, 0.1) if kind == "refused" else policy.wait_jitter
+                wait = min(backoff, policy.wait_max) + random.uniform(0, jitter)
                 backoff = min(backoff * 2, policy.wait_max)
             if wait + _MIN_ATTEMPT > budget.remaining():
                 if kind == "status" and response is not None and wait > budget.remaining():
