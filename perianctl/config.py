@@ -310,19 +310,23 @@ def validate_setting(key: str, value: str, *, source: str = "") -> str:
         return validate_api_url(value, where=where)
     if key == "token":
         register_secret(value)
-        problem = _header_problem(value.strip())
-        if problem:
-            raise ConfigError(f"invalid token{where}: it {problem}",
-                              hint="copy the token again; it is one line of printable ASCII")
-        return value.strip()
-    if key == "organization":
-        problem = _header_problem(value.strip())
-        if problem:
-            raise ConfigError(f"invalid organization{where}: it {problem}")
-        return value.strip()
+    if key in ("token", "organization"):
+        return check_header_value(key, value, where=where)
     if key == "api_timeout":
         _parse_api_timeout(value, f"api_timeout{where}")
         return value.strip()
+    return value
+
+
+def check_header_value(key: str, value: str, *, where: str = "") -> str:
+    """``value`` stripped, if it can be sent as the ``key`` header value (token, organization);
+    a one-line ConfigError that never includes the value otherwise. No side effects."""
+    value = value.strip()
+    problem = _header_problem(value)
+    if problem:
+        name = "token" if key == "token" else key
+        raise ConfigError(f"invalid {name}{where}: it {problem}",
+                          hint="copy the token again; it is one line of printable ASCII" if key == "token" else None)
     return value
 
 

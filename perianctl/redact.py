@@ -24,8 +24,8 @@ def register_secret(value: str | None) -> None:
     """Remember a secret value so :func:`scrub` removes it from any text (min 4 chars)."""
     if value and len(value) >= 4:
         _known.add(value)
-        if value.lower().startswith("bearer "):
-            _known.add(value[7:])
+        if value.lower().startswith("bearer ") and len(value[7:].strip()) >= 4:
+            _known.add(value[7:].strip())
 
 
 def is_secret_key(key: str) -> bool:

@@ -223,14 +223,14 @@ _NO_MATCH_DETAILS = (m.DETAIL_INSTANCE_TYPE_NOT_FOUND.lower(), "matching the req
 def auth_headers(organization: str, token: str) -> dict[str, str]:
     """The two headers every PERIAN client sends. A token already starting with ``Bearer `` is kept.
 
-    Both values are checked first (:func:`perianctl.config.validate_setting`): a line break or a
+    Both values are checked first (:func:`perianctl.config.check_header_value`): a line break or a
     non-ASCII character cannot travel in a header, and sending would fail deep in the HTTP stack,
     be retried and end as "API unavailable" -- it is a local input error (ConfigError), at once.
     """
-    from perianctl.config import validate_setting
+    from perianctl.config import check_header_value
 
-    organization = validate_setting("organization", organization)
-    token = validate_setting("token", token)
+    organization = check_header_value("organization", organization)
+    token = check_header_value("token", token)
     bearer = token if token.lower().startswith("bearer ") else f"Bearer {token}"
     return {"X-PERIAN-AUTH-ORG": organization, "Authorization": bearer}
 
