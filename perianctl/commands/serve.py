@@ -1,6 +1,8 @@
 """Serve the PERIAN Flyte connector over gRPC (what flytepropeller's connector-service talks to).
 
-Serves AsyncAgentService, SyncAgentService, AgentMetadataService and grpc.health.v1 on --port,
+Serves the Flyte 1 connector services (flyteidl AsyncAgentService, SyncAgentService,
+AgentMetadataService) and the Flyte 2 ones (flyteidl2 AsyncConnectorService,
+ConnectorMetadataService) side by side -- --protocol v1 or v2 serves only one -- and grpc.health.v1 on --port,
 Prometheus metrics on --metrics-port (0 disables), and drains in-flight calls on SIGTERM before
 exiting 0. Credentials are read like a flytekit connector server reads them (_FSEC_PERIAN_TOKEN
 or /etc/secrets/perian_token, ...), then from --org/--token, PERIAN_* variables or the profile.
@@ -96,6 +98,10 @@ def serve(
         bool, typer.Option("--all-connectors", help="Advertise every registered flytekit connector in "
                            "ListAgents, not only PERIAN.")
     ] = False,
+    protocol: Annotated[
+        str, typer.Option("--protocol", metavar="v1,v2", help="Connector protocols to serve on the port: v1 "
+                          "(flyteidl, Flyte 1 propeller), v2 (flyteidl2, Flyte 2) or both.")
+    ] = "v1,v2",
 ) -> None:
     import asyncio
     import logging
@@ -109,6 +115,9 @@ def serve(
     http_client = http_client.lower()
     if http_client not in ("aiohttp", "httpx"):
         raise UsageError(f"invalid --http-client '{http_client}': expected aiohttp or httpx")
+    protocols = tuple(dict.fromkeys(p.strip().lower() for p in protocol.split(",") if p.strip()))
+    if not protocols or any(p not in ("v1", "v2") for p in protocols):
+        raise UsageError(f"invalid --protocol '{protocol}': expected v1, v2 or v1,v2")
     if not logging.getLogger().handlers:
         level = logging.DEBUG if gopts.verbose > 1 else logging.INFO
         logging.basicConfig(level=level, stream=sys.stderr,
@@ -161,7 +170,7 @@ def serve(
     serve_options = ServeOptions(
         host=host, port=port, metrics_port=metrics_port, workers=workers, grace=grace,
         shutdown_delay=shutdown_delay, max_message_mb=max_message_mb, max_concurrent_rpcs=max_concurrent_rpcs,
-        sandbox=sandbox, all_connectors=all_connectors, connector=settings,
+        sandbox=sandbox, all_connectors=all_connectors, connector=settings, protocols=protocols,
     )
     try:
         code = asyncio.run(serve_until_signalled(serve_options))

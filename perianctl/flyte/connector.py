@@ -60,7 +60,7 @@ from perianctl.errors import AuthError, NotFoundError, PerianctlError, ProtocolE
 from perianctl.flyte import convergence as cv
 from perianctl.flyte.idempotency import IdempotencyInfo, idempotency_for
 from perianctl.flyte.phase import FlytePhase, PhaseInfo, is_terminal_phase, status_to_phase
-from perianctl.flyte.secrets import ResolvedSecrets, resolve_secrets
+from perianctl.flyte.secrets import ResolvedSecrets, resolve_secrets, with_request_secrets
 from perianctl.flyte.spend import SpendMeter, cost_amount, money_info, with_budget
 from perianctl.perian import models as m
 from perianctl.perian.client import PerianClient, RetryPolicy, api_deadline
@@ -317,7 +317,7 @@ class PerianConnector(AsyncConnectorBase):
             self._secrets = resolve_secrets(organization=self.settings.organization, token=self.settings.token)
             self._api_url = self.settings.resolved_api_url()  # may read the config file: not per call
             self._secrets_at = now
-        return self._secrets
+        return with_request_secrets(self._secrets)  # a flyteidl2 request's Connection wins
 
     def api_url(self) -> str:
         self.secrets()
@@ -346,8 +346,9 @@ class PerianConnector(AsyncConnectorBase):
         state = self._state()
         client = state.clients.get(key)
         if client is None:
-            stale = list(state.clients.values())
-            state.clients.clear()
+            # Same API and organization, another token: rotated, so retire the old pool. Other
+            # organizations' pools (per-request Connection secrets) stay.
+            stale = [state.clients.pop(k) for k in list(state.clients) if k[:2] == key[:2]]
             for old in stale:  # credentials rotated: close the old pool once its calls are done
                 closer = asyncio.get_running_loop().create_task(
                     _close_later(old, delay=max(self.settings.create_budget, self.settings.get_budget) * 2))

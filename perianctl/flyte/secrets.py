@@ -22,8 +22,10 @@ Values are never logged; :class:`ResolvedSecrets` only exposes *where* each one 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -172,3 +174,37 @@ def _fill_from_config(values: dict[str, str], sources: dict[str, str], env: Mapp
         if key not in values and value:
             values[key] = value
             sources[key] = settings.sources.get(setting, "perianctl config")
+
+
+#: Secrets that arrived *with the request* (flyteidl2's per-request ``core.Connection``). They win
+#: over the server-wide ones for the duration of one call; a context variable, so concurrent calls
+#: (and the background work each one spawns) never see each other's credentials.
+_REQUEST_SECRETS: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
+    "perianctl_request_secrets", default=None)
+
+
+@contextlib.contextmanager
+def request_secrets(values: Mapping[str, str] | None) -> Iterator[None]:
+    """Within the block, :func:`with_request_secrets` lays ``values`` over the server's secrets.
+
+    Only the keys perianctl knows (:data:`ALL_KEYS`) are taken; empty values are ignored, so a
+    Connection that names a secret without a value falls back to the server-side one.
+    """
+    known = {k: str(v).strip() for k, v in (values or {}).items() if k in ALL_KEYS and str(v).strip()}
+    for key in known:
+        if key != ORGANIZATION:
+            register_secret(known[key])
+    token = _REQUEST_SECRETS.set(known or None)
+    try:
+        yield
+    finally:
+        _REQUEST_SECRETS.reset(token)
+
+
+def with_request_secrets(server: ResolvedSecrets) -> ResolvedSecrets:
+    """The server-side secrets with the current request's Connection secrets laid over them."""
+    extra = _REQUEST_SECRETS.get()
+    if not extra:
+        return server
+    return ResolvedSecrets(values={**server.values, **extra},
+                           sources={**server.sources, **dict.fromkeys(extra, "request connection")})

@@ -48,6 +48,14 @@ QUIET_BEFORE_STOP = 0.3
 SERVICE_NAMES: tuple[str, ...] = tuple(
     s.full_name for s in agent_service_pb2.DESCRIPTOR.services_by_name.values()
 )
+PROTOCOLS: tuple[str, ...] = ("v1", "v2")
+
+
+def v2_service_names() -> tuple[str, ...]:
+    """``flyteidl2.connector.AsyncConnectorService`` and ``ConnectorMetadataService``."""
+    from flyteidl2.connector import service_pb2
+
+    return tuple(s.full_name for s in service_pb2.DESCRIPTOR.services_by_name.values())
 
 
 @dataclass
@@ -66,6 +74,9 @@ class ServeOptions:
     sandbox: bool = False
     all_connectors: bool = False
     connector: ConnectorSettings = field(default_factory=ConnectorSettings)
+    protocols: tuple[str, ...] = PROTOCOLS
+    """Which connector protocols to serve: ``v1`` (flyteidl ``AsyncAgentService``, Flyte 1 propeller)
+    and/or ``v2`` (flyteidl2 ``AsyncConnectorService``, Flyte 2)."""
 
 
 @dataclass
@@ -164,9 +175,24 @@ async def start(options: ServeOptions) -> RunningServer:
         ],
         maximum_concurrent_rpcs=options.max_concurrent_rpcs,
     )
-    add_AsyncAgentServiceServicer_to_server(PerianAsyncService(), server)
-    add_SyncAgentServiceServicer_to_server(PerianSyncService(), server)
-    add_AgentMetadataServiceServicer_to_server(PerianMetadataService(perian_only=not options.all_connectors), server)
+    served: list[str] = []
+    if "v1" in options.protocols:
+        add_AsyncAgentServiceServicer_to_server(PerianAsyncService(), server)
+        add_SyncAgentServiceServicer_to_server(PerianSyncService(), server)
+        add_AgentMetadataServiceServicer_to_server(PerianMetadataService(perian_only=not options.all_connectors),
+                                                   server)
+        served.extend(SERVICE_NAMES)
+    if "v2" in options.protocols:  # flyteidl2, dispatching to the same connector instance
+        from flyteidl2.connector.service_pb2_grpc import (
+            add_AsyncConnectorServiceServicer_to_server,
+            add_ConnectorMetadataServiceServicer_to_server,
+        )
+
+        from perianctl.serve.servicers_v2 import PerianAsyncServiceV2, PerianMetadataServiceV2
+
+        add_AsyncConnectorServiceServicer_to_server(PerianAsyncServiceV2(connector), server)
+        add_ConnectorMetadataServiceServicer_to_server(PerianMetadataServiceV2(connector), server)
+        served.extend(v2_service_names())
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
 
@@ -176,7 +202,7 @@ async def start(options: ServeOptions) -> RunningServer:
         raise OSError(f"cannot bind gRPC port {options.host}:{options.port} ({exc})") from None
     stop_metrics = start_metrics_server(options.metrics_port, options.metrics_host) if options.metrics_port else None
     await server.start()
-    for name in (*SERVICE_NAMES, health.SERVICE_NAME, ""):
+    for name in (*served, health.SERVICE_NAME, ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     SERVING.set(1)
     return RunningServer(server=server, port=port, health=health_servicer, connector=connector,
@@ -189,7 +215,8 @@ def startup_line(running: RunningServer) -> str:
     metrics = f"{opts.metrics_host}:{opts.metrics_port}/metrics" if opts.metrics_port else "off"
     link = settings.log_link_template if settings.log_link_template != DEFAULT_LOG_LINK else "default"
     return (
-        f"perianctl serve: listening on {running.address} | task types: perian_task v0 | "
+        f"perianctl serve: listening on {running.address} | protocols {','.join(opts.protocols)} | "
+        f"task types: perian_task v0 | "
         f"PERIAN API {running.connector.api_url()} | metrics {metrics} | grace {opts.grace:g}s | log links {link}"
     )
 
