@@ -353,7 +353,7 @@ def test_log_tokens_resume_after_the_head_of_the_log_was_dropped() -> None:
     lines = [f"line {i}" for i in range(10)]
     token = log_token(lines, 6)
     assert resume_at(lines, token) == 6
-    assert resume_at(lines + ["line 10"], token) == 6
+    assert resume_at([*lines, "line 10"], token) == 6
     capped = ["[sandbox] earlier output was dropped", *lines[4:], "line 10"]  # 4 lines dropped
     assert capped[resume_at(capped, token):] == ["line 6", "line 7", "line 8", "line 9", "line 10"]
     assert resume_at(["other"], token) == 0  # its line is gone: everything left is new

@@ -61,8 +61,24 @@ _LEADING_STAMP = re.compile(
 
 
 def template_to_v1(template: Any) -> v1_tasks.TaskTemplate:
-    """flyteidl2 ``TaskTemplate`` → flyteidl ``TaskTemplate`` (same wire form; see module docstring)."""
-    return v1_tasks.TaskTemplate.FromString(template.SerializeToString())
+    """flyteidl2 ``TaskTemplate`` → flyteidl ``TaskTemplate`` (same wire form; see module docstring).
+
+    The ``flyte`` SDK gives every task a ``container``; for a PERIAN container task it is empty (no
+    image, command or args) and the real image and command are the ``custom`` keys, as in Flyte 1's
+    container-less ``PerianContainerTask``. Such an empty container is dropped (its env moves under
+    ``custom.environment``), so the command in ``custom`` is what runs.
+    """
+    v1 = v1_tasks.TaskTemplate.FromString(template.SerializeToString())
+    container = v1.container if v1.HasField("container") else None
+    if (container is not None and not container.image and not container.command and not container.args
+            and v1.HasField("custom") and "command" in v1.custom.fields):
+        env = {kv.key: kv.value for kv in container.env}
+        if env:
+            custom_env = v1.custom.fields["environment"].struct_value if "environment" in v1.custom.fields else None
+            merged = {**env, **(json_format.MessageToDict(custom_env) if custom_env is not None else {})}
+            v1.custom.update({"environment": merged})
+        v1.ClearField("container")
+    return v1
 
 
 def inputs_to_v1(inputs: common_pb2.Inputs | None) -> v1_literals.LiteralMap | None:
