@@ -135,8 +135,9 @@ def test_restart_resends_the_same_attempt_to_the_next_replica(run_cli: CliRunner
 
 def test_get_failures_freeze_polling_after_five(run_cli: CliRunner, replicas: list[ServeProcess],
                                                 sandbox: SandboxHandle) -> None:
+    # the job outlives the node timeout, so an abort must really cancel it
     report = check(run_cli, replicas, sandbox, "--impolite", "get=slow:1.5s", "--get-timeout", "0.5",
-                   "--job-seconds", "5", "--settle", "2", "--poll-interval", "0.1", "--task-timeout", "10")
+                   "--job-seconds", "60", "--settle", "2", "--poll-interval", "0.1", "--task-timeout", "10")
     (custom,) = report["scenarios"]
     assert_truthful(custom, sandbox)
     gets = [c for c in custom["calls"] if c["method"] == "GetTask"]
