@@ -369,3 +369,19 @@ def test_wait_on_a_terminal_says_when_the_api_is_slow_to_answer(sandbox_factory,
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0, child.before
+
+
+def test_unpaired_surrogate_escape_in_an_inputs_file_is_an_input_error(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    inputs = tmp_path / "inputs.json"
+    inputs.write_text('{"name": "\\ud800"}')
+    result = run_cli("submit", str(TEMPLATES / "hello.json"), "--inputs-file", str(inputs), "--dry-run")
+    assert "surrogate" in _one_error(result, 2)
+
+
+def test_unpaired_surrogate_escape_in_a_json_template_is_a_template_error(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    text = (TEMPLATES / "hello.json").read_text().replace('"FLYTE_FAIL_ON_ERROR": "true"',
+                                                          '"FLYTE_FAIL_ON_ERROR": "\\ud800"')
+    template = tmp_path / "odd.json"
+    template.write_text(text)
+    result = run_cli("submit", str(template), "-i", "name=x", "--dry-run")
+    assert "surrogate" in _one_error(result, 2)

@@ -232,11 +232,16 @@ def _json_text(value: object, want: str) -> object:
     if not isinstance(value, str):
         return value
     try:
-        return json.loads(value)
+        data = json.loads(value)
     except json.JSONDecodeError as exc:
         raise _Bad(f"expected {want} as JSON ({exc.msg} at column {exc.colno}), got {_show(value)}") from None
     except RecursionError:
         raise _Bad("JSON value is nested too deeply") from None
+    from perianctl.flyte.templates import has_lone_surrogate
+
+    if has_lone_surrogate(data):
+        raise _Bad("the JSON holds an unpaired surrogate escape (e.g. \\ud800), which is not text")
+    return data
 
 
 def _to_struct(value: object) -> struct_pb2.Struct:

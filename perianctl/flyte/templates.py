@@ -263,9 +263,23 @@ def parse_text_document(data: bytes, *, path: str, error: type[PerianctlError]) 
             except yaml.YAMLError as exc:
                 raise error(one_line(f"{path}: invalid YAML: {exc}")) from None
         _check_size(document, path, error)
+        if has_lone_surrogate(document):
+            raise error(f"{path}: a string holds an unpaired surrogate escape (e.g. \\ud800), which is not text")
     except RecursionError:
         raise error(f"{path}: the document is nested too deeply") from None
     return document
+
+
+def has_lone_surrogate(document: Any) -> bool:
+    """Does a string (or key) in a parsed JSON/YAML document hold an unpaired surrogate? JSON allows
+    ``"\\ud800"``; such a string cannot be encoded as UTF-8, so no request or file could carry it."""
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except (TypeError, ValueError):  # not JSON-shaped (YAML dates, ...): check what can be checked
+        return False
+    return False
 
 
 def _check_size(document: Any, path: str, error: type[PerianctlError]) -> None:
