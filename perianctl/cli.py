@@ -60,7 +60,7 @@ def root(
         logging.basicConfig(
             level=logging.DEBUG if verbose > 1 else logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr
         )
-        for noisy in ("httpcore", "asyncio", "hpack", "grpc"):
+        for noisy in ("httpx", "httpcore", "asyncio", "hpack", "grpc"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     ctx.obj = GlobalOptions(
         profile=profile, api_url=api_url, organization=org, token=token, token_file=token_file,
@@ -137,6 +137,107 @@ def __getattr__(name: str) -> typer.Typer:
     raise AttributeError(name)
 
 
+def _option_names(command: object) -> dict[str, bool]:
+    """Option name -> whether it takes a value, for one click command."""
+    names: dict[str, bool] = {}
+    for param in getattr(command, "params", []):
+        if getattr(param, "param_type_name", "") == "option":
+            for name in (*param.opts, *param.secondary_opts):
+                names[name] = not (param.is_flag or param.count)
+    return names
+
+
+def hoist_global_options(command: object, args: list[str]) -> list[str]:
+    """Move global options written after the sub-command (``list --profile sandbox``, ``submit … -q``)
+    in front of it, where the root command parses them.
+
+    An option the sub-command declares itself (``sandbox start --org``) stays where it is and keeps
+    its meaning there; so does everything after ``--``. Values are taken along (``--org X`` and
+    ``--org=X``); ``-vv`` counts as two ``-v``.
+    """
+    from typer._click import core
+    from typer.core import TyperGroup
+
+    assert isinstance(command, TyperGroup)
+    root_ctx = core.Context(command, info_name="perianctl", resilient_parsing=True)
+    globals_ = _option_names(command)
+    # Skip the global options already in front, then walk down the sub-command path.
+    index = 0
+    while index < len(args) and args[index].startswith("-") and args[index] != "--":
+        name = args[index].split("=", 1)[0]
+        index += 2 if globals_.get(name) and "=" not in args[index] else 1
+    path_start = index
+    current: core.Command = command
+    ctx = root_ctx
+    while index < len(args) and isinstance(current, TyperGroup):
+        sub = current.get_command(ctx, args[index])
+        if sub is None:
+            return args
+        current = sub
+        ctx = core.Context(sub, parent=ctx, info_name=args[index], resilient_parsing=True)
+        index += 1
+        while isinstance(current, TyperGroup) and index < len(args) and args[index].startswith("-"):
+            index += 1  # a group's own option (none take values today)
+    if index >= len(args) or current is command:
+        return args
+    own = _option_names(current)
+    head, tail, hoisted = args[:index], [], []
+    rest = iter(enumerate(args[index:], start=index))
+    for _, arg in rest:
+        if arg == "--":
+            tail.append(arg)
+            tail.extend(a for _, a in rest)
+            break
+        name = arg.split("=", 1)[0]
+        if name in own:
+            tail.append(arg)
+            if own[name] and "=" not in arg:
+                value = next(rest, None)
+                if value is not None:
+                    tail.append(value[1])
+        elif name in globals_:
+            hoisted.append(arg)
+            if globals_[name] and "=" not in arg:
+                value = next(rest, None)
+                if value is not None:
+                    hoisted.append(value[1])
+        elif len(arg) > 2 and arg[0] == "-" and arg[1] != "-" and set(arg[1:]) == {"v"} and "-v" not in own:
+            hoisted.extend("-v" for _ in arg[1:])
+        else:
+            tail.append(arg)
+    if not hoisted:
+        return args
+    return head[:path_start] + hoisted + head[path_start:] + tail
+
+
+def _where_option_belongs(option: str, path: str) -> str | None:
+    """A hint naming the commands that do take ``option`` (it is not one of ``path``'s)."""
+    import typer.main
+    from typer._click import core
+    from typer.core import TyperGroup
+
+    root = typer.main.get_command(build_app())
+    owners: list[str] = []
+
+    def walk(cmd: core.Command, prefix: str) -> None:
+        if isinstance(cmd, TyperGroup):
+            ctx = core.Context(cmd, info_name=prefix)
+            for name in cmd.list_commands(ctx):
+                sub = cmd.get_command(ctx, name)
+                if sub is not None and not sub.hidden:
+                    walk(sub, f"{prefix} {name}")
+            return
+        if option in _option_names(cmd):
+            owners.append(prefix)
+
+    walk(root, "perianctl")
+    owners = [o for o in owners if o != path]
+    if not owners:
+        return None
+    shown = ", ".join(f"'{o}'" for o in owners[:4]) + (", …" if len(owners) > 4 else "")
+    return f"{option} is an option of {shown}; see '{path} --help'"
+
+
 def _unexpected(exc: BaseException) -> int:
     from perianctl.redact import scrub
     from perianctl.ui.console import error, state
@@ -182,7 +283,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         args = sys.argv[1:] if argv is None else argv
         _check_text(args)
-        result = build_app(_subcommand(args))(args=args, prog_name="perianctl", standalone_mode=False)
+        import typer.main
+
+        command = typer.main.get_command(build_app(_subcommand(args)))
+        args = hoist_global_options(command, args)
+        result = command.main(args=args, prog_name="perianctl", standalone_mode=False)
     except PerianctlError as exc:
         from perianctl.ui.console import error
 
@@ -194,8 +299,11 @@ def main(argv: list[str] | None = None) -> None:
     except click_exc.UsageError as exc:
         from perianctl.ui.console import error
 
-        command = exc.ctx.command_path if exc.ctx is not None else "perianctl"
-        error(exc.format_message(), hint=f"see '{command} --help'")
+        path = exc.ctx.command_path if exc.ctx is not None else "perianctl"
+        hint = None
+        if isinstance(exc, click_exc.NoSuchOption):
+            hint = _where_option_belongs(exc.option_name, path)
+        error(exc.format_message(), hint=hint or f"see '{path} --help'")
         sys.exit(int(ExitCode.USAGE))
     except click_exc.ClickException as exc:
         from perianctl.ui.console import error

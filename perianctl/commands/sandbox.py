@@ -9,9 +9,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from perianctl.commands.common import options
 from perianctl.errors import ExitCode, PerianctlError, UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from perianctl.sandbox.config import SandboxConfig
     from perianctl.sandbox.impolite import ImpoliteRule
 
@@ -133,6 +136,7 @@ def _start_error(exc: Exception) -> SandboxError:
 
 @sandbox_app.command("run")
 def run(
+    ctx: typer.Context,
     state_dir: StateDir = None, host: Host = "127.0.0.1", port: Port = 8080, runtime: Runtime = "simulate",
     org: Org = None, token: Token = None, speed: Speed = 1.0, latency: Latency = None,
     latency_endpoints: LatencyEndpoints = None, fault_rate: FaultRate = 0.0, fault_kinds: FaultKinds = None,
@@ -154,13 +158,14 @@ def run(
         credits=credits,
     )
     try:
-        serve(config, on_ready=_try_save_profile if write_profile else None)
+        serve(config, on_ready=_profile_saver(ctx) if write_profile else None)
     except SandboxStartError as exc:
         raise _start_error(exc) from None
 
 
 @sandbox_app.command("start")
 def start(
+    ctx: typer.Context,
     state_dir: StateDir = None, host: Host = "127.0.0.1", port: Port = 8080, runtime: Runtime = "simulate",
     org: Org = None, token: Token = None, speed: Speed = 1.0, latency: Latency = None,
     latency_endpoints: LatencyEndpoints = None, fault_rate: FaultRate = 0.0, fault_kinds: FaultKinds = None,
@@ -189,7 +194,7 @@ def start(
         raise _start_error(exc) from None
     credentials = load_credentials(result.state_dir)
     if write_profile and credentials and result.url:
-        _save_profile(result.url, *credentials)
+        _save_profile(result.url, *credentials, config_file=options(ctx).config_file)
     _info(f"sandbox running: pid {result.pid}, runtime {result.runtime}, organization {result.organization}; "
           f"logs in {result.log_file}")
     print(result.url)
@@ -304,19 +309,25 @@ def _admin(base: str, method: str, path: str, body: object = None) -> dict[str, 
     return answer if isinstance(answer, dict) else {}
 
 
-def _save_profile(url: str, organization: str, token: str) -> None:
+def _save_profile(url: str, organization: str, token: str, *, config_file: str | None = None) -> None:
     from perianctl.config import save_profile
 
-    path = save_profile(PROFILE_NAME, {"api_url": url, "organization": organization, "token": token})
+    path = save_profile(PROFILE_NAME, {"api_url": url, "organization": organization, "token": token},
+                        config_path=Path(config_file) if config_file else None)
     _info(f"saved profile '{PROFILE_NAME}' in {path}: use 'perianctl --profile {PROFILE_NAME} ...'")
 
 
-def _try_save_profile(url: str, organization: str, token: str) -> None:
+def _profile_saver(ctx: typer.Context) -> Callable[[str, str, str], None]:
     """For ``run``: a broken config file must not stop a sandbox that is already serving."""
-    try:
-        _save_profile(url, organization, token)
-    except PerianctlError as exc:
-        _info(f"warning: could not save the '{PROFILE_NAME}' profile: {exc.message}")
+    config_file = options(ctx).config_file
+
+    def save(url: str, organization: str, token: str) -> None:
+        try:
+            _save_profile(url, organization, token, config_file=config_file)
+        except PerianctlError as exc:
+            _info(f"warning: could not save the '{PROFILE_NAME}' profile: {exc.message}")
+
+    return save
 
 
 def _state_dir(state_dir: Path | None) -> Path:

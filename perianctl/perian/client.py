@@ -72,6 +72,30 @@ from perianctl.text import first_line, one_line
 
 log = logging.getLogger("perianctl.http")
 
+
+def _shown_headers(headers: httpx.Headers) -> str:
+    """Headers for the ``-vv`` log: secret-looking ones (Authorization, tokens) masked."""
+    from perianctl.redact import REDACTED, is_secret_key, scrub
+
+    return ", ".join(
+        f"{name}: {REDACTED if is_secret_key(name) or name.lower() == 'cookie' else scrub(value)}"
+        for name, value in headers.items()
+    )
+
+
+def _shown_body(content: bytes, limit: int = 4000) -> str:
+    """A body for the ``-vv`` log: JSON with secret keys masked, cut at ``limit`` characters."""
+    import json
+
+    from perianctl.redact import redact, scrub
+
+    text = content.decode("utf-8", "replace")
+    try:
+        text = json.dumps(redact(json.loads(text)), separators=(",", ":"))
+    except ValueError:
+        text = scrub(text)
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more characters)"
+
 IDEMPOTENCY_ENV = "PERIANCTL_IDEMPOTENCY_KEY"
 """Env variable stamped into a job so a retried create can find the job an earlier try made."""
 
@@ -344,7 +368,7 @@ class PerianClient:
             transport=transport,
             # Plain http (the sandbox) needs no TLS context; building one costs ~50 ms of start-up.
             verify=not self.api_url.startswith("http://"),
-            event_hooks={"response": [self._log_response]},
+            event_hooks={"request": [self._mark_sent], "response": [self._log_response]},
         )
 
     async def __aenter__(self) -> PerianClient:
@@ -357,11 +381,33 @@ class PerianClient:
         await self._http.aclose()
 
     @staticmethod
+    async def _mark_sent(request: httpx.Request) -> None:
+        request.extensions["perianctl_sent"] = time.monotonic()
+
+    @staticmethod
     async def _log_response(response: httpx.Response) -> None:
+        """``-v``: one line per HTTP request; ``-vv``: plus headers and bodies, secrets masked.
+
+        Status and time are known here, not when the request leaves, so the line is written once,
+        with the response (httpx's own request log is silenced by the CLI for the same reason).
+        """
+        if not log.isEnabledFor(logging.INFO):
+            return
+        request = response.request
+        elapsed = (time.monotonic() - request.extensions.get("perianctl_sent", time.monotonic())) * 1000
+        log.info("%s %s -> %s (%.0f ms)", request.method, request.url.path, response.status_code, elapsed)
         if log.isEnabledFor(logging.DEBUG):
-            request = response.request
-            elapsed = response.elapsed.total_seconds() * 1000 if hasattr(response, "_elapsed") else 0.0
-            log.debug("%s %s -> %s (%.0f ms)", request.method, request.url.path, response.status_code, elapsed)
+            log.debug("  request headers: %s", _shown_headers(request.headers))
+            try:
+                body = request.content
+            except httpx.RequestNotRead:
+                body = b""
+            if body:
+                log.debug("  request body: %s", _shown_body(body))
+            log.debug("  response headers: %s", _shown_headers(response.headers))
+            await response.aread()
+            if response.content:
+                log.debug("  response body: %s", _shown_body(response.content))
 
     def budget_for(self, budget: BudgetLike | None = None) -> Budget:
         """The budget a call starting now runs under: the earliest of argument, scope and default."""
