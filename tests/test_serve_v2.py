@@ -341,7 +341,14 @@ def test_flyteidl2_messages_are_wire_compatible_with_flyteidl() -> None:
     pairs = [(v1_tasks.TaskTemplate, t2.TaskTemplate), (l1.Literal, l2.Literal),
              (agent_pb2.TaskExecutionMetadata, c2.TaskExecutionMetadata), (e1.TaskLog, e2.TaskLog),
              (m1.ExecutionMetricResult, m2.ExecutionMetricResult), (l1.LiteralMap, common_pb2.Inputs),
-             (agent_pb2.GetTaskMetricsResponse, c2.GetTaskMetricsResponse)]
+             (agent_pb2.GetTaskMetricsResponse, c2.GetTaskMetricsResponse),
+             # what the CLI's connector mode sends and reads over either protocol (grpc_client)
+             (agent_pb2.CreateTaskRequest, c2.CreateTaskRequest), (agent_pb2.CreateTaskResponse, c2.CreateTaskResponse),
+             (agent_pb2.GetTaskRequest, c2.GetTaskRequest), (agent_pb2.GetTaskResponse, c2.GetTaskResponse),
+             (agent_pb2.DeleteTaskRequest, c2.DeleteTaskRequest), (agent_pb2.GetTaskLogsRequest, c2.GetTaskLogsRequest),
+             (agent_pb2.GetTaskMetricsRequest, c2.GetTaskMetricsRequest),
+             (agent_pb2.ListAgentsResponse, c2.ListConnectorsResponse),
+             (agent_pb2.GetAgentRequest, c2.GetConnectorRequest), (agent_pb2.GetAgentResponse, c2.GetConnectorResponse)]
     for a, b in pairs:
         assert compare(a.DESCRIPTOR, b.DESCRIPTOR, a.DESCRIPTOR.name) == []
     assert e1.TaskExecution.Phase.items() == e2.TaskExecution.Phase.items()

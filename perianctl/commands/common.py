@@ -85,15 +85,20 @@ def _warn_unreadable(what: str, problem: Any) -> None:
     warn(f"{what}: {problem.describe()}")
 
 
-def connector_target(ctx: typer.Context, flag: str | None) -> str | None:
+def connector_target(ctx: typer.Context, flag: str | None, protocol: str | None = None) -> str | None:
     """Where ``--connector`` points: the flag, else the ``connector`` setting (env
-    ``PERIANCTL_CONNECTOR`` or the profile); ``--connector ''`` means "talk to PERIAN directly"."""
+    ``PERIANCTL_CONNECTOR`` or the profile); ``--connector ''`` means "talk to PERIAN directly".
+    ``protocol`` (``--protocol``: v1, v2 or auto) is checked here and used by every connector call."""
     value = flag.strip() if flag is not None else options(ctx).settings().get("connector")
+    if protocol is not None and protocol.strip().lower() not in ("auto", "v1", "v2"):
+        raise UsageError(f"invalid --protocol '{protocol}': expected v1, v2 or auto")
     if not value:
         return None
-    from perianctl.flyte.grpc_client import validate_target
+    from perianctl.flyte.grpc_client import set_default_protocol, validate_target
 
-    return validate_target(value)
+    target = validate_target(value)
+    set_default_protocol(protocol)
+    return target
 
 
 def run(coro: Coroutine[Any, Any, T], *, status: str | None = None) -> T:
@@ -144,6 +149,11 @@ def stdin_is_tty() -> bool:
 
 OutputOption = typer.Option(
     "table", "--output", "-o", help="Output format: table, wide, json, yaml or name.", case_sensitive=False
+)
+ProtocolOption = typer.Option(
+    None, "--protocol", metavar="v1|v2",
+    help="Connector protocol for --connector: v1 (flyteidl, Flyte 1) or v2 (flyteidl2, Flyte 2). Default: what "
+    "the server's health service says it serves (v1 when both).",
 )
 LastOption = typer.Option(False, "--last", help="Use the job most recently submitted from this machine.")
 ConnectorOption = typer.Option(

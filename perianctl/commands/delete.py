@@ -16,6 +16,7 @@ from perianctl.commands.common import (
     ConnectorOption,
     LastOption,
     OutputOption,
+    ProtocolOption,
     connector_target,
     make_client,
     resolve_job_ids,
@@ -47,13 +48,14 @@ def delete(
     ] = False,
     output: str = OutputOption,
     connector: str | None = ConnectorOption,
+    protocol: str | None = ProtocolOption,
 ) -> None:
     from perianctl.errors import ExitCode, NotFoundError, PerianctlError, UsageError
     from perianctl.ui.output import parse_format
 
     fmt = parse_format(output)
     ids = resolve_job_ids(ctx, job_ids, last=last)
-    target = connector_target(ctx, connector)
+    target = connector_target(ctx, connector, protocol)
     if target and strict:
         raise UsageError("--strict cannot be used with --connector: DeleteTask does not say whether the job "
                          "had already finished")

@@ -14,6 +14,7 @@ from perianctl.commands.common import (
     ConnectorOption,
     LastOption,
     OutputOption,
+    ProtocolOption,
     connector_target,
     make_client,
     options,
@@ -35,13 +36,14 @@ def get(
     history: Annotated[bool, typer.Option("--history", help="Show observed status transitions.")] = False,
     output: str = OutputOption,
     connector: str | None = ConnectorOption,
+    protocol: str | None = ProtocolOption,
 ) -> None:
     from perianctl.ui.console import error
     from perianctl.ui.output import parse_format
 
     fmt = parse_format(output)
     ids = resolve_job_ids(ctx, job_ids, last=last)
-    target = connector_target(ctx, connector)
+    target = connector_target(ctx, connector, protocol)
     failures: list[PerianctlError]
     if target:
         statuses, failures = _fetch_via_connector(target, ids)

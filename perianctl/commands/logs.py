@@ -12,7 +12,15 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from perianctl.commands.common import ConnectorOption, LastOption, connector_target, make_client, resolve_job_ids, run
+from perianctl.commands.common import (
+    ConnectorOption,
+    LastOption,
+    ProtocolOption,
+    connector_target,
+    make_client,
+    resolve_job_ids,
+    run,
+)
 
 T = TypeVar("T")
 
@@ -26,6 +34,7 @@ def logs(
     interval: Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between polls with --follow.")] = 2.0,
     output: Annotated[str, typer.Option("--output", "-o", help="text or json (NDJSON lines).")] = "text",
     connector: str | None = ConnectorOption,
+    protocol: str | None = ProtocolOption,
 ) -> None:
     from perianctl.errors import UsageError
 
@@ -34,7 +43,7 @@ def logs(
     ids = resolve_job_ids(ctx, [job_id] if job_id else None, last=last)
     if len(ids) != 1:
         raise UsageError("logs takes exactly one job")
-    target = connector_target(ctx, connector)
+    target = connector_target(ctx, connector, protocol)
     if target:
         code = run(_logs_via_connector(target, ids[0], follow=follow, tail=tail, interval=interval,
                                        as_json=output == "json"))

@@ -61,6 +61,7 @@ def submit(
     watch: Annotated[bool, typer.Option("--watch", help="Watch the job live until it ends.")] = False,
     wait_timeout: Annotated[str | None, typer.Option("--wait-timeout", help="With --wait/--watch: give up after this long (exit 5).")] = None,
     connector: Annotated[str | None, typer.Option("--connector", metavar="HOST:PORT", help="Submit through a Flyte connector (gRPC CreateTask, as flytepropeller does); --wait then polls its GetTask. Default: the 'connector' setting; '' turns it off.")] = None,
+    protocol: Annotated[str | None, typer.Option("--protocol", metavar="v1|v2", help="Connector protocol for --connector: v1 (flyteidl, Flyte 1) or v2 (flyteidl2, Flyte 2). Default: what the server's health service says it serves (v1 when both).")] = None,
     output: Annotated[str, typer.Option("--output", "-o", help="text, name, json or yaml.")] = "text",
 ) -> None:
     from perianctl.errors import PerianctlError, UsageError
@@ -76,7 +77,7 @@ def submit(
     follow_timeout = parse_duration(wait_timeout, what="--wait-timeout") if wait_timeout else None
     job_timeout = int(parse_duration(timeout, what="--timeout")) if timeout else None
     settings = options(ctx).settings()
-    connector = connector_target(ctx, connector)
+    connector = connector_target(ctx, connector, protocol)
     if connector:
         lost = [flag for flag, value in (("--instance-type-id", instance_type_id), ("--secret-env", secret_env),
                                          ("--storage-credentials", storage_credentials)) if value]

@@ -12,6 +12,14 @@ Propeller's ``connector-service`` plugin (flyte-connector.md §2) sends real fly
 
 Only grpc and flyteidl are imported (about 0.1 s), never flytekit. gRPC failures become
 :mod:`perianctl.errors` with one-line messages, so the CLI's exit codes hold.
+
+**Both connector protocols.** A connector may serve Flyte 1's ``flyteidl.service`` services, Flyte
+2's ``flyteidl2.connector`` ones, or both (``perianctl serve``). The protocol is ``auto`` (the
+default: the server's gRPC health says which services it has; v1 when it has both or no health
+service), ``v1`` or ``v2`` (``--protocol``). The requests and responses of the two are the same on
+the wire (flyteidl2 only adds fields: ``connection``, ``LogLine`` bodies), so a v2 call sends the
+v1 message's bytes as its flyteidl2 counterpart and reads the answer back the same way --
+``flyteidl2`` is only imported when v2 is used.
 """
 
 from __future__ import annotations
@@ -44,6 +52,32 @@ from perianctl.errors import (
     ValidationFailed,
 )
 from perianctl.text import first_line
+
+PROTOCOLS = ("auto", "v1", "v2")
+V1_SERVICE = "flyteidl.service.AsyncAgentService"
+V2_SERVICE = "flyteidl2.connector.AsyncConnectorService"
+_default_protocol = "auto"
+
+
+def set_default_protocol(protocol: str | None) -> None:
+    """The protocol of every :class:`ConnectorClient` made without one (``--protocol``)."""
+    global _default_protocol
+    value = (protocol or "auto").strip().lower()
+    if value not in PROTOCOLS:
+        raise UsageError(f"invalid --protocol '{protocol}': expected v1, v2 or auto")
+    _default_protocol = value
+
+
+# v1 method → (flyteidl2 service, method, request type, response type), all in flyteidl2.connector.connector_pb2
+_V2_CALLS = {
+    "CreateTask": ("async", "CreateTask", "CreateTaskRequest", "CreateTaskResponse"),
+    "GetTask": ("async", "GetTask", "GetTaskRequest", "GetTaskResponse"),
+    "DeleteTask": ("async", "DeleteTask", "DeleteTaskRequest", "DeleteTaskResponse"),
+    "GetTaskMetrics": ("async", "GetTaskMetrics", "GetTaskMetricsRequest", "GetTaskMetricsResponse"),
+    "GetTaskLogs": ("async", "GetTaskLogs", "GetTaskLogsRequest", "GetTaskLogsResponse"),
+    "ListAgents": ("meta", "ListConnectors", "ListConnectorsRequest", "ListConnectorsResponse"),
+    "GetAgent": ("meta", "GetConnector", "GetConnectorRequest", "GetConnectorResponse"),
+}
 
 DEFAULT_TIMEOUT = 10.0
 """Propeller's ``defaultTimeout`` for connector calls."""
@@ -256,9 +290,12 @@ class ConnectorClient:
     """One channel to a connector. ``async with ConnectorClient("localhost:8000") as c: ...``"""
 
     def __init__(self, target: str, *, timeout: float = DEFAULT_TIMEOUT, max_message_mb: int = 64,
-                 channel: grpc.aio.Channel | None = None) -> None:
+                 channel: grpc.aio.Channel | None = None, protocol: str | None = None) -> None:
         self.target = validate_target(target) if channel is None else target
         self.timeout = timeout
+        self.protocol = (protocol or _default_protocol).lower()
+        """``auto`` until the first call has asked the server; then ``v1`` or ``v2``."""
+        self._v2: dict[str, Any] = {}
         limit = max_message_mb * 1024 * 1024
         self._channel = channel or grpc.aio.insecure_channel(
             self.target,
@@ -278,33 +315,78 @@ class ConnectorClient:
     async def close(self) -> None:
         await self._channel.close()
 
-    async def _call(self, op: str, method: Any, request: Any) -> Any:
+    async def _call(self, op: str, method: Any, request: Any, v2: str | None = None) -> Any:
+        """``method`` (a v1 stub method) with ``request``; over flyteidl2 when the protocol is v2 and
+        ``v2`` names the call (a key of ``_V2_CALLS``)."""
         try:
+            if v2 is not None and await self.resolved_protocol() == "v2":
+                return await self._call_v2(v2, request)
             return await method(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc, op=op, target=self.target, timeout=self.timeout) from None
 
+    async def resolved_protocol(self) -> str:
+        """``v1`` or ``v2``: as given, else what the server's health service says it serves."""
+        if self.protocol not in ("v1", "v2"):
+            self.protocol = await self._detect()
+        return self.protocol
+
+    async def _detect(self) -> str:
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        serving: dict[str, bool] = {}
+        for service in (V1_SERVICE, V2_SERVICE):
+            try:
+                answer = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=self.timeout)
+                serving[service] = answer.status == health_pb2.HealthCheckResponse.SERVING
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise  # the server is not there: say so, not "no such protocol"
+                serving[service] = False  # NOT_FOUND (not served) or UNIMPLEMENTED (no health service)
+            if service == V1_SERVICE and serving[service]:
+                return "v1"  # both served: Flyte 1's, the long-standing one
+        return "v2" if serving.get(V2_SERVICE) else "v1"
+
+    def _v2_parts(self, name: str) -> tuple[Any, Any, Any]:
+        """(flyteidl2 stub method, request type, response type) for a v1 method name."""
+        from flyteidl2.connector import connector_pb2
+        from flyteidl2.connector import service_pb2_grpc as s2
+
+        kind, method, request_type, response_type = _V2_CALLS[name]
+        if kind not in self._v2:
+            stub = s2.AsyncConnectorServiceStub if kind == "async" else s2.ConnectorMetadataServiceStub
+            self._v2[kind] = stub(self._channel)
+        return (getattr(self._v2[kind], method), getattr(connector_pb2, request_type),
+                getattr(connector_pb2, response_type))
+
+    async def _call_v2(self, name: str, request: Any) -> Any:
+        """The v1 call over flyteidl2: the same bytes in, the answer read back as the v1 type."""
+        method, request_type, _ = self._v2_parts(name)
+        response = await method(request_type.FromString(request.SerializeToString()), timeout=self.timeout)
+        return _v2_to_v1(name, response)
+
     async def create_task(self, request: agent_pb2.CreateTaskRequest) -> bytes:
-        response = await self._call("create task", self._async.CreateTask, request)
+        response = await self._call("create task", self._async.CreateTask, request, "CreateTask")
         return bytes(response.resource_meta)
 
     async def get_task(self, resource_meta: bytes, *, task_type: str = TASK_TYPE, version: int = 0,
                        output_prefix: str = "") -> TaskStatus:
         request = agent_pb2.GetTaskRequest(task_type=task_type, resource_meta=resource_meta,
                                            task_category=_category(task_type, version), output_prefix=output_prefix)
-        response = await self._call("get task", self._async.GetTask, request)
+        response = await self._call("get task", self._async.GetTask, request, "GetTask")
         return status_from_resource(response.resource, job_id_from_resource_meta(resource_meta))
 
     async def delete_task(self, resource_meta: bytes, *, task_type: str = TASK_TYPE, version: int = 0) -> None:
         request = agent_pb2.DeleteTaskRequest(task_type=task_type, resource_meta=resource_meta,
                                               task_category=_category(task_type, version))
-        await self._call("delete task", self._async.DeleteTask, request)
+        await self._call("delete task", self._async.DeleteTask, request, "DeleteTask")
 
     async def get_task_metrics(self, resource_meta: bytes, queries: list[str] | None = None, *,
                                task_type: str = TASK_TYPE, version: int = 0) -> dict[str, Any]:
         request = agent_pb2.GetTaskMetricsRequest(task_type=task_type, resource_meta=resource_meta,
                                                   queries=queries or [], task_category=_category(task_type, version))
-        response = await self._call("get task metrics", self._async.GetTaskMetrics, request)
+        response = await self._call("get task metrics", self._async.GetTaskMetrics, request, "GetTaskMetrics")
         return {r.metric: json_format.MessageToDict(r.data) for r in response.results}
 
     async def get_task_logs(self, resource_meta: bytes, *, lines: int = 0, token: str = "",
@@ -313,22 +395,31 @@ class ConnectorClient:
         request = agent_pb2.GetTaskLogsRequest(task_type=task_type, resource_meta=resource_meta, lines=lines,
                                                token=token, task_category=_category(task_type, version))
         try:
-            async for part in self._async.GetTaskLogs(request, timeout=self.timeout):
+            if await self.resolved_protocol() == "v2":
+                method, request_type, _ = self._v2_parts("GetTaskLogs")
+                stream: Any = method(request_type.FromString(request.SerializeToString()), timeout=self.timeout)
+            else:
+                stream = self._async.GetTaskLogs(request, timeout=self.timeout)
+            async for part in stream:
                 if part.HasField("header"):
                     yield LogPage(next_token=part.header.token)
                 else:
-                    lines_out = [line.message for line in part.body.structured_lines] or list(part.body.results)
+                    body = part.body
+                    structured = body.lines if hasattr(body, "lines") else body.structured_lines  # v2 : v1
+                    lines_out = [line.message for line in structured] or list(body.results)
                     for line in lines_out:
                         yield line
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc, op="get task logs", target=self.target, timeout=self.timeout) from None
 
     async def list_agents(self) -> list[agent_pb2.Agent]:
-        response = await self._call("list connectors", self._meta.ListAgents, agent_pb2.ListAgentsRequest())
+        response = await self._call("list connectors", self._meta.ListAgents, agent_pb2.ListAgentsRequest(),
+                                    "ListAgents")
         return list(response.agents)
 
     async def get_agent(self, name: str) -> agent_pb2.Agent:
-        response = await self._call("get connector", self._meta.GetAgent, agent_pb2.GetAgentRequest(name=name))
+        response = await self._call("get connector", self._meta.GetAgent, agent_pb2.GetAgentRequest(name=name),
+                                    "GetAgent")
         return response.agent
 
     async def health(self, service: str = "") -> str:
@@ -338,6 +429,24 @@ class ConnectorClient:
         stub = health_pb2_grpc.HealthStub(self._channel)
         response = await self._call("health check", stub.Check, health_pb2.HealthCheckRequest(service=service))
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+
+_V1_RESPONSES: dict[str, Any] = {
+    "CreateTask": agent_pb2.CreateTaskResponse, "GetTask": agent_pb2.GetTaskResponse,
+    "DeleteTask": agent_pb2.DeleteTaskResponse, "GetTaskMetrics": agent_pb2.GetTaskMetricsResponse,
+    "ListAgents": agent_pb2.ListAgentsResponse, "GetAgent": agent_pb2.GetAgentResponse,
+}
+
+
+def _v2_to_v1(name: str, response: Any) -> Any:
+    """A flyteidl2 answer as its flyteidl type. Same wire form, except that a v2 ``Connector`` has no
+    ``supported_task_types``: filled from its categories, as a Flyte 1 connector fills them."""
+    v1 = _V1_RESPONSES[name].FromString(response.SerializeToString())
+    agents = list(v1.agents) if name == "ListAgents" else [v1.agent] if name == "GetAgent" else []
+    for agent in agents:
+        if not agent.supported_task_types:
+            agent.supported_task_types.extend(dict.fromkeys(c.name for c in agent.supported_task_categories))
+    return v1
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,103 @@
+"""The CLI's connector mode over either protocol: ``--protocol v1|v2``, or detected from the server.
+
+A real ``perianctl serve`` (in-process grpc.aio on loopback) in front of the sandbox, and the CLI as
+subprocesses (run in a thread, so the server on this event loop keeps answering).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests import test_connector_support as support
+from tests.plugins.cli import CliResult, CliRunner
+from tests.test_connector_support import Api
+
+api = support.api  # fixture
+
+pytestmark = pytest.mark.timeout(120)
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "examples" / "templates"
+
+
+async def cli(run_cli: CliRunner, *args: str) -> CliResult:
+    return await asyncio.to_thread(run_cli, *args)
+
+
+@contextlib.asynccontextmanager
+async def serving(api: Api, *protocols: str) -> AsyncIterator[str]:
+    """``perianctl serve`` offering only ``protocols``; yields its address."""
+    from perianctl.flyte.connector import ConnectorSettings
+    from perianctl.serve.server import ServeOptions, start
+
+    settings = ConnectorSettings(api_url=api.url, organization=api.organization, token=api.token)
+    running = await start(ServeOptions(host="127.0.0.1", port=0, metrics_port=0, connector=settings,
+                                       protocols=protocols))
+    try:
+        yield f"127.0.0.1:{running.port}"
+    finally:
+        await running.shutdown(grace=1)
+
+
+async def wait_status(run_cli: CliRunner, job_id: str, target: str, status: str) -> None:
+    for _ in range(100):
+        r = await cli(run_cli, "get", job_id, "--connector", target, "-o", "json")
+        if r.returncode == 0 and json.loads(r.stdout)["status"] == status:
+            return
+    raise AssertionError(f"job {job_id} never reached {status}")
+
+
+@pytest.mark.parametrize("protocol", ["v1", "v2"])
+async def test_job_commands_work_through_either_protocol(api: Api, run_cli: CliRunner, tmp_path: Path,
+                                                         protocol: str) -> None:
+    """Against a server offering only ``protocol``: submit, get, logs, delete all go through it."""
+    async with serving(api, protocol) as target:
+        r = await cli(run_cli, "submit", str(TEMPLATES / "hello.pb"), "--input", "name=Ada", "--connector", target,
+                      "--protocol", protocol, "--output-prefix", str(tmp_path / "run"),
+                      "--env", "PERIAN_SANDBOX_DURATION=30")
+        assert r.returncode == 0, r
+        job_id = r.stdout.splitlines()[0].strip()
+        await wait_status(run_cli, job_id, target, "Running")
+
+        r = await cli(run_cli, "get", job_id, "--connector", target, "--protocol", protocol, "-o", "json")
+        assert r.returncode == 0, r
+        record = json.loads(r.stdout)
+        assert record["id"] == job_id and record["phase"] == "RUNNING" and record["custom_info"]["job_id"] == job_id
+
+        r = await cli(run_cli, "logs", job_id, "--connector", target, "--protocol", protocol)
+        assert r.returncode == 0, r
+        assert "[sandbox] simulated run of" in r.stdout
+
+        r = await cli(run_cli, "delete", job_id, "--connector", target, "--protocol", protocol, "--yes")
+        assert r.returncode == 0 and "DeleteTask OK" in r.stderr, r
+        await wait_status(run_cli, job_id, target, "Cancelled")
+        # One job, created through the connector with the same idempotency mechanism either way.
+        jobs = api.jobs()
+        assert [j["id"] for j in jobs] == [job_id]
+        env = jobs[0]["docker_metadata"]["docker_run_parameters"]["env_variables"]
+        assert env["PERIANCTL_IDEMPOTENCY_KEY"].startswith("pk1-")
+
+
+@pytest.mark.parametrize("protocol", ["v1", "v2"])
+async def test_the_protocol_is_detected_from_the_server(api: Api, run_cli: CliRunner, protocol: str) -> None:
+    other = "v2" if protocol == "v1" else "v1"
+    async with serving(api, protocol) as target:
+        r = await cli(run_cli, "submit", str(TEMPLATES / "hello.pb"), "--input", "name=Ada", "--connector", target)
+        assert r.returncode == 0, r  # no flag needed: the server's health says what it serves
+        job_id = r.stdout.splitlines()[0].strip()
+        r = await cli(run_cli, "get", job_id, "--connector", target, "-o", "json")
+        assert r.returncode == 0 and json.loads(r.stdout)["id"] == job_id, r
+        # Told to speak the other protocol: one error line, no traceback.
+        r = await cli(run_cli, "get", job_id, "--connector", target, "--protocol", other)
+        assert r.returncode != 0 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr, r
+        assert len(r.stderr.strip().splitlines()) <= 2, r
+
+
+def test_an_unknown_protocol_is_a_usage_error(run_cli: CliRunner) -> None:
+    r = run_cli("get", "3f2c1a4e-0b1d-4c5e-9f00-1234567890ab", "--connector", "127.0.0.1:1", "--protocol", "v3")
+    assert r.returncode == 2 and r.stderr.startswith("error: invalid --protocol 'v3'"), r
