@@ -95,8 +95,9 @@ def test_service_and_pdb_select_the_pods() -> None:
     assert all(labels[k] == v for k, v in pdb["spec"]["selector"]["matchLabels"].items())
 
 
-def test_propeller_config_routes_perian_task_to_the_service() -> None:
-    config = yaml.safe_load((ROOT / "deploy" / "flyte" / "propeller-config.yaml").read_text())
+@pytest.mark.parametrize("name", ["propeller-config.yaml", "flyte2-config.yaml"])  # Flyte 1 and Flyte 2
+def test_propeller_config_routes_perian_task_to_the_service(name: str) -> None:
+    config = yaml.safe_load((ROOT / "deploy" / "flyte" / name).read_text())
     plugins = config["tasks"]["task-plugins"]
     assert "connector-service" in plugins["enabled-plugins"]
     assert plugins["default-for-task-types"]["perian_task"] == "connector-service"

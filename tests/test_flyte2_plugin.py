@@ -129,6 +129,34 @@ def test_the_sdk_discovers_the_connector_through_its_entry_point(tmp_path: Path,
     assert "not registered" not in proc.stderr
 
 
+def test_plugin_config_makes_a_perian_task_with_the_flyte1_custom_keys() -> None:
+    code = textwrap.dedent("""
+        import json
+        import flyte
+        from perianctl.flyte.flyte2 import PerianConfig, PerianTask
+        from perianctl.flyte.task import _custom
+
+        config = PerianConfig(cores=2, memory=8, accelerators=1, accelerator_type="A100", country_code="de",
+                              max_cost="3.50")
+        env = flyte.TaskEnvironment("train", plugin_config=config)
+
+        @env.task
+        async def train(epochs: int) -> float:
+            return 0.5 * epochs
+
+        assert isinstance(train, PerianTask), type(train)
+        print(json.dumps({"type": train.task_type, "custom": train.custom_config(None),
+                          "flyte1": _custom(config, None)}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert found["type"] == "perian_task"
+    assert found["custom"] == found["flyte1"] == {
+        "cores": 2.0, "memory": 8.0, "accelerators": 1.0, "accelerator_type": "A100", "country_code": "DE",
+        "max_cost": "3.50"}
+
+
 def test_opt_out_and_a_broken_plugin_never_break_the_sdk(tmp_path: Path) -> None:
     site = _dist_info(tmp_path)
     code = textwrap.dedent(f"""
