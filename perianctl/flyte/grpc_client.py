@@ -295,6 +295,7 @@ class ConnectorClient:
         self.timeout = timeout
         self.protocol = (protocol or _default_protocol).lower()
         """``auto`` until the first call has asked the server; then ``v1`` or ``v2``."""
+        self._chosen = self.protocol in ("v1", "v2")  # by the caller (--protocol), not detected
         self._v2: dict[str, Any] = {}
         limit = max_message_mb * 1024 * 1024
         self._channel = channel or grpc.aio.insecure_channel(
@@ -323,7 +324,14 @@ class ConnectorClient:
                 return await self._call_v2(v2, request)
             return await method(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
-            raise error_from_rpc(exc, op=op, target=self.target, timeout=self.timeout) from None
+            raise self._error(exc, op) from None
+
+    def _error(self, exc: grpc.aio.AioRpcError, op: str) -> PerianctlError:
+        if exc.code() == grpc.StatusCode.UNIMPLEMENTED and self._chosen and _service_missing(exc):
+            other = "v1" if self.protocol == "v2" else "v2"
+            return UsageError(f"{op} via connector {self.target}: it does not serve the {self.protocol} connector "
+                              f"protocol", hint=f"use --protocol {other}, or leave --protocol out to detect it")
+        return error_from_rpc(exc, op=op, target=self.target, timeout=self.timeout)
 
     async def resolved_protocol(self) -> str:
         """``v1`` or ``v2``: as given, else what the server's health service says it serves."""
@@ -410,7 +418,7 @@ class ConnectorClient:
                     for line in lines_out:
                         yield line
         except grpc.aio.AioRpcError as exc:
-            raise error_from_rpc(exc, op="get task logs", target=self.target, timeout=self.timeout) from None
+            raise self._error(exc, "get task logs") from None
 
     async def list_agents(self) -> list[agent_pb2.Agent]:
         response = await self._call("list connectors", self._meta.ListAgents, agent_pb2.ListAgentsRequest(),
@@ -429,6 +437,11 @@ class ConnectorClient:
         stub = health_pb2_grpc.HealthStub(self._channel)
         response = await self._call("health check", stub.Check, health_pb2.HealthCheckRequest(service=service))
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+
+def _service_missing(exc: grpc.aio.AioRpcError) -> bool:
+    """UNIMPLEMENTED because the *service* is missing (gRPC's "Method not found!"), not a method of it."""
+    return "method not found" in (exc.details() or "").lower()
 
 
 _V1_RESPONSES: dict[str, Any] = {
