@@ -305,3 +305,21 @@ def test_compact_syntax_round_trips(text: str) -> None:
 def test_one_refuse_window_at_a_time() -> None:
     with pytest.raises(ImpoliteRuleError, match="one refuse"):
         rules_from_json({"rules": [parse_rule("*=refuse:1s").to_json(), parse_rule("*=refuse:2s").to_json()]})
+
+
+def test_admin_finish_ends_a_simulated_job(sandbox: SandboxHandle) -> None:
+    sb = sandbox
+    job_id = sb.create_job(duration=3600)
+    sb.wait_for_status(job_id, {"Running"})
+    with sb.http() as client:
+        response = client.post(f"/_sandbox/jobs/{job_id}/finish")
+        assert response.status_code == 200 and response.json() == {"id": job_id, "status": "Done", "changed": True}
+        again = client.post(f"/_sandbox/jobs/{job_id}/finish", params={"status": "Cancelled"})
+        assert again.json() == {"id": job_id, "status": "Done", "changed": False}  # terminal is final
+        assert client.post(f"/_sandbox/jobs/{job_id}/finish", params={"status": "Running"}).status_code == 422
+        assert client.post("/_sandbox/jobs/00000000-0000-4000-8000-000000000000/finish").status_code == 400
+    assert sb.get_job(job_id)["status"] == "Done"
+    other = sb.create_job(duration=3600)
+    with sb.http() as client:
+        assert client.post(f"/_sandbox/jobs/{other}/finish", params={"status": "Cancelled"}).json()["changed"]
+    assert sb.get_job(other)["status"] == "Cancelled"

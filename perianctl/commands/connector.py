@@ -138,7 +138,8 @@ def check(
         "--restart-after", help="Propeller 'restarts' this many seconds into each CreateTask and re-sends the "
         "same attempt (the next address).")] = None,
     job_seconds: Annotated[float | None, typer.Option(
-        "--job-seconds", help="How long each simulated job runs [default: 10].")] = None,
+        "--job-seconds", help="How long a job an attempt owns runs once RUNNING, before the check ends it "
+        "(Done) [default: 2]. Jobs nobody owns run for an hour unless a connector cancels them.")] = None,
     create_timeout: Annotated[float, typer.Option("--create-timeout", help="CreateTask deadline "
                                                   "(propeller timeouts.CreateTask / defaultTimeout).")] = 10.0,
     get_timeout: Annotated[float, typer.Option("--get-timeout", help="GetTask deadline.")] = 10.0,
@@ -151,6 +152,8 @@ def check(
                                           "cancel jobs no attempt owns.")] = 60.0,
     task_timeout: Annotated[float, typer.Option("--task-timeout", help="Node timeout: a task not finished by "
                                                 "then is aborted (DeleteTask) and fails the check.")] = 180.0,
+    keep_jobs: Annotated[bool, typer.Option("--keep-jobs", help="Leave the scenario's jobs running after the "
+                                            "census (default: cancel them through the sandbox).")] = False,
     template: Annotated[str | None, typer.Option("--template", help="Task template sent in CreateTask "
                                                  "[default: perianctl's examples/templates/hello.pb].")] = None,
     input_pairs: Annotated[list[str] | None, typer.Option("--input", "-i", metavar="NAME=VALUE",
@@ -182,12 +185,12 @@ def check(
     _run_check(addresses, _sandbox_url(sandbox, state_dir), chosen, template=template,
                input_pairs=list(input_pairs or []), output=output,
                timeouts=(create_timeout, get_timeout, delete_timeout), poll_interval=poll_interval,
-               max_failures=max_failures, settle=settle, task_timeout=task_timeout)
+               max_failures=max_failures, settle=settle, task_timeout=task_timeout, keep_jobs=keep_jobs)
 
 
 def _run_check(addresses: list[str], sandbox_url: str, chosen: list[Scenario], *, template: str | None,
                input_pairs: list[str], output: str, timeouts: tuple[float, float, float], poll_interval: float,
-               max_failures: int, settle: float, task_timeout: float) -> None:
+               max_failures: int, settle: float, task_timeout: float, keep_jobs: bool) -> None:
     import asyncio
     import shutil
     import tempfile
@@ -207,7 +210,7 @@ def _run_check(addresses: list[str], sandbox_url: str, chosen: list[Scenario], *
         task = load_task(template, input_pairs, work)
         config = PropellerConfig(create_timeout=timeouts[0], get_timeout=timeouts[1], delete_timeout=timeouts[2],
                                  poll_interval=poll_interval, max_system_failures=max_failures, settle=settle,
-                                 task_timeout=task_timeout)
+                                 task_timeout=task_timeout, cleanup=not keep_jobs)
 
         def progress(result: ScenarioResult) -> None:
             if output == "text":

@@ -22,6 +22,11 @@ Requests are real flyteidl messages: the template (perianctl's examples, or any 
 ``load_template`` reads) rendered per attempt as propeller renders it, the inputs ``LiteralMap``
 and a ``TaskExecutionMetadata`` for a fresh execution.
 
+Jobs are simulated "for an hour", like GPU jobs; once an owned job has been RUNNING for
+``job_seconds`` the harness ends it (``POST /_sandbox/jobs/{id}/finish``), so the task succeeds,
+while a job nobody owns runs on until a connector cancels it. At the end the harness cancels what is
+left of the scenario's jobs.
+
 The census asks the sandbox (``GET /_sandbox/jobs``), not the connector, which jobs exist: a job
 belongs to an attempt when its command or environment carries that attempt's output prefix (what
 every connector passes to ``pyflyte-execute``), so the count is the same for any connector. During
@@ -77,6 +82,7 @@ from perianctl.flyte.grpc_client import (
 CANCELLED = "Cancelled"
 TERMINAL_JOB = frozenset({"Done", "ServerError", "UserError", "Cancelled", "Timeout"})
 CREATE, GET, DELETE = "CreateTask", "GetTask", "DeleteTask"
+ORPHAN_SECONDS = 3600.0
 CANCELLED_BY_CALLER = "CANCELLED_BY_CALLER"  # our own hang-up (a simulated propeller restart), not an RPC error
 
 
@@ -96,6 +102,8 @@ class PropellerConfig:
     census_interval: float = 0.25
     task_timeout: float = 180.0
     """A node timeout: the task is aborted (DeleteTask) when it has not finished by then."""
+    cleanup: bool = True
+    """Cancel (through the sandbox) the scenario's jobs still running after the census."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +116,8 @@ class Scenario:
     retries: int = 0
     restart_after: float | None = None
     abort_after: float | None = None
-    job_seconds: float = 10.0
+    job_seconds: float = 2.0
+    """How long an owned job runs once GetTask reports RUNNING; the harness then ends it (Done)."""
     job_scenario: str = "success"
 
 
@@ -284,6 +293,10 @@ class SandboxAdmin:
         data = self._request("GET", "/_sandbox/impolite")
         return int(data.get("in_flight", 0)) if isinstance(data, dict) else 0
 
+    def finish(self, job_id: str, status: str = "Done") -> None:
+        """End a simulated job now (``POST /_sandbox/jobs/{id}/finish``)."""
+        self._request("POST", f"/_sandbox/jobs/{job_id}/finish?status={status}")
+
     def jobs(self) -> list[dict[str, Any]]:
         data = self._request("GET", "/_sandbox/jobs")
         if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
@@ -376,17 +389,20 @@ def _attempt_template(task: TaskInput, scenario: Scenario, prefix: str, unique_k
     from perianctl.flyte.translate import JobOverrides, apply_overrides
 
     launch = prepare_launch(task.template, task.inputs, prefix, run_id=unique_key, write_inputs=True)
-    env = {"PERIAN_SANDBOX_SCENARIO": scenario.job_scenario, "PERIAN_SANDBOX_DURATION": f"{scenario.job_seconds:g}"}
+    # Every job runs "for an hour", as GPU jobs do: the harness ends the jobs attempts own (Done) once
+    # they ran job_seconds, so a job nobody owns keeps running until a connector cancels it.
+    env = {"PERIAN_SANDBOX_SCENARIO": scenario.job_scenario, "PERIAN_SANDBOX_DURATION": f"{ORPHAN_SECONDS:g}"}
     return apply_overrides(launch.template, JobOverrides(env=env))
 
 
 class Propeller:
     """Drives one task through its attempts, recording every call (see the module docstring)."""
 
-    def __init__(self, pool: RoundRobin, config: PropellerConfig, *,
+    def __init__(self, pool: RoundRobin, config: PropellerConfig, *, sandbox: SandboxAdmin | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.pool = pool
         self.config = config
+        self.sandbox = sandbox
         self.clock = clock
         self.calls: list[Call] = []
         self._deadline = float("inf")
@@ -461,7 +477,11 @@ class Propeller:
         get = agent_pb2.GetTaskRequest(task_type=cfg.task_type, resource_meta=rec.resource_meta,
                                        task_category=category, output_prefix=prefix)
         first_ok: float | None = None
+        finish_at: float | None = None
         while True:
+            if finish_at is not None and self.clock() >= finish_at:
+                finish_at = float("inf")
+                await self._finish_job(rec)
             if scenario.abort_after is not None and first_ok is not None \
                     and self.clock() - first_ok >= scenario.abort_after:
                 await self._abort(rec, category)
@@ -478,6 +498,8 @@ class Propeller:
                 status = status_from_resource(response.resource)
                 rec.phases.append(status.phase_name)
                 first_ok = first_ok if first_ok is not None else self.clock()
+                if status.phase_name == "RUNNING" and finish_at is None:
+                    finish_at = self.clock() + scenario.job_seconds
                 if status.phase_name == "SUCCEEDED":
                     return "succeeded"
                 if status.phase_name in ("FAILED", "ABORTED"):
@@ -485,6 +507,13 @@ class Propeller:
                 if status.phase_name in ("RETRYABLE_FAILED", "UNDEFINED"):
                     return "retryable"  # UNDEFINED falls back to state RETRYABLE_FAILURE (§2.5)
             await asyncio.sleep(cfg.poll_interval)
+
+    async def _finish_job(self, rec: AttemptResult) -> None:
+        """The owned job has run long enough: end it (Done) through the sandbox."""
+        if self.sandbox is None or rec.job_id is None:
+            return  # another connector's resource meta: the job runs on (the task timeout ends it)
+        with contextlib.suppress(SandboxUnavailable):
+            await asyncio.to_thread(self.sandbox.finish, rec.job_id)
 
     async def _abort(self, rec: AttemptResult, category: agent_pb2.TaskCategory) -> None:
         cfg = self.config
@@ -552,7 +581,7 @@ async def run_scenario(
     config = config or PropellerConfig()
     execution = new_execution_name()
     pool = RoundRobin(targets)
-    propeller = Propeller(pool, config, clock=clock)
+    propeller = Propeller(pool, config, sandbox=sandbox, clock=clock)
     started = clock()
     await asyncio.to_thread(sandbox.set_rules, scenario.rules)
     try:
@@ -577,6 +606,11 @@ async def run_scenario(
             break
         await asyncio.sleep(config.census_interval)
     problems = judge(attempts, unowned, propeller.calls, outcome, max_failures=config.max_system_failures)
+    # clean up: nothing of this check keeps running in the sandbox (the census above is the record)
+    for job in [j for rec in attempts for j in rec.jobs] + stray if config.cleanup else []:
+        if not job["terminal"]:
+            with contextlib.suppress(SandboxUnavailable):
+                await asyncio.to_thread(sandbox.finish, job["id"], "Cancelled")
     return ScenarioResult(scenario=scenario, execution=execution, attempts=attempts, calls=propeller.calls,
                           outcome=outcome, unowned=unowned, seconds=clock() - started, settled_in=settled_in,
                           problems=problems)

@@ -609,6 +609,28 @@ def _register_impolite_routes(app: FastAPI, state: SandboxState) -> None:
         state.impolite.clear()
         return JSONResponse(state.impolite.snapshot())
 
+    @app.post("/_sandbox/jobs/{job_id}/finish", tags=["sandbox"], responses={
+        400: {"description": "No job with that id", "content": {"application/json": {"schema": _ENVELOPE_SCHEMA}}},
+        409: {"description": "Not the simulate runtime", "content": {"application/json": {"schema": _ENVELOPE_SCHEMA}}},
+        422: {"description": "Invalid status", "content": {"application/json": {"schema": _ENVELOPE_SCHEMA}}},
+    })
+    async def finish_job(job_id: str, status: str = "Done") -> JSONResponse:
+        """End a simulated job now (``Done`` or ``Cancelled``): a check run finishes the jobs it owns,
+        while jobs nobody owns run on until a connector cancels them."""
+        store, runtime = state.require()
+        if status not in ("Done", "Cancelled"):
+            raise ApiFailure(422, f"status must be Done or Cancelled, got {status!r}")
+        finish = getattr(runtime, "finish_now", None)
+        if finish is None:
+            raise ApiFailure(409, f"jobs of the {state.config.runtime} runtime cannot be finished by the admin API")
+        row = store.get(job_id)
+        if row is None:
+            raise ApiFailure(400, m.DETAIL_NO_JOB_FOUND)
+        changed = False if row.terminal else bool(finish(row, status))
+        row = store.get(job_id)
+        assert row is not None
+        return JSONResponse({"id": row.id, "status": row.status, "changed": changed})
+
     @app.get("/_sandbox/jobs", tags=["sandbox"])
     async def all_jobs() -> JSONResponse:
         """Every job, oldest first, with the attempt key it carries -- for counting jobs per attempt."""

@@ -126,6 +126,12 @@ class SimulateRuntime(Runtime):
         started = job.status != S.QUEUED.value
         self.end(job.id, S.CANCELLED.value, logs="[sandbox] job cancelled\n" if started else None)
 
+    def finish_now(self, job: JobRow, status: str) -> bool:
+        """End a job at once with ``status`` (admin ``POST /_sandbox/jobs/{id}/finish``): a check run
+        lets owned jobs finish when it wants, while jobs nobody owns keep running until cancelled."""
+        self._sims.pop(job.id, None)
+        return self.end(job.id, status, logs=f"[sandbox] ended by the admin API ({status})\n")
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
