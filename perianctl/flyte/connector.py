@@ -82,9 +82,11 @@ LOG_CHUNK_LINES = 500
 METRIC_RUNTIME = "PERIAN_JOB_RUNTIME_SECONDS"
 METRIC_COST = "PERIAN_JOB_COST_ESTIMATE"
 
-#: Retries of one PERIAN call; the time they may take is the RPC's budget, not this policy's.
-CONNECTOR_RETRY = RetryPolicy(attempts=4, timeout=8.0, wait_initial=0.2, wait_max=2.0, wait_jitter=0.2,
-                              max_retry_after=5.0)
+#: Retries of one PERIAN call; the time they may take is the RPC's budget, not this policy's. A refused
+#: connection is retried too (a CLI gives up at once; a connector call would otherwise burn one of the
+#: task's retries on an API restart that is over in a few seconds).
+CONNECTOR_RETRY = RetryPolicy(attempts=20, timeout=8.0, wait_initial=0.2, wait_max=1.0, wait_jitter=0.2,
+                              max_retry_after=5.0, connect_attempts=20)
 
 MAX_RESOURCE_META_BYTES = 4096
 #: PERIAN job ids are UUIDs; accept any short token of URL-safe characters, refuse anything else

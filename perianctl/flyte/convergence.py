@@ -20,9 +20,10 @@ replica cancels it on sight. That is how orphans are reaped even when no later a
 
 **One per attempt.** When several live claimable jobs carry one key (propeller re-sent an attempt
 while the first call's create was still on its way, and neither replica could see the other's
-job), the one sent *last* (the latest ``CLAIM_UNTIL``) is kept once every sender's window has
-passed: a same-attempt re-send means propeller abandoned the earlier call, so the answer it holds
-is the one to its latest call. A re-sent CreateTask that finds several returns that same one.
+job), the one sent *last* (the latest ``CLAIM_UNTIL``) is kept and the others are cancelled at
+once: a same-attempt re-send means propeller abandoned the earlier call, so the answer it holds is
+the one to its latest call, and a re-sent CreateTask that finds several returns that same one. (A
+job sent later still, not visible yet, supersedes it the same way when it shows up.)
 
 **Earlier attempts.** A live job of attempt *a* of a node is cancelled as soon as any job of a
 later attempt of the same node exists: propeller only starts attempt *a+1* after attempt *a*
@@ -55,8 +56,6 @@ CLAIM_UNTIL_ENV = "PERIANCTL_CLAIM_UNTIL"
 
 #: Tolerated difference between PERIAN's clock (``created_at``) and the connector's.
 DEFAULT_CLOCK_SKEW = 0.25
-#: How long after the last sender's window duplicates are left alone (senders cancel their own first).
-DUPLICATE_SETTLE = 5.0
 
 
 def new_create_id() -> str:
@@ -144,11 +143,11 @@ class Reap:
     rule: str  # late | earlier-attempt | duplicate (a metric label)
 
 
-def plan_sweep(jobs: Iterable[JobFacts], *, now: float, skew: float = DEFAULT_CLOCK_SKEW,
-               settle: float = DUPLICATE_SETTLE) -> list[Reap]:
+def plan_sweep(jobs: Iterable[JobFacts], *, now: float, skew: float = DEFAULT_CLOCK_SKEW) -> list[Reap]:
     """Which live connector jobs to cancel, and why (the three rules of the module docstring).
 
-    Only jobs carrying the connector's stamps are considered; ``now`` is Unix time.
+    Only jobs carrying the connector's stamps are considered. ``now`` (Unix time) is not needed by
+    today's rules; it is kept so a rule may depend on the clock without changing every caller.
     """
     jobs = [j for j in jobs if j.key is not None or j.node_tag is not None]
     reaps: dict[str, tuple[str, str]] = {}
@@ -173,9 +172,6 @@ def plan_sweep(jobs: Iterable[JobFacts], *, now: float, skew: float = DEFAULT_CL
     for group in by_key.values():
         if len(group) < 2:
             continue
-        windows = [j.claim_until for j in group if j.claim_until is not None]
-        if windows and max(windows) + skew + settle > now:
-            continue  # a sender may still be deciding which job to return
         keep, *others = _newest_first(group)
         for job in others:
             reaps[job.id] = (f"duplicate of job {keep.id} for the same attempt", "duplicate")
