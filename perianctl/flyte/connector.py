@@ -680,7 +680,7 @@ class PerianConnector(AsyncConnectorBase):
         since = dt.datetime.fromtimestamp(self._trouble_since, dt.UTC).strftime("%H:%M:%SZ")
         if isinstance(exc, AuthError):
             what = "refused the credentials"
-        elif isinstance(exc, _Spent) or getattr(exc, "reason", None) in ("no-answer", "budget"):
+        elif isinstance(exc, _Spent) or _no_answer(exc):
             what = "slow"
         else:
             what = "unavailable"
@@ -804,6 +804,12 @@ class PerianConnector(AsyncConnectorBase):
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _no_answer(exc: BaseException) -> bool:
+    """The client's failure was PERIAN not answering in time (slow), not an error answer (unavailable)."""
+    reason = getattr(exc, "reason", None)
+    return reason == "no-answer" or (reason == "budget" and "last: no answer" in str(exc))
 
 
 async def _close_later(client: PerianClient, *, delay: float) -> None:
