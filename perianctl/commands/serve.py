@@ -108,6 +108,11 @@ def serve(
     import sys
 
     from perianctl.errors import UsageError
+
+    protocols = tuple(dict.fromkeys(p.strip().lower() for p in protocol.split(",") if p.strip()))
+    if not protocols or any(p not in ("v1", "v2") for p in protocols):  # before the heavy imports below
+        raise UsageError(f"invalid --protocol '{protocol}': expected v1, v2 or v1,v2")
+
     from perianctl.flyte.connector import DEFAULT_LOG_LINK, ConnectorSettings
     from perianctl.serve.server import ServeOptions, serve_until_signalled
 
@@ -115,9 +120,6 @@ def serve(
     http_client = http_client.lower()
     if http_client not in ("aiohttp", "httpx"):
         raise UsageError(f"invalid --http-client '{http_client}': expected aiohttp or httpx")
-    protocols = tuple(dict.fromkeys(p.strip().lower() for p in protocol.split(",") if p.strip()))
-    if not protocols or any(p not in ("v1", "v2") for p in protocols):
-        raise UsageError(f"invalid --protocol '{protocol}': expected v1, v2 or v1,v2")
     if not logging.getLogger().handlers:
         level = logging.DEBUG if gopts.verbose > 1 else logging.INFO
         logging.basicConfig(level=level, stream=sys.stderr,

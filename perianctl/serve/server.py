@@ -258,8 +258,10 @@ async def serve_until_signalled(options: ServeOptions, *, ready: Callable[[Runni
         secrets = running.connector.secrets()
         print(f"perianctl serve: secrets found: {secrets.describe()}", file=sys.stderr, flush=True)
         if secrets.missing_credentials():
-            log.warning("no PERIAN %s: calls will fail until the secret is mounted",
-                        " and ".join(secrets.missing_credentials()))
+            log.warning("no PERIAN %s: calls will fail until the secret is mounted%s",
+                        " and ".join(secrets.missing_credentials()),
+                        " (Flyte 2 calls that bring them in their Connection work)"
+                        if "v2" in options.protocols else "")
         print(startup_line(running), file=sys.stderr, flush=True)
         if ready is not None:
             ready(running)
