@@ -193,3 +193,51 @@ def test_help_imports_neither_flyte_nor_flyteidl2() -> None:
     assert modules, "importtime printed nothing"
     heavy = sorted(m for m in modules if m.split(".")[0] in ("flyte", "flyteidl2", "flytekit", "grpc"))
     assert heavy == []
+
+
+async def test_the_sdks_own_connector_server_serves_perian_task(tmp_path: Path) -> None:
+    """``flyte``'s ConnectorService (what ``flyte serve connector`` runs) loads perianctl through the
+    entry point and drives a PERIAN job over flyteidl2: native inputs from its servicer, credentials
+    from the request's Connection (the server process has none of its own)."""
+    import asyncio
+
+    import grpc
+    from flyteidl2.connector import connector_pb2 as c2
+    from flyteidl2.connector import service_pb2_grpc as s2
+
+    from tests.test_connector_support import embedded_sandbox, free_port
+    from tests.test_serve_v2 import CATEGORY, create_v2, get_v2, wait_v2
+
+    port = free_port()
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(_dist_info(tmp_path))!r})
+        from flyte.connectors import ConnectorService
+        ConnectorService.run(port={port}, prometheus_port={free_port()}, worker=2, timeout=60, modules=None)
+    """)
+    with embedded_sandbox() as api:
+        proc = subprocess.Popen([sys.executable, "-c", code], env=_env(PERIAN_API_URL=api.url), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                meta_stub = s2.ConnectorMetadataServiceStub(channel)
+                listed = await meta_stub.ListConnectors(c2.ListConnectorsRequest(), timeout=60, wait_for_ready=True)
+                assert [(c.name, c.version) for x in listed.connectors for c in x.supported_task_categories] == [
+                    ("perian_task", 0)]
+                tasks = s2.AsyncConnectorServiceStub(channel)
+                secrets = {"perian_organization": api.organization, "perian_token": api.token}
+                request = create_v2("success", secrets=secrets)
+                meta = (await tasks.CreateTask(request, timeout=20)).resource_meta
+                again = (await tasks.CreateTask(request, timeout=20)).resource_meta
+                assert meta == again and len(api.jobs()) == 1  # the same attempt: the same job
+                done = await wait_v2(tasks, meta, {"SUCCEEDED"}, secrets=secrets)
+                assert dict(done.custom_info)["status"] == "Done"
+                job = api.jobs()[0]
+                assert job["docker_metadata"]["docker_run_parameters"]["env_variables"][
+                    "PERIANCTL_IDEMPOTENCY_KEY"].startswith("pk1-")
+                await tasks.DeleteTask(c2.DeleteTaskRequest(resource_meta=meta, task_category=CATEGORY,
+                                                            connection=get_v2(meta, secrets).connection), timeout=20)
+        finally:
+            proc.terminate()
+            _, err = await asyncio.to_thread(proc.communicate, timeout=30)
+    assert "Failed to load connector" not in err, err[-2000:]

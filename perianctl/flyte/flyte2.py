@@ -53,6 +53,7 @@ from flyte._task import AsyncFunctionTaskTemplate, TaskTemplate
 from flyte.connectors import AsyncConnector, AsyncConnectorExecutorMixin, ConnectorRegistry, Resource, ResourceMeta
 from flyte.extend import TaskPluginRegistry
 from flyte.models import NativeInterface, SerializationContext
+from flyteidl2.core import execution_pb2 as e2
 from google.protobuf import json_format
 
 from perianctl.flyte.connector import (
@@ -178,7 +179,7 @@ class PerianFlyte2Connector(AsyncConnector[PerianJobMeta]):
         resource = await self.v2.get(PerianMetadata(job_id=resource_meta.job_id), output_prefix=prefix,
                                      secrets=secrets)
         outputs = None
-        if resource.phase == 3 and types and prefix:  # SUCCEEDED: read what the command wrote
+        if resource.phase == e2.TaskExecution.SUCCEEDED and types and prefix:  # read what the command wrote
             outputs = await _read_outputs(prefix, types)
         return Resource(
             phase=resource.phase, message=resource.message, log_links=list(resource.log_links),
