@@ -131,10 +131,21 @@ async def test_one_server_serves_both_protocols_and_health_covers_both(api: Api)
             assert status == health_pb2.HealthCheckResponse.SERVING, service
 
 
+def _created() -> float:
+    """flytekit's ``flyte_connector_requests_success_total`` for perian_task creates (one registry)."""
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value("flyte_connector_requests_success_total",
+                                      {"task_type": "perian_task", "operation": "create"})
+    return value or 0.0
+
+
 async def test_v2_create_get_metrics_delete_and_the_same_job_over_v1(api: Api) -> None:
     async with inprocess_server(api) as server:
         v2 = V2(server.channel)
+        before = _created()
         response = await v2.tasks.CreateTask(create_v2("success"), timeout=10)
+        assert _created() == before + 1  # the Flyte 1 servicers' metrics count Flyte 2 calls too
         meta = json.loads(response.resource_meta)
         assert list(meta) == ["job_id"]  # the same resource_meta as Flyte 1: either protocol reads it
         first = (await v2.tasks.GetTask(get_v2(response.resource_meta), timeout=10)).resource
