@@ -57,7 +57,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _support import HEADERS, ORG, TOKEN, start_sandbox, stop_sandbox
+from _support import HEADERS, ORG, TOKEN, cores, goal, start_sandbox, start_stub, stop_sandbox
+
+# Where the tests look for the official plugin wheel too (tests/test_flyte_translate.py).
+DEFAULT_OFFICIAL_WHEEL = os.environ.get(
+    "PERIANCTL_OFFICIAL_PLUGIN_WHEEL", "/tmp/dl/flytekitplugins_perian_job-1.16.31-py3-none-any.whl")
 
 # ---------------------------------------------------------------------- connectors under test
 
@@ -508,13 +512,15 @@ def _comparison(results: list[Result], streams: int, raw: Result | None) -> dict
     if ours is None or theirs is None or not theirs.rate:
         return None
     ratio = ours.rate / theirs.rate
+    ours_cpu, theirs_cpu = ours.extra.get("server_cpu_ms_per_call"), theirs.extra.get("server_cpu_ms_per_call")
     return {
+        "cpu_ratio": round(theirs_cpu / ours_cpu, 2) if ours_cpu and theirs_cpu else None,
         "streams": streams,
         "throughput_ratio": round(ratio, 2),
         "p50_ratio": round(theirs.pct(50) / ours.pct(50), 2) if ours.latencies else None,
         "p99_ratio": round(theirs.pct(99) / ours.pct(99), 2) if ours.latencies else None,
         "target": ">= 10x throughput",
-        "target_met": ratio >= 10.0,
+        "target_met": ratio >= 10.0 and bool(ours_cpu and theirs_cpu and theirs_cpu >= 10 * ours_cpu),
         # What a connector costing no CPU at all could reach on this machine: the sandbox's own
         # GET rate (no connector in the path) over the official connector's rate.
         "ceiling_ratio": round(raw.rate / theirs.rate, 2) if raw is not None and raw.rate else None,
@@ -533,6 +539,11 @@ def main() -> None:
                         help="measure every connector this many times, alternating; report each one's median")
     parser.add_argument("--get-latency", type=float, default=0.05,
                         help="seconds the sandbox takes per GET /job/{id}, like a remote API (default 0.05)")
+    parser.add_argument("--upstream", choices=["stub", "sandbox"], default="stub",
+                        help="stub (default): connectors talk to a canned-response PERIAN stub in front of the "
+                        "sandbox, so the API is never the bottleneck; sandbox: straight to the sandbox")
+    parser.add_argument("--p99-margin", type=float, default=0.030,
+                        help="goal: perianctl's p99 <= --get-latency + this many seconds (default 0.030)")
     parser.add_argument("--raw-streams", type=int, default=8, help="second, gentler concurrency for the baseline")
     parser.add_argument("--no-baseline", action="store_true", help="skip the raw sandbox GET baselines")
     parser.add_argument("--connector", action="append", choices=["perianctl", "official"],
@@ -545,20 +556,30 @@ def main() -> None:
     parser.add_argument("--sigterm", action="store_true", help="load mode: SIGTERM the server under load at the end")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     args = parser.parse_args()
+    if not (args.official_path or args.official_wheel) and Path(DEFAULT_OFFICIAL_WHEEL).is_file():
+        args.official_wheel = DEFAULT_OFFICIAL_WHEEL
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-connector-")
-    sandbox = None
+    sandbox = stub = None
     api_url = args.api_url
     load_before = _load_average()
     if not api_url:
-        sandbox, api_url = start_sandbox(Path(tmp.name) / "sandbox", get_latency=args.get_latency)
+        if args.upstream == "stub":
+            sandbox, sandbox_url = start_sandbox(Path(tmp.name) / "sandbox")
+            stub, api_url = start_stub(sandbox_url, args.get_latency)
+        else:
+            sandbox, api_url = start_sandbox(Path(tmp.name) / "sandbox", get_latency=args.get_latency)
     header = {"mode": args.mode, "streams": args.streams, "duration_s": args.duration, "jobs": args.jobs,
               "get_latency_ms": round(args.get_latency * 1000, 1) if not args.api_url else None,
+              "upstream": args.upstream if not args.api_url else "external",
               "cpus": os.cpu_count(), "python": sys.version.split()[0], "load_average_before": load_before}
     if args.mode == "load":
         try:
             report = {**header, **run_load(args, api_url), "load_average_after": _load_average()}
         finally:
+            if stub is not None:
+                stub.terminate()
+                stub.wait(10)
             if sandbox is not None:
                 stop_sandbox(sandbox, timeout=30)
             tmp.cleanup()
@@ -605,6 +626,9 @@ def main() -> None:
                     for n in sorted({args.streams, args.raw_streams})]
             raws.append(asyncio.run(bench_raw_aiohttp(api_url, job_ids, args.streams, args.duration, args.warmup)))
     finally:
+        if stub is not None:
+            stub.terminate()
+            stub.wait(10)
         if sandbox is not None:
             stop_sandbox(sandbox, timeout=30)
         tmp.cleanup()
@@ -622,11 +646,11 @@ def main() -> None:
     }
     if args.json:
         print(json.dumps(report, indent=2))
-        return
+        sys.exit(0 if report["comparison"] and report["comparison"]["target_met"] else 1)
     latency = f"{report['get_latency_ms']:g} ms PERIAN GET latency" if report["get_latency_ms"] is not None else (
         "external API")
     print(f"GetTask at {args.streams} concurrent streams, {args.duration:g} s each, {args.jobs} Running jobs, "
-          f"{latency}, {report['cpus']} CPUs shared by client, connector and sandbox "
+          f"{latency} ({report['upstream']}), {cores()} shared by client, connector and upstream "
           f"(load average before {load_before}, after {report['load_average_after']})")
     width = max(len(r.name) for r in [*results, *raws]) + 2
     print(f"{'':{width}}{'calls/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'vs raw':>9}")
@@ -642,12 +666,38 @@ def main() -> None:
               f"p50 {comparison['p50_ratio']:.1f}x lower, p99 {comparison['p99_ratio']:.1f}x lower at "
               f"{args.streams} streams -> target >= 10x throughput "
               f"{'MET' if comparison['target_met'] else 'NOT MET'}")
+        if comparison["cpu_ratio"] is not None:
+            print(f"perianctl serve / official: {comparison['cpu_ratio']:.1f}x less connector CPU per GetTask")
         print(f"  (the official connector's sync get runs in asyncio's default thread pool: "
               f"min(32, cpus + 4) = {report['default_thread_pool']} threads here)")
         if comparison["ceiling_ratio"] is not None:
             print(f"  ceiling on this machine: the sandbox alone serves {raw.rate if raw else 0:.0f} GET/s at "
                   f"{args.streams} streams = {comparison['ceiling_ratio']:.1f}x the official connector; no "
                   "connector sharing these CPUs with it can do better")
+    if not _goals(args, report, results):
+        sys.exit(1)
+
+
+def _goals(args: argparse.Namespace, report: dict[str, Any], results: list[Result]) -> bool:
+    """The issue's goals, one line each; False when one is missed (or could not be measured)."""
+    print(f"goals ({report['cpus']} cores; upstream: {report['upstream']}):")
+    ok = True
+    comparison = report["comparison"]
+    if comparison is None:
+        ok &= goal("official connector measured", False, "no --official-wheel/--official-path (and none at "
+                   f"{DEFAULT_OFFICIAL_WHEEL})")
+    else:
+        ok &= goal(f"throughput at {args.streams} streams >= 10x official", comparison["throughput_ratio"] >= 10,
+                   f"{comparison['throughput_ratio']:.1f}x")
+        cpu = comparison["cpu_ratio"]
+        ok &= goal("CPU per GetTask <= 1/10 of official", cpu is not None and cpu >= 10,
+                   f"1/{cpu:.1f}" if cpu else "not measured")
+    ours = next((r for r in results if r.name == PerianctlConnector.name), None)
+    if ours is not None and report["get_latency_ms"] is not None:
+        limit = report["get_latency_ms"] + args.p99_margin * 1000
+        ok &= goal(f"p99 at {args.streams} streams <= upstream {report['get_latency_ms']:g} ms + "
+                   f"{args.p99_margin * 1000:g} ms", ours.pct(99) <= limit, f"{ours.pct(99):.1f} ms")
+    return ok
 
 
 def _print_load(report: dict[str, Any], as_json: bool) -> None:

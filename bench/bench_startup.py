@@ -1,25 +1,32 @@
-"""Start-up cost of the CLI, printed as medians and ratios measured in one run on this machine.
+"""Start-up cost of the CLI against the floor and the official CLI, as ratios measured in one run.
 
-    .venv/bin/python bench/bench_startup.py [--runs 15] [--official-cli PATH_TO_perian]
+    .venv/bin/python bench/bench_startup.py [--runs 10] [--official-cli PATH_TO_perian]
 
-Measures wall time (subprocess spawn to exit) of:
+Measures whole-process wall time (spawn to exit), every case once per round, round after round
+(so a noisy neighbour hits them alike), and reports medians of:
 
-* ``python -c pass``                  -- the interpreter floor, for scale
-* ``perianctl --help``                -- target <= 0.15 s median
-* ``perianctl get ID -o json``        -- against an embedded sandbox on loopback; target <= 0.35 s
-* ``pyflyte --help``                  -- flytekit's CLI, same venv (what a flytekit-based tool pays)
-* ``perian --help`` / ``perian job get ID`` -- the official PERIAN CLI, when ``--official-cli``
-  points at it (``--install-official`` builds a throw-away venv with perian-cli from PyPI)
+* ``python -c pass``                       -- the interpreter floor in the same venv
+* a bare script: ``import httpx; httpx.get(URL)`` making the same GET as the command
+  (``/job/{id}`` for ``get``, ``/job`` for ``list``)
+* ``perianctl --help``, ``perianctl get ID -o json``, ``perianctl list -o json`` against an
+  embedded sandbox on loopback, and TAB completion of a job id (``perianctl get <TAB>``)
+* ``perian --help``, ``perian job get ID``, ``perian job get --all`` -- the official PERIAN CLI
+  (``--official-cli``, else ``$PERIAN_CLI``, else ``.venv-pcli/bin/perian`` as ``.ci/run`` installs
+  it, else ``perian`` on PATH; ``--install-official`` builds a throw-away venv with perian-cli)
 
-and prints ratios (official / perianctl). It also checks that ``--help`` imports none of
-flytekit, grpc, fastapi, uvicorn or httpx.
+and the goals: ``--help`` <= 2.5x the floor and >= 10x faster than ``perian --help``; ``get``
+and ``list`` <= 1.25x the bare script and >= 5x faster than the official CLI; completion
+<= 0.15 s; ``--help`` imports none of flytekit, grpc, fastapi, uvicorn or httpx. Exits 1 when a
+goal is missed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -27,19 +34,19 @@ import tempfile
 import time
 from pathlib import Path
 
+from _support import cores, goal
+
 HEAVY = ("flytekit", "grpc", "fastapi", "uvicorn", "httpx")
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def timed(cmd: list[str], env: dict[str, str], runs: int) -> tuple[float, list[float]]:
-    subprocess.run(cmd, env=env, capture_output=True, timeout=120)  # warm the page cache
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, env=env, capture_output=True, timeout=120)
-        samples.append(time.perf_counter() - start)
-        if proc.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode()[-400:]}")
-    return statistics.median(samples), samples
+def run_once(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, timeout=120)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode()[-400:]}")
+    return seconds, proc.stdout.decode()
 
 
 def heavy_imports(cmd: list[str], env: dict[str, str]) -> list[str]:
@@ -55,13 +62,27 @@ def heavy_imports(cmd: list[str], env: dict[str, str]) -> list[str]:
 def install_official() -> Path:
     venv = Path(tempfile.mkdtemp(prefix="perian-cli-bench-"))
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "perian-cli"], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "perian-cli==0.3.6"], check=True)
     return venv / "bin" / "perian"
 
 
+def find_official() -> Path | None:
+    venv_cli = str(ROOT / ".venv-pcli" / "bin" / "perian")
+    for candidate in (os.environ.get("PERIAN_CLI"), venv_cli, shutil.which("perian")):
+        if candidate and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    return None
+
+
+def bare(url: str, path: str) -> str:
+    """The floor for a read command: import httpx, one authenticated GET, print the body."""
+    return (f"import httpx, os; print(httpx.get({url + path!r}, headers={{'X-PERIAN-AUTH-ORG': "
+            "os.environ['PERIAN_ORGANIZATION'], 'Authorization': 'Bearer ' + os.environ['PERIAN_TOKEN']}).text)")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=15)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--official-cli", type=Path, help="path to the official `perian` CLI executable")
     parser.add_argument("--install-official", action="store_true", help="pip-install perian-cli into a temp venv")
     args = parser.parse_args()
@@ -72,19 +93,22 @@ def main() -> None:
 
     bindir = Path(sys.executable).parent
     home = Path(tempfile.mkdtemp(prefix="perianctl-bench-"))
-    official = install_official() if args.install_official else args.official_cli
+    official = install_official() if args.install_official else (args.official_cli or find_official())
 
     with EmbeddedSandbox(runtime="simulate") as sandbox:
 
-        async def make_job() -> str:
+        async def make_jobs(n: int) -> list[str]:
             async with PerianClient(sandbox.url, sandbox.organization, sandbox.token) as client:
                 request = CreateJobRequest(
                     requirements=InstanceTypeQueryInput.model_validate({"cpu": {"cores": 1}}),
                     docker_run_parameters=DockerRunParameters(image_name="ubuntu", image_tag="22.04", command="true"),
                 )
-                return await client.create_job(request)
+                return [await client.create_job(request) for _ in range(n)]
 
-        job_id = asyncio.run(make_job())
+        job_id = asyncio.run(make_jobs(20))[-1]
+        (home / ".config" / "perian").mkdir(parents=True)
+        (home / ".config" / "perian" / "db.json").write_text(json.dumps(
+            {"organization": {"name": sandbox.organization, "token": sandbox.token}, "base_currency": "EUR"}))
         env = {
             **os.environ,
             "PERIANCTL_CONFIG": str(home / "config.toml"),
@@ -92,39 +116,67 @@ def main() -> None:
             "PERIAN_API_URL": sandbox.url,
             "PERIAN_ORGANIZATION": sandbox.organization,
             "PERIAN_TOKEN": sandbox.token,
-            # the official CLI reads its endpoint from PERIAN_ENDPOINT and credentials from its db.json
-            "PERIAN_ENDPOINT": sandbox.url,
+            "PERIAN_ENDPOINT": sandbox.url,  # the official CLI's endpoint; its credentials are in db.json
             "HOME": str(home),
+            "COLUMNS": "200",
         }
+        complete_env = {**env, "_PERIANCTL_COMPLETE": "complete_bash", "COMP_WORDS": f"perianctl get {job_id[:4]}",
+                        "COMP_CWORD": "2"}
         perianctl = [str(bindir / "perianctl")]
-        cases: list[tuple[str, list[str]]] = [
-            ("python -c pass", [sys.executable, "-c", "pass"]),
-            ("perianctl --help", [*perianctl, "--help"]),
-            ("perianctl get ID -o json", [*perianctl, "get", job_id, "-o", "json"]),
-            ("pyflyte --help", [str(bindir / "pyflyte"), "--help"]),
-        ]
+        cases: dict[str, tuple[list[str], dict[str, str]]] = {
+            "python -c pass": ([sys.executable, "-c", "pass"], env),
+            "bare httpx GET /job/ID": ([sys.executable, "-c", bare(sandbox.url, f"/job/{job_id}")], env),
+            "bare httpx GET /job": ([sys.executable, "-c", bare(sandbox.url, "/job")], env),
+            "perianctl --help": ([*perianctl, "--help"], env),
+            "perianctl get ID -o json": ([*perianctl, "get", job_id, "-o", "json"], env),
+            "perianctl list -o json": ([*perianctl, "list", "-o", "json"], env),
+            "perianctl get <TAB>": (perianctl, complete_env),
+        }
         if official:
-            cases.append(("perian --help", [str(official), "--help"]))
-        results: dict[str, float] = {}
-        python = sys.version.split()[0]
-        print(f"start-up, median of {args.runs} runs (s); machine: {os.cpu_count()} cores, Python {python}")
-        for name, cmd in cases:
-            median, samples = timed(cmd, env, args.runs)
-            results[name] = median
-            print(f"  {name:<28} {median:7.3f}   (min {min(samples):.3f}, max {max(samples):.3f})")
+            cases["perian --help"] = ([str(official), "--help"], env)
+            cases["perian job get ID"] = ([str(official), "job", "get", job_id], env)
+            cases["perian job get --all"] = ([str(official), "job", "get", "--all"], env)
+        samples: dict[str, list[float]] = {name: [] for name in cases}
+        completion_out = ""
+        for cmd, case_env in cases.values():
+            run_once(cmd, case_env)  # warm the page cache
+        for _ in range(args.runs):
+            for name, (cmd, case_env) in cases.items():
+                seconds, out = run_once(cmd, case_env)
+                samples[name].append(seconds)
+                if name == "perianctl get <TAB>":
+                    completion_out = out
+        med = {name: statistics.median(s) for name, s in samples.items()}
+        print(f"start-up, median of {args.runs} interleaved runs (s); machine: {cores()}, "
+              f"Python {sys.version.split()[0]}, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        for name, s in samples.items():
+            print(f"  {name:<28} {med[name]:7.3f}   (min {min(s):.3f}, max {max(s):.3f})")
+        heavy = heavy_imports(["-m", "perianctl", "--help"], env)
 
-    print("\nratios (higher = perianctl faster):")
-    help_t, get_t = results["perianctl --help"], results["perianctl get ID -o json"]
-    print(f"  pyflyte --help / perianctl --help        {results['pyflyte --help'] / help_t:6.1f}x")
-    print(f"  pyflyte --help / perianctl get -o json   {results['pyflyte --help'] / get_t:6.1f}x")
-    if "perian --help" in results:
-        print(f"  perian --help  / perianctl --help        {results['perian --help'] / help_t:6.1f}x")
-        print(f"  perian --help  / perianctl get -o json   {results['perian --help'] / get_t:6.1f}x")
-    print("\ntargets:")
-    print(f"  perianctl --help median <= 0.15 s       {'PASS' if help_t <= 0.15 else 'MISS'} ({help_t:.3f} s)")
-    print(f"  perianctl get -o json median <= 0.35 s  {'PASS' if get_t <= 0.35 else 'MISS'} ({get_t:.3f} s)")
-    heavy = heavy_imports(["-m", "perianctl", "--help"], env)
-    print(f"  --help imports no heavy module          {'PASS' if not heavy else 'MISS ' + ', '.join(heavy)}")
+    floor = med["python -c pass"]
+    print("\nbaselines and ratios:")
+    ok = True
+    ratio = med["perianctl --help"] / floor
+    ok &= goal("--help <= 2.5x python -c pass", ratio <= 2.5, f"{ratio:.2f}x ({med['perianctl --help']:.3f} vs "
+               f"{floor:.3f} s)")
+    for ours, theirs, limit in (("perianctl --help", "perian --help", 10.0),
+                                ("perianctl get ID -o json", "perian job get ID", 5.0),
+                                ("perianctl list -o json", "perian job get --all", 5.0)):
+        if theirs in med:
+            faster = med[theirs] / med[ours]
+            ok &= goal(f"{ours} >= {limit:g}x faster than {theirs}", faster >= limit,
+                       f"{faster:.1f}x ({med[ours]:.3f} vs {med[theirs]:.3f} s)")
+        else:
+            ok &= goal(f"{ours} >= {limit:g}x faster than {theirs}", False, "official CLI not found (--official-cli)")
+    for ours, base in (("perianctl get ID -o json", "bare httpx GET /job/ID"),
+                       ("perianctl list -o json", "bare httpx GET /job")):
+        ratio = med[ours] / med[base]
+        ok &= goal(f"{ours} <= 1.25x {base}", ratio <= 1.25, f"{ratio:.2f}x ({med[ours]:.3f} vs {med[base]:.3f} s)")
+    offered = job_id in completion_out
+    ok &= goal("TAB completion of a job id <= 0.15 s", offered and med["perianctl get <TAB>"] <= 0.15,
+               f"{med['perianctl get <TAB>']:.3f} s, {'offers' if offered else 'does NOT offer'} the job id")
+    ok &= goal("--help imports no heavy module", not heavy, ", ".join(heavy) or "none")
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":
