@@ -104,28 +104,71 @@ class TransitionEvent:
         return iso_time(self.at)
 
 
-@dataclass
 class WatchedJob:
-    """What we know about one job: the last view the API gave and its Flyte phase."""
+    """What we know about one job: the last view the API gave and its Flyte phase.
 
-    job_id: str
-    job: JobView | None = None
-    phase: FlytePhase | None = None
-    phase_message: str = ""
-    first_seen: float | None = None
-    last_seen: float | None = None
+    The view is kept as its JSON (about 1 KB a job), not as a model (about 6 KB: pydantic keeps a
+    dict, a fields-set and nested models per job); :attr:`job` builds the model when a view asks
+    for it. A watch of 10,000 jobs holds every job but builds models only for the rows it shows
+    (the live frame is capped to the screen), so its memory stays near the size of the JSON.
+    """
+
+    __slots__ = ("_created", "_json", "_model", "_status", "first_seen", "job_id", "last_seen", "phase",
+                 "phase_message")
+
+    def __init__(self, job_id: str, job: JobView | None = None, phase: FlytePhase | None = None,
+                 phase_message: str = "", first_seen: float | None = None, last_seen: float | None = None) -> None:
+        self.job_id = job_id
+        self._json: str | None = None
+        self._model: JobView | None = None
+        self._status: str | None = None
+        self._created: datetime | None = None
+        self.job = job
+        self.phase = phase
+        self.phase_message = phase_message
+        self.first_seen = first_seen
+        self.last_seen = last_seen
+
+    @property
+    def job(self) -> JobView | None:
+        """The last view the API gave (a fresh model each time when kept as JSON)."""
+        if self._model is not None or self._json is None:
+            return self._model
+        from perianctl.perian.models import JobView
+
+        return JobView.model_validate_json(self._json)
+
+    @job.setter
+    def job(self, value: JobView | None) -> None:
+        self._status = value.status if value is not None else None
+        self._created = _created(value) if value is not None else None
+        self._json = self._model = None
+        if value is None:
+            return
+        try:
+            self._json = value.model_dump_json(by_alias=True)  # round-trips: every model accepts its names
+        except ValueError:  # not JSON-serialisable (a model built in code, not from the wire): keep it as is
+            self._model = value
 
     @property
     def status(self) -> str | None:
-        return self.job.status if self.job is not None else None
+        return self._status
+
+    @property
+    def created_at(self) -> datetime | None:
+        """When the job was created (timezone-aware), without building the model."""
+        return self._created
 
     @property
     def terminal(self) -> bool:
-        return self.job is not None and is_terminal(self.job.status)
+        return self._status is not None and is_terminal(self._status)
 
     @property
     def exit_code(self) -> ExitCode | None:
-        return exit_code_for_status(self.status) if self.job is not None else None
+        return exit_code_for_status(self._status) if self._status is not None else None
+
+    def __repr__(self) -> str:
+        return f"WatchedJob({self.job_id!r}, status={self._status!r}, phase={self.phase!r})"
 
 
 @dataclass(frozen=True)
@@ -356,7 +399,7 @@ class Poller:
         times: list[datetime] = []
         for job_id in wanted:
             watched = self.jobs.get(job_id)
-            created = _created(watched.job) if watched is not None and watched.job is not None else None
+            created = watched.created_at if watched is not None else None
             if created is None:
                 return None
             times.append(created)

@@ -244,3 +244,55 @@ def test_narrow_terminals_shrink_message_first_and_keep_the_id_whole(width: int)
     assert widths[2] == len("Initializing") and widths[3] == len("INITIALIZING")
     text = render_text([_watched(job_id, "Initializing")], lambda _id: "name", width=width)
     assert job_id in text and all(len(line) <= width for line in text.splitlines())
+
+
+def test_full_table_printed_in_chunks_is_one_table_with_one_header() -> None:
+    """The final table of a big watch is built a chunk at a time (memory), yet reads as one table:
+    the same lines as a single rich table, one header, widths from the widest cell of any chunk."""
+    from rich.console import Console
+
+    from perianctl.ui.live import build_table, print_full_table, snapshot_rows
+
+    jobs = [_watched(f"job-{i:04d}", "Running" if i % 3 else "Queued",
+                     errors="x" * (i if i == 17 else 1)) for i in range(40)]
+    now = NOW + timedelta(minutes=5)
+
+    def printed(chunk: int) -> str:
+        console = Console(file=io.StringIO(), width=160, color_system=None, force_terminal=False)
+        print_full_table(console, jobs, lambda _id: None, width=160, now=now, chunk=chunk)
+        out = console.file
+        assert isinstance(out, io.StringIO)
+        return out.getvalue()
+
+    single = Console(file=io.StringIO(), width=160, color_system=None, force_terminal=False)
+    single.print(build_table(snapshot_rows(jobs, lambda _id: None, now), width=160))
+    assert isinstance(single.file, io.StringIO)
+    whole = single.file.getvalue()
+    chunked = printed(7)
+    assert chunked == whole == printed(1000)
+    assert chunked.count("STATUS") == 1
+    assert all(f"job-{i:04d}" in chunked for i in range(40))
+    assert "x" * 17 in chunked  # a wide cell in one chunk widens the column for every chunk
+
+
+def test_watched_job_keeps_the_whole_view_and_answers_status_without_a_model() -> None:
+    """A watched job is kept compactly (its JSON) but gives back the same view: every field, the
+    unknown ones PERIAN may add, and a status we do not know."""
+    job = JobView.model_validate({
+        "id": "j1", "status": "Paused", "created_at": "2026-11-23T09:59:00Z", "logs": "a\nb\n",
+        "price": {"unit_price": "0.000006", "currency": "EUR", "granularity": "PER_SECOND"},
+        "docker_metadata": {"docker_run_parameters": {"image_name": "busybox", "image_tag": "1",
+                                                      "env_variables": {"K": "V"}}},
+        "requirement_metadata": {"requirements": {"accelerator": {"name": ["A100"], "no": 2}}},
+        "brand_new_field": {"nested": [1, 2.5, None]},
+    })
+    watched = WatchedJob("j1", job=job)
+    assert watched.status == "Paused" and not watched.terminal and watched.exit_code is None
+    assert watched.created_at == datetime(2026, 11, 23, 9, 59, tzinfo=UTC)
+    again = watched.job
+    assert again is not None and again.model_dump() == job.model_dump()
+    assert again.image == "busybox:1" and again.model_extra == {"brand_new_field": {"nested": [1, 2.5, None]}}
+    watched.job = _job("j1", "Done")
+    assert watched.status == "Done" and watched.terminal and watched.exit_code is ExitCode.OK
+    watched.job = None
+    assert watched.job is None and watched.status is None and watched.created_at is None

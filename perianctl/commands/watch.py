@@ -10,10 +10,11 @@ import typer
 from perianctl.commands.common import LastOption, make_client, options, resolve_job_ids, run
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from perianctl.journal import Journal
-    from perianctl.perian.models import JobView
     from perianctl.ui.live import WatchView
-    from perianctl.watching import WaitFor, WaitResult
+    from perianctl.watching import WaitFor, WaitResult, WatchedJob
 
 ViewKind = Literal["live", "lines", "json", "quiet"]
 
@@ -135,9 +136,10 @@ def follow(
         from perianctl.commands.get import show_jobs
         from perianctl.ui.output import parse_format
 
-        show_jobs([w.job for w in result.jobs if w.job is not None], parse_format(final_output), single=len(ids) == 1)
+        shown = [job for w in result.jobs if (job := w.job) is not None]
+        show_jobs(shown, parse_format(final_output), single=len(ids) == 1)
     if kind != "json":
-        _print_costs([w.job for w in result.jobs if w.job is not None])
+        _print_costs(result.jobs)
     if result.exit_code:
         if not report_failure:
             return FollowOutcome(int(result.exit_code), result, failure=summary)
@@ -147,8 +149,11 @@ def follow(
     return FollowOutcome(int(result.exit_code), result)
 
 
-def _print_costs(jobs: list[JobView], *, per_job: int = 5) -> None:
-    """The cost of each job on stderr (final, or so far when the wait ended first); a total for several."""
+def _print_costs(watched: Sequence[WatchedJob], *, per_job: int = 5) -> None:
+    """The cost of each job on stderr (final, or so far when the wait ended first); a total for several.
+
+    One job's model at a time (``WatchedJob.job`` builds it): 10,000 models at once would cost
+    more than the whole watch did."""
     from decimal import Decimal
 
     from perianctl.perian.pricing import job_cost, money
@@ -156,15 +161,17 @@ def _print_costs(jobs: list[JobView], *, per_job: int = 5) -> None:
     from perianctl.ui.jobs import cost_summary
 
     totals: dict[str, Decimal] = {}
-    for job in jobs:
-        cost = job_cost(job)
-        if cost is None:
+    seen = [w for w in watched if w.status is not None]
+    for w in seen:
+        job = w.job
+        cost = job_cost(job) if job is not None else None
+        if job is None or cost is None:
             continue
         totals[cost.rate.currency] = totals.get(cost.rate.currency, Decimal(0)) + cost.amount
-        line = cost_summary(job.id or "?", cost.record()) if len(jobs) <= per_job else None
+        line = cost_summary(job.id or "?", cost.record()) if len(seen) <= per_job else None
         if line:
             info(line)
-    if len(jobs) > 1 and totals:
+    if len(seen) > 1 and totals:
         info("total cost: " + ", ".join(f"{money(amount)} {currency}" for currency, amount in totals.items()))
 
 

@@ -165,12 +165,21 @@ def fit_widths(rows: Sequence[Sequence[str]], width: int | None) -> list[int]:
     Rich, left alone, shrinks every no-wrap column evenly once a table is too wide, which cuts the
     job id; this keeps JOB whole and gives way in MESSAGE, then NAME/IMAGE, and so on.
     """
+    return _fit(_natural_widths(rows), width)
+
+
+def _natural_widths(rows: Sequence[Sequence[str]], natural: list[int] | None = None) -> list[int]:
+    """Widest cell per column (at least the header), grown in place when ``natural`` is given."""
     from rich.cells import cell_len
 
-    natural = [len(name) for name in COLUMNS]
+    natural = natural if natural is not None else [len(name) for name in COLUMNS]
     for row in rows:
         for i, cell in enumerate(row):
             natural[i] = max(natural[i], cell_len(cell))
+    return natural
+
+
+def _fit(natural: Sequence[int], width: int | None) -> list[int]:
     widths = [min(n, _CAPS[name]) for n, name in zip(natural, COLUMNS, strict=True)]
     if width is None:
         return widths
@@ -185,17 +194,42 @@ def fit_widths(rows: Sequence[Sequence[str]], width: int | None) -> list[int]:
     return widths
 
 
-def build_table(rows: Sequence[Sequence[str]], *, boxed: bool = True, width: int | None = None) -> Any:
-    """A rich Table of watch rows: one-line cells (``no_wrap`` + ellipsis), fitted to ``width``."""
+def build_table(rows: Sequence[Sequence[str]], *, boxed: bool = True, width: int | None = None,
+                widths: Sequence[int] | None = None, show_header: bool = True) -> Any:
+    """A rich Table of watch rows: one-line cells (``no_wrap`` + ellipsis), fitted to ``width``
+    (or with the given column ``widths``)."""
     from rich import box
     from rich.table import Table
 
-    table = Table(box=box.SIMPLE_HEAD if boxed else None, show_edge=False, pad_edge=False, header_style="bold")
-    for name, size in zip(COLUMNS, fit_widths(rows, width), strict=True):
+    table = Table(box=box.SIMPLE_HEAD if boxed else None, show_edge=False, pad_edge=False, header_style="bold",
+                  show_header=show_header)
+    for name, size in zip(COLUMNS, widths if widths is not None else fit_widths(rows, width), strict=True):
         table.add_column(name, no_wrap=True, overflow="ellipsis", width=max(1, size))
     for row in rows:
         table.add_row(*row)
     return table
+
+
+FULL_TABLE_CHUNK = 500
+"""Rows per rich Table when the full table is printed: rich renders a whole table at once, so one
+table of 10,000 rows would cost more memory than the watch itself; chunks print the same lines."""
+
+
+def print_full_table(console: Console, jobs: Sequence[WatchedJob], labels: Labeler, *,
+                     width: int | None = None, now: datetime | None = None, chunk: int = FULL_TABLE_CHUNK) -> None:
+    """Every job's row, as one table with one header, built ``chunk`` rows at a time.
+
+    Two passes over the jobs (column widths first, then the rows), so only ``chunk`` rows and
+    their models are alive at once, however many jobs were watched.
+    """
+    now = now or datetime.now(UTC)
+    natural: list[int] | None = None
+    for start in range(0, len(jobs), chunk):
+        natural = _natural_widths(snapshot_rows(jobs[start:start + chunk], labels, now), natural)
+    widths = _fit(natural or [len(name) for name in COLUMNS], width)
+    for start in range(0, max(1, len(jobs)), chunk):
+        rows = snapshot_rows(jobs[start:start + chunk], labels, now)
+        console.print(build_table(rows, widths=widths, show_header=start == 0))
 
 
 def snapshot_rows(jobs: Sequence[WatchedJob], labels: Labeler, now: datetime | None = None) -> list[tuple[str, ...]]:
@@ -207,12 +241,12 @@ def render_text(jobs: Sequence[WatchedJob], labels: Labeler, *, width: int = 200
     """The full table as plain text (used by the benchmark to time a render of N rows)."""
     import io
 
-    from rich.console import Console, Group
+    from rich.console import Console
     from rich.text import Text
 
     console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False)
-    header = Text(header_text(jobs, stale=False, errors=0, interval=interval, done=False))
-    console.print(Group(header, build_table(snapshot_rows(jobs, labels), width=width)))
+    console.print(Text(header_text(jobs, stale=False, errors=0, interval=interval, done=False)))
+    print_full_table(console, jobs, labels, width=width)
     out = console.file
     assert isinstance(out, io.StringIO)
     return out.getvalue()
@@ -279,8 +313,11 @@ class LiveTableView:
         self._live.transient = True
         self._live.stop()
         self._live = None
-        if any(w.job is not None for w in jobs):
-            self.console.print(self._frame(header, snapshot_rows(jobs, self.labels), hidden=None))
+        if any(w.status is not None for w in jobs):
+            from rich.text import Text
+
+            self.console.print(Text(header, style=self._header_style(header), no_wrap=True, overflow="ellipsis"))
+            print_full_table(self.console, jobs, self.labels, width=self.console.size.width)
             self.paints += 1
 
     # ------------------------------------------------------------------
@@ -319,12 +356,16 @@ class LiveTableView:
         counts = ", ".join(f"{n} {phase}" for phase, n in phase_counts(hidden))
         return f"… and {len(hidden)} more not shown ({counts})"
 
+    @staticmethod
+    def _header_style(header: str) -> str:
+        return "yellow" if STALE_MARKER in header else "bold"
+
     def _frame(self, header: str, rows: Sequence[Sequence[str]], *, hidden: str | None) -> RenderableType:
         from rich.console import Group
         from rich.text import Text
 
-        style = "yellow" if STALE_MARKER in header else "bold"
-        parts: list[RenderableType] = [Text(header, style=style, no_wrap=True, overflow="ellipsis"),
+        parts: list[RenderableType] = [Text(header, style=self._header_style(header), no_wrap=True,
+                                            overflow="ellipsis"),
                                        build_table(rows, boxed=True, width=self.console.size.width)]
         if hidden:
             parts.append(Text(hidden, style="dim", no_wrap=True, overflow="ellipsis"))
