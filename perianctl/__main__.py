@@ -19,6 +19,11 @@ def _interrupted_during_start_up(signum: int, frame: object) -> None:
 
 def main() -> None:
     _signal.signal(_signal.SIGINT, _interrupted_during_start_up)
+    if os.environ.get("_PERIANCTL_COMPLETE"):
+        # A TAB in the user's shell: answered from a static spec, without importing Typer.
+        from perianctl.completion import main as complete
+
+        complete()
     try:
         from perianctl.cli import main as cli_main
 

@@ -25,7 +25,7 @@ _APP_SETTINGS: dict[str, object] = dict(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    add_completion=True,
+    add_completion=False,  # `perianctl completion SHELL`, answered by perianctl.completion
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -85,6 +85,7 @@ COMMANDS: dict[str, tuple[str, str, str, str | None]] = {
     "connector": ("perianctl.commands.connector", "connector_app", "group", None),
     "config": ("perianctl.commands.config", "config_app", "group", "Manage profiles and settings."),
     "sandbox": ("perianctl.commands.sandbox", "sandbox_app", "group", None),
+    "completion": ("perianctl.commands.completion", "completion", "command", None),
 }
 
 # Global options that take a value (to find the sub-command in argv without parsing it).
@@ -286,6 +287,10 @@ def main(argv: list[str] | None = None) -> None:
     Click's own usage errors are reported like ours -- one ``error:`` line plus a hint -- so a
     script sees the same shape whatever went wrong.
     """
+    if os.environ.get("_PERIANCTL_COMPLETE"):
+        from perianctl.completion import main as complete
+
+        complete()
     import signal
 
     from typer._click import exceptions as click_exc

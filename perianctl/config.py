@@ -29,6 +29,7 @@ from typing import Any
 
 import tomli
 
+from perianctl import paths
 from perianctl.errors import ConfigError, UsageError
 from perianctl.files import atomic_write, private_dir
 from perianctl.redact import REDACTED, register_secret
@@ -60,25 +61,17 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "api_timeout": ("PERIANCTL_API_TIMEOUT",),
 }
 PROFILE_ENV = "PERIANCTL_PROFILE"
-CONFIG_ENV = "PERIANCTL_CONFIG"
-STATE_ENV = "PERIANCTL_STATE_DIR"
+CONFIG_ENV = paths.CONFIG_ENV
+STATE_ENV = paths.STATE_ENV
 
 
 def config_path(explicit: str | Path | None = None) -> Path:
-    if explicit:
-        return Path(explicit).expanduser()
-    if os.environ.get(CONFIG_ENV):
-        return Path(os.environ[CONFIG_ENV]).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "perianctl" / "config.toml"
+    return Path(paths.config_file(explicit))
 
 
 def state_dir() -> Path:
     """Where the journal and sandbox state live (``$PERIANCTL_STATE_DIR`` or XDG state dir)."""
-    if os.environ.get(STATE_ENV):
-        return Path(os.environ[STATE_ENV]).expanduser()
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "perianctl"
+    return Path(paths.state_dir())
 
 
 # --------------------------------------------------------------------------- file I/O

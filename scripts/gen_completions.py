@@ -3,12 +3,12 @@
     .venv/bin/python scripts/gen_completions.py           # rewrite completions/
     .venv/bin/python scripts/gen_completions.py --check   # exit 1 if a committed file is stale
 
-The scripts come from the app itself, through the completion protocol a user's shell uses
-(``_PERIANCTL_COMPLETE=source_<shell> perianctl``), run as ``python -m perianctl`` on *this*
-checkout. They are thin: at completion time they call ``perianctl`` with
-``_PERIANCTL_COMPLETE=complete_<shell>``, and the live app answers, so new commands and options
-complete without regenerating. What the files pin is the protocol (program name, variable, shell
-glue, Typer's templates), which is what ``tests/test_completions.py`` guards.
+The scripts come from ``perianctl.completion`` (``_PERIANCTL_COMPLETE=source_<shell> perianctl``,
+run as ``python -m perianctl`` on *this* checkout). They are thin: at completion time they call
+``perianctl`` with ``_PERIANCTL_COMPLETE=complete_<shell>``, which answers from
+``perianctl/_completion_spec.py`` -- the commands, options and static values of the Typer app,
+also written here -- without importing Typer. Regenerate after changing a command's options;
+``tests/test_completions.py`` fails while either is stale.
 
 Nothing machine-specific ends up in the output: the program is found on ``PATH`` at completion
 time, and the header names no path.
@@ -81,6 +81,24 @@ def render() -> dict[str, str]:
     return {file_name: _with_header(shell, _source(shell)) for shell, (file_name, _) in SHELLS.items()}
 
 
+SPEC_FILE = REPO_ROOT / "perianctl" / "_completion_spec.py"
+
+
+def render_spec() -> str:
+    """``perianctl/_completion_spec.py``: the commands/options/values a TAB looks up (built from this
+    checkout's Typer app in a child process, so the output does not depend on what this one imported)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("_TYPER_COMPLETE", COMPLETE_VAR))}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    code = ("import sys; from perianctl.cli import build_app; "
+            "from perianctl.completion import build_spec, render_spec; "
+            "sys.stdout.write(render_spec(build_spec(build_app())))")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=120, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"could not build the completion spec:\n{proc.stderr}")
+    return proc.stdout
+
+
 def stale_files(directory: Path, files: dict[str, str]) -> list[str]:
     """Names whose committed content differs (a missing file counts as different)."""
     stale = []
@@ -98,10 +116,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     files = render()
     stale = stale_files(args.out, files)
+    spec = render_spec()
+    spec_stale = not SPEC_FILE.is_file() or SPEC_FILE.read_text(encoding="utf-8") != spec
     if args.check:
         for file_name in stale:
             print(f"stale: {args.out / file_name}", file=sys.stderr)
-        return 1 if stale else 0
+        if spec_stale:
+            print(f"stale: {SPEC_FILE.relative_to(REPO_ROOT)}", file=sys.stderr)
+        return 1 if stale or spec_stale else 0
+    if spec_stale and args.out == COMPLETIONS_DIR:
+        SPEC_FILE.write_text(spec, encoding="utf-8")
+        print(f"wrote {SPEC_FILE.relative_to(REPO_ROOT)}")
     args.out.mkdir(parents=True, exist_ok=True)
     for file_name in stale:
         (args.out / file_name).write_text(files[file_name], encoding="utf-8")

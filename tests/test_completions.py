@@ -1,7 +1,8 @@
-"""completions/: committed scripts match what the live Typer app generates, and they complete.
+"""completions/ and perianctl/_completion_spec.py: committed files match what this checkout generates,
+and they complete.
 
-The scripts delegate to ``perianctl`` at completion time, so new commands need no regeneration;
-what can go stale is the protocol glue (program name, variable, Typer's templates). When the
+The scripts delegate to ``perianctl`` at completion time, which answers from the spec (the app's
+commands, options and static values); a new command or option needs a regeneration. When the
 first test fails, run ``.venv/bin/python scripts/gen_completions.py`` and commit the result.
 """
 
@@ -47,8 +48,12 @@ def _complete(**protocol: str) -> list[str]:
 
 
 def test_committed_completions_match_the_app(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _generator().main(["--out", str(tmp_path)]) == 0
+    generator = _generator()
+    assert generator.main(["--out", str(tmp_path)]) == 0
     capsys.readouterr()
+    assert generator.SPEC_FILE.read_text(encoding="utf-8") == generator.render_spec(), (
+        "perianctl/_completion_spec.py is stale: run `.venv/bin/python scripts/gen_completions.py` and commit it"
+    )
     fresh = {p.name: p.read_text(encoding="utf-8") for p in tmp_path.iterdir()}
     assert set(fresh) == {"perianctl.bash", "_perianctl", "perianctl.fish"}
     committed = {p.name: p.read_text(encoding="utf-8") for p in COMPLETIONS.iterdir() if p.is_file()}
@@ -81,7 +86,8 @@ def test_bash_protocol_completes_subcommands_and_options() -> None:
 
 def test_zsh_and_fish_protocols_offer_submit() -> None:
     zsh = "\n".join(_complete(_TYPER_COMPLETE_ARGS="perianctl su", _PERIANCTL_COMPLETE="complete_zsh"))
-    assert '"submit"' in zsh
+    # One candidate a line, VALUE:DESCRIPTION (':' in a value escaped), read by `_describe`.
+    assert any(line.startswith("submit:Submit ") for line in zsh.splitlines()), zsh
     fish = _complete(_TYPER_COMPLETE_ARGS="perianctl su", _TYPER_COMPLETE_FISH_ACTION="get-args",
                      _PERIANCTL_COMPLETE="complete_fish")
     assert any(line.split("\t")[0] == "submit" for line in fish)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from perianctl.commands.common import make_client, run
+from perianctl.commands.common import make_client, output_option, run
 
 if TYPE_CHECKING:
     from perianctl.perian.models import AcceleratorTypeView
@@ -17,7 +17,7 @@ COLUMNS = ("NAME", "GPU", "VENDOR", "MEMORY", "OFFERS", "FROM PER HOUR")
 
 def accelerators(
     ctx: typer.Context,
-    output: Annotated[str, typer.Option("--output", "-o", help="table, json, yaml or name.")] = "table",
+    output: Annotated[str, output_option("table", "json", "yaml", "name")] = "table",
     prices: Annotated[bool, typer.Option("--prices/--no-prices", help="Count the offers with each accelerator and show the cheapest (one more API request).")] = True,
 ) -> None:
     from perianctl.ui.output import OutputFormat, parse_format

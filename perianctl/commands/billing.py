@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from perianctl.commands.common import make_client, run
+from perianctl.commands.common import make_client, output_option, run
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -23,7 +23,7 @@ def billing(
     currency: Annotated[str, typer.Option("--currency", help="Bill currency: EUR, USD or CHF.")] = "EUR",
     set_limit: Annotated[str | None, typer.Option("--set-limit", metavar="AMOUNT", help="Set the usage limit for --limit-period to AMOUNT, then show it.")] = None,
     limit_period: Annotated[str, typer.Option("--limit-period", help="Period of the limit --set-limit sets: Day, Week, Month or Year.")] = "Month",
-    output: Annotated[str, typer.Option("--output", "-o", help="table, json or yaml.")] = "table",
+    output: Annotated[str, output_option("table", "json", "yaml")] = "table",
 ) -> None:
     import datetime as dt
 

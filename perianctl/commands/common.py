@@ -147,9 +147,16 @@ def stdin_is_tty() -> bool:
         return False
 
 
-OutputOption = typer.Option(
-    "table", "--output", "-o", help="Output format: table, wide, json, yaml or name.", case_sensitive=False
-)
+def output_option(*formats: str, default: str | None = None, about: str = "") -> Any:
+    """The ``-o/--output`` option: its formats shown as choices in the help and offered on TAB."""
+    choices = list(formats)
+    return typer.Option(
+        *(() if default is None else (default,)), "--output", "-o", metavar=f"[{'|'.join(choices)}]",
+        help=f"Output format{about}.", autocompletion=lambda: choices, show_default=True,
+    )
+
+
+OutputOption = output_option("table", "wide", "json", "yaml", "name", default="table")
 ProtocolOption = typer.Option(
     None, "--protocol", metavar="v1|v2",
     help="Connector protocol for --connector: v1 (flyteidl, Flyte 1) or v2 (flyteidl2, Flyte 2). Default: what "

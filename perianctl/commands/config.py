@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from perianctl.commands.common import options
+from perianctl.commands.common import options, output_option
 
 config_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
@@ -51,7 +51,7 @@ def init_cmd(
 @config_app.command("show")
 def show_cmd(
     ctx: typer.Context,
-    output: Annotated[str, typer.Option("--output", "-o", help="table, json or yaml.")] = "table",
+    output: Annotated[str, output_option("table", "json", "yaml")] = "table",
 ) -> None:
     """Show the resolved settings and where each came from (the token is never shown)."""
     from perianctl.ui.output import OutputFormat, emit_data, emit_table, parse_format

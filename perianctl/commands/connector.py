@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from perianctl.commands.common import output_option
 from perianctl.errors import ExitCode, PerianctlError, UnavailableError, UsageError
 
 if TYPE_CHECKING:
@@ -158,7 +159,7 @@ def check(
                                                  "[default: perianctl's examples/templates/hello.pb].")] = None,
     input_pairs: Annotated[list[str] | None, typer.Option("--input", "-i", metavar="NAME=VALUE",
                                                           help="Task input (repeatable).")] = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="text or json.")] = "text",
+    output: Annotated[str, output_option("text", "json")] = "text",
     list_scenarios: Annotated[bool, typer.Option("--list-scenarios", help="Describe the scenarios and exit.")] = False,
 ) -> None:
     if output not in ("text", "json"):

@@ -18,6 +18,7 @@ from perianctl.commands.common import (
     ProtocolOption,
     connector_target,
     make_client,
+    output_option,
     resolve_job_ids,
     run,
 )
@@ -32,7 +33,7 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new output until the job ends.")] = False,
     tail: Annotated[int | None, typer.Option("--tail", min=0, help="Only the last N lines to start with.")] = None,
     interval: Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between polls with --follow.")] = 2.0,
-    output: Annotated[str, typer.Option("--output", "-o", help="text or json (NDJSON lines).")] = "text",
+    output: Annotated[str, output_option("text", "json", about=" (json: NDJSON lines)")] = "text",
     connector: str | None = ConnectorOption,
     protocol: str | None = ProtocolOption,
 ) -> None:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from perianctl.commands.common import make_client, run
+from perianctl.commands.common import make_client, output_option, run
 
 if TYPE_CHECKING:
     from perianctl.perian.offers import Offer
@@ -27,7 +27,7 @@ def offers(
     available: Annotated[bool, typer.Option("--available", help="Only types the provider can give now.")] = False,
     granularity: Annotated[str | None, typer.Option("--billing-granularity", help="Only types billed PER_SECOND, PER_MINUTE, PER_10_MINUTES or PER_HOUR.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show at most this many (the cheapest).")] = 20,
-    output: Annotated[str, typer.Option("--output", "-o", help="table, wide, json, yaml or name (instance type ids).")] = "table",
+    output: Annotated[str, output_option("table", "wide", "json", "yaml", "name", about=" (name: instance type ids)")] = "table",
 ) -> None:
     from perianctl.errors import UsageError
     from perianctl.flyte.translate import JobOverrides, requirements_for

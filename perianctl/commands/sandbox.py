@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from perianctl.commands.common import options
+from perianctl.commands.common import options, output_option
 from perianctl.errors import ExitCode, PerianctlError, UsageError
 
 if TYPE_CHECKING:
@@ -214,7 +214,7 @@ def stop(
 @sandbox_app.command("status")
 def status(
     state_dir: StateDir = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="text or json.")] = "text",
+    output: Annotated[str, output_option("text", "json")] = "text",
 ) -> None:
     """Is a sandbox running for the state dir? Exit code 8 when it is not."""
     from perianctl.sandbox import daemon
@@ -245,7 +245,7 @@ def impolite_command(
                                        "without RULEs).")] = False,
     url: Annotated[str | None, typer.Option("--url", help="Sandbox URL [default: the sandbox of --state-dir].")] = None,
     state_dir: StateDir = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="text or json.")] = "text",
+    output: Annotated[str, output_option("text", "json")] = "text",
 ) -> None:
     """Make a running sandbox impolite now: RULEs replace the whole rule set (see sandbox run --help)."""
     if output not in ("text", "json"):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from perianctl.commands.common import connector_target, make_client, options, run
+from perianctl.commands.common import connector_target, make_client, options, output_option, run
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -62,7 +62,7 @@ def submit(
     wait_timeout: Annotated[str | None, typer.Option("--wait-timeout", help="With --wait/--watch: give up after this long (exit 5).")] = None,
     connector: Annotated[str | None, typer.Option("--connector", metavar="HOST:PORT", help="Submit through a Flyte connector (gRPC CreateTask, as flytepropeller does); --wait then polls its GetTask. Default: the 'connector' setting; '' turns it off.")] = None,
     protocol: Annotated[str | None, typer.Option("--protocol", metavar="v1|v2", help="Connector protocol for --connector: v1 (flyteidl, Flyte 1) or v2 (flyteidl2, Flyte 2). Default: what the server's health service says it serves (v1 when both).")] = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="text, name, json or yaml.")] = "text",
+    output: Annotated[str, output_option("text", "name", "json", "yaml")] = "text",
 ) -> None:
     from perianctl.errors import PerianctlError, UsageError
     from perianctl.flyte.translate import JobOverrides

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from perianctl.commands.common import LastOption, resolve_job_ids
+from perianctl.commands.common import LastOption, output_option, resolve_job_ids
 
 
 def wait(
@@ -22,7 +22,7 @@ def wait(
     ] = "terminal",
     interval: Annotated[float, typer.Option("--interval", min=0.2, help="Seconds between API refreshes.")] = 2.0,
     output: Annotated[
-        str, typer.Option("--output", "-o", help="Final state on stdout: table, wide, json, yaml, name or none.")
+        str, output_option("table", "wide", "json", "yaml", "name", "none", about=" of the final state on stdout")
     ] = "table",
     max_unavailable: Annotated[
         str, typer.Option("--max-unavailable", help="Give up (exit 8) after the API was unreachable this long.")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from perianctl.commands.common import LastOption, make_client, options, resolve_job_ids, run
+from perianctl.commands.common import LastOption, make_client, options, output_option, resolve_job_ids, run
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -32,7 +32,7 @@ def watch(
     ] = False,
     interval: Annotated[float, typer.Option("--interval", min=0.2, help="Seconds between API refreshes.")] = 2.0,
     output: Annotated[
-        str, typer.Option("--output", "-o", help="table (live on a terminal, lines otherwise) or json (NDJSON events).")
+        str, output_option("table", "json", about=" (table: live on a terminal, lines otherwise; json: NDJSON events)")
     ] = "table",
     no_live: Annotated[bool, typer.Option("--no-live", help="Plain lines, one per transition, even on a terminal.")] = False,
     timeout: Annotated[str | None, typer.Option("--timeout", help="Stop watching after this long (exit 5).")] = None,
