@@ -88,6 +88,9 @@ def test_cli_client_round_trip_and_metrics(serve_proc: ServeProcess, api: Api) -
     assert f'{histogram}{{code="INVALID_ARGUMENT",method="AsyncAgentService/GetTask"}}' in text
     assert 'perianctl_perian_api_requests_total{method="POST",route="/job",status="200"} 1.0' in text
     assert 'perianctl_connector_serving 1.0' in text
+    # requests per look-up: both creates looked for the attempt's job (one found it), each in one page
+    assert 'perianctl_connector_lookup_requests_count{purpose="adopt"} 2.0' in text
+    assert 'perianctl_connector_lookup_requests_bucket{le="1.0",purpose="adopt"} 2.0' in text
 
 
 def test_client_errors_are_one_line() -> None:
