@@ -599,14 +599,14 @@ def _register_impolite_routes(app: FastAPI, state: SandboxState) -> None:
         except InvalidJson:
             raise ApiFailure(422, 'invalid impolite rules: the body is not JSON; expected {"rules": [...]}') from None
         try:
-            state.impolite.set_rules(rules_from_json(data))
+            await state.impolite.apply(rules_from_json(data))
         except ImpoliteRuleError as exc:
             raise ApiFailure(422, f"invalid impolite rules: {exc}") from None
         return JSONResponse(state.impolite.snapshot())
 
     @app.delete("/_sandbox/impolite", tags=["sandbox"])
     async def delete_impolite() -> JSONResponse:
-        state.impolite.clear()
+        await state.impolite.apply(())
         return JSONResponse(state.impolite.snapshot())
 
     @app.post("/_sandbox/jobs/{job_id}/finish", tags=["sandbox"], responses={

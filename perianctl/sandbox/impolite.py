@@ -310,6 +310,16 @@ class ImpoliteState:
     def clear(self) -> None:
         self.set_rules(())
 
+    async def apply(self, rules: Iterable[ImpoliteRule]) -> None:
+        """:meth:`set_rules` for the admin API: when it answers, a refuse window is in force.
+
+        Closing idle keep-alive connections completes on the next turns of the event loop; yielding
+        here first means a pooled client can never slip a request onto one after the reply.
+        """
+        self.set_rules(rules)
+        for _ in range(3):
+            await asyncio.sleep(0)
+
     def match(self, endpoint: str) -> _Armed | None:
         """The first live rule for ``endpoint`` (counted as a hit), or None."""
         now = self.clock()
