@@ -126,6 +126,10 @@ def serve(
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         for noisy in ("httpx", "httpcore", "asyncio", "grpc", "hpack", "flytekit"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        # One line per PERIAN request is for debugging (-v); by default a busy connector would write
+        # hundreds a second (and a reader that falls behind would stall the server on its stderr).
+        logging.getLogger("perianctl.http").setLevel(
+            logging.DEBUG if gopts.verbose > 1 else logging.INFO if gopts.verbose else logging.WARNING)
 
     # The credential fallback (after _FSEC_*/files) resolves perianctl settings on its own; make it
     # see --profile/--config too.
