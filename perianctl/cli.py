@@ -14,14 +14,12 @@ from typing import Annotated
 
 import typer
 
-from perianctl import __version__
 from perianctl.commands.common import GlobalOptions
 from perianctl.errors import ExitCode, PerianctlError
 
 _APP_SETTINGS: dict[str, object] = dict(
     name="perianctl",
-    help="Run Flyte tasks on the PERIAN GPU job platform: submit, watch, debug the connector, "
-    "or try it all on a local sandbox.",
+    help=None,  # ROOT_HELP, set below
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -30,9 +28,31 @@ _APP_SETTINGS: dict[str, object] = dict(
 )
 
 
+ROOT_HELP = """Run Flyte tasks on the PERIAN GPU job platform: submit, follow, inspect; serve the Flyte
+connector; try it all on a local sandbox.
+
+\b
+Get started (no account needed: a local PERIAN sandbox runs the jobs):
+  perianctl sandbox start --runtime process     # saves the 'sandbox' profile
+  perianctl --profile sandbox submit examples/templates/hello.pb -i name=Ada \\
+      --env PYTHONPATH=$PWD --wait                # in a clone of perianctl
+  perianctl --profile sandbox list
+With PERIAN: perianctl config init --org ORG --token-file FILE, then the same commands.
+
+\b
+Exit codes:
+  0 ok           3 job failed      6 auth failed        130 interrupted
+  1 bug          4 job cancelled   7 not found
+  2 bad input    5 timed out       8 API/network unavailable
+"""
+_APP_SETTINGS["help"] = ROOT_HELP
+
+
 def _version(value: bool) -> None:
     if value:
-        print(f"perianctl {__version__}")
+        from perianctl.commands.version import print_versions
+
+        print_versions(None)
         raise typer.Exit()
 
 
@@ -45,12 +65,12 @@ def root(
     token_file: Annotated[str | None, typer.Option("--token-file", metavar="PATH", help="Read the token from a file ('-' for stdin).")] = None,
     api_timeout: Annotated[str | None, typer.Option("--api-timeout", metavar="DURATION", help="How long one PERIAN API operation may take, retries included, e.g. 30s, 2m [env: PERIANCTL_API_TIMEOUT; default 30s]. A refused connection fails at once.")] = None,
     config: Annotated[str | None, typer.Option("--config", metavar="PATH", help="Config file [env: PERIANCTL_CONFIG].")] = None,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail on stderr (-vv: HTTP requests).", show_default=False)] = 0,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="-v: one line per HTTP request on stderr; -vv: plus headers and bodies (secrets masked) and tracebacks.", show_default=False)] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only data and errors.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="Disable colour [env: NO_COLOR].")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Show the versions (perianctl, flytekit, flyteidl) and the PERIAN API URL, and exit.")] = False,
 ) -> None:
-    """Run Flyte tasks on the PERIAN GPU job platform."""
+    """Run Flyte tasks on the PERIAN GPU job platform (root options; see ROOT_HELP)."""
     from perianctl.ui.console import configure
 
     configure(no_color=no_color, quiet=quiet, verbose=verbose)
@@ -68,24 +88,27 @@ def root(
     )
 
 
-# name -> (module, attribute, kind, help). Order is the order of `perianctl --help`.
+# name -> (module, attribute, kind, help). Order is the order of `perianctl --help`: the workflow
+# (submit, follow, inspect, clean up), then choosing hardware and money, then the connector, the
+# sandbox and set-up.
 COMMANDS: dict[str, tuple[str, str, str, str | None]] = {
+    "submit": ("perianctl.commands.submit", "submit", "command", None),
+    "wait": ("perianctl.commands.wait", "wait", "command", None),
+    "watch": ("perianctl.commands.watch", "watch", "command", None),
     "get": ("perianctl.commands.get", "get", "command", None),
     "list": ("perianctl.commands.list", "list_jobs", "command", None),
+    "logs": ("perianctl.commands.logs", "logs", "command", None),
     "delete": ("perianctl.commands.delete", "delete", "command", None),
     "cancel": ("perianctl.commands.delete", "delete", "command", "Alias of 'delete'."),
-    "logs": ("perianctl.commands.logs", "logs", "command", None),
-    "submit": ("perianctl.commands.submit", "submit", "command", None),
-    "watch": ("perianctl.commands.watch", "watch", "command", None),
-    "wait": ("perianctl.commands.wait", "wait", "command", None),
     "offers": ("perianctl.commands.offers", "offers", "command", None),
     "accelerators": ("perianctl.commands.accelerators", "accelerators", "command", None),
     "billing": ("perianctl.commands.billing", "billing", "command", None),
     "serve": ("perianctl.commands.serve", "serve", "command", None),
     "connector": ("perianctl.commands.connector", "connector_app", "group", None),
-    "config": ("perianctl.commands.config", "config_app", "group", "Manage profiles and settings."),
     "sandbox": ("perianctl.commands.sandbox", "sandbox_app", "group", None),
+    "config": ("perianctl.commands.config", "config_app", "group", "Manage profiles and settings."),
     "completion": ("perianctl.commands.completion", "completion", "command", None),
+    "version": ("perianctl.commands.version", "version", "command", None),
 }
 
 # Global options that take a value (to find the sub-command in argv without parsing it).
@@ -305,7 +328,10 @@ def main(argv: list[str] | None = None) -> None:
         _check_text(args)
         import typer.main
 
+        from perianctl.commands.helpfmt import humanize
+
         command = typer.main.get_command(build_app(_subcommand(args)))
+        humanize(command)
         args = hoist_global_options(command, args)
         result = command.main(args=args, prog_name="perianctl", standalone_mode=False)
     except PerianctlError as exc:

@@ -2,12 +2,6 @@
 
 Completes commands, options and their values: job ids (the newest from the journal, with their
 status), output formats, statuses, runtimes, profiles and config keys.
-
-\b
-Examples:
-  source <(perianctl completion bash)                       # this bash session
-  perianctl completion zsh > "${fpath[1]}/_perianctl"        # zsh, then restart it
-  perianctl completion fish > ~/.config/fish/completions/perianctl.fish
 """
 
 from __future__ import annotations

@@ -1,5 +1,11 @@
 """Submit a Flyte task template (.pb, TaskSpec, package .tgz, JSON, YAML or file.py:task) to PERIAN.
 
+Loads the template, builds its typed inputs (-i NAME=VALUE, --inputs-file) and writes inputs.pb
+under --output-prefix, renders the container's placeholders as flytepropeller does, translates the
+task into a PERIAN job (the connector's own code: image, command, resources, env, secrets), creates
+it exactly once, records it in the local journal and prints its id. --wait blocks until the job
+ends and exits with its outcome (0 done, 3 failed, 4 cancelled, 5 timed out); --watch shows it live.
+
 With --connector HOST:PORT (or the 'connector' setting) the task goes through a Flyte connector
 instead: a real CreateTaskRequest over gRPC, as flytepropeller sends it (rendered template, inputs,
 output prefix, task execution metadata; 10 s deadline). The resource flags (--cores, --memory,
