@@ -32,7 +32,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from _support import HEADERS, ORG, TOKEN, running_sandbox
+from _support import HEADERS, ORG, TOKEN, cores, goal, running_sandbox
 
 
 async def create_jobs(url: str, n: int, clients: int = 10) -> list[str]:
@@ -158,6 +158,7 @@ def main() -> None:
     parser.add_argument("--refreshes", type=int, default=3)
     parser.add_argument("--cli-timeout", type=float, default=8.0, help="seconds each CLI watch runs")
     parser.add_argument("--no-cli", action="store_true", help="skip the perianctl subprocess runs")
+    parser.add_argument("--goal-bytes", type=float, default=5000, help="goal: bytes per watched job (default 5 KB)")
     args = parser.parse_args()
     sizes = [args.baseline, args.jobs]
     core: dict[int, dict[str, Any]] = {}
@@ -182,7 +183,7 @@ def main() -> None:
     extra = args.jobs - args.baseline
     print(f"watch memory benchmark: {args.baseline} vs {args.jobs} watched jobs (all Running) on a simulate "
           f"sandbox over loopback HTTP ({args.refreshes} refreshes; python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} cpus)")
+          f"{cores()})")
     print(f"  created {args.jobs} jobs in {create_seconds:.1f} s; statuses seen: {', '.join(big['statuses'])}")
     print("  core (Poller refreshes + live frame + full table), in a fresh interpreter per size:")
     for n in sizes:
@@ -199,14 +200,22 @@ def main() -> None:
           f"{big['tracemalloc_peak'] / small['tracemalloc_peak']:.1f}x, RSS above imports "
           f"{(big['max_rss'] - big['rss_after_imports']) / max(1, small['max_rss'] - small['rss_after_imports']):.1f}x,"
           f" max RSS {big['max_rss'] / small['max_rss']:.2f}x (jobs: {args.jobs / args.baseline:.0f}x)")
+    slopes = {"core peak Python allocations": peak_slope, "core RSS": rss_slope}
     if cli:
         print(f"  CLI (perianctl watch ID... --timeout {args.cli_timeout:g}s, whole process):")
         for mode in ("lines", "json"):
             a, b = cli[(args.baseline, mode)], cli[(args.jobs, mode)]
             slope = (b["max_rss"] - a["max_rss"]) / extra
+            slopes[f"CLI {mode} max RSS"] = slope
             print(f"    {mode:5}: max RSS {mib(a['max_rss'])} with {args.baseline}, {mib(b['max_rss'])} with "
                   f"{args.jobs} = {b['max_rss'] / a['max_rss']:.2f}x, {slope:.0f} bytes/job; stdout "
                   f"{a['stdout_bytes'] / 1024:.0f} KiB vs {b['stdout_bytes'] / 1024:.0f} KiB")
+    worst = max(slopes, key=lambda k: slopes[k])
+    ok = goal(f"watch of {args.jobs} jobs <= {args.goal_bytes / 1000:g} KB per watched job (baseline: "
+              f"{args.baseline} jobs)", slopes[worst] <= args.goal_bytes,
+              f"worst {slopes[worst]:.0f} bytes/job ({worst}); "
+              + ", ".join(f"{k} {v:.0f}" for k, v in slopes.items()))
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":
