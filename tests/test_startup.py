@@ -42,3 +42,11 @@ def test_pydantic_disable_plugins_hands_plugin_discovery_back_to_pydantic(
     data, modules = _get_with_importtime(shared_sandbox, cli_env, job_id, PYDANTIC_DISABLE_PLUGINS="")
     assert job_id in json.dumps(data)
     assert "importlib.metadata" in modules
+
+
+def test_piped_get_json_does_not_load_rich(shared_sandbox: SandboxHandle, cli_env: CliEnv) -> None:
+    """Piped stdout and stderr: no spinner can be shown, so rich (the spinner's) is never imported."""
+    job_id = shared_sandbox.create_job()
+    data, modules = _get_with_importtime(shared_sandbox, cli_env, job_id)
+    assert job_id in json.dumps(data)
+    assert not {m for m in modules if m == "rich" or m.startswith("rich.")}

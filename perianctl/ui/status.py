@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -56,11 +58,17 @@ class _RetryWatcher(logging.Handler):
         logger.setLevel(self._previous_level)
 
 
+_FORCED_TERMINAL = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
+"""Environment variables that make rich treat a pipe as a terminal."""
+
+
 def status_wanted() -> bool:
     from perianctl.ui.console import err_console, state
 
     if state.quiet or state.verbose:  # -v logs each retry itself; a live line would tear them
         return False
+    if not sys.stderr.isatty() and not any(os.environ.get(name) for name in _FORCED_TERMINAL):
+        return False  # what rich would answer, without importing it (~13 ms of a piped `get`)
     console = err_console()
     return bool(console.is_terminal and not console.is_dumb_terminal)
 
