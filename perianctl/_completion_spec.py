@@ -243,13 +243,21 @@ SPEC: dict[str, Any] = {'help': 'Run Flyte tasks on the PERIAN GPU job platform:
                                        'Output format.']]},
               'serve': {'help': "Serve the PERIAN Flyte connector over gRPC (what flytepropeller's "
                                 'connector-service talks to).',
-                        'options': [[['--host'], True, None, 'Address to bind the gRPC server to.'],
+                        'options': [[['--host'], True, None,
+                                     'Address to bind the gRPC and metrics servers to [default: [::], all '
+                                     'interfaces; 127.0.0.1 with --sa…'],
                                     [['--port'], True, None, 'gRPC port (0 picks a free one).'],
                                     [['--metrics-port'], True, None,
                                      'Prometheus /metrics port (0 disables).'],
                                     [['--workers'], True, None, 'Threads for synchronous connector code.'],
                                     [['--sandbox'], False, None,
-                                     'Start an in-process PERIAN sandbox and use it.'],
+                                     'Start an in-process PERIAN sandbox (on 127.0.0.1) and use it; the gRPC '
+                                     'server then listens on 127.0…'],
+                                    [['--sandbox-runtime'], True, None,
+                                     'How the --sandbox runs jobs: process (really, as local processes: '
+                                     'tasks write outputs), simulate (s…'],
+                                    [['--sandbox-port'], True, None,
+                                     "Port of the --sandbox's PERIAN API on 127.0.0.1 (0 picks a free one)."],
                                     [['--grace'], True, None,
                                      'Seconds in-flight calls get to finish on SIGTERM.'],
                                     [['--shutdown-delay'], True, None,

@@ -20,7 +20,9 @@ from perianctl.commands.common import options
 
 def serve(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option("--host", help="Address to bind the gRPC server to.")] = "[::]",
+    host: Annotated[str | None, typer.Option("--host", help="Address to bind the gRPC and metrics servers to "
+                                              "[default: [::], all interfaces; 127.0.0.1 with --sandbox].",
+                                              show_default=False)] = None,
     port: Annotated[int, typer.Option("--port", help="gRPC port (0 picks a free one).", min=0, max=65535)] = 8000,
     metrics_port: Annotated[
         int, typer.Option("--metrics-port", help="Prometheus /metrics port (0 disables).", min=0, max=65535)
@@ -29,8 +31,18 @@ def serve(
         int, typer.Option("--workers", help="Threads for synchronous connector code.", min=1)
     ] = 10,
     sandbox: Annotated[
-        bool, typer.Option("--sandbox", help="Start an in-process PERIAN sandbox and use it.")
+        bool, typer.Option("--sandbox", help="Start an in-process PERIAN sandbox (on 127.0.0.1) and use it; "
+                           "the gRPC server then listens on 127.0.0.1 too unless --host says otherwise.")
     ] = False,
+    sandbox_runtime: Annotated[
+        str, typer.Option("--sandbox-runtime", metavar="process|simulate|docker",
+                          help="How the --sandbox runs jobs: process (really, as local processes: tasks "
+                          "write outputs), simulate (scripted statuses, nothing runs) or docker.")
+    ] = "process",
+    sandbox_port: Annotated[
+        int, typer.Option("--sandbox-port", help="Port of the --sandbox's PERIAN API on 127.0.0.1 (0 picks a "
+                          "free one).", min=0, max=65535)
+    ] = 0,
     grace: Annotated[
         float, typer.Option("--grace", help="Seconds in-flight calls get to finish on SIGTERM.", min=0)
     ] = 30.0,
@@ -113,6 +125,18 @@ def serve(
     if not protocols or any(p not in ("v1", "v2") for p in protocols):  # before the heavy imports below
         raise UsageError(f"invalid --protocol '{protocol}': expected v1, v2 or v1,v2")
 
+    sandbox_runtime = sandbox_runtime.strip().lower()
+    from perianctl.sandbox.config import RUNTIMES
+
+    if sandbox_runtime not in RUNTIMES:
+        raise UsageError(f"invalid --sandbox-runtime '{sandbox_runtime}': expected {', '.join(RUNTIMES)}")
+    if (sandbox_port or sandbox_runtime != "process") and not sandbox:
+        raise UsageError("--sandbox-runtime and --sandbox-port need --sandbox")
+    if host is None:
+        host = "127.0.0.1" if sandbox else "[::]"
+    # /metrics listens where gRPC does ("[::]" keeps its historical all-interfaces IPv4 bind).
+    metrics_host = "0.0.0.0" if host == "[::]" else host.strip("[]")
+
     from perianctl.flyte.connector import DEFAULT_LOG_LINK, ConnectorSettings
     from perianctl.serve.server import ServeOptions, serve_until_signalled
 
@@ -176,7 +200,8 @@ def serve(
     serve_options = ServeOptions(
         host=host, port=port, metrics_port=metrics_port, workers=workers, grace=grace,
         shutdown_delay=shutdown_delay, max_message_mb=max_message_mb, max_concurrent_rpcs=max_concurrent_rpcs,
-        sandbox=sandbox, all_connectors=all_connectors, connector=settings, protocols=protocols,
+        metrics_host=metrics_host, sandbox=sandbox, sandbox_runtime=sandbox_runtime, sandbox_port=sandbox_port,
+        all_connectors=all_connectors, connector=settings, protocols=protocols,
     )
     try:
         code = asyncio.run(serve_until_signalled(serve_options))

@@ -16,6 +16,7 @@ need no auth: the sandbox listens on loopback and tests must read them without c
 from __future__ import annotations
 
 import hmac
+import html
 import math
 import os
 import time
@@ -27,6 +28,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 
 from perianctl import __version__
@@ -630,6 +632,32 @@ def _register_impolite_routes(app: FastAPI, state: SandboxState) -> None:
         row = store.get(job_id)
         assert row is not None
         return JSONResponse({"id": row.id, "status": row.status, "changed": changed})
+
+    @app.get("/_sandbox/jobs/{job_id}/log", tags=["sandbox"], response_class=HTMLResponse, responses={
+        404: {"description": "No job with that id", "content": {"text/html": {}}},
+    })
+    async def job_log_page(job_id: str) -> HTMLResponse:
+        """The job's status and log as a web page: what the connector's log link opens in the
+        sandbox (the PERIAN API's job record needs auth headers a browser does not send). The page
+        reloads itself every 2 s until the job ends."""
+        store, _ = state.require()
+        row = store.get(job_id)
+        if row is None:
+            return HTMLResponse(f"<!doctype html><title>no such job</title><p>No job {html.escape(job_id)} "
+                                "in this sandbox.</p>", status_code=404)
+        refresh = "" if row.terminal else '<meta http-equiv="refresh" content="2">'
+        errors = f"<h2>Errors</h2><pre>{html.escape(row.errors)}</pre>" if row.errors else ""
+        page = (
+            f'<!doctype html><html><head><meta charset="utf-8">{refresh}'
+            f"<title>PERIAN job {html.escape(row.id)} ({html.escape(row.status)})</title>"
+            "<style>body{font-family:sans-serif;margin:1.5em}pre{background:#f4f4f4;padding:1em;"
+            "white-space:pre-wrap}</style></head><body>"
+            f"<h1>PERIAN job {html.escape(row.id)}</h1><p>Status: <b>{html.escape(row.status)}</b>"
+            f" &middot; organization {html.escape(row.org)} &middot; sandbox runtime "
+            f"{html.escape(state.config.runtime)}</p>"
+            f"<h2>Log</h2><pre>{html.escape(row.logs or '(no output yet)')}</pre>{errors}</body></html>"
+        )
+        return HTMLResponse(page)
 
     @app.get("/_sandbox/jobs", tags=["sandbox"])
     async def all_jobs() -> JSONResponse:

@@ -72,6 +72,10 @@ class ServeOptions:
     max_message_mb: int = 64
     max_concurrent_rpcs: int | None = None
     sandbox: bool = False
+    sandbox_runtime: str = "process"
+    """How the in-process sandbox runs jobs (``simulate``, ``process`` or ``docker``)."""
+    sandbox_port: int = 0
+    """The in-process sandbox's port on 127.0.0.1 (0 picks a free one)."""
     all_connectors: bool = False
     connector: ConnectorSettings = field(default_factory=ConnectorSettings)
     protocols: tuple[str, ...] = PROTOCOLS
@@ -138,16 +142,24 @@ class RunningServer:
                 self.sandbox.stop()
 
 
-def _start_sandbox(settings: ConnectorSettings) -> tuple[Any, ConnectorSettings]:
+SANDBOX_LOG_LINK = "{api_url}/_sandbox/jobs/{job_id}/log"
+"""Where the log link points in the sandbox: a page with the job's status and log (the API's job
+record needs auth headers a browser does not send)."""
+
+
+def _start_sandbox(settings: ConnectorSettings, options: ServeOptions) -> tuple[Any, ConnectorSettings]:
     """Start the in-process sandbox and point the connector at it."""
     from dataclasses import replace
 
     from perianctl.sandbox.server import EmbeddedSandbox
 
-    sandbox = EmbeddedSandbox()
+    sandbox = EmbeddedSandbox(runtime=options.sandbox_runtime, port=options.sandbox_port)
     sandbox.start()
-    log.info("in-process PERIAN sandbox at %s (organization %s)", sandbox.url, sandbox.organization)
-    return sandbox, replace(settings, api_url=sandbox.url, organization=sandbox.organization, token=sandbox.token)
+    log.info("in-process PERIAN sandbox at %s (organization %s, runtime %s)", sandbox.url, sandbox.organization,
+             options.sandbox_runtime)
+    link = SANDBOX_LOG_LINK if settings.log_link_template == DEFAULT_LOG_LINK else settings.log_link_template
+    return sandbox, replace(settings, api_url=sandbox.url, organization=sandbox.organization, token=sandbox.token,
+                            log_link_template=link)
 
 
 async def start(options: ServeOptions) -> RunningServer:
@@ -157,7 +169,7 @@ async def start(options: ServeOptions) -> RunningServer:
     sandbox = None
     settings = options.connector
     if options.sandbox:
-        sandbox, settings = await asyncio.get_running_loop().run_in_executor(None, _start_sandbox, settings)
+        sandbox, settings = await asyncio.get_running_loop().run_in_executor(None, _start_sandbox, settings, options)
     connector = register_all(settings, force=True)
     assert connector is not None
 
