@@ -382,3 +382,27 @@ async def test_odd_resource_meta_is_invalid_argument_on_every_rpc(server, meta: 
     with pytest.raises(grpc.aio.AioRpcError) as excinfo:
         _ = [part async for part in logs]
     assert excinfo.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_sweeper_started_by_a_get_task_reaps_a_late_job(api: Api) -> None:
+    """The sweeper of a replica whose first call was GetTask (started inside that call's budget)
+    still sweeps after that budget: a job PERIAN made after its sender hung up is cancelled."""
+    import httpx
+
+    from perianctl.flyte import convergence as cv
+
+    async with inprocess_server(api, sweep_interval=0.2) as stubs:
+        meta = b'{"job_id": "00000000-0000-4000-8000-000000000002"}'
+        await stubs.tasks.GetTask(get_request(meta), timeout=1.5)  # starts the sweeper; budget 0.5 s
+        await asyncio.sleep(0.6)  # that call's budget is over
+        env = {cv.IDEMPOTENCY_ENV: "pk1-a-late", "PERIANCTL_FLYTE_NODE": "pk1-n-late", "PERIANCTL_FLYTE_ATTEMPT": "0",
+               **cv.stamps("late-create", time.time() - 30)}  # its sender hung up 30 s ago
+        body = {"requirements": {"cpu": {"cores": 1}},
+                "docker_run_parameters": {"image_name": "ubuntu", "image_tag": "22.04", "command": "sleep 600",
+                                          "env_variables": env}}
+        async with httpx.AsyncClient(base_url=api.url, headers=api.headers()) as http:
+            job_id = (await http.post("/job", json=body)).json()["id"]
+            deadline = time.monotonic() + 20
+            while (await http.get(f"/job/{job_id}")).json()["jobs"][0]["status"] != "Cancelled":
+                assert time.monotonic() < deadline, "the late job was never cancelled"
+                await asyncio.sleep(0.1)

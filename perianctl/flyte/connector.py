@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import datetime as dt
 import json
 import logging
@@ -589,7 +590,10 @@ class PerianConnector(AsyncConnectorBase):
             return
         state = self._state()
         if state.sweeper is None or state.sweeper.done():
-            state.sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+            # A fresh context: started from inside an RPC, the task would otherwise inherit that
+            # RPC's budget scope (a context variable) and every later sweep would find it spent.
+            state.sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(),
+                                                                   context=contextvars.Context())
 
     async def _sweep_forever(self) -> None:
         interval = self.settings.sweep_interval
