@@ -42,8 +42,9 @@ never on the ``perianctl`` CLI's start-up path.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -205,6 +206,56 @@ def _require_connector() -> None:
         ) from exc
 
 
+@contextlib.contextmanager
+def _serializable_locally(function: Callable[..., Any]) -> Iterator[None]:
+    """Serialization settings with a default image, for the template a local run sends.
+
+    flytekit's local connector path (``AsyncConnectorExecutorMixin.execute``) serializes the task
+    with the context's settings or ``SerializationSettings(ImageConfig())`` -- which has no default
+    image, so a ``PythonAutoContainer`` task without ``container_image`` (the README's example)
+    fails with "An image is required for PythonAutoContainer tasks". ``pyflyte run`` (local) sets no
+    settings; ``pyflyte run --remote``/``register`` do, with ``--image``. Here the missing default
+    image is flytekit's own (``ImageConfig.auto_default_image()``, what ``pyflyte package`` uses
+    without ``--image``); a task's ``container_image`` and a configured default still win. The
+    sandbox's ``process`` runtime runs the command locally, so the image is only a name there --
+    and the job's ``pyflyte-execute`` must import the task's module from this machine: without
+    settings of its own, the template also gets ``PYTHONPATH`` = the directory the module was
+    loaded from (as ``pyflyte run`` found it).
+    """
+    from flytekit.configuration import ImageConfig
+
+    ctx = FlyteContextManager.current_context()
+    settings = ctx.serialization_settings
+    if settings is not None and settings.image_config.default_image is not None:
+        yield
+        return
+    image_config = ImageConfig.auto_default_image()
+    if settings is None:
+        root = _source_root(function)
+        settings = SerializationSettings(image_config=image_config, env={"PYTHONPATH": root} if root else None)
+    else:
+        import dataclasses
+
+        settings = dataclasses.replace(settings, image_config=image_config)
+    with FlyteContextManager.with_context(ctx.with_serialization_settings(settings)):
+        yield
+
+
+def _source_root(function: Callable[..., Any]) -> str | None:
+    """The directory ``function``'s module was imported from (``a/b/wf.py`` as ``b.wf`` → ``a``)."""
+    import sys
+    from pathlib import Path
+
+    name = getattr(function, "__module__", "") or ""
+    path = getattr(sys.modules.get(name), "__file__", None)
+    if not path or name == "__main__":
+        return None
+    root = Path(path).resolve().parent
+    for _ in range(name.count(".")):
+        root = root.parent
+    return str(root)
+
+
 def _is_local_execution() -> bool:
     state = FlyteContextManager.current_context().execution_state
     return bool(state is not None and state.is_local_execution())
@@ -238,7 +289,8 @@ class PerianTask(AsyncConnectorExecutorMixin, PythonFunctionTask):
         """In the job: run the function. Locally: the connector, unless told otherwise (module doc)."""
         if _is_local_execution() and _local_mode() == "connector":
             _require_connector()
-            return AsyncConnectorExecutorMixin.execute(self, **kwargs)
+            with _serializable_locally(self.task_function):
+                return AsyncConnectorExecutorMixin.execute(self, **kwargs)
         return PythonFunctionTask.execute(self, **kwargs)
 
     def get_custom(self, settings: SerializationSettings) -> dict[str, Any]:
