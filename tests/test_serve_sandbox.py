@@ -151,39 +151,20 @@ def test_bad_sandbox_options_are_usage_errors(run_cli: CliRunner) -> None:
     assert "--sandbox" in r.stderr
 
 
-README_EXAMPLE = '''
-from flytekit import task, workflow
-from perianctl.flyte.task import PerianConfig
-
-
-@task(task_config=PerianConfig(cores=2, memory=8))
-def train(epochs: int) -> float:
-    return epochs * 0.5
-
-
-@workflow
-def wf(epochs: int = 3) -> float:
-    return train(epochs=epochs)
-'''
-
-
 def test_pyflyte_run_of_the_readme_example_runs_through_the_connector(sandbox_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """`pyflyte run` (local) of a PerianConfig task with no container_image: flytekit serializes it,
-    the in-process connector creates a PERIAN job, the process sandbox runs pyflyte-execute, and the
-    output comes back from outputs.pb."""
+    """`pyflyte run examples/train.py wf` (local; the README's PerianConfig task, no container_image):
+    flytekit serializes it, the in-process connector creates a PERIAN job, the process sandbox runs
+    pyflyte-execute, and the output comes back from outputs.pb."""
     sandbox = sandbox_factory(runtime="process")
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "wf.py").write_text(README_EXAMPLE)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PERIAN", "_FSEC_", "FLYTE"))}
     env.update(sandbox.env(), PERIANCTL_CONFIG=str(tmp_path / "none.toml"),
                PERIANCTL_STATE_DIR=str(tmp_path / "state"), HOME=str(tmp_path), COLUMNS="200")
     pyflyte = Path(sys.executable).with_name("pyflyte")
-    proc = subprocess.run([str(pyflyte), "run", "wf.py", "wf", "--epochs", "4"], cwd=project, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([str(pyflyte), "run", "examples/train.py", "wf", "--epochs", "4"], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "An image is required" not in proc.stdout + proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == "2.0", proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "0.0625", proc.stdout
     with httpx.Client(base_url=sandbox.url) as client:
         jobs = client.get("/_sandbox/jobs").json()["jobs"]
     assert len(jobs) == 1 and jobs[0]["status"] == "Done", jobs
