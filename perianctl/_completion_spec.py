@@ -78,11 +78,11 @@ SPEC: dict[str, Any] = {'help': 'Run Flyte tasks on the PERIAN GPU job platform:
                                'cancelled, 5 timed out …',
                        'options': [[['--last'], False, None,
                                     'Use the job most recently submitted from this machine.'],
-                                   [['--timeout'], True, None, 'Give up after this long, e.g.'],
+                                   [['--wait-timeout'], True, None, 'Stop waiting after this long, e.g.'],
                                    [['--for'], True, None,
                                     'terminal: until every job ended; succeeded: stop at the first job that '
                                     'did not succeed.'],
-                                   [['--interval'], True, None, 'Seconds between API refreshes.'],
+                                   [['--interval'], True, None, 'Seconds between polls (at least 0.1).'],
                                    [['--output', '-o'], True,
                                     [['table', ''], ['wide', ''], ['json', ''], ['yaml', ''], ['name', ''],
                                      ['none', '']],
@@ -97,13 +97,13 @@ SPEC: dict[str, Any] = {'help': 'Run Flyte tasks on the PERIAN GPU job platform:
                                     [['--all', '-A'], False, None,
                                      'Every unfinished job on the newest list page, plus jobs created '
                                      'meanwhile.'],
-                                    [['--interval'], True, None, 'Seconds between API refreshes.'],
+                                    [['--interval'], True, None, 'Seconds between polls (at least 0.1).'],
                                     [['--output', '-o'], True, [['table', ''], ['json', '']],
                                      'Output format (table: live on a terminal, lines otherwise; json: '
                                      'NDJSON events).'],
                                     [['--no-live'], False, None,
                                      'Plain lines, one per transition, even on a terminal.'],
-                                    [['--timeout'], True, None, 'Stop watching after this long (exit 5).'],
+                                    [['--wait-timeout'], True, None, 'Stop waiting after this long, e.g.'],
                                     [['--max-unavailable'], True, None,
                                      'Give up (exit 8) after the API was unreachable this long.']],
                         'args': [['job', True]]},
@@ -134,9 +134,13 @@ SPEC: dict[str, Any] = {'help': 'Run Flyte tasks on the PERIAN GPU job platform:
                                      ['UserError', 'PERIAN status'], ['Cancelled', 'PERIAN status'],
                                      ['Timeout', 'PERIAN status']],
                                     'Only jobs in this PERIAN status (repeatable, or comma-separated).'],
-                                   [['--limit', '-n'], True, None, 'Jobs per page.'],
-                                   [['--page'], True, None, 'Page number (server-side pagination).'],
-                                   [['--all', '-A'], False, None, 'Follow every page.'],
+                                   [['--limit', '-n'], True, None,
+                                    'Jobs per page (with --status: matching jobs per page).'],
+                                   [['--page'], True, None,
+                                    'Page number (with --status: page of the matches; with --local: page of '
+                                    'the journal).'],
+                                   [['--all', '-A'], False, None,
+                                    'Every page (with --local: the whole journal).'],
                                    [['--local'], False, None, 'List jobs from the local journal instead.'],
                                    [['--output', '-o'], True,
                                     [['table', ''], ['wide', ''], ['json', ''], ['yaml', ''], ['name', '']],
@@ -148,7 +152,7 @@ SPEC: dict[str, Any] = {'help': 'Run Flyte tasks on the PERIAN GPU job platform:
                                    [['--follow', '-f'], False, None,
                                     'Keep printing new output until the job ends.'],
                                    [['--tail'], True, None, 'Only the last N lines to start with.'],
-                                   [['--interval'], True, None, 'Seconds between polls with --follow.'],
+                                   [['--interval'], True, None, 'Seconds between polls (at least 0.1).'],
                                    [['--output', '-o'], True, [['text', ''], ['json', '']],
                                     'Output format (json: NDJSON lines).'],
                                    [['--connector'], True, None,
@@ -169,9 +173,9 @@ SPEC: dict[str, Any] = {'help': 'Run Flyte tasks on the PERIAN GPU job platform:
                                       'Fail (exit 1) if a job had already finished.'],
                                      [['--ignore-not-found'], False, None,
                                       'Treat unknown job ids as already gone (exit 0).'],
-                                     [['--output', '-o'], True,
-                                      [['table', ''], ['wide', ''], ['json', ''], ['yaml', ''], ['name', '']],
-                                      'Output format.'],
+                                     [['--output', '-o'], True, [['json', ''], ['yaml', ''], ['name', '']],
+                                      "Output format: each job's outcome on stdout (default: one message per "
+                                      'job on stderr).'],
                                      [['--connector'], True, None,
                                       'Ask a Flyte connector over gRPC (GetTask/DeleteTask/GetTaskLogs, as '
                                       'flytepropeller does) instead of…'],
@@ -189,9 +193,9 @@ SPEC: dict[str, Any] = {'help': 'Run Flyte tasks on the PERIAN GPU job platform:
                                       'Fail (exit 1) if a job had already finished.'],
                                      [['--ignore-not-found'], False, None,
                                       'Treat unknown job ids as already gone (exit 0).'],
-                                     [['--output', '-o'], True,
-                                      [['table', ''], ['wide', ''], ['json', ''], ['yaml', ''], ['name', '']],
-                                      'Output format.'],
+                                     [['--output', '-o'], True, [['json', ''], ['yaml', ''], ['name', '']],
+                                      "Output format: each job's outcome on stdout (default: one message per "
+                                      'job on stderr).'],
                                      [['--connector'], True, None,
                                       'Ask a Flyte connector over gRPC (GetTask/DeleteTask/GetTaskLogs, as '
                                       'flytepropeller does) instead of…'],
@@ -443,7 +447,9 @@ SPEC: dict[str, Any] = {'help': 'Run Flyte tasks on the PERIAN GPU job platform:
                                                             'new one…'],
                                                            [['--write-profile', '--no-write-profile'], False,
                                                             None,
-                                                            "Save a 'sandbox' profile once serving."]]},
+                                                            "Save a 'sandbox' profile once serving "
+                                                            "('sandbox-PORT' while another running sandbox "
+                                                            "owns 'sandbox')."]]},
                                        'start': {'help': 'Start a detached sandbox, wait until it is '
                                                          "healthy, and save the 'sandbox' profile.",
                                                  'options': [[['--state-dir'], True, None,
@@ -506,7 +512,9 @@ SPEC: dict[str, Any] = {'help': 'Run Flyte tasks on the PERIAN GPU job platform:
                                                               'and new one…'],
                                                              [['--write-profile', '--no-write-profile'],
                                                               False, None,
-                                                              "Save a 'sandbox' profile for this sandbox."],
+                                                              "Save a 'sandbox' profile for this sandbox "
+                                                              "('sandbox-PORT' while another running sandbox "
+                                                              "owns 'sandb…"],
                                                              [['--wait'], True, None,
                                                               'Seconds to wait for the sandbox to be '
                                                               'healthy.']]},

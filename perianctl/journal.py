@@ -203,14 +203,51 @@ class Journal:
         row = self._conn.execute(query + " ORDER BY submitted_at DESC, rowid DESC LIMIT 1", args).fetchone()
         return row[0] if row else None
 
-    def jobs(self, *, limit: int = 50, submitted_only: bool = True) -> list[JournalJob]:
-        where = "WHERE submitted_at IS NOT NULL" if submitted_only else ""
+    def jobs(self, *, limit: int | None = 50, offset: int = 0, submitted_only: bool = True,
+             statuses: Iterable[str] | None = None) -> list[JournalJob]:
+        """Newest first; ``limit=None`` for all; ``statuses`` filters on the last status seen."""
+        clauses = ["submitted_at IS NOT NULL"] if submitted_only else []
+        args: list[object] = []
+        if statuses is not None:
+            wanted = sorted(statuses)
+            clauses.append(f"last_status IN ({','.join('?' * len(wanted))})")
+            args += wanted
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._conn.execute(
             f"SELECT {_JOB_COLUMNS} FROM jobs {where} "
-            "ORDER BY COALESCE(submitted_at, last_seen) DESC, rowid DESC LIMIT ?",
-            (limit,),
+            "ORDER BY COALESCE(submitted_at, last_seen) DESC, rowid DESC LIMIT ? OFFSET ?",
+            (*args, -1 if limit is None else limit, offset),
         ).fetchall()
         return [JournalJob(*row) for row in rows]
+
+    def count(self, *, submitted_only: bool = True, statuses: Iterable[str] | None = None) -> int:
+        clauses = ["submitted_at IS NOT NULL"] if submitted_only else []
+        args: list[object] = []
+        if statuses is not None:
+            wanted = sorted(statuses)
+            clauses.append(f"last_status IN ({','.join('?' * len(wanted))})")
+            args += wanted
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        row = self._conn.execute(f"SELECT COUNT(*) FROM jobs {where}", args).fetchone()
+        return int(row[0])
+
+    def ids_with_prefix(self, digits: str, *, api_url: str | None = None,
+                        limit: int = 20) -> list[tuple[str, str | None]]:
+        """``(job_id, last_status)`` of the jobs whose id (dashes ignored) starts with the hex ``digits``.
+
+        With ``api_url``, only jobs of that API (or of none recorded). Used by :mod:`perianctl.jobids`.
+        """
+        if not digits or any(c not in "0123456789abcdef" for c in digits):
+            return []
+        query = "SELECT job_id, last_status FROM jobs WHERE replace(lower(job_id), '-', '') LIKE ?"
+        args: list[object] = [digits + "%"]
+        if api_url:
+            query += " AND (api_url IS NULL OR rtrim(api_url, '/') = rtrim(?, '/'))"
+            args.append(api_url)
+        rows = self._conn.execute(
+            query + " ORDER BY COALESCE(submitted_at, last_seen) DESC, rowid DESC LIMIT ?", (*args, limit)
+        ).fetchall()
+        return [(row[0], row[1]) for row in rows]
 
     def history(self, job_id: str) -> list[Transition]:
         rows = self._conn.execute(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -17,9 +16,6 @@ if TYPE_CHECKING:
     from perianctl.perian.client import PerianClient
 
 T = TypeVar("T")
-
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
-
 
 @dataclass
 class GlobalOptions:
@@ -115,29 +111,53 @@ def run(coro: Coroutine[Any, Any, T], *, status: str | None = None) -> T:
 
 
 def validate_job_id(job_id: str) -> str:
-    job_id = job_id.strip()
-    if not _UUID.match(job_id):
-        raise UsageError(f"invalid job id '{job_id}': expected a UUID such as 3f2c1a4e-0b1d-4c5e-9f00-1234567890ab")
-    return job_id.lower()
+    """A full job id (any case, dashes optional) in PERIAN's form; prefixes go through :func:`resolve_job_ids`."""
+    from perianctl.jobids import canonical, parse
+
+    digits, full = parse(job_id)
+    if not full:
+        raise UsageError(f"invalid job id '{job_id.strip()}': expected a full UUID such as "
+                         "3f2c1a4e-0b1d-4c5e-9f00-1234567890ab")
+    return canonical(digits)
 
 
-def resolve_job_ids(ctx: typer.Context, ids: list[str] | None, *, last: bool, required: bool = True) -> list[str]:
-    """Explicit ids (``@last`` allowed), or ``--last``: the job this machine submitted most recently."""
+def resolve_job_ids(
+    ctx: typer.Context, ids: list[str] | None, *, last: bool, required: bool = True, api: bool = True
+) -> list[str]:
+    """Explicit ids -- full, or any unique prefix (:mod:`perianctl.jobids`) -- and ``@last``, or ``--last``:
+    the job this machine submitted most recently.
+
+    ``api=False`` (``--connector``): prefixes are looked up in the journal, and in the PERIAN API
+    only when credentials for it are configured.
+    """
     wanted = list(ids or [])
     if last or "@last" in wanted:
-        from perianctl.journal import open_journal
-
-        with open_journal() as journal:
-            last_id = journal.last_job_id(profile=options(ctx).settings().profile) or journal.last_job_id()
-        if last_id is None:
-            raise UsageError("--last: no job submitted from this machine yet (see 'perianctl list')")
-        wanted = [j for j in wanted if j != "@last"] + [last_id]
+        wanted = [j for j in wanted if j != "@last"] + [last_job_id(ctx)]
     if not wanted and required:
-        raise UsageError("give one or more JOB_IDs, or --last")
-    seen: dict[str, None] = {}
-    for job_id in wanted:
-        seen.setdefault(validate_job_id(job_id))
-    return list(seen)
+        raise UsageError("give one or more JOB_IDs (a unique prefix is enough), or --last")
+    if not wanted:
+        return []
+    from perianctl.jobids import canonical, parse
+    from perianctl.jobids import resolve as resolve_ids
+
+    parsed = [parse(job_id) for job_id in wanted]  # a malformed id fails before any settings are read
+    if all(full for _, full in parsed):
+        return list(dict.fromkeys(canonical(digits) for digits, _ in parsed))
+    settings = options(ctx).settings()
+    use_api = api or all(settings.values.get(k) for k in ("organization", "token"))
+    return resolve_ids(wanted, api_url=settings.api_url, client=(lambda: make_client(ctx)) if use_api else None,
+                       run=lambda coro: run(coro, status="looking up the job id"))
+
+
+def last_job_id(ctx: typer.Context) -> str:
+    """``--last``/``@last``: the job this machine submitted most recently (this profile's, else any)."""
+    from perianctl.journal import open_journal
+
+    with open_journal() as journal:
+        last_id = journal.last_job_id(profile=options(ctx).settings().profile) or journal.last_job_id()
+    if last_id is None:
+        raise UsageError("--last: no job submitted from this machine yet (see 'perianctl list')")
+    return last_id
 
 
 def stdin_is_tty() -> bool:
@@ -168,3 +188,23 @@ ConnectorOption = typer.Option(
     help="Ask a Flyte connector over gRPC (GetTask/DeleteTask/GetTaskLogs, as flytepropeller does) instead of "
     "the PERIAN API; needs no PERIAN credentials. Default: the 'connector' setting; '' turns it off.",
 )
+MIN_INTERVAL = 0.1
+"""The shortest poll interval any command accepts (watch, wait, logs --follow, submit --wait)."""
+IntervalOption = typer.Option(
+    2.0, "--interval", min=MIN_INTERVAL, metavar="SECONDS", help=f"Seconds between polls (at least {MIN_INTERVAL:g}).",
+)
+WaitTimeoutOption = typer.Option(
+    None, "--wait-timeout", metavar="DURATION",
+    help="Stop waiting after this long, e.g. 90, 30m, 1h30m (exit 5); the jobs keep running.",
+)
+TimeoutAlias = typer.Option(None, "--timeout", hidden=True, metavar="DURATION", help="Alias of --wait-timeout.")
+
+
+def wait_timeout(value: str | None, alias: str | None) -> float | None:
+    """``--wait-timeout`` (or its old name ``--timeout`` on wait/watch) in seconds; None: no bound."""
+    from perianctl.timeparse import parse_duration
+
+    if value is not None and alias is not None and value != alias:
+        raise UsageError("--timeout is an alias of --wait-timeout: give one of them")
+    chosen, name = (value, "--wait-timeout") if value is not None else (alias, "--timeout")
+    return parse_duration(chosen, what=name) if chosen else None

@@ -15,10 +15,10 @@ import typer
 from perianctl.commands.common import (
     ConnectorOption,
     LastOption,
-    OutputOption,
     ProtocolOption,
     connector_target,
     make_client,
+    output_option,
     resolve_job_ids,
     run,
     stdin_is_tty,
@@ -39,23 +39,26 @@ class _Outcome:
 
 def delete(
     ctx: typer.Context,
-    job_ids: Annotated[list[str] | None, typer.Argument(help="Job ids (or @last).", show_default=False)] = None,
+    job_ids: Annotated[list[str] | None, typer.Argument(help="Job ids, unique prefixes of them, or @last.", show_default=False)] = None,
     last: bool = LastOption,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 1) if a job had already finished.")] = False,
     ignore_not_found: Annotated[
         bool, typer.Option("--ignore-not-found", help="Treat unknown job ids as already gone (exit 0).")
     ] = False,
-    output: str = OutputOption,
+    output: Annotated[str | None, output_option(
+        "json", "yaml", "name", about=": each job's outcome on stdout (default: one message per job on stderr)",
+    )] = None,
     connector: str | None = ConnectorOption,
     protocol: str | None = ProtocolOption,
 ) -> None:
     from perianctl.errors import ExitCode, NotFoundError, PerianctlError, UsageError
-    from perianctl.ui.output import parse_format
+    from perianctl.ui.output import OutputFormat, parse_format
 
-    fmt = parse_format(output)
-    ids = resolve_job_ids(ctx, job_ids, last=last)
+    # Only what delete prints: no table (the outcome is one message per job), so no table/wide.
+    fmt = parse_format(output, allowed=(OutputFormat.json, OutputFormat.yaml, OutputFormat.name)) if output else None
     target = connector_target(ctx, connector, protocol)
+    ids = resolve_job_ids(ctx, job_ids, last=last, api=not target)
     if target and strict:
         raise UsageError("--strict cannot be used with --connector: DeleteTask does not say whether the job "
                          "had already finished")
@@ -117,7 +120,7 @@ async def _cancel_one(client: PerianClient, job_id: str) -> _Outcome:
     return _Outcome(job_id, "cancelled", "cancel requested")
 
 
-def _report(outcomes: list[_Outcome], fmt: OutputFormat) -> None:
+def _report(outcomes: list[_Outcome], fmt: OutputFormat | None) -> None:
     from perianctl.ui.console import info, write_out
     from perianctl.ui.output import OutputFormat, emit_data
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 def get(
     ctx: typer.Context,
-    job_ids: Annotated[list[str] | None, typer.Argument(help="Job ids (or @last).", show_default=False)] = None,
+    job_ids: Annotated[list[str] | None, typer.Argument(help="Job ids, unique prefixes of them, or @last.", show_default=False)] = None,
     last: bool = LastOption,
     history: Annotated[bool, typer.Option("--history", help="Show observed status transitions.")] = False,
     output: str = OutputOption,
@@ -42,8 +42,8 @@ def get(
     from perianctl.ui.output import parse_format
 
     fmt = parse_format(output)
-    ids = resolve_job_ids(ctx, job_ids, last=last)
     target = connector_target(ctx, connector, protocol)
+    ids = resolve_job_ids(ctx, job_ids, last=last, api=not target)
     failures: list[PerianctlError]
     if target:
         statuses, failures = _fetch_via_connector(target, ids)
@@ -186,7 +186,7 @@ def record_observations(ctx: typer.Context, jobs: list[JobView]) -> None:
 
 def show_jobs(jobs: list[JobView], fmt: OutputFormat, *, single: bool) -> None:
     from perianctl.ui.console import write_out
-    from perianctl.ui.jobs import TABLE_COLUMNS, WIDE_COLUMNS, job_record, job_row
+    from perianctl.ui.jobs import TABLE_COLUMNS, TABLE_FIT, WIDE_COLUMNS, WIDE_FIT, job_record, job_row
     from perianctl.ui.output import OutputFormat, emit_data, emit_table
 
     if fmt in (OutputFormat.json, OutputFormat.yaml):
@@ -197,7 +197,8 @@ def show_jobs(jobs: list[JobView], fmt: OutputFormat, *, single: bool) -> None:
             write_out(job.id or "")
     elif jobs:
         wide = fmt is OutputFormat.wide
-        emit_table(WIDE_COLUMNS if wide else TABLE_COLUMNS, [job_row(job, wide=wide) for job in jobs])
+        emit_table(WIDE_COLUMNS if wide else TABLE_COLUMNS, [job_row(job, wide=wide) for job in jobs],
+                   fit=WIDE_FIT if wide else TABLE_FIT)
 
 
 def _show_history(ids: list[str], fmt: OutputFormat) -> None:

@@ -14,6 +14,7 @@ import typer
 
 from perianctl.commands.common import (
     ConnectorOption,
+    IntervalOption,
     LastOption,
     ProtocolOption,
     connector_target,
@@ -28,11 +29,11 @@ T = TypeVar("T")
 
 def logs(
     ctx: typer.Context,
-    job_id: Annotated[str | None, typer.Argument(help="Job id (or @last).", show_default=False)] = None,
+    job_id: Annotated[str | None, typer.Argument(help="Job id, a unique prefix of one, or @last.", show_default=False)] = None,
     last: bool = LastOption,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new output until the job ends.")] = False,
     tail: Annotated[int | None, typer.Option("--tail", min=0, help="Only the last N lines to start with.")] = None,
-    interval: Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between polls with --follow.")] = 2.0,
+    interval: float = IntervalOption,
     output: Annotated[str, output_option("text", "json", about=" (json: NDJSON lines)")] = "text",
     connector: str | None = ConnectorOption,
     protocol: str | None = ProtocolOption,
@@ -41,10 +42,10 @@ def logs(
 
     if output not in ("text", "json"):
         raise UsageError(f"invalid output format '{output}' (choose: text, json)")
-    ids = resolve_job_ids(ctx, [job_id] if job_id else None, last=last)
+    target = connector_target(ctx, connector, protocol)
+    ids = resolve_job_ids(ctx, [job_id] if job_id else None, last=last, api=not target)
     if len(ids) != 1:
         raise UsageError("logs takes exactly one job")
-    target = connector_target(ctx, connector, protocol)
     if target:
         code = run(_logs_via_connector(target, ids[0], follow=follow, tail=tail, interval=interval,
                                        as_json=output == "json"))
@@ -88,6 +89,16 @@ class _Follow:
     printed: str = ""
     first: bool = True
     errors_seen: int = 0
+    waiting_said: str | None = None
+
+    def waiting(self, status: str) -> None:
+        """With --follow, before the job has written anything: ``waiting for job X (Queued)`` on stderr,
+        once per status, so a queued job does not look like a hang."""
+        from perianctl.ui.console import info
+
+        if self.follow and not self.printed and status != self.waiting_said:
+            self.waiting_said = status
+            info(f"waiting for job {self.job_id} ({status}); nothing logged yet")
 
     async def fetch(self, get: Callable[[], Awaitable[T]]) -> T:
         """``get()``; with --follow, an unavailable server is retried every ``interval`` (with a warning)."""
@@ -155,6 +166,8 @@ async def _logs(ctx: typer.Context, job_id: str, *, follow: bool, tail: int | No
         while True:
             job = await state.fetch(lambda: client.get_job(job_id))
             state.show(job.logs or "")
+            if not is_terminal(job.status):
+                state.waiting(job.status)
             if not follow or is_terminal(job.status):
                 if state.printed and not state.printed.endswith("\n") and not as_json:
                     sys.stdout.write("\n")
@@ -189,6 +202,8 @@ async def _logs_via_connector(target: str, job_id: str, *, follow: bool, tail: i
         state.show("".join(with_ends), with_ends)
         if status is None:
             return 0
+        if not status.terminal:
+            state.waiting(status.perian_status or status.phase_name)
         if status.terminal:
             info(f"job {job_id} finished: {status.phase_name}" + (f" ({status.message})" if status.message else ""))
             return status.exit_code or 0

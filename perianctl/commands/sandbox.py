@@ -144,7 +144,8 @@ def run(
     kill_grace: KillGrace = 5.0, max_parallel: MaxParallel = 4, log_cap: LogCap = 1_000_000,
     access_log: AccessLog = True, impolite: Impolite = None, credits: Credits = None,
     write_profile: Annotated[bool, typer.Option(
-        "--write-profile/--no-write-profile", help=f"Save a '{PROFILE_NAME}' profile once serving.")] = False,
+        "--write-profile/--no-write-profile", help=f"Save a '{PROFILE_NAME}' profile once serving ('{PROFILE_NAME}-PORT' while another "
+        f"running sandbox owns '{PROFILE_NAME}').")] = False,
 ) -> None:
     """Serve in the foreground until Ctrl-C / SIGTERM (logs on stderr)."""
     from perianctl.sandbox.runtimes.base import SandboxStartError
@@ -173,7 +174,8 @@ def start(
     kill_grace: KillGrace = 5.0, max_parallel: MaxParallel = 4, log_cap: LogCap = 1_000_000,
     access_log: AccessLog = True, impolite: Impolite = None, credits: Credits = None,
     write_profile: Annotated[bool, typer.Option(
-        "--write-profile/--no-write-profile", help=f"Save a '{PROFILE_NAME}' profile for this sandbox.")] = True,
+        "--write-profile/--no-write-profile", help=f"Save a '{PROFILE_NAME}' profile for this sandbox ('{PROFILE_NAME}-PORT' while another "
+        f"running sandbox owns '{PROFILE_NAME}').")] = True,
     wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for the sandbox to be healthy.")] = 30.0,
 ) -> None:
     """Start a detached sandbox, wait until it is healthy, and save the 'sandbox' profile."""
@@ -312,9 +314,46 @@ def _admin(base: str, method: str, path: str, body: object = None) -> dict[str, 
 def _save_profile(url: str, organization: str, token: str, *, config_file: str | None = None) -> None:
     from perianctl.config import save_profile
 
-    path = save_profile(PROFILE_NAME, {"api_url": url, "organization": organization, "token": token},
+    name, owner = _profile_name_for(url, config_file=config_file)
+    path = save_profile(name, {"api_url": url, "organization": organization, "token": token},
                         config_path=Path(config_file) if config_file else None)
-    _info(f"saved profile '{PROFILE_NAME}' in {path}: use 'perianctl --profile {PROFILE_NAME} ...'")
+    if owner:
+        _info(f"profile '{PROFILE_NAME}' belongs to the sandbox still serving at {owner}; "
+              f"this one is profile '{name}'")
+    _info(f"saved profile '{name}' in {path}: use 'perianctl --profile {name} ...'")
+
+
+def _profile_name_for(url: str, *, config_file: str | None = None) -> tuple[str, str | None]:
+    """``('sandbox', None)``, unless that profile points at *another* sandbox that still serves: then
+    ``('sandbox-PORT', its URL)``. A second sandbox (another state dir) never takes over the first
+    one's profile while the first runs; a restarted or stopped one's profile is simply updated."""
+    from urllib.parse import urlsplit
+
+    from perianctl.config import config_path, read_config_file
+
+    try:
+        profiles = read_config_file(config_path(config_file)).get("profiles", {})
+    except PerianctlError:
+        return PROFILE_NAME, None  # save_profile reports a broken config file
+    old = str(profiles.get(PROFILE_NAME, {}).get("api_url") or "")
+    if not old or old.rstrip("/") == url.rstrip("/") or not _serving(old):
+        return PROFILE_NAME, None
+    return f"{PROFILE_NAME}-{urlsplit(url).port or 'local'}", old
+
+
+def _serving(url: str) -> bool:
+    """Something accepts connections at ``url`` (a sandbox answering or not, the port is taken)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return False
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 80), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def _profile_saver(ctx: typer.Context) -> Callable[[str, str, str], None]:

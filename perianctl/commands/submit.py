@@ -481,7 +481,7 @@ def _report_task_result(
     task's own error are printed together.
     """
     from perianctl.errors import ExitCode
-    from perianctl.flyte.launch import read_error, read_outputs
+    from perianctl.flyte.launch import import_hint, read_error, read_outputs
     from perianctl.ui.console import error, info, warn, write_out
     from perianctl.ui.output import OutputFormat, dump_json, emit_data
 
@@ -492,10 +492,10 @@ def _report_task_result(
         from perianctl.text import last_line
 
         task_error = last_line(message)
-        error(f"job {job_id} failed: task error: {task_error}")
+        error(f"job {job_id} failed: task error: {task_error}", hint=import_hint(launch.template, message))
         code = code or int(ExitCode.JOB_FAILED)
     elif failure:
-        error(failure)
+        error(failure, hint=import_hint(launch.template, failure))
     elif code == 0:
         outputs = read_outputs(launch.output_prefix)
         if outputs is None:

@@ -1,4 +1,4 @@
-"""Wait until jobs end; the exit code is the outcome: 0 succeeded, 3 failed, 4 cancelled, 5 timed out or --timeout reached (several jobs: failed > timed out > cancelled)."""
+"""Wait until jobs end; the exit code is the outcome: 0 succeeded, 3 failed, 4 cancelled, 5 timed out or --wait-timeout reached (several jobs: failed > timed out > cancelled)."""
 
 from __future__ import annotations
 
@@ -6,21 +6,28 @@ from typing import Annotated, Literal
 
 import typer
 
-from perianctl.commands.common import LastOption, output_option, resolve_job_ids
+from perianctl.commands.common import (
+    IntervalOption,
+    LastOption,
+    TimeoutAlias,
+    WaitTimeoutOption,
+    output_option,
+    resolve_job_ids,
+    wait_timeout,
+)
 
 
 def wait(
     ctx: typer.Context,
-    job_ids: Annotated[list[str] | None, typer.Argument(help="Job ids (or @last).", show_default=False)] = None,
+    job_ids: Annotated[list[str] | None, typer.Argument(help="Job ids, unique prefixes of them, or @last.", show_default=False)] = None,
     last: bool = LastOption,
-    timeout: Annotated[
-        str | None, typer.Option("--timeout", help="Give up after this long, e.g. 90, 30m, 1h30m (exit 5).")
-    ] = None,
+    timeout: str | None = WaitTimeoutOption,
+    timeout_alias: str | None = TimeoutAlias,
     wait_for: Annotated[
         str,
         typer.Option("--for", help="terminal: until every job ended; succeeded: stop at the first job that did not succeed."),
     ] = "terminal",
-    interval: Annotated[float, typer.Option("--interval", min=0.2, help="Seconds between API refreshes.")] = 2.0,
+    interval: float = IntervalOption,
     output: Annotated[
         str, output_option("table", "wide", "json", "yaml", "name", "none", about=" of the final state on stdout")
     ] = "table",
@@ -43,7 +50,7 @@ def wait(
     ids = resolve_job_ids(ctx, job_ids, last=last)
     outcome = follow(
         ctx, ids, kind="quiet" if state.quiet else "lines", to_stderr=True, wait_for=condition,
-        timeout=parse_duration(timeout, what="--timeout") if timeout else None, interval=interval,
+        timeout=wait_timeout(timeout, timeout_alias), interval=interval,
         give_up_after=parse_duration(max_unavailable, what="--max-unavailable"), final_output=final,
     )
     if outcome.exit_code:

@@ -7,7 +7,18 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from perianctl.commands.common import LastOption, make_client, options, output_option, resolve_job_ids, run
+from perianctl.commands.common import (
+    IntervalOption,
+    LastOption,
+    TimeoutAlias,
+    WaitTimeoutOption,
+    make_client,
+    options,
+    output_option,
+    resolve_job_ids,
+    run,
+    wait_timeout,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -24,18 +35,20 @@ DEFAULT_MAX_UNAVAILABLE = "5m"
 
 def watch(
     ctx: typer.Context,
-    job_ids: Annotated[list[str] | None, typer.Argument(help="Job ids (or @last).", show_default=False)] = None,
+    job_ids: Annotated[list[str] | None, typer.Argument(help="Job ids, unique prefixes or @last; none: the job submitted last (as --last).",
+                                                show_default=False)] = None,
     last: bool = LastOption,
     all_jobs: Annotated[
         bool,
         typer.Option("--all", "-A", help="Every unfinished job on the newest list page, plus jobs created meanwhile."),
     ] = False,
-    interval: Annotated[float, typer.Option("--interval", min=0.2, help="Seconds between API refreshes.")] = 2.0,
+    interval: float = IntervalOption,
     output: Annotated[
         str, output_option("table", "json", about=" (table: live on a terminal, lines otherwise; json: NDJSON events)")
     ] = "table",
     no_live: Annotated[bool, typer.Option("--no-live", help="Plain lines, one per transition, even on a terminal.")] = False,
-    timeout: Annotated[str | None, typer.Option("--timeout", help="Stop watching after this long (exit 5).")] = None,
+    timeout: str | None = WaitTimeoutOption,
+    timeout_alias: str | None = TimeoutAlias,
     max_unavailable: Annotated[
         str, typer.Option("--max-unavailable", help="Give up (exit 8) after the API was unreachable this long.")
     ] = DEFAULT_MAX_UNAVAILABLE,
@@ -46,13 +59,12 @@ def watch(
 
     if output not in ("table", "json"):
         raise UsageError(f"invalid output format '{output}' (choose: table, json)")
-    ids = resolve_job_ids(ctx, job_ids, last=last, required=False)
-    if not ids and not all_jobs:
-        raise UsageError("give one or more JOB_IDs, --last, or --all")
+    # No id and no --all: the job this machine submitted last, as with --last.
+    ids = resolve_job_ids(ctx, job_ids, last=last or (not job_ids and not all_jobs), required=False)
     kind: ViewKind = "json" if output == "json" else ("lines" if no_live else "live")
     code = follow(
         ctx, ids, kind=kind, discover=all_jobs, wait_for=WaitFor.TERMINAL,
-        timeout=parse_duration(timeout, what="--timeout") if timeout else None,
+        timeout=wait_timeout(timeout, timeout_alias),
         interval=interval, give_up_after=parse_duration(max_unavailable, what="--max-unavailable"),
     ).exit_code
     if code:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from perianctl.flyte import storage
@@ -145,3 +146,37 @@ def read_error(output_prefix: str) -> str | None:
     """The user-facing message of ``error.pb``, if the task wrote one."""
     error = read_error_document(output_prefix)
     return (error.message or None) if error is not None else None
+
+
+_NO_MODULE = re.compile(r"No module named '([A-Za-z_][\w.]*)'")
+
+
+def task_module(template: TaskTemplate) -> str | None:
+    """The module pyflyte-execute imports (``task-module examples.hello`` in the container args), if any."""
+    args = list(template.container.args) if template.HasField("container") else []
+    for i, arg in enumerate(args[:-1]):
+        if arg == "task-module":
+            return args[i + 1]
+    return None
+
+
+def import_hint(template: TaskTemplate, failure: str | None, *, cwd: Path | None = None) -> str | None:
+    """A hint for the commonest first failure of a ``file.py:task`` or flytekit template: the job
+    cannot import the task's module (``ModuleNotFoundError``) because nothing put it on the job's
+    ``PYTHONPATH``. perianctl does not set ``PYTHONPATH`` itself: on PERIAN the job runs in its image
+    on another machine, where a path of this machine means nothing and would hide the image's own.
+    The hint names the directory to pass when the module's package is found under ``cwd``.
+    """
+    module = task_module(template)
+    match = _NO_MODULE.search(failure or "")
+    if module is None or match is None:
+        return None
+    missing = match.group(1)
+    if not (module == missing or module.startswith(missing + ".")):
+        return None
+    top = module.split(".")[0]
+    base = (cwd or Path.cwd()).resolve()
+    root = next((d for d in (base, *base.parents) if (d / top).is_dir() or (d / f"{top}.py").is_file()), None)
+    where = f"--env PYTHONPATH={root}" if root is not None else "--env PYTHONPATH=DIR (the directory that contains it)"
+    return (f"the job could not import '{module}': on a sandbox on this machine pass {where}; "
+            "on PERIAN use an image that contains the module")

@@ -16,12 +16,28 @@ from perianctl.perian.models import JobView
 from perianctl.perian.pricing import job_cost, rate_of, rate_text, runtime_seconds
 from perianctl.redact import redact
 from perianctl.text import first_line, last_line
+from perianctl.ui.tables import Fit
 
 TABLE_COLUMNS = ("ID", "STATUS", "PHASE", "IMAGE", "AGE", "DURATION", "COST", "MESSAGE")
 WIDE_COLUMNS = (
     "ID", "STATUS", "PHASE", "IMAGE", "INSTANCE TYPE", "CREATED", "STARTED", "DONE", "DURATION", "PRICE",
     "COST", "MESSAGE",
 )
+
+
+TABLE_FIT = Fit(
+    give_way=("MESSAGE", "IMAGE", "AGE", "DURATION", "COST", "PHASE"),
+    floors={"COST": None, "AGE": None, "DURATION": None, "PHASE": None},
+    caps={"MESSAGE": 80, "IMAGE": 40},
+)
+WIDE_FIT = Fit(
+    give_way=("MESSAGE", "CREATED", "IMAGE", "INSTANCE TYPE", "STARTED", "PRICE", "DONE", "DURATION", "COST",
+              "PHASE"),
+    floors={"CREATED": None, "STARTED": None, "DONE": None, "PRICE": None, "COST": None, "DURATION": None,
+            "PHASE": None},
+    caps={"MESSAGE": 80, "IMAGE": 40},
+)
+"""How job tables give way on a narrow terminal: the id and status stay whole (:mod:`perianctl.ui.tables`)."""
 
 
 def job_record(job: JobView, now: datetime | None = None) -> dict[str, Any]:
@@ -111,7 +127,8 @@ def cost_summary(job_id: str, record: dict[str, Any] | None) -> str | None:
 
 
 def message_for(job: JobView) -> str:
-    return first_line(job.errors, 80) or last_line(job.logs, 60)
+    """The first line of the error, else the last log line; whole (a terminal table cuts it to fit)."""
+    return first_line(job.errors) or last_line(job.logs)
 
 
 def job_row(job: JobView, *, wide: bool = False, now: datetime | None = None) -> list[str]:

@@ -28,6 +28,7 @@ from perianctl.perian.pricing import job_cost
 from perianctl.redact import scrub
 from perianctl.text import one_line as _one_line
 from perianctl.ui.jobs import cost_text, elapsed, human_duration, iso, message_for
+from perianctl.ui.tables import Fit
 from perianctl.watching import (
     Poller,
     RefreshResult,
@@ -150,63 +151,45 @@ def header_text(
     return text
 
 
-#: Widest a cell may be, and (shrink order) how far a column gives way on a narrow terminal. The
-#: job id never shrinks: a truncated id cannot be pasted into ``perianctl delete``.
-_CAPS = {"JOB": 36, "NAME/IMAGE": 40, "STATUS": 12, "PHASE": 21, "INSTANCE": 14, "ELAPSED": 8, "COST": 14,
-         "MESSAGE": MESSAGE_WIDTH}
-_SHRINK = (("MESSAGE", 12), ("NAME/IMAGE", 10), ("PHASE", 12), ("INSTANCE", 8), ("COST", 9), ("MESSAGE", 0),
-           ("NAME/IMAGE", 4), ("STATUS", 7))
-_GAP = 3  # what SIMPLE_HEAD without edges puts between two columns
+LIVE_FIT = Fit(
+    keep=frozenset({"JOB", "STATUS"}),
+    give_way=("MESSAGE", "NAME/IMAGE", "INSTANCE", "COST", "ELAPSED", "PHASE"),
+    floors={"MESSAGE": 12, "NAME/IMAGE": 10, "INSTANCE": 8, "COST": None, "ELAPSED": None, "PHASE": None},
+    caps={"NAME/IMAGE": 40, "STATUS": 12, "PHASE": 21, "INSTANCE": 14, "ELAPSED": 8, "COST": 14,
+          "MESSAGE": MESSAGE_WIDTH},
+)
+"""How the watch table gives way on a narrow terminal: JOB and STATUS never shrink (a cut id cannot be
+pasted into ``perianctl delete``); MESSAGE, NAME/IMAGE, ... shrink, then disappear (:mod:`perianctl.ui.tables`).
+At 80 columns that leaves JOB, STATUS, PHASE and ELAPSED (and COST when it fits)."""
 
 
-def fit_widths(rows: Sequence[Sequence[str]], width: int | None) -> list[int]:
-    """Column widths for ``rows`` in ``width`` cells: natural sizes, then shrink the least useful first.
+def fit_widths(rows: Sequence[Sequence[str]], width: int | None) -> list[int | None]:
+    """Column widths of the watch table in ``width`` cells; ``None``: the column gave way entirely."""
+    from perianctl.ui.tables import fit_widths as fit
 
-    Rich, left alone, shrinks every no-wrap column evenly once a table is too wide, which cuts the
-    job id; this keeps JOB whole and gives way in MESSAGE, then NAME/IMAGE, and so on.
-    """
-    return _fit(_natural_widths(rows), width)
+    return fit(COLUMNS, rows, width, LIVE_FIT)
 
 
 def _natural_widths(rows: Sequence[Sequence[str]], natural: list[int] | None = None) -> list[int]:
     """Widest cell per column (at least the header), grown in place when ``natural`` is given."""
-    from rich.cells import cell_len
+    from perianctl.ui.tables import natural_widths
 
-    natural = natural if natural is not None else [len(name) for name in COLUMNS]
-    for row in rows:
-        for i, cell in enumerate(row):
-            natural[i] = max(natural[i], cell_len(cell))
-    return natural
+    return natural_widths(COLUMNS, rows, natural)
 
 
-def _fit(natural: Sequence[int], width: int | None) -> list[int]:
-    widths = [min(n, _CAPS[name]) for n, name in zip(natural, COLUMNS, strict=True)]
-    if width is None:
-        return widths
-    excess = sum(widths) + _GAP * (len(COLUMNS) - 1) - width
-    for name, floor in _SHRINK:
-        if excess <= 0:
-            break
-        i = COLUMNS.index(name)
-        cut = min(excess, max(0, widths[i] - floor))
-        widths[i] -= cut
-        excess -= cut
-    return widths
+def _fit(natural: Sequence[int], width: int | None) -> list[int | None]:
+    from perianctl.ui.tables import fit_natural
+
+    return fit_natural(COLUMNS, natural, width, LIVE_FIT)
 
 
 def build_table(rows: Sequence[Sequence[str]], *, boxed: bool = True, width: int | None = None,
-                widths: Sequence[int] | None = None, show_header: bool = True) -> Any:
+                widths: Sequence[int | None] | None = None, show_header: bool = True) -> Any:
     """A rich Table of watch rows: one-line cells (``no_wrap`` + ellipsis), fitted to ``width``
-    (or with the given column ``widths``)."""
-    from rich import box
-    from rich.table import Table
+    (or with the given column ``widths``; ``None``: the column gave way)."""
+    from perianctl.ui.tables import rich_table
 
-    table = Table(box=box.SIMPLE_HEAD if boxed else None, show_edge=False, pad_edge=False, header_style="bold",
-                  show_header=show_header)
-    for name, size in zip(COLUMNS, widths if widths is not None else fit_widths(rows, width), strict=True):
-        table.add_column(name, no_wrap=True, overflow="ellipsis", width=max(1, size))
-    for row in rows:
-        table.add_row(*row)
+    table, _needed = rich_table(COLUMNS, rows, width, LIVE_FIT, boxed=boxed, widths=widths, show_header=show_header)
     return table
 
 

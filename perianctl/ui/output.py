@@ -8,9 +8,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from perianctl.ui.console import out_console, write_out
+
+if TYPE_CHECKING:
+    from perianctl.ui.tables import Fit
 
 
 class OutputFormat(StrEnum):
@@ -40,22 +43,13 @@ def emit_data(data: Any, fmt: OutputFormat) -> None:
         write_out(dump_json(data))
 
 
-def emit_table(columns: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None) -> None:
-    from rich import box
-    from rich.table import Table
+def emit_table(columns: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None,
+               fit: Fit | None = None) -> None:
+    """A table on stdout: fitted to a terminal (ids whole, other columns give way), whole and
+    unpadded when piped (:mod:`perianctl.ui.tables`)."""
+    from perianctl.ui.tables import DEFAULT_FIT, print_table
 
-    console = out_console()
-    table = Table(
-        *columns,
-        box=box.SIMPLE_HEAD if console.is_terminal else None,
-        title=title,
-        show_edge=False,
-        pad_edge=False,
-        header_style="bold",
-    )
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    print_table(out_console(), columns, rows, fit=fit or DEFAULT_FIT, title=title)
 
 
 def parse_format(value: str, *, allowed: Sequence[OutputFormat] | None = None) -> OutputFormat:
