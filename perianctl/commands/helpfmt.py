@@ -121,7 +121,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "perianctl submit train.py:train --cores 8 --accelerator-type A100 --timeout 2h --watch",
         "perianctl submit hello.pb --dry-run",
     ),
-    "wait": ("perianctl wait --last", "perianctl wait ID1 ID2 --timeout 30m --for succeeded -o json"),
+    "wait": ("perianctl wait --last", "perianctl wait ID1 ID2 --wait-timeout 30m --for succeeded -o json"),
     "watch": ("perianctl watch --last", "perianctl watch ID1 ID2", "perianctl watch --all -o json"),
     "get": ("perianctl get --last", "perianctl get ID -o json", "perianctl get ID --history"),
     "list": ("perianctl list", "perianctl list --status Running,Queued -n 50", "perianctl list --local"),
