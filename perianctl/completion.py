@@ -192,7 +192,11 @@ def _values(kind: Any, incomplete: str, seen: dict[str, str]) -> Candidates:
         return [(prefix + value, help_text) for value, help_text in kind
                 if value.lower().startswith(tail.lower()) and value not in head.split(",")]
     if kind == "job":
-        return [(job_id, about) for job_id, about in recent_jobs() if job_id.startswith(incomplete)]
+        offered = [(job_id, about) for job_id, about in recent_jobs() if job_id.startswith(incomplete)]
+        if not offered and incomplete:
+            # Not submitted from here (another machine, the web, a connector): ask the API.
+            offered = [(job_id, about) for job_id, about in server_jobs(seen) if job_id.startswith(incomplete)]
+        return offered
     if kind == "profile":
         return [(name, about) for name, about in profiles(seen.get("--config")) if name.startswith(incomplete)]
     return []
@@ -230,6 +234,46 @@ def recent_jobs(limit: int = MAX_JOBS) -> Candidates:
             parts.append(_age(now - float(submitted_at)) + " ago")
         out.append((str(job_id), " · ".join(parts)))
     return out
+
+
+SERVER_TIMEOUT = 0.5
+"""Seconds a TAB waits for the PERIAN API (only asked when the journal has no match)."""
+
+
+def server_jobs(seen: dict[str, str]) -> Candidates:
+    """The newest jobs the PERIAN API lists (first page), with their status; nothing on any error.
+
+    Settings resolve as for every command (--api-url/--org/--token/--profile/--config typed on the
+    line, then env, then the profile); one GET, bounded by :data:`SERVER_TIMEOUT`, standard library
+    only.
+    """
+    import json
+    import urllib.request
+
+    try:
+        from perianctl.config import read_token_file, resolve
+
+        token = seen.get("--token")
+        if seen.get("--token-file") and seen["--token-file"] != "-":
+            token = read_token_file(seen["--token-file"])
+        settings = resolve(
+            flags={"api_url": seen.get("--api-url"), "organization": seen.get("--org"), "token": token},
+            profile=seen.get("--profile"), config_file=seen.get("--config"),
+        )
+        if not settings.organization or not settings.token:
+            return []
+        request = urllib.request.Request(
+            settings.api_url.rstrip("/") + "/job?limit=50",
+            headers={"X-PERIAN-AUTH-ORG": settings.organization, "Authorization": f"Bearer {settings.token}",
+                     "Accept": "application/json", "User-Agent": "perianctl-completion"},
+        )
+        with urllib.request.urlopen(request, timeout=SERVER_TIMEOUT) as response:
+            data = json.load(response)
+    except Exception:  # a TAB shows nothing rather than an error
+        return []
+    jobs = data.get("jobs") if isinstance(data, dict) else None
+    return [(str(job["id"]), str(job.get("status") or "")) for job in jobs or []
+            if isinstance(job, dict) and job.get("id")]
 
 
 def _age(seconds: float) -> str:

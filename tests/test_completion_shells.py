@@ -191,3 +191,16 @@ def test_candidates_walk_options_with_values_and_double_dash() -> None:
     assert candidates(["config", "path", "--"], "-") == []
     assert [v for v, _ in candidates([], "--out")] == []  # no root option starts like that
     assert {v for v, _ in candidates(["list"], "--output=j")} == {"--output=json"}
+
+
+def test_a_job_not_in_the_journal_is_completed_from_the_api(sandbox, cli_env) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    job_id = sandbox.create_job("echo hi")  # created through the API, never journaled here
+    env = {**cli_env.env(), **sandbox.env(), "_PERIANCTL_COMPLETE": "complete_fish",
+           "_TYPER_COMPLETE_ARGS": f"perianctl get {job_id[:6]}"}
+    proc = subprocess.run([sys.executable, "-m", "perianctl"], env=env, capture_output=True, text=True,
+                          timeout=60, check=False, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\t")[0] == job_id, proc.stdout
+    assert sandbox.token not in proc.stdout + proc.stderr
