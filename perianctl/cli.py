@@ -48,11 +48,22 @@ Exit codes:
 _APP_SETTINGS["help"] = ROOT_HELP
 
 
+_ARGS: list[str] = []
+"""This run's arguments: ``--version`` is eager (parsed before the other options), so it reads the
+settings options it honours (--api-url, --profile, --config) from here."""
+
+
 def _version(value: bool) -> None:
     if value:
         from perianctl.commands.version import print_versions
 
-        print_versions(None)
+        given: dict[str, str] = {}
+        for index, arg in enumerate(_ARGS):
+            name, has_value, inline = arg.partition("=")
+            if name in ("--api-url", "--profile", "-p", "--config"):
+                value_text = inline if has_value else (_ARGS[index + 1] if index + 1 < len(_ARGS) else "")
+                given["--profile" if name == "-p" else name] = value_text
+        print_versions(None, given)
         raise typer.Exit()
 
 
@@ -333,6 +344,7 @@ def main(argv: list[str] | None = None) -> None:
         command = typer.main.get_command(build_app(_subcommand(args)))
         humanize(command)
         args = hoist_global_options(command, args)
+        _ARGS[:] = args
         result = command.main(args=args, prog_name="perianctl", standalone_mode=False)
     except PerianctlError as exc:
         from perianctl.ui.console import error

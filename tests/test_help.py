@@ -84,8 +84,12 @@ def test_version_names_perianctl_flytekit_flyteidl_and_the_api_url(run_cli: CliR
 
 
 def test_version_honours_the_profile_and_imports_no_flytekit(run_cli: CliRunner) -> None:
-    r = run_cli("version", "--api-url", "http://127.0.0.1:7")
-    assert "http://127.0.0.1:7" in r.stdout, r
+    for args in (("version", "--api-url", "http://127.0.0.1:7"), ("--api-url", "http://127.0.0.1:7", "-V"),
+                 ("-V", "--api-url=http://127.0.0.1:7")):
+        r = run_cli(*args)
+        assert r.returncode == 0 and "http://127.0.0.1:7" in r.stdout, r
+    r = run_cli("-V", "--profile", "nope")
+    assert r.returncode == 0 and "unknown (profile 'nope' not found" in r.stdout, r
     r = run_cli("version", env={"PYTHONPROFILEIMPORTTIME": "1"})
     imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in r.stderr.splitlines() if "|" in line}
     assert "flytekit" not in imported and "grpc" not in imported, sorted(imported)

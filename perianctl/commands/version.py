@@ -15,7 +15,8 @@ def version(ctx: typer.Context) -> None:
     print_versions(ctx)
 
 
-def print_versions(ctx: typer.Context | None) -> None:
+def print_versions(ctx: typer.Context | None, given: dict[str, str] | None = None) -> None:
+    """The versions and the API URL: from ``ctx``'s settings, else from ``given`` options (``-V``)."""
     from importlib import metadata
 
     from perianctl import __version__
@@ -34,7 +35,9 @@ def print_versions(ctx: typer.Context | None) -> None:
         else:
             from perianctl.config import resolve
 
-            api_url = resolve(flags={}, profile=None, config_file=None).api_url
+            given = given or {}
+            api_url = resolve(flags={"api_url": given.get("--api-url")}, profile=given.get("--profile"),
+                              config_file=given.get("--config")).api_url
     except PerianctlError as exc:
         api_url = f"unknown ({exc.message})"
     lines.append(("PERIAN API", api_url))
