@@ -38,7 +38,8 @@ def test_duplicates_keep_the_one_sent_last_at_once() -> None:
 
 def test_adoption_never_returns_a_job_nobody_can_have_returned() -> None:
     assert cv.adoptable([job("late", created=109.0, claim=108.0)], "k") is None
-    assert cv.adoptable([job("done", live=False)], "k") is None
+    done = job("done", live=False)  # the attempt's job already ran: a re-send gets it, not a new one
+    assert cv.adoptable([done], "k") is done
     assert cv.adoptable([job("x", key="other")], "k") is None
     legacy = job("legacy", claim=None)  # an older connector's job: no stamp, claimable
     assert cv.adoptable([legacy], "k") is legacy
@@ -56,3 +57,10 @@ def test_duplicates_keep_the_one_sent_last_even_when_it_was_created_first() -> N
     sent_first = job("sent-first", created=101.0, claim=105.0)
     assert reaped([sent_last, sent_first], now=200.0) == {"sent-first"}
     assert cv.adoptable([sent_last, sent_first], "k").id == "sent-last"
+
+
+def test_a_duplicate_is_reaped_even_when_the_kept_job_has_already_finished() -> None:
+    sent_first = job("sent-first", created=100.0, claim=105.0)
+    finished = job("sent-last", created=101.0, claim=106.0, live=False)
+    assert reaped([sent_first, finished]) == {"sent-first"}
+    assert cv.adoptable([sent_first, finished], "k") is finished

@@ -130,9 +130,10 @@ def _newest_first(jobs: Iterable[JobFacts]) -> list[JobFacts]:
 
 
 def adoptable(jobs: Iterable[JobFacts], key: str, *, skew: float = DEFAULT_CLOCK_SKEW) -> JobFacts | None:
-    """The job a CreateTask for attempt ``key`` returns instead of creating one: the newest live
-    claimable job with that key (the one the sweepers keep), or None."""
-    candidates = [j for j in jobs if j.key == key and j.live and j.claimable(skew)]
+    """The job a CreateTask for attempt ``key`` returns instead of creating one: the claimable job
+    with that key sent last (the one the sweepers keep), running or not, or None. A finished one
+    is returned too: the attempt's job has run, and propeller learns its outcome from GetTask."""
+    candidates = [j for j in jobs if j.key == key and j.claimable(skew)]
     return _newest_first(candidates)[0] if candidates else None
 
 
@@ -157,6 +158,8 @@ def plan_sweep(jobs: Iterable[JobFacts], *, now: float, skew: float = DEFAULT_CL
             latest_attempt[job.node_tag] = max(latest_attempt.get(job.node_tag, -1), job.attempt)
     by_key: dict[str, list[JobFacts]] = defaultdict(list)
     for job in jobs:
+        if job.key is not None and job.claimable(skew):
+            by_key[job.key].append(job)  # finished ones too: the keeper may have finished already
         if not job.live:
             continue
         if job.claim_until is not None and not job.claimable(skew):
@@ -166,15 +169,13 @@ def plan_sweep(jobs: Iterable[JobFacts], *, now: float, skew: float = DEFAULT_CL
         if job.node_tag is not None and job.attempt is not None and job.attempt < latest_attempt[job.node_tag]:
             reaps[job.id] = (f"orphan of attempt {job.attempt}: attempt {latest_attempt[job.node_tag]} "
                              "of the same node exists", "earlier-attempt")
-            continue
-        if job.key is not None:
-            by_key[job.key].append(job)
     for group in by_key.values():
         if len(group) < 2:
             continue
         keep, *others = _newest_first(group)
         for job in others:
-            reaps[job.id] = (f"duplicate of job {keep.id} for the same attempt", "duplicate")
+            if job.live and job.id not in reaps:
+                reaps[job.id] = (f"duplicate of job {keep.id} for the same attempt", "duplicate")
     return [Reap(job_id, reason, rule) for job_id, (reason, rule) in reaps.items()]
 
 
