@@ -161,6 +161,21 @@ class Api:
         response = httpx.put(f"{self.url}/_sandbox/faults", json=config, timeout=10)
         response.raise_for_status()
 
+    async def wait_delaying(self, endpoint: str, at_least: int = 1, *, timeout: float = 60.0) -> int:
+        """Wait until ``at_least`` requests to ``endpoint`` are held by injected latency right now.
+
+        The event "the call is waiting on PERIAN", instead of a sleep; ``timeout`` detects a hang.
+        """
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(base_url=self.url, timeout=10) as client:
+            while True:
+                count = int((await client.get("/_sandbox/stats")).json().get("delaying", {}).get(endpoint, 0))
+                if count >= at_least:
+                    return count
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{count} {endpoint} requests delayed, not {at_least}, after {timeout} s")
+                await asyncio.sleep(0.02)
+
     def env(self) -> dict[str, str]:
         return {"PERIAN_API_URL": self.url, "PERIAN_ORGANIZATION": self.organization, "PERIAN_TOKEN": self.token}
 
@@ -201,6 +216,22 @@ class Stubs:
     meta: agent_pb2_grpc.AgentMetadataServiceStub
     health: health_pb2_grpc.HealthStub
 
+    def wait_not_serving(self, timeout: float = 60.0) -> None:
+        """Wait until health reports NOT_SERVING (SIGTERM was handled) or the server is gone."""
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(self.target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while True:
+                try:
+                    status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout).status
+                except grpc.RpcError:
+                    return
+                if status != health_pb2.HealthCheckResponse.SERVING:
+                    return
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"serve still SERVING {timeout} s after SIGTERM")
+                time.sleep(0.02)
+
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.running.port}"
@@ -230,7 +261,7 @@ async def server(api: Api) -> AsyncIterator[Stubs]:
 
 
 async def wait_phase(stub: agent_pb2_grpc.AsyncAgentServiceStub, meta: bytes, phases: set[str],
-                     timeout: float = 20.0) -> agent_pb2.Resource:
+                     timeout: float = 60.0) -> agent_pb2.Resource:
     from flyteidl.core.execution_pb2 import TaskExecution
 
     deadline = time.monotonic() + timeout
@@ -297,6 +328,22 @@ class ServeProcess:
                 if time.monotonic() > deadline:
                     raise AssertionError("serve never became SERVING")
                 time.sleep(0.05)
+
+    def wait_not_serving(self, timeout: float = 60.0) -> None:
+        """Wait until health reports NOT_SERVING (SIGTERM was handled) or the server is gone."""
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(self.target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while True:
+                try:
+                    status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout).status
+                except grpc.RpcError:
+                    return
+                if status != health_pb2.HealthCheckResponse.SERVING:
+                    return
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"serve still SERVING {timeout} s after SIGTERM")
+                time.sleep(0.02)
 
     @property
     def target(self) -> str:

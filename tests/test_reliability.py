@@ -101,8 +101,9 @@ def test_wait_and_watch_under_faults_see_every_job_finish(
     """Jobs created by ``submit`` under faults (both phases), then followed by ``wait`` and ``watch`` at once."""
     n = 8
     sb = sandbox_factory(**FAULTS, fault_phase="mixed", fault_seed=703)
-    # Running ~4 s, so wait and watch really poll through the faults rather than find them finished.
-    ids = _ids_printed(_submit_many(run_cli, sb, n, "--env", "PERIAN_SANDBOX_DURATION=4"))
+    # Running ~10 s, so wait and watch really poll through the faults rather than find them finished
+    # (starting two CLI processes on a busy 2-core box takes seconds).
+    ids = _ids_printed(_submit_many(run_cli, sb, n, "--env", "PERIAN_SANDBOX_DURATION=10"))
     assert len(set(ids)) == n
     base = cli_env.env() | sb.env()
     common = ["--interval", "0.2", "--timeout", "60"]
@@ -153,7 +154,7 @@ def _background_cli(args: list[str], env: dict[str, str], log_dir: Path) -> Iter
             proc.wait(10)
 
 
-def _wait_for_text(path: Path, needles: list[str], proc: subprocess.Popen[bytes], timeout: float = 20) -> str:
+def _wait_for_text(path: Path, needles: list[str], proc: subprocess.Popen[bytes], timeout: float = 60) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         text = path.read_text(errors="replace")
@@ -169,7 +170,9 @@ def test_wait_survives_sandbox_sigkill_and_restart(
     sandbox_factory: SandboxFactory, cli_env: CliEnv, tmp_path: Path
 ) -> None:
     """``wait`` keeps going across a crash: started jobs end ServerError (exit 3), Queued ones finish, none lost."""
-    sb = sandbox_factory(speed=0.2)  # Queued 2.5 s, Initializing 5 s; Running as long as the job asks
+    # Queued 5 s, Initializing 10 s; Running as long as the job asks. Queued must outlast starting
+    # `wait` and its first poll on a busy box, so that the crash catches jobs before they start.
+    sb = sandbox_factory(speed=0.1)
     started = [sb.create_job(duration=60) for _ in range(3)]
     for job_id in started:
         sb.wait_for_status(job_id, {"Initializing", "Running"}, timeout=30)
@@ -183,7 +186,8 @@ def test_wait_survives_sandbox_sigkill_and_restart(
         at_crash = _statuses_in_db(sb.state_dir)
         sb.kill()
         assert set(at_crash) == set(ids)
-        time.sleep(1.0)  # wait now meets connection errors: it must mark the view stale, not give up
+        # wait now meets connection errors: it must mark the view stale (the event), not give up
+        _wait_for_text(tmp_path / "stderr", ["stale"], proc, timeout=60)
         sb.restart()
         code = proc.wait(60)
     stdout = (tmp_path / "stdout").read_text()
@@ -219,11 +223,14 @@ async def test_create_whose_reply_is_lost_while_lookups_fail_is_neither_lost_nor
     sb = sandbox_factory(fault_rate=1.0, fault_kinds=["503"], fault_phase="after", fault_endpoints=["create"])
     stop = threading.Event()
 
-    def outage() -> None:  # once the create reached the server, fail every list for 2 s
-        while not stop.is_set() and sb.stats()["requests"].get("create", 0) < 1:
-            time.sleep(0.01)
+    # The create is held 2 s by the server, so the outage surely starts before its (lost) reply.
+    sb.set_faults(latency=[2.0, 2.0], latency_endpoints=["create"])
+
+    def outage() -> None:  # once the create reached the server, fail every list until 3 look-ups failed
+        sb.wait_delaying("create")
         sb.set_faults(endpoints=["create", "list"])
-        time.sleep(2.0)
+        while not stop.is_set() and sb.stats()["faults"]["by_endpoint"].get("list", 0) < 3:
+            time.sleep(0.01)
         sb.set_faults(endpoints=["create"])
 
     thread = threading.Thread(target=outage)

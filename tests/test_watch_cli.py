@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 import time
 
 from tests.plugins.cli import assert_one_line_error
@@ -94,7 +95,7 @@ def test_watch_cancelled_mid_run_exits_4(shared_sandbox, cli_env) -> None:  # ty
     assert matches[-1]["phase"] == "ABORTED"
 
 
-def _read_until(proc: subprocess.Popen[str], *needles: str, timeout: float = 20) -> str:
+def _read_until(proc: subprocess.Popen[str], *needles: str, timeout: float = 60) -> str:
     """Read the process's stdout line by line until one line contains all ``needles``."""
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
@@ -146,7 +147,7 @@ def test_watch_needs_ids_or_all(shared_sandbox, run_cli) -> None:  # type: ignor
 def test_watch_all_follows_unfinished_jobs_only(sandbox, run_cli) -> None:  # type: ignore[no-untyped-def]
     finished = create_many(sandbox, 1, "success")
     sandbox.wait_for_status(finished[0])
-    running = create_many(sandbox, 2, "success", duration=2.0)
+    running = create_many(sandbox, 2, "success", duration=8.0)  # outlasts the CLI's start-up on a busy 2-core box
     result = run_cli("watch", "--all", "--interval", "0.2", env=sandbox.env())
     assert result.returncode == 0, result
     by_job = _transitions(result.stdout)
@@ -158,17 +159,32 @@ def test_watch_all_follows_unfinished_jobs_only(sandbox, run_cli) -> None:  # ty
 
 def test_watch_survives_api_faults_and_reports_them(sandbox_factory, cli_env) -> None:  # type: ignore[no-untyped-def]
     sandbox = sandbox_factory(fault_rate=0.3, fault_kinds="503,reset", fault_endpoints="list,get", fault_seed=11)
-    ids = create_many(sandbox, 5, "success", duration=3)
+    ids = create_many(sandbox, 5, "success", duration=10)  # outlasts the CLI's start-up on a busy 2-core box
     proc = subprocess.Popen(
         [sys.executable, "-m", "perianctl", "watch", *ids, "--interval", "0.2"],
         env=cli_env_for(cli_env, sandbox), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    errors: list[str] = []
+    stale = threading.Event()
+
+    def read_stderr() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            errors.append(line)
+            if "stale: API unreachable, retrying" in line:
+                stale.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
     try:
         seen = _read_until(proc, "Running")
-        sandbox.set_faults(rate=1.0)  # a full outage for a moment: refreshes must fail
-        time.sleep(1.5)
+        sandbox.set_faults(rate=1.0)  # a full outage until watch says so: refreshes must fail
+        assert stale.wait(60), "".join(errors)
         sandbox.set_faults(rate=0.3)
-        stdout, stderr = proc.communicate(timeout=60)
+        stdout = proc.stdout.read() if proc.stdout is not None else ""
+        proc.wait(60)
+        reader.join(10)
+        stderr = "".join(errors)
     finally:
         proc.kill()
     assert proc.returncode == 0, (seen, stdout, stderr)

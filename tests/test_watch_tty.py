@@ -42,8 +42,8 @@ def _table_headers(lines: list[str]) -> int:
 
 
 def test_tty_live_table_ends_with_one_final_table(sandbox, cli_env) -> None:  # type: ignore[no-untyped-def]
-    ok = create_many(sandbox, 2, "success", duration=2.0)
-    bad = create_many(sandbox, 1, "fail", duration=2.0)
+    ok = create_many(sandbox, 2, "success", duration=6.0)  # outlasts the CLI's start-up on a busy 2-core box
+    bad = create_many(sandbox, 1, "fail", duration=6.0)
     started = time.monotonic()
     child = _spawn(cli_env, sandbox, "watch", *ok, *bad, "--interval", "0.2")
     code, raw, screen = _finish(child)
@@ -85,7 +85,7 @@ def test_tty_ctrl_c_detaches_without_cancelling(sandbox, cli_env) -> None:  # ty
 
 
 def test_tty_shows_stale_marker_and_reports_errors(sandbox, cli_env) -> None:  # type: ignore[no-untyped-def]
-    ids = create_many(sandbox, 4, "success", duration=4.0)
+    ids = create_many(sandbox, 4, "success", duration=10.0)  # outlasts the CLI's start-up on a busy 2-core box
     child = _spawn(cli_env, sandbox, "watch", *ids, "--interval", "0.2")
     child.expect(r"Running\s+RUNNING", timeout=30)
     captured = child.before + child.after

@@ -533,6 +533,7 @@ def _register_admin_routes(app: FastAPI, state: SandboxState) -> None:
             "create_calls": counters.get("create_calls", 0),
             "jobs_created": counters.get("jobs_created", 0),
             "requests": dict(state.faults.requests),
+            "delaying": {k: v for k, v in state.faults.delaying.items() if v > 0},
             "faults": state.faults.stats(),
         })
 

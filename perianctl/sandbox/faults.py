@@ -92,6 +92,9 @@ class FaultState:
         self.requests: Counter[str] = Counter()
         self.injected: Counter[str] = Counter()
         self.injected_by_endpoint: Counter[str] = Counter()
+        # Requests held by injected latency right now, by endpoint: lets a test wait for "N calls
+        # are waiting on PERIAN" as an event instead of sleeping and hoping.
+        self.delaying: Counter[str] = Counter()
         self.configure(config)
 
     def configure(self, config: FaultConfig) -> None:
@@ -159,7 +162,11 @@ class FaultMiddleware:
             return
         delay = self.state.latency_for(endpoint)
         if delay > 0:
-            await asyncio.sleep(delay)
+            self.state.delaying[endpoint] += 1  # one event loop: no lock needed
+            try:
+                await asyncio.sleep(delay)
+            finally:
+                self.state.delaying[endpoint] -= 1
         fault = self.state.draw(endpoint)
         if fault is None:
             await self.app(scope, receive, send)

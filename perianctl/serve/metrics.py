@@ -96,11 +96,17 @@ class DrainGate:
         return True
 
     async def wait_quiet(self, quiet: float, timeout: float) -> bool:
-        """Wait until no call has arrived for ``quiet`` seconds (True), or ``timeout`` (False)."""
-        end = time.monotonic() + timeout
+        """Wait until no call has arrived for ``quiet`` seconds (True), or ``timeout`` (False).
+
+        The lull is counted from now at the earliest: right after the drain, the clients whose calls
+        just finished send their next ones, and those must meet the gate (UNAVAILABLE), not ``stop``
+        (CANCELLED), however long ago the previous refused call was.
+        """
+        start = time.monotonic()
+        end = start + timeout
         while True:
             now = time.monotonic()
-            idle_for = now - self.last_call
+            idle_for = now - max(self.last_call, start)
             if idle_for >= quiet:
                 return True
             if now >= end:

@@ -15,7 +15,8 @@ Every test that talks to "PERIAN" uses one of these; nothing is mocked. Fixtures
 A :class:`SandboxHandle` gives ``url``, ``org``, ``token``, ``state_dir``, ``env()`` (for CLI
 subprocesses), ``headers()`` (for HTTP clients), ``stats()`` (``/_sandbox/stats``), ``kill()``
 (SIGKILL) and ``restart()`` (same port and state dir), ``set_faults(...)``, plus small helpers
-``create_job``, ``get_job`` and ``wait_for_status``.
+``create_job``, ``get_job``, ``wait_for_status`` and ``wait_delaying`` (requests held by
+injected latency: wait for that event rather than sleeping).
 
 The impolite PERIAN (:mod:`perianctl.sandbox.impolite`): ``launch_sandbox(impolite=["create=slow:7s"])``
 at start-up, or live ``set_impolite([...])`` (compact strings or rule dicts; replaces the whole set),
@@ -55,7 +56,7 @@ FAST_SPEED = 10.0
 SCENARIO_ENV = "PERIAN_SANDBOX_SCENARIO"
 DURATION_ENV = "PERIAN_SANDBOX_DURATION"
 TERMINAL = frozenset({"Done", "ServerError", "UserError", "Cancelled", "Timeout"})
-START_TIMEOUT = 30.0
+START_TIMEOUT = 60.0  # a hang detector: start-up on a loaded 2-core box takes seconds
 
 
 class SandboxStartFailed(RuntimeError):
@@ -199,9 +200,12 @@ class SandboxHandle:
         job: dict[str, Any] = response.json()["jobs"][0]
         return job
 
-    def wait_for_status(self, job_id: str, statuses: Iterable[str] = TERMINAL, *, timeout: float = 20.0,
+    def wait_for_status(self, job_id: str, statuses: Iterable[str] = TERMINAL, *, timeout: float = 60.0,
                         interval: float = 0.05) -> dict[str, Any]:
-        """Poll until the job's status is one of ``statuses``; returns the job."""
+        """Poll until the job's status is one of ``statuses``; returns the job.
+
+        ``timeout`` only detects a hang: a busy CI box can be many times slower than a laptop.
+        """
         wanted = set(statuses)
         deadline = time.monotonic() + timeout
         with self.http() as client:
@@ -214,6 +218,24 @@ class SandboxHandle:
                 if time.monotonic() > deadline:
                     raise AssertionError(f"job {job_id} is {job['status']}, not {sorted(wanted)} after {timeout} s")
                 time.sleep(interval)
+
+    def wait_delaying(self, endpoint: str, at_least: int = 1, *, timeout: float = 60.0) -> int:
+        """Wait until ``at_least`` requests to ``endpoint`` are held by injected latency right now.
+
+        The event "N calls are waiting on PERIAN" (``delaying`` in ``/_sandbox/stats``), instead of
+        sleeping and hoping they got there. Returns the count seen; ``timeout`` only detects a hang.
+        """
+        deadline = time.monotonic() + timeout
+        with self.http() as client:
+            while True:
+                response = client.get("/_sandbox/stats")
+                assert response.status_code == 200, response.text
+                count = int(response.json().get("delaying", {}).get(endpoint, 0))
+                if count >= at_least:
+                    return count
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{count} {endpoint} requests delayed, not {at_least}, after {timeout} s")
+                time.sleep(0.02)
 
     # ------------------------------------------------------------------ process control
 

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Run the test suite while every core is kept busy by another process (scripts/busy.sh).
+#
+#   scripts/test_under_load.sh [pytest args...]
+#
+# CI runs on a small, shared machine: a test that only passes on an idle box (a throughput
+# threshold, a sleep instead of waiting for an event) fails there. This starts the load, runs
+# pytest (-q -p no:cacheprovider plus your args), stops the load and exits with pytest's code.
+# BUSY_CORES sets how many cores to load (default: all); PYTEST the pytest command.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ -z ${PYTEST:-} ]]; then
+  if [[ -x .venv/bin/pytest ]]; then PYTEST=.venv/bin/pytest; else PYTEST="python3 -m pytest"; fi
+fi
+
+scripts/busy.sh ${BUSY_CORES:+-n "$BUSY_CORES"} &
+busy=$!
+trap 'kill "$busy" 2>/dev/null; wait "$busy" 2>/dev/null' EXIT
+trap 'exit 130' INT TERM
+
+# shellcheck disable=SC2086  # PYTEST may be a command with arguments
+$PYTEST -q -p no:cacheprovider "$@"
+exit $?
