@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import httpx
@@ -44,7 +45,8 @@ async def test_create_get_list_cancel_round_trip(sandbox: SandboxHandle) -> None
         assert page.jobs[0].id == job_id and page.pagination is not None
         result = await client.cancel_job(job_id)
         assert not result.already_done
-        for _ in range(100):
+        deadline = time.monotonic() + 60  # a hang detector
+        while time.monotonic() < deadline:
             if (await client.get_job(job_id)).status == "Cancelled":
                 break
             await asyncio.sleep(0.05)

@@ -268,16 +268,16 @@ async def test_metrics_rpc(server) -> None:
 
 
 async def test_metadata_and_sync_services(server) -> None:
-    agents = (await server.meta.ListAgents(agent_pb2.ListAgentsRequest(), timeout=3)).agents
+    agents = (await server.meta.ListAgents(agent_pb2.ListAgentsRequest(), timeout=10)).agents
     assert len(agents) == 1
     agent = agents[0]
     assert list(agent.supported_task_types) == ["perian_task"]
     assert [(c.name, c.version) for c in agent.supported_task_categories] == [("perian_task", 0)]
     assert not agent.is_sync
-    got = (await server.meta.GetAgent(agent_pb2.GetAgentRequest(name=agent.name), timeout=3)).agent
+    got = (await server.meta.GetAgent(agent_pb2.GetAgentRequest(name=agent.name), timeout=10)).agent
     assert got == agent
     with pytest.raises(grpc.aio.AioRpcError) as excinfo:
-        await server.meta.GetAgent(agent_pb2.GetAgentRequest(name="nope"), timeout=3)
+        await server.meta.GetAgent(agent_pb2.GetAgentRequest(name="nope"), timeout=10)
     assert excinfo.value.code() == grpc.StatusCode.NOT_FOUND
 
     request = create_request("success")
@@ -288,7 +288,7 @@ async def test_metadata_and_sync_services(server) -> None:
         yield agent_pb2.ExecuteTaskSyncRequest(inputs=request.inputs)
 
     with pytest.raises(grpc.aio.AioRpcError) as excinfo:
-        async for _ in server.sync.ExecuteTaskSync(requests(), timeout=5):
+        async for _ in server.sync.ExecuteTaskSync(requests(), timeout=10):
             pass
     assert excinfo.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
@@ -297,10 +297,10 @@ async def test_health_serving_then_not_serving_on_shutdown(api: Api) -> None:
     async with inprocess_server(api) as stubs:
         for service in ("", "flyteidl.service.AsyncAgentService", "flyteidl.service.SyncAgentService",
                         "flyteidl.service.AgentMetadataService", "grpc.health.v1.Health"):
-            status = (await stubs.health.Check(health_pb2.HealthCheckRequest(service=service), timeout=3)).status
+            status = (await stubs.health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)).status
             assert status == health_pb2.HealthCheckResponse.SERVING, service
         await stubs.running.health.enter_graceful_shutdown()
-        status = (await stubs.health.Check(health_pb2.HealthCheckRequest(service=""), timeout=3)).status
+        status = (await stubs.health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)).status
         assert status == health_pb2.HealthCheckResponse.NOT_SERVING
 
 

@@ -320,7 +320,7 @@ class ServeProcess:
             stub = health_pb2_grpc.HealthStub(channel)
             while True:
                 try:
-                    status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2).status
+                    status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status
                     if status == health_pb2.HealthCheckResponse.SERVING:
                         return
                 except grpc.RpcError:

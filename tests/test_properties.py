@@ -454,7 +454,7 @@ def test_d_huge_fields_are_handled() -> None:
     started = time.monotonic()
     for operation in ("get", "list"):
         expect_clean(lambda op=operation: asyncio.run(_call_api(op, 200, body, {})), PerianctlError)  # type: ignore[misc]
-    assert time.monotonic() - started < 20
+    assert time.monotonic() - started < 60  # a hang detector, not a speed limit
 
     from perianctl.flyte.phase import status_to_phase
     from perianctl.perian.models import JobView

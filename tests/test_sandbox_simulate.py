@@ -11,6 +11,7 @@ import pytest
 from tests.plugins.sandbox import SandboxFactory, SandboxHandle
 
 pytestmark = pytest.mark.timeout(90)
+JOBS = 300  # a burst: enough to interleave 20 clients and batched scheduler writes
 
 
 def _statuses_seen(sandbox: SandboxHandle, job_id: str, timeout: float = 20.0) -> list[str]:
@@ -29,7 +30,8 @@ def _statuses_seen(sandbox: SandboxHandle, job_id: str, timeout: float = 20.0) -
 
 
 def test_happy_path_walks_every_status(sandbox_factory: SandboxFactory) -> None:
-    slow = sandbox_factory(speed=4)  # Queued 0.12 s, Initializing 0.25 s, Running 0.75 s
+    # Queued 0.33 s, Initializing 0.67 s, Running 2 s: each status outlasts a poll on a busy box
+    slow = sandbox_factory(speed=1.5)
     job_id = slow.create_job("python train.py")
     assert _statuses_seen(slow, job_id) == ["Queued", "Initializing", "Running", "Done"]
     job = slow.get_job(job_id)
@@ -55,7 +57,7 @@ def test_scenarios(sandbox: SandboxHandle) -> None:
 
 
 def test_undefined_then_done(sandbox_factory: SandboxFactory) -> None:
-    sb = sandbox_factory(speed=8)
+    sb = sandbox_factory(speed=2)  # Queued 0.25 s, Undefined 1 s: long enough to be seen on a busy box
     seen = _statuses_seen(sb, sb.create_job(scenario="undefined"))
     assert seen[:2] == ["Queued", "Undefined"] and seen[-1] == "Done"
 
@@ -85,7 +87,7 @@ def test_logs_grow_while_running(sandbox: SandboxHandle) -> None:
 
 
 def test_cancel_queued_running_and_resistant(sandbox_factory: SandboxFactory) -> None:
-    sb = sandbox_factory(speed=4)  # Queued 0.12 s; cancel delay 0.75 s
+    sb = sandbox_factory(speed=2)  # Queued 0.25 s; cancel delay 1.5 s (the "still Running" check below)
     with sb.http() as client:
         queued = sb.create_job()
         assert client.patch(f"/job/{queued}/cancel").status_code == 200
@@ -103,15 +105,19 @@ def test_cancel_queued_running_and_resistant(sandbox_factory: SandboxFactory) ->
         assert client.patch(f"/job/{resistant}/cancel").status_code == 200
         assert sb.get_job(resistant)["status"] == "Running"
         assert client.patch(f"/job/{resistant}/cancel").status_code == 200  # still open: accepted again
-        done = sb.wait_for_status(resistant, timeout=10)
+        done = sb.wait_for_status(resistant)
         assert done["status"] == "Cancelled" and time.monotonic() - asked >= 0.5
         assert "received a cancel request" in done["logs"]
         assert client.patch(f"/job/{resistant}/cancel").json()["detail"] == (
             "The job you are trying to cancel is already complete.")
 
 
-def test_a_thousand_jobs_complete_quickly(sandbox: SandboxHandle) -> None:
-    """1,000 jobs created over HTTP (20 concurrent clients) all reach Done in well under a minute."""
+@pytest.mark.timeout(240)
+def test_a_burst_of_jobs_all_complete_none_lost(sandbox: SandboxHandle) -> None:
+    """300 jobs created over HTTP (20 concurrent clients) all reach Done; none lost, none extra.
+
+    How fast is a speed figure: ``bench/bench_sandbox.py`` (1,000 jobs, against a baseline).
+    """
     started = time.monotonic()
     body = {"requirements": {"cpu": {"cores": 1}},
             "docker_run_parameters": {"image_name": "busybox", "command": "true"}}
@@ -120,7 +126,7 @@ def test_a_thousand_jobs_complete_quickly(sandbox: SandboxHandle) -> None:
         limits = httpx.Limits(max_connections=20)
         async with httpx.AsyncClient(base_url=sandbox.url, headers=sandbox.headers(), limits=limits,
                                      timeout=30) as client:
-            queue = list(range(1000))
+            queue = list(range(JOBS))
             ids: list[str] = []
 
             async def worker() -> None:
@@ -134,15 +140,15 @@ def test_a_thousand_jobs_complete_quickly(sandbox: SandboxHandle) -> None:
             return ids
 
     ids = asyncio.run(create_all())
-    assert len(set(ids)) == 1000
+    assert len(set(ids)) == JOBS
     while True:
         stats = sandbox.stats()
-        if stats["jobs"]["by_status"]["Done"] == 1000:
+        if stats["jobs"]["by_status"]["Done"] == JOBS:
             break
-        assert time.monotonic() - started < 60, stats["jobs"]
+        assert time.monotonic() - started < 180, stats["jobs"]  # a hang detector
         time.sleep(0.2)
-    assert stats["jobs_created"] == 1000 and stats["create_calls"] == 1000 and stats["jobs"]["total"] == 1000
+    assert stats["jobs_created"] == JOBS and stats["create_calls"] == JOBS and stats["jobs"]["total"] == JOBS
     with sandbox.http() as client:
         page = client.get("/job", params={"limit": 1000}).json()
-    assert page["no"] == 1000 and {j["id"] for j in page["jobs"]} == set(ids)
+    assert page["no"] == JOBS and {j["id"] for j in page["jobs"]} == set(ids)
     assert all(j["status"] == "Done" and j["done_at"] for j in page["jobs"])

@@ -82,7 +82,7 @@ def test_cli_client_round_trip_and_metrics(serve_proc: ServeProcess, api: Api) -
     asyncio.run(scenario())
     assert api.stats()["jobs_created"] == 1
 
-    text = httpx.get(f"http://127.0.0.1:{serve_proc.metrics_port}/metrics", timeout=5).text
+    text = httpx.get(f"http://127.0.0.1:{serve_proc.metrics_port}/metrics", timeout=30).text
     assert 'flyte_connector_requests_success_total{operation="create",task_type="perian_task"} 2.0' in text
     histogram = "perianctl_connector_rpc_duration_seconds_count"
     assert f'{histogram}{{code="OK",method="AsyncAgentService/GetTask"}}' in text
