@@ -17,8 +17,20 @@ fi
 scripts/busy.sh ${BUSY_CORES:+-n "$BUSY_CORES"} &
 busy=$!
 trap 'kill "$busy" 2>/dev/null; wait "$busy" 2>/dev/null' EXIT
-trap 'exit 130' INT TERM
 
+# pytest runs as a job of its own (set -m) so that it does not ignore SIGINT, as background commands
+# of a script otherwise do; Ctrl-C or SIGTERM to this script becomes SIGINT to pytest's process
+# group: pytest stops cleanly (fixtures torn down) and prints its summary.
+set -m
 # shellcheck disable=SC2086  # PYTEST may be a command with arguments
-$PYTEST -q -p no:cacheprovider "$@"
-exit $?
+$PYTEST -q -p no:cacheprovider "$@" &
+tests=$!
+set +m
+trap 'kill -INT -- "-$tests" 2>/dev/null' INT TERM
+while :; do
+  wait "$tests"
+  code=$?
+  kill -0 "$tests" 2>/dev/null || break  # still running: the wait was cut short by a signal
+done
+wait "$tests" 2>/dev/null && code=0 || { c=$?; [[ $c == 127 ]] || code=$c; }
+exit "$code"
