@@ -299,7 +299,7 @@ class ServeProcess:
         self.lines: list[str] = []
         self._signalled = False
 
-    def wait_ready(self, timeout: float = 30.0) -> ServeProcess:
+    def wait_ready(self, timeout: float = 60.0) -> ServeProcess:
         deadline = time.monotonic() + timeout
         assert self.proc.stderr is not None
         while time.monotonic() < deadline:

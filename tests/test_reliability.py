@@ -175,7 +175,7 @@ def test_wait_survives_sandbox_sigkill_and_restart(
     sb = sandbox_factory(speed=0.1)
     started = [sb.create_job(duration=60) for _ in range(3)]
     for job_id in started:
-        sb.wait_for_status(job_id, {"Initializing", "Running"}, timeout=30)
+        sb.wait_for_status(job_id, {"Initializing", "Running"})
     queued = [sb.create_job(duration=0.2) for _ in range(4)]
     ids = started + queued
     env = cli_env.env() | sb.env()

@@ -27,7 +27,7 @@ def _sandbox_cli(cli_env: CliEnv, *args: str, timeout: float = 60) -> CliResult:
     return CliResult(list(args), proc.returncode, proc.stdout, proc.stderr)
 
 
-def _gone(pid: int, timeout: float = 5.0) -> bool:
+def _gone(pid: int, timeout: float = 30.0) -> bool:
     """The process has exited (a zombie waiting for init to reap it counts as exited)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

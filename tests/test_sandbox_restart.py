@@ -60,7 +60,7 @@ def test_sigkill_and_restart_loses_no_job(sandbox_factory: SandboxFactory) -> No
     still_queued = [j for j in queued if at_crash[j] == "Queued"]
     assert still_queued, at_crash
     for job_id in queued:  # Queued jobs are resumed; started ones end as ServerError; ended ones stay
-        final = sb.wait_for_status(job_id, timeout=30)
+        final = sb.wait_for_status(job_id)
         expected = {"Queued": "Done", "Done": "Done"}.get(at_crash[job_id], "ServerError")
         assert final["status"] == expected, (at_crash[job_id], final)
     stats = sb.stats()

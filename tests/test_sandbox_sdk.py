@@ -105,7 +105,7 @@ def test_sdk_parses_every_status_and_scenario(sdk: perian.ApiClient, sandbox: Sa
     ids = [sandbox.create_job(scenario=s) for s in ("success", "fail", "server-error", "timeout", "undefined")]
     ids.append(sandbox.create_job(command=None, duration=30))
     for job_id in ids[:5]:
-        sandbox.wait_for_status(job_id, timeout=30)
+        sandbox.wait_for_status(job_id)
     sandbox.wait_for_status(ids[5], {"Running"})
     listed = jobs.get_all_jobs(limit=100, _headers=headers)
     statuses = {job.id: job.status for job in listed.jobs}

@@ -34,7 +34,7 @@ def test_wait_exit_code_follows_the_outcome(shared_sandbox, run_cli, scenario, c
 
 def test_wait_cancelled_is_4(shared_sandbox, run_cli) -> None:  # type: ignore[no-untyped-def]
     [job] = create_many(shared_sandbox, 1, "slow", duration=30)
-    shared_sandbox.wait_for_status(job, ["Running"], timeout=15)
+    shared_sandbox.wait_for_status(job, ["Running"])
     cancel(shared_sandbox, job)
     result = run_cli("wait", job, "--interval", "0.2", "-o", "name", env=shared_sandbox.env())
     assert result.returncode == 4, result
