@@ -24,6 +24,9 @@ pytestmark = pytest.mark.timeout(90)
 JOB = {"requirements": {"cpu": {"cores": 1}}, "docker_run_parameters": {"image_name": "ubuntu", "command": "true"}}
 
 
+SLOW = 2.0  # a slow answer takes this long; a polite one surely less, even on a busy box
+
+
 def wait_until(predicate: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition") -> Any:
     """Poll ``predicate`` until it returns something truthy (the event), failing after ``timeout`` (a hang)."""
     deadline = time.monotonic() + timeout
@@ -54,7 +57,7 @@ def connect_refused(sb: SandboxHandle) -> bool:
 
 def test_slow_create_commits_after_the_caller_hung_up(sandbox: SandboxHandle) -> None:
     sb = sandbox
-    sb.set_impolite(["create=slow:1s"])
+    sb.set_impolite(["create=slow:3s"])  # outlasts a CPU-starved test's next request
     with sb.http(timeout=0.2) as client, pytest.raises(httpx.ReadTimeout):
         client.post("/job", json=JOB)  # the caller gives up long before PERIAN answers
     assert sb.impolite()["in_flight"] == 1  # still being worked on: its job may yet land
@@ -67,7 +70,7 @@ def test_slow_create_commits_after_the_caller_hung_up(sandbox: SandboxHandle) ->
     with sb.http(timeout=10) as client:
         started = time.monotonic()
         response = client.post("/job", json=JOB)
-        assert response.status_code == 200 and time.monotonic() - started >= 1.0
+        assert response.status_code == 200 and time.monotonic() - started >= 3.0
     assert {j["id"] for j in sb.jobs()} == {jobs[0]["id"], response.json()["id"]}
 
 
@@ -83,7 +86,7 @@ def test_slow_without_commit_drops_the_work_of_a_caller_who_left(sandbox: Sandbo
 def test_slow_gets_answer_late_and_leave_other_endpoints_alone(sandbox: SandboxHandle) -> None:
     sb = sandbox
     job_id = sb.create_job()
-    sb.set_impolite([{"endpoint": "get", "mode": "slow", "seconds": 0.6, "count": 2}])
+    sb.set_impolite([{"endpoint": "get", "mode": "slow", "seconds": SLOW, "count": 2}])
     with sb.http(timeout=10) as client:
         started = time.monotonic()
         assert client.get("/job").status_code == 200  # list is not slowed
@@ -92,9 +95,9 @@ def test_slow_gets_answer_late_and_leave_other_endpoints_alone(sandbox: SandboxH
             started = time.monotonic()
             response = client.get(f"/job/{job_id}")
             assert response.status_code == 200 and response.json()["jobs"][0]["id"] == job_id
-            assert time.monotonic() - started >= 0.6
+            assert time.monotonic() - started >= SLOW
         assert client.get(f"/job/{job_id}").status_code == 200  # count=2: the third is polite again
-    assert list_took < 0.6
+    assert list_took < SLOW
     state = rule_state(sb)
     assert state["hits"] == 2 and state["committed"] == 2 and state["active"] is False
 
@@ -104,7 +107,7 @@ def test_slow_gets_answer_late_and_leave_other_endpoints_alone(sandbox: SandboxH
 
 def test_stall_never_answers_and_commits_at_the_end(sandbox: SandboxHandle) -> None:
     sb = sandbox
-    sb.set_impolite(["create=stall:1s,count=1"])
+    sb.set_impolite(["create=stall:3s,count=1"])  # outlasts a CPU-starved test's next request
     with sb.http(timeout=0.3) as client, pytest.raises(httpx.ReadTimeout):
         client.post("/job", json=JOB)
     assert sb.jobs() == []  # nothing yet: the stall is still going on
@@ -132,7 +135,7 @@ def test_refuse_window_refuses_connections_then_recovers(sandbox: SandboxHandle)
     sb = sandbox
     with sb.http(timeout=5) as pooled:
         assert pooled.get("/job").status_code == 200  # a keep-alive connection in the pool
-        snapshot = sb.set_impolite(["*=refuse:1.5s"])
+        snapshot = sb.set_impolite(["*=refuse:4s"])  # outlasts a CPU-starved test's next connect
         assert snapshot["refusing"] is True
         # refused right after the PUT answered: a real ECONNREFUSED, for pooled clients too
         assert connect_refused(sb)
@@ -167,7 +170,7 @@ def test_429_storm_bounded_by_count_with_retry_after(sandbox: SandboxHandle) -> 
 
 def test_429_storm_bounded_by_time(sandbox: SandboxHandle) -> None:
     sb = sandbox
-    sb.set_impolite([{"endpoint": "list", "mode": "429", "seconds": 0.5, "retry_after": 0.25}])
+    sb.set_impolite([{"endpoint": "list", "mode": "429", "seconds": 3, "retry_after": 0.25}])
     with sb.http() as client:
         first = client.get("/job")
         assert first.status_code == 429 and first.headers["retry-after"] == "0.25"
@@ -243,7 +246,7 @@ def test_impolite_flag_applies_at_start_up(sandbox_factory: SandboxFactory) -> N
 
 
 def test_refuse_flag_refuses_once_serving(sandbox_factory: SandboxFactory) -> None:
-    sb = sandbox_factory(impolite=["*=refuse:1s"])
+    sb = sandbox_factory(impolite=["*=refuse:4s"])  # long enough for a CPU-starved poll to see it
     # sandbox.json appears before the port is served; the window starts as soon as it is
     wait_until(lambda: connect_refused(sb), timeout=10, what="the start-up refuse window")
     wait_until(lambda: not connect_refused(sb), what="the port to accept again")
