@@ -61,7 +61,7 @@ def test_get_errors_have_exit_codes(sandbox: SandboxHandle, run_cli: CliRunner) 
 def test_list_pagination_status_filter_and_local(sandbox: SandboxHandle, run_cli: CliRunner) -> None:
     env = sandbox.env()
     ids = [sandbox.create_job(f"echo {i}") for i in range(5)]
-    slow = sandbox.create_job("sleep", scenario="slow")
+    slow = sandbox.create_job("sleep", scenario="slow", duration=60)  # Running throughout, however busy the box
     for job_id in ids:
         sandbox.wait_for_status(job_id)
 
@@ -89,7 +89,7 @@ def test_list_pagination_status_filter_and_local(sandbox: SandboxHandle, run_cli
 
 def test_delete_is_idempotent_and_safe_without_tty(sandbox: SandboxHandle, run_cli: CliRunner) -> None:
     env = sandbox.env()
-    job_id = sandbox.create_job("sleep", scenario="slow")
+    job_id = sandbox.create_job("sleep", scenario="slow", duration=60)  # Running throughout
 
     r = run_cli("delete", job_id, env=env)  # no TTY, no --yes: refuse, do nothing
     assert_one_line_error(r, 2)
