@@ -128,16 +128,17 @@ def test_secrets_from_files_like_a_flytekit_connector(api: Api, tmp_path: Path) 
 
 def test_sigterm_drains_in_flight_calls_and_exits_zero(api: Api, tmp_path: Path) -> None:
     proc = ServeProcess(api, "--grace", "10", tmp=tmp_path).wait_ready()
-    api.set_faults(latency=[3.0, 3.0], latency_endpoints=["create"])
+    api.set_faults(latency=[60.0, 60.0], latency_endpoints=["create"])  # PERIAN holds the creates
     try:
         with grpc.insecure_channel(proc.target) as channel:
             stub = agent_pb2_grpc.AsyncAgentServiceStub(channel)
-            futures = [stub.CreateTask.future(create_request("success"), timeout=30) for _ in range(3)]
+            futures = [stub.CreateTask.future(create_request("success"), timeout=60) for _ in range(3)]
             asyncio.run(api.wait_delaying("create", 3))  # the creates are waiting on PERIAN (an event)
             proc.signal_term()
+            proc.wait_not_serving()  # draining now, with the creates still in flight
+            api.set_faults(latency=[0.0, 0.0])  # PERIAN answers them
             metas = [f.result() for f in futures]  # every in-flight call completes
             assert all(m.resource_meta for m in metas)
-            proc.wait_not_serving()
             with pytest.raises(grpc.RpcError) as excinfo:  # new calls are refused while draining/after
                 stub.GetTask(get_request(metas[0].resource_meta), timeout=3)
             assert excinfo.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -6,10 +6,11 @@ with ``STREAMS`` calls always in flight and propeller's 10 s deadline on each:
 1. every stream makes ``ROUNDS`` calls back to back (``PERIANCTL_LOAD_ROUNDS``, default 3): zero
    errors. How many calls per second that is, is a speed figure, measured by
    ``bench/bench_connector.py --mode load`` (30 s) -- not asserted here: the suite runs on busy boxes;
-2. then, with PERIAN answering GetTask in ``SLOW_GET`` s, once at least half the streams' calls
-   are waiting on PERIAN (the sandbox reports it: an event, not a sleep), SIGTERM: those calls
-   complete OK, calls made once the server reports NOT_SERVING fail fast with UNAVAILABLE (never
-   CANCELLED: the server refuses them itself before grpc's ``stop``), and the process exits 0.
+2. then, with PERIAN holding every GET, once at least half the streams' calls are waiting on it
+   (the sandbox reports it: an event, not a sleep), SIGTERM; once the server reports NOT_SERVING,
+   PERIAN answers: the held calls complete OK, calls made after NOT_SERVING fail fast with
+   UNAVAILABLE (never CANCELLED: the server refuses them itself before grpc's ``stop``), and the
+   process exits 0.
 
 ``tests/test_serve.py`` already covers the drain of a few slow CreateTasks and the health flip;
 this is the same promise at load.
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.timeout(120)
 STREAMS = int(os.environ.get("PERIANCTL_LOAD_STREAMS", "200"))
 ROUNDS = int(os.environ.get("PERIANCTL_LOAD_ROUNDS", "3"))
 TASKS = 50
-SLOW_GET = 4.0  # seconds PERIAN takes per GET during the SIGTERM phase: ~STREAMS calls wait on it
+SLOW_GET = 60.0  # PERIAN holds each GET of the SIGTERM phase at most this long; the test releases them
 HANG = 60.0  # only detects a hang: a busy 2-core box may be many times slower than a laptop
 
 
@@ -140,6 +141,7 @@ def test_200_get_task_streams_without_errors_then_sigterm_drains_under_load(
                 else:
                     refusing.set()
             refused_from = time.monotonic()
+            await asyncio.to_thread(sb.set_faults, latency=[0.0, 0.0])  # PERIAN answers the held GETs now
             return steady, steady_seconds, await drain, waiting, signalled_at, refused_from
 
     try:
@@ -153,13 +155,13 @@ def test_200_get_task_streams_without_errors_then_sigterm_drains_under_load(
           f"p50 {_pct(ok, 50) * 1000:.0f} ms, p99 {_pct(ok, 99) * 1000:.0f} ms, codes {steady.codes()}")
     assert steady.codes() == {"OK": STREAMS * ROUNDS}, steady.codes()  # every call answered, zero errors
 
-    # The calls waiting on PERIAN when SIGTERM came finish OK (a few of the counted ones may have
-    # finished just before the signal, hence the margin); a call still queued in a CPU-starved
-    # server when draining starts is refused like a new one, with UNAVAILABLE, never CANCELLED.
+    # The calls waiting on PERIAN when SIGTERM came (held there until the server said NOT_SERVING)
+    # finish OK; a call still queued in a CPU-starved server when draining starts is refused like a
+    # new one, with UNAVAILABLE, never CANCELLED.
     drained = [c for c in draining.calls if c.started < t_sig < c.ended and c.code == "OK"]
     after = [c for c in draining.calls if c.started > t_refusing]
     print(f"SIGTERM with {waiting} calls waiting on PERIAN: {len(drained)} drained OK, codes {draining.codes()}")
-    assert len(drained) >= waiting // 2, (len(drained), waiting)
+    assert len(drained) >= waiting, (len(drained), waiting)
     assert set(draining.codes()) <= {"OK", "UNAVAILABLE"}, draining.codes()
     assert after, "no call was tried after the server reported NOT_SERVING"
     assert {c.code for c in after} == {"UNAVAILABLE"}, {c.code for c in after}

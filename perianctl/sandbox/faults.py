@@ -95,14 +95,34 @@ class FaultState:
         # Requests held by injected latency right now, by endpoint: lets a test wait for "N calls
         # are waiting on PERIAN" as an event instead of sleeping and hoping.
         self.delaying: Counter[str] = Counter()
+        self._release: asyncio.Event | None = None
         self.configure(config)
 
     def configure(self, config: FaultConfig) -> None:
+        """Apply ``config``. Switching latency off also releases the requests it holds right now,
+        so a test can keep a call "waiting on PERIAN" exactly as long as it needs (an event)."""
         config.validate()
         with self._lock:
             self.config = config
             self._faults = random.Random(config.seed)
             self._latency = random.Random(None if config.seed is None else config.seed + 1)
+            release, self._release = (self._release, None) if config.latency[1] <= 0 else (None, self._release)
+        if release is not None:
+            release.set()  # configure runs on the server's event loop (the PUT handler)
+
+    async def hold(self, endpoint: str, delay: float) -> None:
+        """Hold one request for ``delay`` seconds, or until latency is switched off."""
+        with self._lock:
+            if self._release is None:
+                self._release = asyncio.Event()
+            release = self._release
+        self.delaying[endpoint] += 1  # one event loop: no lock needed
+        try:
+            await asyncio.wait_for(release.wait(), delay)
+        except TimeoutError:
+            pass
+        finally:
+            self.delaying[endpoint] -= 1
 
     def latency_for(self, endpoint: str) -> float:
         config = self.config
@@ -162,11 +182,7 @@ class FaultMiddleware:
             return
         delay = self.state.latency_for(endpoint)
         if delay > 0:
-            self.state.delaying[endpoint] += 1  # one event loop: no lock needed
-            try:
-                await asyncio.sleep(delay)
-            finally:
-                self.state.delaying[endpoint] -= 1
+            await self.state.hold(endpoint, delay)
         fault = self.state.draw(endpoint)
         if fault is None:
             await self.app(scope, receive, send)
