@@ -20,14 +20,21 @@ trap 'kill "$busy" 2>/dev/null; wait "$busy" 2>/dev/null' EXIT
 
 # pytest runs as a job of its own (set -m) so that it does not ignore SIGINT, as background commands
 # of a script otherwise do; Ctrl-C or SIGTERM to this script becomes SIGINT to pytest's process
-# group: pytest stops cleanly (fixtures torn down) and prints its summary.
+# group (pytest stops cleanly, fixtures torn down), and SIGTERM 10 s later if it is still running
+# (flytekit, once imported, turns SIGINT into the failure of the current test only).
 set -m
 # shellcheck disable=SC2086  # PYTEST may be a command with arguments
 $PYTEST -q -p no:cacheprovider "$@" &
 tests=$!
 set +m
-trap 'kill -INT -- "-$tests" 2>/dev/null' INT TERM
+stopping=
+trap 'kill -INT -- "-$tests" 2>/dev/null; stopping=${stopping:-$SECONDS}' INT TERM
 while :; do
+  if [[ -n $stopping ]]; then
+    sleep 1 & wait "$!"
+    (( SECONDS - stopping < 10 )) || kill -TERM -- "-$tests" 2>/dev/null
+    kill -0 "$tests" 2>/dev/null && continue
+  fi
   wait "$tests"
   code=$?
   kill -0 "$tests" 2>/dev/null || break  # still running: the wait was cut short by a signal
