@@ -104,6 +104,29 @@ class TransitionEvent:
         return iso_time(self.at)
 
 
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """One job as a refresh saw it, compact: its JSON (about 1 KB) instead of its model (about 6 KB),
+    so a sweep of 10,000 jobs does not hold 10,000 models until it is applied."""
+
+    id: str
+    status: str
+    errors: str | None
+    created: datetime | None
+    json: str | None
+    model: JobView | None = None
+    """Kept only when the view cannot be serialised (a model built in code, not from the wire)."""
+
+    @classmethod
+    def of(cls, job: JobView) -> _Seen:
+        try:
+            text: str | None = job.model_dump_json(by_alias=True)  # round-trips: models accept their names
+            model = None
+        except ValueError:
+            text, model = None, job
+        return cls(job.id or "", job.status, job.errors, _created(job), text, model)
+
+
 class WatchedJob:
     """What we know about one job: the last view the API gave and its Flyte phase.
 
@@ -140,15 +163,13 @@ class WatchedJob:
 
     @job.setter
     def job(self, value: JobView | None) -> None:
-        self._status = value.status if value is not None else None
-        self._created = _created(value) if value is not None else None
-        self._json = self._model = None
         if value is None:
-            return
-        try:
-            self._json = value.model_dump_json(by_alias=True)  # round-trips: every model accepts its names
-        except ValueError:  # not JSON-serialisable (a model built in code, not from the wire): keep it as is
-            self._model = value
+            self._status = self._created = self._json = self._model = None
+        else:
+            self._keep(_Seen.of(value))
+
+    def _keep(self, seen: _Seen) -> None:
+        self._status, self._created, self._json, self._model = seen.status, seen.created, seen.json, seen.model
 
     @property
     def status(self) -> str | None:
@@ -312,7 +333,7 @@ class Poller:
         """
         started = self._monotonic()
         counter = _Counter()
-        found: dict[str, JobView] = {}
+        found: dict[str, _Seen] = {}
         error: PerianctlError | None = None
         pending_ids = [w.job_id for w in self.pending()]
         self.refresh_started = started
@@ -321,7 +342,7 @@ class Poller:
                 found = await self._sweep(set(pending_ids), counter)
             missing = [job_id for job_id in pending_ids if job_id not in found]
             fetched, error = await self._fallback(missing, counter)
-            found.update(fetched)
+            found.update((job_id, _Seen.of(job)) for job_id, job in fetched.items())
         except (UnavailableError, ProtocolError) as exc:
             error = exc
         finally:
@@ -351,9 +372,9 @@ class Poller:
             )
         return RefreshResult(events, False, error.message, counter.lists, counter.gets, elapsed)
 
-    async def _sweep(self, wanted: set[str], counter: _Counter) -> dict[str, JobView]:
+    async def _sweep(self, wanted: set[str], counter: _Counter) -> dict[str, _Seen]:
         """Newest-first ``GET /job`` pages until every wanted id is found (see module docstring)."""
-        found: dict[str, JobView] = {}
+        found: dict[str, _Seen] = {}
         remaining = set(wanted)
         oldest = self._oldest_created(wanted)
         page_size = self._page_size(len(wanted))
@@ -370,12 +391,12 @@ class Poller:
                     continue
                 if job_id in remaining:
                     remaining.discard(job_id)
-                    found[job_id] = job
+                    found[job_id] = _Seen.of(job)
                     deepest = position
                 elif (self.discover and pages_read <= self.discover_pages and job_id not in self.jobs
                       and not is_terminal(job.status)):
                     self.jobs[job_id] = WatchedJob(job_id)
-                    found[job_id] = job
+                    found[job_id] = _Seen.of(job)
             pagination = result.pagination
             if not remaining and (not self.discover or pages_read >= self.discover_pages):
                 break
@@ -436,12 +457,12 @@ class Poller:
                 fetched[job_id] = result
         return fetched, transient
 
-    def _apply(self, job: JobView, now: float) -> TransitionEvent | None:
-        assert job.id is not None
+    def _apply(self, job: _Seen, now: float) -> TransitionEvent | None:
+        assert job.id
         watched = self.jobs.setdefault(job.id, WatchedJob(job.id))
         old = watched.status
         info = status_to_phase(job.status, errors=job.errors, last_phase=watched.phase)
-        watched.job = job
+        watched._keep(job)
         watched.phase = info.phase
         watched.phase_message = info.message
         watched.last_seen = now
