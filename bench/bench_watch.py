@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import os
 import resource
 import statistics
 import sys
@@ -29,7 +28,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from _support import ORG, TOKEN, running_sandbox, sandbox_stats
+from _support import ORG, TOKEN, cores, goal, running_sandbox, sandbox_stats
 
 
 async def sandbox_requests(url: str) -> dict[str, int]:
@@ -157,7 +156,7 @@ def main() -> None:
         figures = asyncio.run(bench(url, args.jobs, args.refreshes, Path(tmp) / "journal.db"))
     f = figures
     print(f"watch benchmark: {f['jobs']} jobs on a simulate sandbox over loopback HTTP "
-          f"({f['refreshes']} refreshes; python {sys.version.split()[0]}, {os.cpu_count()} cpus)")
+          f"({f['refreshes']} refreshes; python {sys.version.split()[0]}, {cores()})")
     print(f"  created {f['jobs']} jobs in {f['create_seconds']:.1f} s; statuses seen: {', '.join(f['statuses'])}")
     print(f"  poller : {f['poller_requests_per_refresh']:.1f} requests/refresh {f['poller_requests_breakdown']}, "
           f"refresh median {f['poller_fetch_ms_median']:.0f} ms (first, journalling {f['jobs']} first sightings: "
@@ -170,6 +169,13 @@ def main() -> None:
           f"live frame (40x200 terminal) {f['render_live_frame_ms']:.1f} ms, {f['live_frame_bytes']} bytes")
     print(f"  memory : peak Python allocations during a refresh + full render "
           f"{f['peak_python_mib_refresh_and_render']:.1f} MiB; process max RSS {f['max_rss_mib']:.0f} MiB")
+    from perianctl.watching import MAX_PAGE_SIZE, PAGE_SLACK
+
+    pages = -(-(f["jobs"] + PAGE_SLACK) // MAX_PAGE_SIZE)
+    ok = goal(f"one list sweep per refresh ({pages} page(s) of {f['jobs']} jobs, no per-job GETs)",
+              f["poller_requests_per_refresh"] <= pages, f"{f['poller_requests_per_refresh']:.1f} requests/refresh "
+              f"vs {f['naive_requests_per_refresh']:.0f} naive")
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":
