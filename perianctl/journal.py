@@ -206,13 +206,7 @@ class Journal:
     def jobs(self, *, limit: int | None = 50, offset: int = 0, submitted_only: bool = True,
              statuses: Iterable[str] | None = None) -> list[JournalJob]:
         """Newest first; ``limit=None`` for all; ``statuses`` filters on the last status seen."""
-        clauses = ["submitted_at IS NOT NULL"] if submitted_only else []
-        args: list[object] = []
-        if statuses is not None:
-            wanted = sorted(statuses)
-            clauses.append(f"last_status IN ({','.join('?' * len(wanted))})")
-            args += wanted
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, args = _job_filter(submitted_only, statuses)
         rows = self._conn.execute(
             f"SELECT {_JOB_COLUMNS} FROM jobs {where} "
             "ORDER BY COALESCE(submitted_at, last_seen) DESC, rowid DESC LIMIT ? OFFSET ?",
@@ -221,13 +215,7 @@ class Journal:
         return [JournalJob(*row) for row in rows]
 
     def count(self, *, submitted_only: bool = True, statuses: Iterable[str] | None = None) -> int:
-        clauses = ["submitted_at IS NOT NULL"] if submitted_only else []
-        args: list[object] = []
-        if statuses is not None:
-            wanted = sorted(statuses)
-            clauses.append(f"last_status IN ({','.join('?' * len(wanted))})")
-            args += wanted
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, args = _job_filter(submitted_only, statuses)
         row = self._conn.execute(f"SELECT COUNT(*) FROM jobs {where}", args).fetchone()
         return int(row[0])
 
@@ -318,3 +306,14 @@ def open_journal_best_effort(path: Path | None = None) -> Iterator[Journal | Non
         warn(f"job journal not updated: {exc.message}")
     finally:
         manager.__exit__(None, None, None)
+
+
+def _job_filter(submitted_only: bool, statuses: Iterable[str] | None) -> tuple[str, list[object]]:
+    """The WHERE clause and its arguments shared by :meth:`Journal.jobs` and :meth:`Journal.count`."""
+    clauses = ["submitted_at IS NOT NULL"] if submitted_only else []
+    args: list[object] = []
+    if statuses is not None:
+        wanted = sorted(statuses)
+        clauses.append(f"last_status IN ({','.join('?' * len(wanted))})")
+        args += wanted
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), args
