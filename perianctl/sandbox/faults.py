@@ -25,18 +25,12 @@ import random
 import re
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 from perianctl.perian import models as m
+from perianctl.sandbox.asgi import ASGIApp, Message, Receive, Scope, Send
 from perianctl.sandbox.config import FaultConfig
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _JOB_ID = re.compile(r"^/job/[^/]+$")
 _JOB_CANCEL = re.compile(r"^/job/[^/]+/cancel$")

@@ -46,17 +46,12 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from perianctl.sandbox.asgi import ASGIApp, Message, Receive, Scope, Send
 from perianctl.sandbox.config import ENDPOINTS, SandboxConfigError
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MODES = ("slow", "stall", "refuse", "429")
 RULE_ENDPOINTS = ("*", *ENDPOINTS)

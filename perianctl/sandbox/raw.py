@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -33,13 +32,8 @@ from fastapi.responses import JSONResponse
 
 from perianctl.perian import models as m
 from perianctl.sandbox import wire
+from perianctl.sandbox.asgi import ASGIApp, Message, Receive, Scope, Send
 from perianctl.sandbox.strict import BodyTooLarge, InvalidJson, read_json, too_large_response
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _SERVED = re.compile(r"^/job(/[^/]+)?/?$")
 _RESPONSES: dict[int | str, dict[str, Any]] = {
