@@ -207,6 +207,23 @@ def api(request: pytest.FixtureRequest) -> Iterator[Api]:
 # ---------------------------------------------------------------------- in-process server
 
 
+
+def wait_not_serving(target: str, timeout: float = 60.0) -> None:
+    """Wait until ``target``'s health reports NOT_SERVING (SIGTERM was handled) or the server is gone."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout).status
+            except grpc.RpcError:
+                return
+            if status != health_pb2.HealthCheckResponse.SERVING:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"serve still SERVING {timeout} s after SIGTERM")
+            time.sleep(0.02)
+
 @dataclass
 class Stubs:
     running: Any
@@ -218,19 +235,7 @@ class Stubs:
 
     def wait_not_serving(self, timeout: float = 60.0) -> None:
         """Wait until health reports NOT_SERVING (SIGTERM was handled) or the server is gone."""
-        deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.target) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while True:
-                try:
-                    status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout).status
-                except grpc.RpcError:
-                    return
-                if status != health_pb2.HealthCheckResponse.SERVING:
-                    return
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"serve still SERVING {timeout} s after SIGTERM")
-                time.sleep(0.02)
+        wait_not_serving(self.target, timeout)
 
     @property
     def target(self) -> str:
@@ -331,19 +336,7 @@ class ServeProcess:
 
     def wait_not_serving(self, timeout: float = 60.0) -> None:
         """Wait until health reports NOT_SERVING (SIGTERM was handled) or the server is gone."""
-        deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.target) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while True:
-                try:
-                    status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout).status
-                except grpc.RpcError:
-                    return
-                if status != health_pb2.HealthCheckResponse.SERVING:
-                    return
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"serve still SERVING {timeout} s after SIGTERM")
-                time.sleep(0.02)
+        wait_not_serving(self.target, timeout)
 
     @property
     def target(self) -> str:
