@@ -297,3 +297,22 @@ def test_watched_job_keeps_the_whole_view_and_answers_status_without_a_model() -
     assert watched.status == "Done" and watched.terminal and watched.exit_code is ExitCode.OK
     watched.job = None
     assert watched.job is None and watched.status is None and watched.created_at is None
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_ndjson_snapshot_and_done_written_job_by_job_are_plain_json_lines(count: int) -> None:
+    """The snapshot and done events are streamed one job at a time (a 10,000-job watch does not
+    hold every record at once) and still read as one ``json.dumps`` line each, jobs last."""
+    jobs = [_watched(f"j{i}", "Running") for i in range(count)]
+    poller = _poller_with(jobs)
+    stream = io.StringIO()
+    nd = NdjsonView(lambda job_id: f"name-{job_id}", stream)
+    nd.on_refresh(poller, RefreshResult([], True))
+    nd.finish(poller, None)
+    lines = stream.getvalue().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["event"] for r in records] == ["snapshot", "done"]
+    for line, record in zip(lines, records, strict=True):
+        assert line == json.dumps(record) and list(record)[-1] == "jobs"
+        assert [j["job_id"] for j in record["jobs"]] == [f"j{i}" for i in range(count)]
+        assert [j["name"] for j in record["jobs"]] == [f"name-j{i}" for i in range(count)]

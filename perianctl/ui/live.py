@@ -446,9 +446,17 @@ class NdjsonView:
         self.stream = stream
         self._snapshot_sent = False
 
-    def _emit(self, record: dict[str, Any]) -> None:
+    def _emit(self, record: dict[str, Any], jobs: Sequence[WatchedJob] | None = None) -> None:
+        """One line; with ``jobs``, the record gets a last key ``"jobs"`` written one job at a time
+        (the same bytes as one ``json.dumps``, without holding every job's record at once)."""
         out = self.stream or sys.stdout
-        out.write(scrub(json.dumps(record, default=str)) + "\n")
+        if jobs is None:
+            out.write(scrub(json.dumps(record, default=str)) + "\n")
+        else:
+            out.write(scrub(json.dumps(record, default=str))[:-1] + ', "jobs": [')
+            for i, watched in enumerate(jobs):
+                out.write((", " if i else "") + scrub(json.dumps(self.record(watched), default=str)))
+            out.write("]}\n")
         out.flush()
 
     def start(self) -> None:
@@ -461,7 +469,7 @@ class NdjsonView:
                         "consecutive": poller.consecutive_errors, "errors": poller.stats.errors})
         if not self._snapshot_sent and result.ok:
             self._snapshot_sent = True
-            self._emit({"event": "snapshot", "at": now, "jobs": [self.record(w) for w in poller.watched()]})
+            self._emit({"event": "snapshot", "at": now}, jobs=poller.watched())
             first = {w.job_id for w in poller.watched()}
             events = [e for e in result.events if not (e.old_status is None and e.job_id in first)]
         else:
@@ -490,9 +498,8 @@ class NdjsonView:
             [w.job_id for w in poller.watched() if not w.terminal],
             "errors": poller.stats.errors, "refreshes": poller.stats.refreshes,
             "requests": poller.stats.requests,
-            "jobs": [self.record(w) for w in poller.watched()],
         }
-        self._emit(record)
+        self._emit(record, jobs=poller.watched())
 
     def record(self, watched: WatchedJob) -> dict[str, Any]:
         job = watched.job
