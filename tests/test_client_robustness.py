@@ -144,6 +144,14 @@ def test_refused_read_commands_exit_8_saying_connection_refused(
     assert elapsed < 15, f"refused connections took {elapsed:.1f} s"
 
 
+@pytest.mark.parametrize("fmt", ["json", "yaml", "name", "table"])
+def test_a_failed_get_prints_no_data_on_stdout(run_cli: CliRunner, closed_url: str, fmt: str) -> None:
+    # A script reading stdout must not mistake "[]" for an answer when every id failed.
+    result = run_cli(*creds(closed_url), "get", JOB_ID, "-o", fmt, timeout=60)
+    assert_one_line_error(result, 8)  # type: ignore[arg-type]
+    assert result.stdout == ""
+
+
 def test_refused_submit_knows_no_job_was_created(run_cli: CliRunner, closed_url: str, cli_env: CliEnv) -> None:
     result, elapsed = timed(run_cli, *creds(closed_url), "submit", str(HELLO), "-i", "name=X",
                             "--output-prefix", str(cli_env.root / "out"), timeout=90)

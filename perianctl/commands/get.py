@@ -50,14 +50,14 @@ def get(
         _record_connector_observations(statuses)
         if history:
             _show_history(ids, fmt)
-        else:
+        elif statuses or not failures:  # nothing on stdout when every id failed (no "[]" beside an error)
             show_task_statuses(statuses, fmt, single=len(ids) == 1)
     else:
         jobs, failures = run(_fetch(ctx, ids), status="waiting for PERIAN")
         record_observations(ctx, jobs)
         if history:
             _show_history(ids, fmt)
-        else:
+        elif jobs or not failures:
             show_jobs(jobs, fmt, single=len(ids) == 1)
     if failures:
         for exc in failures[:-1]:
