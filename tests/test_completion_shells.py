@@ -77,7 +77,11 @@ class Shell:
             pytest.fail(f"{name} is not installed (.ci/run installs bash, zsh and fish)")
         self.name = name
         self.cases = 0
-        argv = {"bash": ["--norc", "--noprofile", "-i"], "zsh": ["-f", "-i"], "fish": ["--no-config", "-i"]}[name]
+        fish_setup = f"source {COMPLETIONS / 'perianctl.fish'}; function fish_prompt; echo -n 'READY> '; end"
+        # fish gets its set-up as an init command: a line typed before fish has set up its terminal can be
+        # lost with the shell (seen on a loaded box: EOF right after the echo), so nothing is typed early.
+        argv = {"bash": ["--norc", "--noprofile", "-i"], "zsh": ["-f", "-i"],
+                "fish": ["--no-config", "-i", "-C", fish_setup]}[name]
         self.child = pexpect.spawn(name, argv, env={**env, "PS1": "READY> "}, dimensions=(50, 220),
                                    encoding="utf-8", codec_errors="replace", timeout=30, cwd=str(REPO_ROOT))
         setup = {
@@ -85,8 +89,10 @@ class Shell:
                     "bind 'set completion-query-items 0'; bind 'set page-completions off'; PS1='READY> '",
             "zsh": f"autoload -Uz compinit; compinit -u -D; source {COMPLETIONS / '_perianctl'}; "
                    "unsetopt beep; PS1='READY> '",
-            "fish": f"source {COMPLETIONS / 'perianctl.fish'}; function fish_prompt; echo -n 'READY> '; end",
+            "fish": "true",
         }[name]
+        if name == "fish":
+            self.child.expect("READY> ")
         self.child.sendline(setup + "; echo SETUP''DONE")
         self.child.expect("SETUPDONE")
         self.child.expect("READY> ")
