@@ -41,8 +41,8 @@ With PERIAN: perianctl config init --org ORG --token-file FILE, then the same co
 
 \b
 Exit codes:
-  0 ok           3 job failed      6 auth failed        130 interrupted
-  1 bug          4 job cancelled   7 not found
+  0 ok           3 job failed      6 auth failed                 10 declined
+  1 bug          4 job cancelled   7 not found                  130 interrupted
   2 bad input    5 timed out       8 API/network unavailable
 """
 _APP_SETTINGS["help"] = ROOT_HELP

@@ -10,6 +10,7 @@ from importlib import metadata
 import pytest
 
 from perianctl._completion_spec import SPEC
+from perianctl.errors import ExitCode
 from tests.plugins.cli import CliRunner
 
 
@@ -59,8 +60,11 @@ def test_root_help_in_workflow_order_with_get_started_and_exit_codes(run_cli: Cl
     assert "Get started" in text and "perianctl sandbox start" in text
     codes = text.split("Exit codes:", 1)[1].split("Options:", 1)[0]
     for code, word in (("0", "ok"), ("2", "bad input"), ("3", "job failed"), ("5", "timed out"), ("6", "auth"),
-                       ("7", "not found"), ("8", "API/network unavailable"), ("130", "interrupted")):
+                       ("7", "not found"), ("8", "API/network unavailable"), ("10", "declined"),
+                       ("130", "interrupted")):
         assert re.search(rf"\b{code} {word}", codes), codes
+    for member in ExitCode:  # every documented code, a new one included
+        assert re.search(rf"(^|\s){member.value} \w", codes), (member, codes)
 
 
 def test_submit_help_says_what_submit_does_before_the_connector(run_cli: CliRunner) -> None:
