@@ -216,7 +216,9 @@ def hoist_global_options(command: object, args: list[str]) -> list[str]:
     if index >= len(args) or current is command:
         return args
     own = _option_names(current)
-    head, tail, hoisted = args[:index], [], []
+    head = args[:index]
+    tail: list[str] = []
+    hoisted: list[str] = []
     rest = iter(enumerate(args[index:], start=index))
     for _, arg in rest:
         if arg == "--":
@@ -224,18 +226,12 @@ def hoist_global_options(command: object, args: list[str]) -> list[str]:
             tail.extend(a for _, a in rest)
             break
         name = arg.split("=", 1)[0]
-        if name in own:
-            tail.append(arg)
-            if own[name] and "=" not in arg:
-                value = next(rest, None)
-                if value is not None:
-                    tail.append(value[1])
-        elif name in globals_:
-            hoisted.append(arg)
-            if globals_[name] and "=" not in arg:
-                value = next(rest, None)
-                if value is not None:
-                    hoisted.append(value[1])
+        table, dest = (own, tail) if name in own else (globals_, hoisted)
+        if name in table:  # the option, and its value when it takes one and was not given as --opt=value
+            dest.append(arg)
+            value = next(rest, None) if table[name] and "=" not in arg else None
+            if value is not None:
+                dest.append(value[1])
         elif len(arg) > 2 and arg[0] == "-" and arg[1] != "-" and set(arg[1:]) == {"v"} and "-v" not in own:
             hoisted.extend("-v" for _ in arg[1:])
         else:
