@@ -59,7 +59,7 @@ from typing import Any
 
 from _support import HEADERS, ORG, TOKEN, cores, goal, start_sandbox, start_stub, stop_sandbox
 
-# Where the tests look for the official plugin wheel too (tests/test_flyte_translate.py).
+# Where the tests look for the official plugin wheel too (tests/integration/test_flyte_translate.py).
 DEFAULT_OFFICIAL_WHEEL = os.environ.get(
     "PERIANCTL_OFFICIAL_PLUGIN_WHEEL", "/tmp/dl/flytekitplugins_perian_job-1.16.31-py3-none-any.whl")
 
@@ -234,7 +234,7 @@ async def create_tasks(target: str, jobs: int) -> tuple[list[bytes], list[float]
     from flyteidl.core import literals_pb2
     from flyteidl.service import agent_pb2_grpc
 
-    from perianctl.flyte.grpc_client import build_create_request, synthetic_execution_metadata
+    from perianctl.connector.grpc_client import build_create_request, synthetic_execution_metadata
 
     metas: list[bytes] = []
     latencies: list[float] = []

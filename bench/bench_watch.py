@@ -4,7 +4,7 @@ Starts a sandbox (simulate runtime) in its own process, creates N jobs that stay
 measures per refresh, over real loopback HTTP:
 
 * HTTP requests (counted by the sandbox itself, per endpoint) and time of a refresh (fetch, parse,
-  transitions, journal writes), for the :class:`perianctl.watching.Poller` sweep *and* for the
+  transitions, journal writes), for the :class:`perianctl.jobs.follow.Poller` sweep *and* for the
   naive baseline (one ``GET /job/{id}`` per
   job, 100 in flight), in the same run, against the same server;
 * render time of the full table (the final table, N rows) and of the live frame (capped to a
@@ -71,8 +71,8 @@ def render_live_frame(poller: Any) -> tuple[float, int]:
     """One paint of the live view (a 40x200 terminal) into a StringIO; returns (seconds, bytes of it)."""
     from rich.console import Console
 
+    from perianctl.jobs.follow import RefreshResult
     from perianctl.ui.live import LiveTableView
-    from perianctl.watching import RefreshResult
 
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=True, width=200, height=40, color_system=None)
@@ -87,9 +87,9 @@ def render_live_frame(poller: Any) -> tuple[float, int]:
 
 
 async def bench(url: str, n: int, refreshes: int, journal_path: Path) -> dict[str, Any]:
+    from perianctl.jobs.follow import Poller
     from perianctl.journal import open_journal
     from perianctl.perian.client import PerianClient
-    from perianctl.watching import Poller
 
     figures: dict[str, Any] = {"jobs": n, "refreshes": refreshes}
     async with PerianClient(url, ORG, TOKEN, max_connections=100) as client:
@@ -169,7 +169,7 @@ def main() -> None:
           f"live frame (40x200 terminal) {f['render_live_frame_ms']:.1f} ms, {f['live_frame_bytes']} bytes")
     print(f"  memory : peak Python allocations during a refresh + full render "
           f"{f['peak_python_mib_refresh_and_render']:.1f} MiB; process max RSS {f['max_rss_mib']:.0f} MiB")
-    from perianctl.watching import MAX_PAGE_SIZE, PAGE_SLACK
+    from perianctl.jobs.follow import MAX_PAGE_SIZE, PAGE_SLACK
 
     pages = -(-(f["jobs"] + PAGE_SLACK) // MAX_PAGE_SIZE)
     ok = goal(f"one list sweep per refresh ({pages} page(s) of {f['jobs']} jobs, no per-job GETs)",

@@ -4,7 +4,7 @@ Starts a sandbox (simulate runtime) in its own process and creates ``--jobs`` jo
 then measures, for the newest ``--baseline`` jobs and for all ``--jobs``:
 
 * **core** (a fresh child interpreter per size and mode, so figures do not mix): ``--refreshes``
-  refreshes of :class:`perianctl.watching.Poller` (the real sweep over loopback HTTP, transitions
+  refreshes of :class:`perianctl.jobs.follow.Poller` (the real sweep over loopback HTTP, transitions
   journalled) plus the renders ``watch`` does -- the live frame of a 40x200 terminal and the full
   table of every job -- reporting peak Python allocations (tracemalloc, in its own run because
   tracing costs memory itself) and max RSS (a run without tracemalloc), both above the RSS the
@@ -72,10 +72,10 @@ def rss_now() -> int:
 async def child_measure(url: str, ids: list[str], refreshes: int, trace: bool, journal_path: Path) -> dict[str, Any]:
     from rich.console import Console
 
+    from perianctl.jobs.follow import Poller
     from perianctl.journal import open_journal
     from perianctl.perian.client import PerianClient
     from perianctl.ui.live import LiveTableView, render_text
-    from perianctl.watching import Poller
 
     figures: dict[str, Any] = {"rss_after_imports": rss_now()}
     if trace:

@@ -1,6 +1,6 @@
 """Serialize the example tasks into ``examples/templates/<name>.pb`` and ``<name>.json``.
 
-Run it after changing an example (``tests/test_examples.py`` fails when the committed templates
+Run it after changing an example (``tests/integration/test_examples.py`` fails when the committed templates
 are stale)::
 
     .venv/bin/python examples/serialize.py            # rewrite examples/templates/

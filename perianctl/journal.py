@@ -223,7 +223,7 @@ class Journal:
                         limit: int = 20) -> list[tuple[str, str | None]]:
         """``(job_id, last_status)`` of the jobs whose id (dashes ignored) starts with the hex ``digits``.
 
-        With ``api_url``, only jobs of that API (or of none recorded). Used by :mod:`perianctl.jobids`.
+        With ``api_url``, only jobs of that API (or of none recorded). Used by :mod:`perianctl.jobs.ids`.
         """
         if not digits or any(c not in "0123456789abcdef" for c in digits):
             return []

@@ -8,7 +8,7 @@ run as ``python -m perianctl`` on *this* checkout). They are thin: at completion
 ``perianctl`` with ``_PERIANCTL_COMPLETE=complete_<shell>``, which answers from
 ``perianctl/_completion_spec.py`` -- the commands, options and static values of the Typer app,
 also written here -- without importing Typer. Regenerate after changing a command's options;
-``tests/test_completions.py`` fails while either is stale.
+``tests/integration/test_completions.py`` fails while either is stale.
 
 Nothing machine-specific ends up in the output: the program is found on ``PATH`` at completion
 time, and the header names no path.

@@ -90,7 +90,7 @@ def connector_target(ctx: typer.Context, flag: str | None, protocol: str | None 
         raise UsageError(f"invalid --protocol '{protocol}': expected v1, v2 or auto")
     if not value:
         return None
-    from perianctl.flyte.grpc_client import set_default_protocol, validate_target
+    from perianctl.connector.grpc_client import set_default_protocol, validate_target
 
     target = validate_target(value)
     set_default_protocol(protocol)
@@ -112,7 +112,7 @@ def run(coro: Coroutine[Any, Any, T], *, status: str | None = None) -> T:
 
 def validate_job_id(job_id: str) -> str:
     """A full job id (any case, dashes optional) in PERIAN's form; prefixes go through :func:`resolve_job_ids`."""
-    from perianctl.jobids import canonical, parse
+    from perianctl.jobs.ids import canonical, parse
 
     digits, full = parse(job_id)
     if not full:
@@ -124,7 +124,7 @@ def validate_job_id(job_id: str) -> str:
 def resolve_job_ids(
     ctx: typer.Context, ids: list[str] | None, *, last: bool, required: bool = True, api: bool = True
 ) -> list[str]:
-    """Explicit ids -- full, or any unique prefix (:mod:`perianctl.jobids`) -- and ``@last``, or ``--last``:
+    """Explicit ids -- full, or any unique prefix (:mod:`perianctl.jobs.ids`) -- and ``@last``, or ``--last``:
     the job this machine submitted most recently.
 
     ``api=False`` (``--connector``): prefixes are looked up in the journal, and in the PERIAN API
@@ -137,8 +137,8 @@ def resolve_job_ids(
         raise UsageError("give one or more JOB_IDs (a unique prefix is enough), or --last")
     if not wanted:
         return []
-    from perianctl.jobids import canonical, parse
-    from perianctl.jobids import resolve as resolve_ids
+    from perianctl.jobs.ids import canonical, parse
+    from perianctl.jobs.ids import resolve as resolve_ids
 
     parsed = [parse(job_id) for job_id in wanted]  # a malformed id fails before any settings are read
     if all(full for _, full in parsed):

@@ -13,7 +13,7 @@ from perianctl.commands.common import output_option
 from perianctl.errors import ExitCode, PerianctlError, UnavailableError, UsageError
 
 if TYPE_CHECKING:
-    from perianctl.flyte.propeller_sim import Scenario
+    from perianctl.connector.check import Scenario
 
 connector_app = typer.Typer(
     name="connector",
@@ -46,7 +46,7 @@ def _scenarios(names: list[str] | None, rules: list[str] | None, *, retries: int
                job_seconds: float | None, abort_after: float | None, restart_after: float | None) -> list[Scenario]:
     from dataclasses import replace
 
-    from perianctl.flyte.propeller_sim import DEFAULT_SCENARIOS, SCENARIOS, Scenario
+    from perianctl.connector.check import DEFAULT_SCENARIOS, SCENARIOS, Scenario
     from perianctl.sandbox.impolite import ImpoliteRuleError, parse_rule, rules_from_json
 
     chosen: list[Scenario] = []
@@ -84,7 +84,7 @@ def _scenarios(names: list[str] | None, rules: list[str] | None, *, retries: int
 
 
 def _targets(values: list[str]) -> list[str]:
-    from perianctl.flyte.grpc_client import validate_target
+    from perianctl.connector.grpc_client import validate_target
 
     targets = [validate_target(part) for value in values for part in value.split(",") if part.strip()]
     if not targets:
@@ -165,7 +165,7 @@ def check(
     if output not in ("text", "json"):
         raise UsageError(f"unknown output format '{output}' (text or json)")
     if list_scenarios:
-        from perianctl.flyte.propeller_sim import SCENARIOS
+        from perianctl.connector.check import SCENARIOS
 
         for item in SCENARIOS.values():
             rules = " ".join(item.rules) or "-"
@@ -196,7 +196,7 @@ def _run_check(addresses: list[str], sandbox_url: str, chosen: list[Scenario], *
     import shutil
     import tempfile
 
-    from perianctl.flyte.propeller_sim import (
+    from perianctl.connector.check import (
         ConnectorUnavailable,
         PropellerConfig,
         SandboxUnavailable,

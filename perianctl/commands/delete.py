@@ -96,7 +96,7 @@ async def _cancel_all(ctx: typer.Context, ids: list[str]) -> list[_Outcome]:
 
 
 def _delete_via_connector(target: str, ids: list[str]) -> list[_Outcome]:
-    from perianctl.flyte.grpc_client import delete_many_via_connector
+    from perianctl.connector.grpc_client import delete_many_via_connector
 
     results = run(delete_many_via_connector(target, ids), status=f"waiting for connector {target}")
     return [

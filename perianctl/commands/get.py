@@ -23,8 +23,8 @@ from perianctl.commands.common import (
 )
 
 if TYPE_CHECKING:
+    from perianctl.connector.grpc_client import TaskStatus
     from perianctl.errors import PerianctlError
-    from perianctl.flyte.grpc_client import TaskStatus
     from perianctl.perian.models import JobView
     from perianctl.ui.output import OutputFormat
 
@@ -87,8 +87,8 @@ async def _fetch(ctx: typer.Context, ids: list[str]) -> tuple[list[JobView], lis
 def _fetch_via_connector(target: str, ids: list[str]) -> tuple[list[TaskStatus], list[PerianctlError]]:
     from dataclasses import replace
 
+    from perianctl.connector.grpc_client import TaskStatus, get_many_via_connector
     from perianctl.errors import PerianctlError
-    from perianctl.flyte.grpc_client import TaskStatus, get_many_via_connector
     from perianctl.journal import open_journal
 
     prefixes: dict[str, str] = {}

@@ -185,7 +185,7 @@ async def _logs_via_connector(target: str, job_id: str, *, follow: bool, tail: i
     """GetTaskLogs (all pages) as text; with ``follow``, again until GetTask says the task ended."""
     import asyncio
 
-    from perianctl.flyte.grpc_client import TaskStatus, get_via_connector, logs_via_connector
+    from perianctl.connector.grpc_client import TaskStatus, get_via_connector, logs_via_connector
     from perianctl.ui.console import info
 
     state = _Follow(job_id, follow=follow, tail=tail, interval=interval, as_json=as_json,

@@ -137,8 +137,8 @@ def serve(
     # /metrics listens where gRPC does ("[::]" keeps its historical all-interfaces IPv4 bind).
     metrics_host = "0.0.0.0" if host == "[::]" else host.strip("[]")
 
-    from perianctl.flyte.connector import DEFAULT_LOG_LINK, ConnectorSettings
-    from perianctl.serve.server import ServeOptions, serve_until_signalled
+    from perianctl.connector.server import ServeOptions, serve_until_signalled
+    from perianctl.connector.service import DEFAULT_LOG_LINK, ConnectorSettings
 
     gopts = options(ctx)
     http_client = http_client.lower()

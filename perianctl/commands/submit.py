@@ -384,7 +384,7 @@ def _print_dry_run(ctx: typer.Context, body: dict[str, object], launch: Prepared
 def _via_connector(
     ctx: typer.Context, address: str, launch: PreparedLaunch, *, dry_run: bool, output: str, own_prefix: bool
 ) -> tuple[str | None, str | None]:
-    from perianctl.flyte import grpc_client
+    from perianctl.connector import grpc_client
 
     if dry_run:
         from google.protobuf import json_format

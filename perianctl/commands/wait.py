@@ -37,10 +37,10 @@ def wait(
 ) -> None:
     from perianctl.commands.watch import follow
     from perianctl.errors import UsageError
+    from perianctl.jobs.follow import WaitFor
     from perianctl.timeparse import parse_duration
     from perianctl.ui.console import state
     from perianctl.ui.output import parse_format
-    from perianctl.watching import WaitFor
 
     try:
         condition = WaitFor(wait_for.lower())
@@ -74,8 +74,8 @@ def follow_after_submit(
     """
     from perianctl.commands.watch import ViewKind, follow
     from perianctl.errors import UsageError
+    from perianctl.jobs.follow import WaitFor
     from perianctl.ui.console import state
-    from perianctl.watching import WaitFor
 
     if mode not in ("wait", "watch"):
         raise UsageError(f"unknown follow mode '{mode}'")
@@ -97,7 +97,7 @@ def follow_via_connector(
     """``submit --connector --wait/--watch``: poll the connector's GetTask until the task ends.
 
     One line per phase change on stderr (nothing with ``-q``); the exit code follows the phase
-    (:attr:`perianctl.flyte.grpc_client.TaskStatus.exit_code`), 5 when ``timeout`` is reached; a
+    (:attr:`perianctl.connector.grpc_client.TaskStatus.exit_code`), 5 when ``timeout`` is reached; a
     failure's error line is returned, not printed (as :func:`follow_after_submit`).
     Ctrl-C detaches (130) and never cancels the job. Observations with PERIAN's status go into the
     journal, so ``get --history`` shows them.
@@ -105,8 +105,8 @@ def follow_via_connector(
     import sys
 
     from perianctl.commands.common import run
+    from perianctl.connector.grpc_client import TaskStatus, WaitTimedOut, wait_via_connector
     from perianctl.errors import PerianctlError
-    from perianctl.flyte.grpc_client import TaskStatus, WaitTimedOut, wait_via_connector
     from perianctl.journal import Observation, open_journal
     from perianctl.ui.console import info, state
 

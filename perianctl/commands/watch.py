@@ -23,9 +23,9 @@ from perianctl.commands.common import (
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from perianctl.jobs.follow import WaitFor, WaitResult, WatchedJob
     from perianctl.journal import Journal
     from perianctl.ui.live import WatchView
-    from perianctl.watching import WaitFor, WaitResult, WatchedJob
 
 ViewKind = Literal["live", "lines", "json", "quiet"]
 
@@ -54,8 +54,8 @@ def watch(
     ] = DEFAULT_MAX_UNAVAILABLE,
 ) -> None:
     from perianctl.errors import UsageError
+    from perianctl.jobs.follow import WaitFor
     from perianctl.timeparse import parse_duration
-    from perianctl.watching import WaitFor
 
     if output not in ("table", "json"):
         raise UsageError(f"invalid output format '{output}' (choose: table, json)")
@@ -107,11 +107,11 @@ def follow(
 
     async def watching() -> tuple[WaitResult, str]:
         from perianctl.errors import PerianctlError
+        from perianctl.jobs.follow import Poller
+        from perianctl.jobs.follow import wait_for as wait_until
         from perianctl.journal import open_journal_best_effort
         from perianctl.perian.client import RetryPolicy
         from perianctl.ui.live import summary_line
-        from perianctl.watching import Poller
-        from perianctl.watching import wait_for as wait_until
 
         # Short client-side retries: a refresh that fails is retried by the poller's back-off anyway,
         # and a quick failure lets the view show "stale" instead of freezing for a minute.

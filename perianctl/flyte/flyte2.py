@@ -21,10 +21,10 @@ protocol, from the same image).
 
 The connector (:class:`PerianFlyte2Connector`) is a ``flyte.connectors.AsyncConnector`` registered
 in flyte's ``ConnectorRegistry`` when this module is imported -- which the ``flyte.connectors``
-entry point (:mod:`perianctl.flyte.flyte2_entry`) does, so the SDK's own connector server
+entry point (:mod:`perianctl.connector.flyte2_entry`) does, so the SDK's own connector server
 (``flyte serve connector``) and its local executor (``AsyncConnectorExecutorMixin``) find it. It
-holds no PERIAN logic: every call goes to :class:`~perianctl.flyte.v2.PerianV2` over the one
-:class:`~perianctl.flyte.connector.PerianConnector`.
+holds no PERIAN logic: every call goes to :class:`~perianctl.connector.v2.PerianV2` over the one
+:class:`~perianctl.connector.service.PerianConnector`.
 
 Local execution (``flyte.run`` without a backend): a :class:`PerianContainerTask` always goes
 through the connector. Its command gets ``{{.inputs.<name>}}`` and ``{{.outputPrefix}}``
@@ -56,7 +56,7 @@ from flyte.models import NativeInterface, SerializationContext
 from flyteidl2.core import execution_pb2 as e2
 from google.protobuf import json_format
 
-from perianctl.flyte.connector import (
+from perianctl.connector.service import (
     CONNECTOR_NAME,
     TASK_TYPE,
     TASK_TYPE_VERSION,
@@ -64,8 +64,8 @@ from perianctl.flyte.connector import (
     PerianConnector,
     PerianMetadata,
 )
+from perianctl.connector.v2 import PerianV2
 from perianctl.flyte.task import PerianConfig, _custom
-from perianctl.flyte.v2 import PerianV2
 
 __all__ = [
     "PerianConfig",

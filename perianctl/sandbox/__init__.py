@@ -15,7 +15,7 @@ Modules:
 * :mod:`~perianctl.sandbox.faults` -- latency and fault injection (500/503/connection reset).
 * :mod:`~perianctl.sandbox.server` -- uvicorn in the foreground, or ``EmbeddedSandbox`` in a thread.
 * :mod:`~perianctl.sandbox.daemon` -- ``start``/``stop``/``status`` of a detached sandbox.
-* :mod:`~perianctl.sandbox.forkserver` -- pre-imported process that forks sandboxes fast (tests).
+* :mod:`~tests.support.forkserver` -- pre-imported process that forks sandboxes fast (tests).
 
 State dir layout (``--state-dir``, default ``<perianctl state dir>/sandbox``)::
 

@@ -223,7 +223,7 @@ def _declare_error_responses(app: FastAPI) -> None:
     """Document in the OpenAPI document every error status the routes answer (the §2 envelope).
 
     Done once over all routes rather than per decorator, so that a route added later is covered
-    too, and so that a fuzzer (tests/test_sandbox_schema_fuzz.py) can hold every answer to the
+    too, and so that a fuzzer (tests/integration/test_sandbox_schema_fuzz.py) can hold every answer to the
     document: PERIAN routes answer 400 (client errors, exact ``detail`` texts), 401 (credentials),
     413 (a body over the size cap), 500 (never on purpose: fault injection) and 503 (starting or
     stopping); admin routes only what they answer.
@@ -564,7 +564,7 @@ def _register_admin_routes(app: FastAPI, state: SandboxState) -> None:
 
 def _job_summary(row: JobRow) -> dict[str, Any]:
     """One job for ``GET /_sandbox/jobs``: status plus the attempt identity a connector stamped on it."""
-    from perianctl.flyte.idempotency import ATTEMPT_ENV, NODE_TAG_ENV
+    from perianctl.connector.idempotency import ATTEMPT_ENV, NODE_TAG_ENV
     from perianctl.perian.client import IDEMPOTENCY_ENV
 
     params = (row.view.get("docker_metadata") or {}).get("docker_run_parameters") or {}

@@ -24,12 +24,7 @@ from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from perianctl.flyte.phase import FlytePhase
-from perianctl.perian.pricing import job_cost
-from perianctl.redact import scrub
-from perianctl.text import one_line as _one_line
-from perianctl.ui.jobs import cost_text, elapsed, human_duration, iso, message_for
-from perianctl.ui.tables import Fit
-from perianctl.watching import (
+from perianctl.jobs.follow import (
     Poller,
     RefreshResult,
     TransitionEvent,
@@ -38,6 +33,11 @@ from perianctl.watching import (
     describe_outcome,
     iso_time,
 )
+from perianctl.perian.pricing import job_cost
+from perianctl.redact import scrub
+from perianctl.text import one_line as _one_line
+from perianctl.ui.jobs import cost_text, elapsed, human_duration, iso, message_for
+from perianctl.ui.tables import Fit
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -239,7 +239,7 @@ def render_text(jobs: Sequence[WatchedJob], labels: Labeler, *, width: int = 200
 
 
 class WatchView(Protocol):
-    """What :func:`perianctl.watching.wait_for` drives; each output mode implements it."""
+    """What :func:`perianctl.jobs.follow.wait_for` drives; each output mode implements it."""
 
     def start(self) -> None: ...
 

@@ -320,15 +320,19 @@ class _ForkedProcess:
         self.send_signal(signal.SIGKILL)
 
 
+_REPO = Path(__file__).resolve().parents[2]
+
+
 class _ForkServer:
-    """``perianctl.sandbox.forkserver`` for this session: sandboxes start in ~0.2 s, not ~1 s."""
+    """``tests.support.forkserver`` for this session: sandboxes start in ~0.2 s, not ~1 s."""
 
     def __init__(self, log_path: Path) -> None:
         self.log_path = log_path
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "perianctl.sandbox.forkserver"], stdin=subprocess.PIPE,
+                [sys.executable, "-m", "tests.support.forkserver"], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=log, env=_child_env(), start_new_session=True, text=True,
+                cwd=_REPO,  # ``-m tests.support.forkserver`` is found from the repository root
             )
         assert self.proc.stdout is not None
         hello = self.proc.stdout.readline()

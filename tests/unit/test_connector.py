@@ -1,0 +1,178 @@
+"""Pure parts of the connector: secrets lookup, idempotency keys, resource meta, registration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from flyteidl.admin import agent_pb2
+
+from perianctl.connector import grpc_client as gc
+from perianctl.connector.idempotency import execution_ref, idempotency_for, strip_attempt
+from perianctl.connector.secrets import resolve_secrets
+from tests.support.connector import execution_metadata, output_prefix, perian_template
+
+# ---------------------------------------------------------------------- secrets
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {"FLYTE_SECRETS_DEFAULT_DIR": str(tmp_path), "PERIANCTL_CONFIG": str(tmp_path / "none.toml"), **extra}
+
+
+def test_secret_lookup_order_env_then_file_then_config(tmp_path: Path) -> None:
+    (tmp_path / "perian_token").write_text("from-file\n")
+    (tmp_path / "perian_organization").write_text("org-file")
+    (tmp_path / "aws_access_key_id").write_text("AKIAFILE")
+    env = _env(tmp_path, _FSEC_PERIAN_TOKEN="from-env", PERIAN_ORGANIZATION="org-config")
+    resolved = resolve_secrets(environ=env)
+    assert resolved.token == "from-env" and resolved.sources["perian_token"] == "env _FSEC_PERIAN_TOKEN"
+    assert resolved.organization == "org-file"  # a mounted secret beats perianctl's own settings
+    assert resolved.sources["perian_organization"] == f"file {tmp_path / 'perian_organization'}"
+    assert resolved.get("aws_access_key_id") == "AKIAFILE"
+    assert "from-env" not in repr(resolved) and "from-env" not in resolved.describe()
+
+    fallback = resolve_secrets(environ=_env(tmp_path / "empty", PERIAN_ORGANIZATION="o", PERIAN_TOKEN="t-123"))
+    assert (fallback.organization, fallback.token) == ("o", "t-123")
+    assert fallback.sources["perian_token"] == "env PERIAN_TOKEN"
+    explicit = resolve_secrets(organization="x", token="y-123", environ=env)
+    assert (explicit.organization, explicit.token) == ("x", "y-123")
+
+
+def test_secret_prefixes_and_no_bare_env_for_storage_keys(tmp_path: Path) -> None:
+    (tmp_path / "pfx_perian_token").write_text("tok")
+    env = _env(tmp_path, FLYTE_SECRETS_FILE_PREFIX="pfx_", FLYTE_SECRETS_ENV_PREFIX="MY_",
+               MY_PERIAN_ORGANIZATION="org", AWS_ACCESS_KEY_ID="pod-own-key", _FSEC_AWS_SECRET_ACCESS_KEY="ignored")
+    resolved = resolve_secrets(environ=env)
+    assert (resolved.organization, resolved.token) == ("org", "tok")
+    assert resolved.get("aws_access_key_id") is None  # the pod's own AWS variables are never forwarded
+    assert resolved.get("aws_secret_access_key") is None  # the prefix is MY_ here, not _FSEC_
+    (tmp_path / "pfx_perian_organization").write_text("   \n")
+    assert resolve_secrets(environ={**env, "MY_PERIAN_ORGANIZATION": ""}).organization is None  # blank = missing
+
+
+def test_job_secrets_for_the_translator(tmp_path: Path) -> None:
+    env = _env(tmp_path, _FSEC_AWS_ACCESS_KEY_ID="AKIA", _FSEC_AWS_SECRET_ACCESS_KEY="s3cr3t",
+               _FSEC_DOCKER_REGISTRY_URL="ghcr.io")
+    job = resolve_secrets(environ=env).job_secrets()
+    assert (job.aws_access_key_id, job.aws_secret_access_key, job.docker_registry_url) == ("AKIA", "s3cr3t", "ghcr.io")
+    assert job.google_application_credentials is None
+
+
+# ---------------------------------------------------------------------- idempotency
+
+
+def test_attempt_key_and_node_tag() -> None:
+    template = perian_template()
+    exec_a = "aaaaaaaaaaaaaaaaaaaa"
+    k0 = idempotency_for(execution_metadata(template, exec_a, attempt=0), output_prefix(exec_a, attempt=0))
+    k0_again = idempotency_for(execution_metadata(template, exec_a, attempt=0), output_prefix(exec_a, attempt=0))
+    k1 = idempotency_for(execution_metadata(template, exec_a, attempt=1), output_prefix(exec_a, attempt=1))
+    other_node = idempotency_for(execution_metadata(template, exec_a, node="n1"), output_prefix(exec_a, "n1"))
+    other_exec = idempotency_for(execution_metadata(template, "b" * 20), output_prefix("b" * 20))
+    assert k0 == k0_again
+    assert k0.key != k1.key and k0.node_tag == k1.node_tag and (k0.attempt, k1.attempt) == (0, 1)
+    assert len({k0.node_tag, other_node.node_tag, other_exec.node_tag}) == 3
+    assert k0.key.startswith("pk1-a-") and len(k0.key) == 30
+    env = k1.env()
+    assert env["PERIANCTL_FLYTE_ATTEMPT"] == "1" and env["FLYTE_INTERNAL_EXECUTION_ID"] == exec_a
+    assert env["PERIANCTL_FLYTE_EXECUTION"] == f"flytesnacks/development/{exec_a}/n0#1"
+
+
+def test_array_subtasks_share_node_id_but_not_keys() -> None:
+    template = perian_template()
+    meta = execution_metadata(template, "c" * 20)
+    a = idempotency_for(meta, "s3://b/m/n0/data/0/0/0")
+    b = idempotency_for(meta, "s3://b/m/n0/data/0/1/0")
+    assert a.key != b.key and a.node_tag != b.node_tag
+
+
+def test_without_metadata_the_output_prefix_is_the_key() -> None:
+    empty = agent_pb2.TaskExecutionMetadata()  # what flytekit's servicer makes of a missing message
+    assert execution_ref(empty) is None and execution_ref(None) is None
+    a = idempotency_for(empty, "s3://bucket/raw/abc")
+    assert a == idempotency_for(None, "s3://bucket/raw/abc")
+    assert a.key.startswith("pk1-o-") and a.node_tag is None and a.env() == {}
+    assert a.key != idempotency_for(None, "s3://bucket/raw/abd").key
+
+
+def test_flytekit_model_and_proto_give_the_same_key() -> None:
+    from flytekit.models.task import TaskExecutionMetadata
+
+    proto = execution_metadata(perian_template(), "d" * 20, attempt=2)
+    model = TaskExecutionMetadata.from_flyte_idl(proto)
+    assert idempotency_for(model, "p") == idempotency_for(proto, "p")
+
+
+def test_strip_attempt() -> None:
+    assert strip_attempt("s3://b/x/n0/data/2", 2) == "s3://b/x/n0/data"
+    assert strip_attempt("s3://b/x/n0/data/2/", 2) == "s3://b/x/n0/data"
+    assert strip_attempt("s3://b/x/n0/data/3", 2) == "s3://b/x/n0/data/3"
+
+
+# ---------------------------------------------------------------------- resource meta
+
+
+def test_resource_meta_is_the_official_format() -> None:
+    from perianctl.connector.service import PerianMetadata
+
+    meta = PerianMetadata(job_id="3f2c1a4e-0b1d-4c5e-9f00-1234567890ab")
+    assert meta.encode() == b'{"job_id": "3f2c1a4e-0b1d-4c5e-9f00-1234567890ab"}'
+    assert gc.resource_meta_for(meta.job_id) == meta.encode()
+    assert PerianMetadata.decode(json.dumps({"job_id": "x", "v": 2, "output_prefix": "s3://"}).encode()).job_id == "x"
+    for bad in (b"", b"[]", b'{"id": "x"}', b'{"job_id": ""}', b"\xff"):
+        with pytest.raises(ValueError):
+            PerianMetadata.decode(bad)
+    assert gc.job_id_from_resource_meta(b'{"job_id": "y"}') == "y" and gc.job_id_from_resource_meta(b"x") is None
+
+
+def test_route_label_has_bounded_cardinality() -> None:
+    from perianctl.connector.service import _route
+
+    assert _route("/job/3f2c1a4e-0b1d/cancel") == "/job/{id}/cancel"
+    assert _route("/job") == "/job"
+    assert _route("/instance-type/abc") == "/instance-type/{id}"
+
+
+# ---------------------------------------------------------------------- registration
+
+
+def test_register_all_twice_and_over_an_official_connector() -> None:
+    from flytekit.extend.backend.base_connector import ConnectorRegistry
+
+    from perianctl.connector.register import register_all
+    from perianctl.connector.service import PerianConnector, PerianMetadata
+
+    class OfficialLookalike(PerianConnector):
+        name = "Perian Connector"
+
+    saved_registry = dict(ConnectorRegistry._REGISTRY)
+    saved_meta = dict(ConnectorRegistry._METADATA)
+    try:
+        ConnectorRegistry.register(OfficialLookalike(), override=True)  # as the official plugin would
+        first = register_all(force=True)
+        second = register_all(force=True)
+        assert isinstance(second, PerianConnector) and first is not second
+        assert ConnectorRegistry.get_connector("perian_task") is second
+        advertisers = [a.name for a in ConnectorRegistry.list_connectors() if "perian_task" in a.supported_task_types]
+        assert advertisers == ["PERIAN Connector (perianctl)"]
+        assert second.metadata_type is PerianMetadata
+    finally:
+        ConnectorRegistry._REGISTRY.clear()
+        ConnectorRegistry._REGISTRY.update(saved_registry)
+        ConnectorRegistry._METADATA.clear()
+        ConnectorRegistry._METADATA.update(saved_meta)
+
+
+def test_synthetic_metadata_looks_like_propellers() -> None:
+    template = perian_template()
+    meta = gc.synthetic_execution_metadata(template, execution_name="e" * 20, node_id="n3", retry_attempt=1)
+    tid = meta.task_execution_id
+    assert tid.task_id.name == template.id.name and tid.task_id.resource_type == 1  # TASK
+    assert (tid.node_execution_id.node_id, tid.retry_attempt) == ("n3", 1)
+    assert meta.namespace == "flytesnacks-development"
+    assert meta.labels["execution-id"] == "e" * 20
+    name = gc.new_execution_name()
+    assert len(name) == 20 and name[0].isalpha()
+    request = gc.build_create_request(template, None, "s3://b/p")
+    assert request.HasField("inputs") and request.task_execution_metadata.task_execution_id.node_execution_id.node_id
