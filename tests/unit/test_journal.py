@@ -1,8 +1,10 @@
-"""The local journal: transitions recorded once, --last semantics, concurrent writers, damage handling."""
+"""The local journal: transitions recorded once, --last semantics, damage handling.
+
+Concurrent writer processes: tests/integration/test_journal_processes.py.
+"""
 
 from __future__ import annotations
 
-import multiprocessing
 import stat
 from pathlib import Path
 
@@ -37,30 +39,6 @@ def test_last_is_the_last_submitted_not_the_last_observed(tmp_path: Path) -> Non
         assert journal.last_job_id(profile="p1") == "a"
         assert [j.job_id for j in journal.jobs()] == ["b", "a"]
         assert {j.job_id for j in journal.jobs(submitted_only=False)} == {"a", "b", "c"}
-
-
-def _writer(db: str, worker: int) -> None:
-    with open_journal(Path(db)) as journal:
-        for i in range(50):
-            job = f"w{worker}-{i}"
-            journal.record_submission(job)
-            journal.observe(job, "Queued")
-            journal.observe(job, "Done")
-
-
-def test_concurrent_processes_lose_nothing(tmp_path: Path) -> None:
-    db = tmp_path / "j.db"
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(str(db), w)) for w in range(4)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
-    with open_journal(db) as journal:
-        jobs = journal.jobs(limit=1000)
-        assert len(jobs) == 200
-        assert all(len(journal.history(j.job_id)) == 2 for j in jobs)
 
 
 def test_damaged_journal_is_a_one_line_error(tmp_path: Path) -> None:
