@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 
-from perianctl.sandbox.impolite import ImpoliteRule, ImpoliteRuleError, parse_rule, rules_from_json
 from tests.plugins.cli import CliRunner, assert_one_line_error
 from tests.plugins.sandbox import SandboxFactory, SandboxHandle
 
@@ -291,23 +290,6 @@ def test_cli_unreachable_sandbox_is_exit_8(run_cli: CliRunner) -> None:
         port = probe.getsockname()[1]
     result = run_cli("sandbox", "impolite", "--show", "--url", f"http://127.0.0.1:{port}")
     assert_one_line_error(result, 8)
-
-
-# --------------------------------------------------------------------------- rule model
-
-
-@pytest.mark.parametrize("text", ["create=slow:7s", "create=stall:15s,count=1", "*=refuse:10s",
-                                  "*=429:count=20,retry-after=2s", "cancel=slow:0.25s,commit=no", "get=429",
-                                  "list=429:0.5s,retry-after=0.1s"])
-def test_compact_syntax_round_trips(text: str) -> None:
-    rule = parse_rule(text)
-    assert rule.spec() == text
-    assert parse_rule(rule.spec()) == rule == ImpoliteRule.from_json(rule.to_json())
-
-
-def test_one_refuse_window_at_a_time() -> None:
-    with pytest.raises(ImpoliteRuleError, match="one refuse"):
-        rules_from_json({"rules": [parse_rule("*=refuse:1s").to_json(), parse_rule("*=refuse:2s").to_json()]})
 
 
 def test_admin_finish_ends_a_simulated_job(sandbox: SandboxHandle) -> None:
