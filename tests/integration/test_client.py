@@ -6,15 +6,13 @@ import asyncio
 import time
 import uuid
 
-import httpx
 import pytest
 
 from perianctl.errors import AuthError, NotFoundError, UnavailableError, ValidationFailed
-from perianctl.perian.client import IDEMPOTENCY_ENV, PerianClient, RetryPolicy, auth_headers
+from perianctl.perian.client import IDEMPOTENCY_ENV, PerianClient
 from perianctl.perian.models import CreateJobRequest, DockerRunParameters, InstanceTypeQueryInput
 from tests.plugins.sandbox import SandboxHandle
-
-FAST = RetryPolicy(attempts=6, timeout=20, wait_initial=0.01, wait_max=0.05, wait_jitter=0.01)
+from tests.support.client import FAST
 
 
 def request(command: str = "echo hi", **env: str) -> CreateJobRequest:
@@ -27,12 +25,6 @@ def request(command: str = "echo hi", **env: str) -> CreateJobRequest:
 
 def client_for(sb: SandboxHandle, **kwargs: object) -> PerianClient:
     return PerianClient(sb.url, sb.org, sb.token, retry=FAST, **kwargs)  # type: ignore[arg-type]
-
-
-def test_auth_headers_keep_an_explicit_bearer() -> None:
-    assert auth_headers("o", "t")["Authorization"] == "Bearer t"
-    assert auth_headers("o", "Bearer t")["Authorization"] == "Bearer t"
-    assert auth_headers("o", "t")["X-PERIAN-AUTH-ORG"] == "o"
 
 
 async def test_create_get_list_cancel_round_trip(sandbox: SandboxHandle) -> None:
@@ -112,38 +104,3 @@ async def test_create_without_key_does_not_guess_after_an_ambiguous_failure(sand
         with pytest.raises(UnavailableError, match="may or may not exist"):
             await client.create_job(request())
     assert sb.stats()["jobs_created"] == 1
-
-
-async def test_retry_after_is_honoured(sandbox_factory) -> None:  # type: ignore[no-untyped-def]
-    """A 429 with Retry-After: the client waits at least that long before trying again."""
-    calls: list[float] = []
-    loop = asyncio.get_running_loop()
-    state = {"n": 0}
-
-    def handler(req: httpx.Request) -> httpx.Response:
-        calls.append(loop.time())
-        state["n"] += 1
-        if state["n"] == 1:
-            return httpx.Response(429, headers={"Retry-After": "0.4"}, json={"detail": "slow down"})
-        return httpx.Response(200, json={"status_code": 200, "jobs": [], "pagination": {}})
-
-    async with PerianClient("http://perian.test", "o", "t", retry=FAST, transport=httpx.MockTransport(handler)) as c:
-        await c.list_jobs()
-    assert len(calls) == 2 and calls[1] - calls[0] >= 0.35
-
-
-async def test_garbage_responses_are_protocol_errors() -> None:
-    from perianctl.errors import ProtocolError
-
-    bodies = [b"<html>oops</html>", b"[1,2]", b'{"jobs": "nope", "status_code": 200}', b"\xff\xfe"]
-    for body in bodies:
-        transport = httpx.MockTransport(lambda req, body=body: httpx.Response(200, content=body))
-        async with PerianClient("http://perian.test", "o", "t", retry=FAST, transport=transport) as c:
-            with pytest.raises(ProtocolError):
-                await c.list_jobs()
-    # Unknown fields and unknown statuses parse fine.
-    payload = {"status_code": 200, "jobs": [{"id": "x", "status": "Hibernating", "new_field": {"a": 1}}]}
-    transport = httpx.MockTransport(lambda req: httpx.Response(200, json=payload))
-    async with PerianClient("http://perian.test", "o", "t", retry=FAST, transport=transport) as c:
-        job = (await c.list_jobs()).jobs[0]
-    assert job.status == "Hibernating" and job.workload_status is None
