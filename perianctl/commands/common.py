@@ -56,25 +56,14 @@ def options(ctx: typer.Context) -> GlobalOptions:
 
 
 def make_client(ctx: typer.Context, **kwargs: Any) -> PerianClient:
-    """The PERIAN client for this invocation's settings (credentials required).
+    """The PERIAN client for this invocation's settings (credentials required); see
+    :func:`perianctl.jobs.backend.perian_client`."""
+    from perianctl.jobs.backend import perian_client
 
-    Every call is bounded by the ``api_timeout`` setting (``--api-timeout``), retries included; a
-    ``retry`` policy with a shorter ``timeout`` (``watch`` polls) keeps its own.
-    """
-    from perianctl.perian.client import PerianClient
-
-    settings = options(ctx).settings()
-    organization, token = settings.require_credentials()
-    budget = settings.api_timeout
-    if kwargs.get("retry") is not None:
-        budget = min(budget, kwargs["retry"].timeout)
-    kwargs.setdefault("budget", budget)
-    kwargs.setdefault("read_timeout", min(30.0, budget))
-    kwargs.setdefault("on_unreadable", _warn_unreadable)
-    return PerianClient(settings.api_url, organization, token, **kwargs)
+    return perian_client(options(ctx).settings(), on_unreadable=warn_unreadable, **kwargs)
 
 
-def _warn_unreadable(what: str, problem: Any) -> None:
+def warn_unreadable(what: str, problem: Any) -> None:
     """One ``warning:`` line on stderr per odd item: the job, the fields, never their values."""
     from perianctl.ui.console import warn
 

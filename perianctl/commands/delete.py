@@ -7,7 +7,6 @@ done, so this always succeeds when the connector answers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -17,24 +16,17 @@ from perianctl.commands.common import (
     LastOption,
     ProtocolOption,
     connector_target,
-    make_client,
+    options,
     output_option,
     resolve_job_ids,
     run,
     stdin_is_tty,
+    warn_unreadable,
 )
 
 if TYPE_CHECKING:
-    from perianctl.perian.client import PerianClient
+    from perianctl.jobs.operations import CancelOutcome
     from perianctl.ui.output import OutputFormat
-
-
-@dataclass
-class _Outcome:
-    job_id: str
-    result: str  # cancelled | already_done | not_found | error | delete_sent (via a connector)
-    message: str
-    exit_code: int = 0  # for "error": the failure's documented exit code (6 auth, 8 unavailable, ...)
 
 
 def delete(
@@ -74,7 +66,10 @@ def delete(
 
             raise DeclinedError(f"not confirmed: nothing was cancelled ({noun} keeps running)"
                                 if len(ids) == 1 else f"not confirmed: none of the {noun} was cancelled")
-    outcomes = _delete_via_connector(target, ids) if target else run(_cancel_all(ctx, ids), status="waiting for PERIAN")
+    from perianctl.jobs.operations import cancel_jobs
+
+    outcomes = run(cancel_jobs(options(ctx).settings(), ids, connector=target, on_unreadable=warn_unreadable),
+                   status=f"waiting for connector {target}" if target else "waiting for PERIAN")
     _report(outcomes, fmt)
     for outcome in outcomes:
         if outcome.result == "error":
@@ -88,39 +83,7 @@ def delete(
         raise PerianctlError("some jobs had already finished (--strict)")
 
 
-async def _cancel_all(ctx: typer.Context, ids: list[str]) -> list[_Outcome]:
-    import asyncio
-
-    async with make_client(ctx) as client:
-        return list(await asyncio.gather(*(_cancel_one(client, job_id) for job_id in ids)))
-
-
-def _delete_via_connector(target: str, ids: list[str]) -> list[_Outcome]:
-    from perianctl.connector.grpc_client import delete_many_via_connector
-
-    results = run(delete_many_via_connector(target, ids), status=f"waiting for connector {target}")
-    return [
-        _Outcome(job_id, "delete_sent", f"DeleteTask OK via connector {target}") if exc is None
-        else _Outcome(job_id, "error", exc.message, int(exc.exit_code))
-        for job_id, exc in zip(ids, results, strict=True)
-    ]
-
-
-async def _cancel_one(client: PerianClient, job_id: str) -> _Outcome:
-    from perianctl.errors import NotFoundError, PerianctlError
-
-    try:
-        result = await client.cancel_job(job_id)
-    except NotFoundError:
-        return _Outcome(job_id, "not_found", "no such job")
-    except PerianctlError as exc:
-        return _Outcome(job_id, "error", exc.message, int(exc.exit_code))
-    if result.already_done:
-        return _Outcome(job_id, "already_done", "already finished; nothing to cancel")
-    return _Outcome(job_id, "cancelled", "cancel requested")
-
-
-def _report(outcomes: list[_Outcome], fmt: OutputFormat | None) -> None:
+def _report(outcomes: list[CancelOutcome], fmt: OutputFormat | None) -> None:
     from perianctl.ui.console import info, write_out
     from perianctl.ui.output import OutputFormat, emit_data
 

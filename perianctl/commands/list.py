@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from perianctl.commands.common import OutputOption, make_client, run
+from perianctl.commands.common import OutputOption, make_client, options, run
 
 if TYPE_CHECKING:
     from perianctl.perian.models import JobView, PaginationMetadata
@@ -26,10 +26,20 @@ def list_jobs(
     all_pages: Annotated[bool, typer.Option("--all", "-A", help="Every page (with --local: the whole journal).")] = False,
     local: Annotated[bool, typer.Option("--local", help="List jobs from the local journal instead.")] = False,
     output: str = OutputOption,
+    connector: Annotated[str | None, typer.Option(
+        "--connector", metavar="HOST:PORT", hidden=True,
+        help="Not possible: the connector protocol has no list call (exit 2).")] = None,
 ) -> None:
-    from perianctl.commands.get import record_observations, show_jobs
+    from perianctl.jobs.observations import record_views
+    from perianctl.ui.jobs import show_jobs
     from perianctl.ui.output import parse_format
 
+    if connector and connector.strip():
+        # Only the flag: the 'connector' setting is the default of the job commands that can use
+        # one, and list never could, so a profile with a connector still lists from the API.
+        from perianctl.jobs.backend import no_list_error
+
+        raise no_list_error()
     fmt = parse_format(output)
     statuses = _parse_statuses(status)
     if local:
@@ -37,7 +47,7 @@ def list_jobs(
         return
     found = run(_fetch(ctx, limit=limit, page=page, all_pages=all_pages, statuses=statuses),
                 status="waiting for PERIAN")
-    record_observations(ctx, found.jobs)
+    record_views(found.jobs, api_url=options(ctx).settings().api_url)
     show_jobs(found.jobs, fmt, single=False)
     _footer(found, page, all_pages=all_pages, statuses=statuses)
 

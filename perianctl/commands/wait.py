@@ -7,13 +7,18 @@ from typing import Annotated, Literal
 import typer
 
 from perianctl.commands.common import (
+    ConnectorOption,
     IntervalOption,
     LastOption,
+    ProtocolOption,
     TimeoutAlias,
     WaitTimeoutOption,
+    connector_target,
+    options,
     output_option,
     resolve_job_ids,
     wait_timeout,
+    warn_unreadable,
 )
 
 
@@ -32,14 +37,17 @@ def wait(
         str, output_option("table", "wide", "json", "yaml", "name", "none", about=" of the final state on stdout")
     ] = "table",
     max_unavailable: Annotated[
-        str, typer.Option("--max-unavailable", help="Give up (exit 8) after the API was unreachable this long.")
+        str, typer.Option("--max-unavailable", help="Give up (exit 8) after the API (or the connector) was "
+                          "unreachable this long.")
     ] = "5m",
+    connector: str | None = ConnectorOption,
+    protocol: str | None = ProtocolOption,
 ) -> None:
-    from perianctl.commands.watch import follow
     from perianctl.errors import UsageError
     from perianctl.jobs.follow import WaitFor
     from perianctl.timeparse import parse_duration
     from perianctl.ui.console import state
+    from perianctl.ui.follow import follow
     from perianctl.ui.output import parse_format
 
     try:
@@ -47,9 +55,10 @@ def wait(
     except ValueError:
         raise UsageError(f"invalid --for '{wait_for}' (choose: terminal, succeeded)") from None
     final = None if output.lower() == "none" else parse_format(output).value
-    ids = resolve_job_ids(ctx, job_ids, last=last)
+    target = connector_target(ctx, connector, protocol)
+    ids = resolve_job_ids(ctx, job_ids, last=last, api=not target)
     outcome = follow(
-        ctx, ids, kind="quiet" if state.quiet else "lines", to_stderr=True, wait_for=condition,
+        options(ctx).settings(), ids, connector=target, on_unreadable=warn_unreadable, kind="quiet" if state.quiet else "lines", to_stderr=True, wait_for=condition,
         timeout=wait_timeout(timeout, timeout_alias), interval=interval,
         give_up_after=parse_duration(max_unavailable, what="--max-unavailable"), final_output=final,
     )
@@ -72,15 +81,15 @@ def follow_after_submit(
     otherwise; nothing with ``-q``), so stdout keeps only what ``submit`` printed (the job id).
     Ctrl-C detaches (130) and never cancels the job.
     """
-    from perianctl.commands.watch import ViewKind, follow
     from perianctl.errors import UsageError
     from perianctl.jobs.follow import WaitFor
     from perianctl.ui.console import state
+    from perianctl.ui.follow import ViewKind, follow
 
     if mode not in ("wait", "watch"):
         raise UsageError(f"unknown follow mode '{mode}'")
     kind: ViewKind = "quiet" if state.quiet else ("live" if mode == "watch" else "lines")
-    outcome = follow(ctx, list(job_ids), kind=kind, to_stderr=True, wait_for=WaitFor.TERMINAL, timeout=timeout,
+    outcome = follow(options(ctx).settings(), list(job_ids), connector=None, on_unreadable=warn_unreadable, kind=kind, to_stderr=True, wait_for=WaitFor.TERMINAL, timeout=timeout,
                      interval=interval, report_failure=False)
     return outcome.exit_code, outcome.failure
 

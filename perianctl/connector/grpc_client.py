@@ -301,7 +301,10 @@ class ConnectorClient:
         self._channel = channel or grpc.aio.insecure_channel(
             self.target,
             options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
-                     ("grpc.enable_retries", 0)],
+                     ("grpc.enable_retries", 0),
+                     # A CLI following jobs through an outage reconnects within seconds of the
+                     # connector's return (gRPC's default back-off grows to two minutes).
+                     ("grpc.max_reconnect_backoff_ms", 5000)],
         )
         self._async = agent_pb2_grpc.AsyncAgentServiceStub(self._channel)
         self._meta = agent_pb2_grpc.AgentMetadataServiceStub(self._channel)
@@ -420,6 +423,21 @@ class ConnectorClient:
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc, "get task logs") from None
 
+    async def all_log_lines(self, resource_meta: bytes, *, lines: int = 0) -> list[str]:
+        """Every page of the ``GetTaskLogs`` stream, as lines (``logs --connector``)."""
+        out: list[str] = []
+        token = ""
+        while True:
+            next_token = ""
+            async for part in self.get_task_logs(resource_meta, lines=lines, token=token):
+                if isinstance(part, LogPage):
+                    next_token = part.next_token
+                else:
+                    out.append(part)
+            if not next_token or next_token == token:
+                return out
+            token = next_token
+
     async def list_agents(self) -> list[agent_pb2.Agent]:
         response = await self._call("list connectors", self._meta.ListAgents, agent_pb2.ListAgentsRequest(),
                                     "ListAgents")
@@ -469,7 +487,8 @@ class LogPage:
     next_token: str
 
 
-# ---------------------------------------------------------------------- what the commands call
+# ---------------------------------------------------------------------- one call on a channel of its own
+# (submit, the check harness and tests; the job commands go through perianctl.jobs.backend)
 
 
 async def submit_via_connector(
@@ -512,41 +531,6 @@ async def get_via_connector(target: str, job_id: str, *, timeout: float = DEFAUL
     """
     async with ConnectorClient(target, timeout=timeout) as client:
         return await client.get_task(resource_meta_for(job_id), output_prefix=output_prefix)
-
-
-async def get_many_via_connector(
-    target: str, job_ids: list[str], *, output_prefixes: Mapping[str, str] | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-) -> list[TaskStatus | PerianctlError]:
-    """``GetTask`` for each id, concurrently on one channel; a failed call is returned, not raised."""
-    prefixes = output_prefixes or {}
-    async with ConnectorClient(target, timeout=timeout) as client:
-        results = await asyncio.gather(
-            *(client.get_task(resource_meta_for(j), output_prefix=prefixes.get(j, "")) for j in job_ids),
-            return_exceptions=True,
-        )
-    out: list[TaskStatus | PerianctlError] = []
-    for result in results:
-        if isinstance(result, TaskStatus | PerianctlError):
-            out.append(result)
-        else:
-            raise result
-    return out
-
-
-async def delete_many_via_connector(target: str, job_ids: list[str], *,
-                                    timeout: float = DEFAULT_TIMEOUT) -> list[PerianctlError | None]:
-    """``DeleteTask`` for each id on one channel; ``None`` for OK, else the error (not raised)."""
-    async with ConnectorClient(target, timeout=timeout) as client:
-        results = await asyncio.gather(*(client.delete_task(resource_meta_for(j)) for j in job_ids),
-                                       return_exceptions=True)
-    out: list[PerianctlError | None] = []
-    for result in results:
-        if result is None or isinstance(result, PerianctlError):
-            out.append(result)
-        else:
-            raise result
-    return out
 
 
 class WaitTimedOut(PerianctlError):
@@ -611,17 +595,6 @@ async def delete_via_connector(target: str, job_id: str, *, timeout: float = DEF
 
 async def logs_via_connector(target: str, job_id: str, *, lines: int = 0,
                              timeout: float = DEFAULT_TIMEOUT) -> list[str]:
-    """``logs --connector``: every page of the ``GetTaskLogs`` stream, as lines."""
-    out: list[str] = []
-    token = ""
+    """Every page of the ``GetTaskLogs`` stream of ``job_id``, as lines, on a channel of its own."""
     async with ConnectorClient(target, timeout=timeout) as client:
-        while True:
-            next_token = ""
-            async for part in client.get_task_logs(resource_meta_for(job_id), lines=lines, token=token):
-                if isinstance(part, LogPage):
-                    next_token = part.next_token
-                else:
-                    out.append(part)
-            if not next_token or next_token == token:
-                return out
-            token = next_token
+        return await client.all_log_lines(resource_meta_for(job_id), lines=lines)

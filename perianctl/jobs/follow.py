@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from perianctl.errors import (
     ExitCode,
@@ -44,9 +44,11 @@ from perianctl.errors import (
     UnavailableError,
 )
 from perianctl.flyte.phase import FlytePhase, exit_code_for_status, status_to_phase
+from perianctl.jobs.observations import reported
 from perianctl.perian.status import is_terminal
 
 if TYPE_CHECKING:
+    from perianctl.config import Settings
     from perianctl.journal import Journal
     from perianctl.perian.models import GetJobsSuccess, JobView
 
@@ -81,7 +83,12 @@ def worst_exit_code(codes: Iterable[ExitCode]) -> ExitCode:
 
 
 class JobSource(Protocol):
-    """What the poller needs from :class:`~perianctl.perian.client.PerianClient` (tests fake it)."""
+    """What the poller needs from a backend (:class:`~perianctl.jobs.backend.JobBackend`; tests may
+    pass a :class:`~perianctl.perian.client.PerianClient` or their own source).
+
+    A source may also say ``can_list = False`` (a connector: no list call, so one get per job and
+    refresh) and ``where`` (``connector HOST:PORT``: how an outage is named).
+    """
 
     async def list_jobs(self, *, limit: int | None = None, page: int | None = None) -> GetJobsSuccess: ...
 
@@ -98,6 +105,8 @@ class TransitionEvent:
     phase: str
     message: str
     at: float
+    reported: bool = True
+    """False when the status was derived from a connector's Flyte phase (not journalled)."""
 
     @property
     def at_iso(self) -> str:
@@ -116,6 +125,7 @@ class _Seen:
     json: str | None
     model: JobView | None = None
     """Kept only when the view cannot be serialised (a model built in code, not from the wire)."""
+    reported: bool = True
 
     @classmethod
     def of(cls, job: JobView) -> _Seen:
@@ -124,7 +134,7 @@ class _Seen:
             model = None
         except ValueError:
             text, model = None, job
-        return cls(job.id or "", job.status, job.errors, _created(job), text, model)
+        return cls(job.id or "", job.status, job.errors, _created(job), text, model, reported(job))
 
 
 class WatchedJob:
@@ -240,6 +250,8 @@ class Poller:
 
     ``discover=True`` is ``watch --all``: unfinished jobs on the first ``discover_pages`` list
     pages join the watched set, on the first refresh and on every later one (new jobs).
+    A source that cannot list (a connector) is asked one get per pending job and refresh, and
+    cannot discover. Outages are handled the same for every source (see the module docstring).
     """
 
     def __init__(
@@ -263,6 +275,13 @@ class Poller:
         rng: random.Random | None = None,
     ) -> None:
         self.client = client
+        self.can_list = bool(getattr(client, "can_list", True))
+        self.source = str(getattr(client, "where", "PERIAN API"))
+        """What an outage is named after: ``PERIAN API`` or ``connector HOST:PORT``."""
+        if discover and not self.can_list:
+            from perianctl.jobs.backend import no_list_error
+
+            raise no_list_error("watch --all")
         self.jobs: dict[str, WatchedJob] = {job_id: WatchedJob(job_id) for job_id in job_ids}
         self.discover = discover
         self.discover_pages = discover_pages
@@ -338,7 +357,7 @@ class Poller:
         pending_ids = [w.job_id for w in self.pending()]
         self.refresh_started = started
         try:
-            if self.discover or len(pending_ids) > self.direct_get_threshold:
+            if self.can_list and (self.discover or len(pending_ids) > self.direct_get_threshold):
                 found = await self._sweep(set(pending_ids), counter)
             missing = [job_id for job_id in pending_ids if job_id not in found]
             fetched, error = await self._fallback(missing, counter)
@@ -366,7 +385,7 @@ class Poller:
             self.unavailable_since = self._monotonic()
         if self.give_up_after is not None and self._monotonic() - self.unavailable_since >= self.give_up_after:
             raise UnavailableError(
-                f"PERIAN API unavailable for {self._monotonic() - self.unavailable_since:.0f}s "
+                f"{self.source} unavailable for {self._monotonic() - self.unavailable_since:.0f}s "
                 f"({self.stats.errors} failed refreshes; last: {error.message}); giving up",
                 hint="the jobs keep running; try again later",
             )
@@ -470,16 +489,12 @@ class Poller:
             watched.first_seen = now
         if old == job.status:
             return None
-        return TransitionEvent(job.id, old, job.status, info.phase.name, info.message, now)
+        return TransitionEvent(job.id, old, job.status, info.phase.name, info.message, now, job.reported)
 
     def _record(self, events: list[TransitionEvent]) -> None:
-        if self.journal is None:
-            return
-        from perianctl.journal import Observation
+        from perianctl.jobs.observations import record_events
 
-        self.journal.observe_many(
-            (Observation(e.job_id, e.new_status, e.phase, e.message, e.at) for e in events), api_url=self.api_url
-        )
+        record_events(self.journal, events, api_url=self.api_url)
 
 
 @dataclass
@@ -631,3 +646,80 @@ def _summary(jobs: Sequence[WatchedJob], code: ExitCode, wait_for: WaitFor) -> s
 
 def _seconds(value: float) -> str:
     return f"{value:g}s"
+
+
+# ---------------------------------------------------------------------- the use case
+
+
+class FollowView(Protocol):
+    """How a follow is shown (:mod:`perianctl.ui.live` has the views); hooks of :func:`wait_for`."""
+
+    def start(self) -> None: ...
+
+    def on_refresh(self, poller: Poller, result: RefreshResult) -> None: ...
+
+    def on_tick(self, poller: Poller) -> None: ...
+
+    def finish(self, poller: Poller, result: WaitResult | None, *, error: str | None = None) -> None: ...
+
+
+async def follow_jobs(
+    settings: Settings,
+    ids: Sequence[str],
+    *,
+    connector: str | None,
+    make_view: Callable[[Journal | None], FollowView],
+    wait_for: WaitFor = WaitFor.TERMINAL,
+    timeout: float | None = None,
+    interval: float = DEFAULT_INTERVAL,
+    discover: bool = False,
+    give_up_after: float | None = 300.0,
+    output_prefixes: dict[str, str] | None = None,
+    on_unreadable: Callable[[str, Any], None] | None = None,
+) -> tuple[WaitResult, Poller]:
+    """``watch``, ``wait``, ``submit --wait/--watch``: follow ``ids`` through the command's one backend
+    (the PERIAN API, or one channel to ``connector``) until they end, ``timeout`` passes or the
+    source has been unavailable for ``give_up_after`` seconds (exit 8, the same outage policy for
+    both). Transitions go into the journal. ``output_prefixes`` (``submit``) lets a connector read
+    a failed task's error document for a job the journal does not know yet.
+    """
+    from perianctl.errors import PerianctlError
+    from perianctl.jobs.backend import ConnectorBackend, open_backend
+    from perianctl.journal import open_journal_best_effort
+
+    if discover and connector:
+        from perianctl.jobs.backend import no_list_error
+
+        raise no_list_error("watch --all")
+    retry = None
+    if not connector:
+        from perianctl.perian.client import RetryPolicy
+
+        # Short client-side retries: a refresh that fails is retried by the poller's back-off anyway,
+        # and a quick failure lets the view show "stale" instead of freezing for a minute.
+        retry = RetryPolicy(attempts=2, timeout=max(10.0, interval * 3), wait_initial=0.2, wait_max=1.0)
+    with open_journal_best_effort() as journal:
+        async with open_backend(settings, connector=connector, retry=retry, on_unreadable=on_unreadable) as backend:
+            if isinstance(backend, ConnectorBackend):
+                for job_id, prefix in (output_prefixes or {}).items():
+                    backend.remember_output_prefix(job_id, prefix)
+            poller = Poller(backend, ids, discover=discover, interval=interval, journal=journal,
+                            api_url=backend.api_url if backend.kind == "perian" else None,
+                            give_up_after=give_up_after)
+            view = make_view(journal)
+            result: WaitResult | None = None
+            failure: str | None = None
+            view.start()
+            try:
+                result = await wait_for_(poller, wait_for=wait_for, timeout=timeout, on_refresh=view.on_refresh,
+                                         on_tick=view.on_tick)
+            except PerianctlError as exc:
+                failure = exc.message
+                raise
+            finally:
+                view.finish(poller, result, error=failure)
+            return result, poller
+
+
+wait_for_ = wait_for
+""":func:`wait_for` under a name the ``wait_for`` parameter of :func:`follow_jobs` does not hide."""

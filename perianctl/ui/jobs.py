@@ -145,3 +145,65 @@ def job_row(job: JobView, *, wide: bool = False, now: datetime | None = None) ->
         iso(job.started_at), iso(job.done_at), human_duration(elapsed(job, now)), price_text(job),
         cost_text(job, now), message_for(job),
     ]
+
+
+# ---------------------------------------------------------------------- job lists (get, list, wait -o)
+
+
+def task_status_record(job: JobView) -> dict[str, Any]:
+    """What ``get --connector -o json`` prints for one GetTask answer (see
+    :func:`perianctl.jobs.backend.connector_answer`); PERIAN's status, or None when the connector
+    did not report one."""
+    from perianctl.jobs.backend import connector_answer
+
+    answer = connector_answer(job) or {}
+    return {
+        "id": job.id,
+        "phase": answer.get("phase"),
+        "status": None if answer.get("derived") else job.status,
+        "message": answer.get("message", ""),
+        "log_links": answer.get("log_links", []),
+        "custom_info": answer.get("custom_info", {}),
+    }
+
+
+def show_jobs(jobs: list[JobView], fmt: Any, *, single: bool) -> None:
+    """Jobs in an ``-o`` format (``get``, ``list``, ``wait -o``): the API's record and columns, or a
+    connector's GetTask answer (phase, message, log links, custom_info) for jobs read through one."""
+    from perianctl.jobs.backend import connector_answer
+    from perianctl.ui.console import write_out
+    from perianctl.ui.output import OutputFormat, emit_data, emit_table
+
+    via_connector = bool(jobs) and all(connector_answer(job) is not None for job in jobs)
+    if fmt in (OutputFormat.json, OutputFormat.yaml):
+        records = [task_status_record(job) if via_connector else job_record(job) for job in jobs]
+        emit_data(records[0] if single and records else records, fmt)
+    elif fmt is OutputFormat.name:
+        for job in jobs:
+            write_out(job.id or "")
+    elif jobs and via_connector:
+        _show_task_table(jobs, wide=fmt is OutputFormat.wide)
+    elif jobs:
+        wide = fmt is OutputFormat.wide
+        emit_table(WIDE_COLUMNS if wide else TABLE_COLUMNS, [job_row(job, wide=wide) for job in jobs],
+                   fit=WIDE_FIT if wide else TABLE_FIT)
+
+
+def _show_task_table(jobs: list[JobView], *, wide: bool) -> None:
+    from perianctl.ui.output import emit_table
+
+    columns = ["ID", "PHASE", "STATUS", "MESSAGE"]
+    if wide:
+        columns += ["INSTANCE", "STARTED", "DONE", "COST", "LOG"]
+    rows = []
+    for job in jobs:
+        record = task_status_record(job)
+        row = [record["id"] or "-", record["phase"] or "-", record["status"] or "-", record["message"] or ""]
+        if wide:
+            info = record["custom_info"]
+            links = record["log_links"]
+            row += [str(info.get("instance_type_id") or "-"), str(info.get("started_at") or "-"),
+                    str(info.get("done_at") or "-"), cost_record_text(info.get("cost")),
+                    links[0]["uri"] if links else "-"]
+        rows.append(row)
+    emit_table(columns, rows)

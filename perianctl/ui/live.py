@@ -117,6 +117,16 @@ def phase_counts(jobs: Sequence[WatchedJob]) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda item: order.get(item[0], -1))
 
 
+def source_name(poller: Poller) -> str:
+    """What the jobs are read from: ``PERIAN API`` or ``connector HOST:PORT`` (an outage names it)."""
+    return str(getattr(poller, "source", "PERIAN API"))
+
+
+def _short(poller: Poller, perian: str = "PERIAN") -> str:
+    source = source_name(poller)
+    return perian if source == "PERIAN API" else source
+
+
 def outage_text(poller: Poller, *, now: float | None = None) -> str | None:
     """``PERIAN API unreachable since 10:00:01Z (42s, 5 failed refreshes; last: connection refused)``,
     or None while the API answers. The one wording every view uses for an outage."""
@@ -126,7 +136,7 @@ def outage_text(poller: Poller, *, now: float | None = None) -> str | None:
     since = iso_time((now if now is not None else time.time()) - seconds)
     last = _one_line(scrub(poller.stats.last_error or "no answer"), 80)
     failed = poller.consecutive_errors
-    return (f"PERIAN API unreachable since {since} ({human_duration(seconds)}, {failed} failed "
+    return (f"{source_name(poller)} unreachable since {since} ({human_duration(seconds)}, {failed} failed "
             f"refresh{'es' if failed != 1 else ''}; last: {last})")
 
 
@@ -388,7 +398,8 @@ class LineView:
             self._warn(f"warning: {iso_time(time.time())} {STALE_MARKER} ({scrub(result.error or '')})")
             self._last_notice = time.monotonic()
         elif result.ok and self._was_stale:
-            self._warn(f"{iso_time(time.time())} API reachable again after {poller.stats.errors} error(s) so far")
+            self._warn(f"{iso_time(time.time())} {_short(poller, 'API')} reachable again after "
+                       f"{poller.stats.errors} error(s) so far")
         self._was_stale = not result.ok
         self.on_tick(poller)
 
@@ -396,7 +407,7 @@ class LineView:
         slow = poller.refreshing_for()
         if not self._was_stale:
             if slow is not None and slow >= SLOW_REFRESH and self.status_console is not None:
-                self._show_status(f"waiting for PERIAN ({slow:.0f} s)")
+                self._show_status(f"waiting for {_short(poller)} ({slow:.0f} s)")
             return
         text = outage_text(poller)
         if text is None:
