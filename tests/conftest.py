@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, settings
 
 # No per-example deadline and no "too slow" health check: on a busy 2-core box an example can take
 # seconds, and a property is about behaviour, not speed (pytest-timeout still catches a hang).
-_UNTIMED = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
-settings.register_profile("ci", derandomize=True, print_blob=True, **_UNTIMED)
-settings.register_profile("explore", print_blob=True, **_UNTIMED)
+_UNTIMED = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", _UNTIMED, derandomize=True, print_blob=True)
+settings.register_profile("explore", _UNTIMED, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "explore"))
 
 pytest_plugins = ["tests.plugins.cli"] + (

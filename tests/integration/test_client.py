@@ -5,14 +5,22 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Any
 
 import pytest
 
 from perianctl.errors import AuthError, NotFoundError, UnavailableError, ValidationFailed
 from perianctl.perian.client import IDEMPOTENCY_ENV, PerianClient
-from perianctl.perian.models import CreateJobRequest, DockerRunParameters, InstanceTypeQueryInput
+from perianctl.perian.models import CreateJobRequest, DockerRunParameters, InstanceTypeQueryInput, JobView
 from tests.plugins.sandbox import SandboxHandle
 from tests.support.client import FAST
+
+
+def _env(job: JobView) -> dict[str, Any]:
+    """The job's environment as PERIAN echoes it (where the client's idempotency key travels)."""
+    params = job.docker_metadata.docker_run_parameters if job.docker_metadata else None
+    assert params is not None and params.env_variables is not None, job
+    return params.env_variables
 
 
 def request(command: str = "echo hi", **env: str) -> CreateJobRequest:
@@ -23,8 +31,8 @@ def request(command: str = "echo hi", **env: str) -> CreateJobRequest:
     )
 
 
-def client_for(sb: SandboxHandle, **kwargs: object) -> PerianClient:
-    return PerianClient(sb.url, sb.org, sb.token, retry=FAST, **kwargs)  # type: ignore[arg-type]
+def client_for(sb: SandboxHandle, **kwargs: Any) -> PerianClient:
+    return PerianClient(sb.url, sb.org, sb.token, retry=FAST, **kwargs)
 
 
 async def test_create_get_list_cancel_round_trip(sandbox: SandboxHandle) -> None:
@@ -91,8 +99,7 @@ async def test_retries_survive_faults_and_create_is_never_duplicated(sandbox_fac
         ids = [await client.create_job(request(), idempotency_key=key) for key in keys]
         assert len(set(ids)) == len(keys)
         jobs = [await client.get_job(job_id) for job_id in ids]
-        assert {job.docker_metadata.docker_run_parameters.env_variables[IDEMPOTENCY_ENV]  # type: ignore[union-attr]
-                for job in jobs} == set(keys)
+        assert {_env(job)[IDEMPOTENCY_ENV] for job in jobs} == set(keys)
     stats = sb.stats()
     assert stats["faults"]["injected"] > 0
     assert stats["jobs_created"] == len(keys), stats

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flyteidl.core import interface_pb2, literals_pb2
@@ -21,7 +22,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> FlyteArtifacts:
     return build_artifacts(tmp_path_factory.mktemp("flyte"))
 
 
-def _decode(artifacts: FlyteArtifacts, task: str, lm: literals_pb2.LiteralMap) -> dict[str, object]:
+def _decode(artifacts: FlyteArtifacts, task: str, lm: literals_pb2.LiteralMap) -> dict[str, Any]:
     """What the task container's pyflyte-execute would hand the function."""
     from flytekit import FlyteContextManager
     from flytekit.core.type_engine import TypeEngine

@@ -242,6 +242,7 @@ def test_serve_exports_the_spend_of_a_finished_task(api: Api, tmp_path: Path) ->
         async def run_task() -> dict[str, Any]:
             sub = await gc.submit_via_connector(serve.target, perian_template("success", prefix=prefix), inputs(),
                                                 prefix, execution_name=execution)
+            assert sub.job_id is not None
             for _ in range(400):
                 status = await gc.get_via_connector(serve.target, sub.job_id)
                 if status.terminal:

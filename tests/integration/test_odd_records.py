@@ -37,7 +37,7 @@ def warnings(stderr: str) -> list[str]:
 
 
 # (override, the field the warning must name or None for "read as is", what the JSON record then shows)
-ODD = {
+ODD: dict[str, tuple[dict[str, Any], str | None, dict[str, Any]]] = {
     "number-for-text": ({"logs": 12345, "errors": 7.5}, None, {"logs": "12345"}),
     "unknown-status": ({"status": "Hibernating"}, None, {"status": "Hibernating"}),
     "bad-date": ({"started_at": "yesterday-ish"}, "started_at", {"started_at": None}),

@@ -12,6 +12,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def client_for(sb: SandboxHandle) -> PerianClient:
     return PerianClient(sb.url, sb.org, sb.token, retry=FAST)
 
 
-def query(data: dict[str, object]) -> m.InstanceTypeQueryInput:
+def query(data: Mapping[str, object]) -> m.InstanceTypeQueryInput:
     return m.InstanceTypeQueryInput.model_validate(data)
 
 
@@ -148,6 +149,7 @@ async def test_each_job_is_billed_at_its_price_and_granularity(sandbox_factory: 
             item = items[job.id]
             cost = expected_cost(job)
             assert Decimal(item.price or "") == cost == Decimal(item.original_price or "")
+            assert job.price is not None
             assert (item.granularity, item.currency, item.workload_type) == (job.price.granularity, "EUR", "Job")
             assert (item.started_at, item.done_at) == (job.started_at, job.done_at)
             shown = pricing.job_cost(job)  # what get/wait/watch show for the job
@@ -155,7 +157,8 @@ async def test_each_job_is_billed_at_its_price_and_granularity(sandbox_factory: 
             total += cost
         # A whole unit is billed once started: ~1 s costs a minute, ten minutes or an hour elsewhere.
         by_granularity = {j.price.granularity: expected_cost(j) for j in jobs if j.price}
-        assert by_granularity["PER_HOUR"] == Decimal(jobs[3].price.unit_price or "")
+        hourly = jobs[3].price
+        assert hourly is not None and by_granularity["PER_HOUR"] == Decimal(hourly.unit_price or "")
         if cancelled_job.started_at is not None:
             total += expected_cost(cancelled_job)
         assert Decimal(bill.total_price or "") == total and bill.currency == "EUR"

@@ -13,6 +13,7 @@ import hashlib
 import secrets
 import shlex
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ def _secrets() -> dict[str, str]:
     return {"env": f"envsecret-{tag}", "registry": f"registrypw-{tag}", "file": f"filesecret-{tag}" * 300}
 
 
-def _create(sandbox: SandboxHandle, values: dict[str, str], command: str = "true", **options: object) -> str:
+def _create(sandbox: SandboxHandle, values: dict[str, str], command: str = "true", **options: Any) -> str:
     content = base64.b64encode(values["file"].encode()).decode()  # > one page: overflow pages too
     return sandbox.create_job(
         command, docker_run_parameters={

@@ -116,4 +116,4 @@ async def test_transitions_are_journalled_in_order(sandbox, cli_env, monkeypatch
     order = ["Queued", "Initializing", "Running", "UserError"]
     assert [s for s in order if s in statuses] == statuses  # a subsequence of the lifecycle
     assert [t.at for t in history] == sorted(t.at for t in history)
-    assert history[-1].phase == "FAILED" and history[-1].message.startswith("UserError")
+    assert history[-1].phase == "FAILED" and (history[-1].message or "").startswith("UserError")

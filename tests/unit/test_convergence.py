@@ -33,7 +33,8 @@ def test_jobs_of_earlier_attempts_are_reaped_once_a_later_attempt_exists() -> No
 def test_duplicates_keep_the_one_sent_last_at_once() -> None:
     older, newer = job("old", created=100.0, claim=105.0), job("new", created=101.0, claim=106.0)
     assert reaped([older, newer], now=101.5) == {"old"}  # before a finished duplicate has cost money
-    assert cv.adoptable([older, newer], "k").id == "new"  # a re-send returns the one sweepers keep
+    adopted = cv.adoptable([older, newer], "k")
+    assert adopted is not None and adopted.id == "new"  # a re-send returns the one sweepers keep
 
 
 def test_adoption_never_returns_a_job_nobody_can_have_returned() -> None:
@@ -56,7 +57,8 @@ def test_duplicates_keep_the_one_sent_last_even_when_it_was_created_first() -> N
     sent_last = job("sent-last", created=100.0, claim=106.0)
     sent_first = job("sent-first", created=101.0, claim=105.0)
     assert reaped([sent_last, sent_first], now=200.0) == {"sent-first"}
-    assert cv.adoptable([sent_last, sent_first], "k").id == "sent-last"
+    adopted = cv.adoptable([sent_last, sent_first], "k")
+    assert adopted is not None and adopted.id == "sent-last"
 
 
 def test_a_duplicate_is_reaped_even_when_the_kept_job_has_already_finished() -> None:
