@@ -91,7 +91,7 @@ class PerianJobMeta(ResourceMeta):
 
 
 @dataclass(kw_only=True)
-class PerianTask(AsyncConnectorExecutorMixin, AsyncFunctionTaskTemplate):
+class PerianTask(AsyncConnectorExecutorMixin, AsyncFunctionTaskTemplate[..., Any, Any]):
     """A Flyte 2 function task that runs as a PERIAN job: ``TaskEnvironment(plugin_config=PerianConfig(...))``."""
 
     plugin_config: PerianConfig = field(default_factory=PerianConfig)
@@ -102,7 +102,7 @@ class PerianTask(AsyncConnectorExecutorMixin, AsyncFunctionTaskTemplate):
         return _custom(self.plugin_config, None)
 
 
-class PerianContainerTask(AsyncConnectorExecutorMixin, TaskTemplate):
+class PerianContainerTask(AsyncConnectorExecutorMixin, TaskTemplate[..., Any, Any]):
     """Run an image and command on PERIAN (``image`` and ``command`` travel in ``custom``).
 
     ``{{.inputs.<name>}}`` and ``{{.outputPrefix}}`` in the command are rendered by the connector.
@@ -194,7 +194,7 @@ class PerianFlyte2Connector(AsyncConnector[PerianJobMeta]):
     async def get_metrics(self, resource_meta: PerianJobMeta, **kwargs: Any) -> Any:
         return await self.v2.get_metrics(PerianMetadata(job_id=resource_meta.job_id), kwargs.get("queries"))
 
-    async def get_logs(self, resource_meta: PerianJobMeta, **kwargs: Any) -> Any:  # type: ignore[override]
+    async def get_logs(self, resource_meta: PerianJobMeta, **kwargs: Any) -> Any:
         async for message in self.v2.get_logs(PerianMetadata(job_id=resource_meta.job_id),
                                               lines=int(kwargs.get("lines") or 0), token=kwargs.get("token") or ""):
             yield message

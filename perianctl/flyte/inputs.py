@@ -107,7 +107,7 @@ def describe_type(lt: types_pb2.LiteralType) -> str:
 def _is_optional(lt: types_pb2.LiteralType) -> bool:
     kind = lt.WhichOneof("type")
     if kind == "simple":
-        return lt.simple == _SIMPLE.NONE
+        return bool(lt.simple == _SIMPLE.NONE)
     if kind == "union_type":
         return any(_is_optional(v) for v in lt.union_type.variants)
     return False
@@ -608,9 +608,9 @@ def literal_to_text(lit: literals_pb2.Literal) -> str:
         if kind == "primitive":
             return _primitive_text(scalar.primitive)
         if kind == "blob":
-            return scalar.blob.uri
+            return str(scalar.blob.uri)
         if kind == "schema":
-            return scalar.schema.uri
+            return str(scalar.schema.uri)
         if kind == "binary":
             decoded = _msgpack(scalar.binary) if scalar.binary.tag == "msgpack" else _UNDECODABLE
             if decoded is _UNDECODABLE:
@@ -629,7 +629,7 @@ def _primitive_text(prim: literals_pb2.Primitive) -> str:
     if kind == "float_value":
         return go_float(prim.float_value)
     if kind == "string_value":
-        return prim.string_value
+        return str(prim.string_value)
     if kind == "datetime":
         return _go_timestamp(prim.datetime.seconds, prim.datetime.nanos)
     if kind == "duration":

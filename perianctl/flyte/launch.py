@@ -153,7 +153,7 @@ _NO_MODULE = re.compile(r"No module named '([A-Za-z_][\w.]*)'")
 
 def task_module(template: TaskTemplate) -> str | None:
     """The module pyflyte-execute imports (``task-module examples.hello`` in the container args), if any."""
-    args = list(template.container.args) if template.HasField("container") else []
+    args: list[str] = list(template.container.args) if template.HasField("container") else []
     for i, arg in enumerate(args[:-1]):
         if arg == "task-module":
             return args[i + 1]

@@ -298,7 +298,7 @@ def _timeout(template: tasks_pb2.TaskTemplate, o: JobOverrides) -> int | None:
             raise TemplateError(f"timeout must be a positive number of seconds, got {o.timeout_seconds!r}")
         return int(o.timeout_seconds)
     if template.HasField("metadata") and template.metadata.HasField("timeout"):
-        total = template.metadata.timeout.seconds + template.metadata.timeout.nanos / 1e9
+        total: float = template.metadata.timeout.seconds + template.metadata.timeout.nanos / 1e9
         if total > 0:
             return math.ceil(total)
     return None

@@ -338,7 +338,7 @@ class Poller:
         """Seconds until the next refresh: the interval, or exponential back-off with jitter."""
         if self.consecutive_errors == 0:
             return self.interval
-        base = min(self.max_backoff, self.interval * (2 ** min(self.consecutive_errors, 10)))
+        base: float = min(self.max_backoff, self.interval * (2 ** min(self.consecutive_errors, 10)))
         return base / 2 + self._rng.uniform(0, base / 2)  # "equal jitter": spread out, never 0
 
     # ------------------------------------------------------------------ refresh

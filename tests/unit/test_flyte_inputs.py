@@ -18,8 +18,8 @@ from perianctl.flyte.inputs import (
     build_inputs,
     literal_map_to_python,
     literal_to_text,
-    parse_duration_nanos,
 )
+from perianctl.timeparse import parse_duration_nanos
 
 S = types_pb2.SimpleType
 
