@@ -10,6 +10,7 @@ loaded with the interpreter), because importing ``signal`` itself takes long eno
 
 import _signal
 import os
+import sys
 
 
 def _interrupted_during_start_up(signum: int, frame: object) -> None:
@@ -25,6 +26,10 @@ def main() -> None:
 
         complete()
     try:
+        # `perianctl --help`, `perianctl get -h`, ...: the stored help screen, without importing Typer.
+        from perianctl.fasthelp import serve
+
+        serve(sys.argv[1:])
         from perianctl.cli import main as cli_main
 
         cli_main()

@@ -1,4 +1,4 @@
-"""Generate ``completions/`` (bash, zsh, fish) from the perianctl Typer app.
+"""Generate ``completions/`` (bash, zsh, fish) and the pre-rendered help from the perianctl Typer app.
 
     .venv/bin/python scripts/gen_completions.py           # rewrite completions/
     .venv/bin/python scripts/gen_completions.py --check   # exit 1 if a committed file is stale
@@ -9,6 +9,11 @@ run as ``python -m perianctl`` on *this* checkout). They are thin: at completion
 ``perianctl/_completion_spec.py`` -- the commands, options and static values of the Typer app,
 also written here -- without importing Typer. Regenerate after changing a command's options;
 ``tests/integration/test_completions.py`` fails while either is stale.
+
+It also writes ``perianctl/_help_text.py``: every help screen as the CLI prints it, which
+``perianctl.fasthelp`` serves for ``--help``/``-h`` without importing Typer (it falls back to Typer
+when the command sources changed since; ``tests/integration/test_help.py`` fails until this script
+is run again).
 
 Nothing machine-specific ends up in the output: the program is found on ``PATH`` at completion
 time, and the header names no path.
@@ -99,6 +104,25 @@ def render_spec() -> str:
     return proc.stdout
 
 
+HELP_FILE = REPO_ROOT / "perianctl" / "_help_text.py"
+
+
+def render_help() -> str:
+    """``perianctl/_help_text.py``: every help screen as the CLI prints it (``perianctl --help``,
+    ``perianctl get -h``, ...), served by ``perianctl.fasthelp`` without importing Typer. Rendered
+    by the real CLI in a child process at 200 columns (help is capped at 80 columns, so any width
+    from 80 up gives the same text)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("_TYPER_COMPLETE", COMPLETE_VAR, "LINES"))}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    env["COLUMNS"] = "200"
+    code = "import sys; from perianctl.fasthelp import render_module; sys.stdout.write(render_module())"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                          encoding="utf-8", timeout=120, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"could not render the help screens:\n{proc.stderr}")
+    return proc.stdout
+
+
 def stale_files(directory: Path, files: dict[str, str]) -> list[str]:
     """Names whose committed content differs (a missing file counts as different)."""
     stale = []
@@ -118,15 +142,23 @@ def main(argv: list[str] | None = None) -> int:
     stale = stale_files(args.out, files)
     spec = render_spec()
     spec_stale = not SPEC_FILE.is_file() or SPEC_FILE.read_text(encoding="utf-8") != spec
+    # The help screens are checked or written only for this checkout (not with --out elsewhere).
+    help_text = render_help() if args.check or args.out == COMPLETIONS_DIR else ""
+    help_stale = bool(help_text) and (not HELP_FILE.is_file() or HELP_FILE.read_text(encoding="utf-8") != help_text)
     if args.check:
         for file_name in stale:
             print(f"stale: {args.out / file_name}", file=sys.stderr)
         if spec_stale:
             print(f"stale: {SPEC_FILE.relative_to(REPO_ROOT)}", file=sys.stderr)
-        return 1 if stale or spec_stale else 0
+        if help_stale:
+            print(f"stale: {HELP_FILE.relative_to(REPO_ROOT)}", file=sys.stderr)
+        return 1 if stale or spec_stale or help_stale else 0
     if spec_stale and args.out == COMPLETIONS_DIR:
         SPEC_FILE.write_text(spec, encoding="utf-8")
         print(f"wrote {SPEC_FILE.relative_to(REPO_ROOT)}")
+    if help_stale and args.out == COMPLETIONS_DIR:
+        HELP_FILE.write_text(help_text, encoding="utf-8")
+        print(f"wrote {HELP_FILE.relative_to(REPO_ROOT)}")
     args.out.mkdir(parents=True, exist_ok=True)
     for file_name in stale:
         (args.out / file_name).write_text(files[file_name], encoding="utf-8")

@@ -1,17 +1,33 @@
 """Help that reads like a tool: examples first, metavars in words, formats as choices, the root
-help in workflow order with a "get started" and the exit codes, and `perianctl version`."""
+help in workflow order with a "get started" and the exit codes, and `perianctl version`; and help
+served from the pre-rendered screens (perianctl.fasthelp) exactly as Typer prints it."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 
+from perianctl import _help_text, fasthelp
 from perianctl._completion_spec import SPEC
 from perianctl.errors import ExitCode
-from tests.plugins.cli import CliRunner
+from tests.plugins.cli import CliEnv, CliRunner, run_perianctl
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gen_completions", REPO_ROOT / "scripts" / "gen_completions.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _paths(node: dict, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:  # type: ignore[type-arg]
@@ -98,3 +114,57 @@ def test_version_honours_the_profile_and_imports_no_flytekit(run_cli: CliRunner)
     imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in r.stderr.splitlines() if "|" in line}
     assert "flytekit" not in imported and "grpc" not in imported, sorted(imported)
     assert sys.executable  # the CLI ran in this interpreter (run_cli)
+
+
+# --------------------------------------------------------------------------- pre-rendered help
+
+
+def _typer_renders(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """What the Typer app itself prints for ``perianctl ARGS`` (``perianctl.cli.main``, past the
+    pre-rendered screens that ``python -m perianctl`` answers from)."""
+    code = "import sys; from perianctl.cli import main; main(sys.argv[1:])"
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_prerendered_help_is_what_typer_renders_for_this_checkout() -> None:
+    """perianctl/_help_text.py is regenerated from the Typer app: a changed help text, option or
+    command shows here (the CLI itself falls back to Typer meanwhile, see perianctl.fasthelp)."""
+    generator = _generator()
+    assert generator.HELP_FILE.read_text(encoding="utf-8") == generator.render_help(), (
+        "perianctl/_help_text.py is stale: run `.venv/bin/python scripts/gen_completions.py` and commit it"
+    )
+    assert fasthelp.fingerprint() == _help_text.FINGERPRINT
+
+
+@pytest.mark.parametrize("args", [("--help",), ("-h",), ("get", "--help"), ("connector", "check", "-h"), ()],
+                         ids=lambda a: " ".join(a) or "no arguments")
+def test_help_is_served_without_importing_typer_and_reads_as_typer_prints_it(
+    cli_env: CliEnv, args: tuple[str, ...]
+) -> None:
+    env = cli_env.env()
+    fast = run_perianctl(list(args), env={**env, "PYTHONPROFILEIMPORTTIME": "1"})
+    imported = {line.rsplit("|", 1)[-1].strip() for line in fast.stderr.splitlines() if line.startswith("import time:")}
+    assert "perianctl.fasthelp" in imported, "importtime printed nothing useful"
+    assert not {name for name in imported if name.split(".")[0] in ("typer", "click", "pydantic", "rich")}, imported
+    fast = run_perianctl(list(args), env=env)
+    typer = _typer_renders(*args, env=env)
+    assert (fast.stdout, fast.stderr, fast.returncode) == (typer.stdout, typer.stderr, typer.returncode)
+    assert "Usage: perianctl" in fast.output and fast.returncode == 0
+
+
+@pytest.mark.parametrize("args", [("get", "SOME-ID", "--help"), ("-q", "--help")])
+def test_other_help_requests_are_rendered_by_typer(cli_env: CliEnv, args: tuple[str, ...]) -> None:
+    env = {**cli_env.env(), "PYTHONPROFILEIMPORTTIME": "1"}
+    r = run_perianctl(list(args), env=env)
+    assert r.returncode == 0 and r.stdout.startswith("Usage: perianctl"), r
+    assert "typer" in {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines()}, r.stderr[-500:]
+
+
+def test_help_in_a_narrow_terminal_is_wrapped_to_it(cli_env: CliEnv) -> None:
+    """Stored screens are 80 columns wide; a narrower terminal gets Typer's own wrapping."""
+    env = {**cli_env.env(), "COLUMNS": "60"}
+    fast = run_perianctl(["submit", "--help"], env=env)
+    assert fast.returncode == 0, fast
+    stored = _help_text.TEXTS[_help_text.ANSWERS[("submit", "--help")][0]]
+    assert fast.stdout != stored and "Show this message and\n" in fast.stdout, fast.stdout
+    assert fast.stdout == _typer_renders("submit", "--help", env=env).stdout
