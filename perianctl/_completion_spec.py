@@ -88,7 +88,16 @@ SPEC: dict[str, Any] = {'help': 'Run Flyte tasks on the PERIAN GPU job platform:
                                      ['none', '']],
                                     'Output format of the final state on stdout.'],
                                    [['--max-unavailable'], True, None,
-                                    'Give up (exit 8) after the API was unreachable this long.']],
+                                    'Give up (exit 8) after the API (or the connector) was unreachable this '
+                                    'long.'],
+                                   [['--connector'], True, None,
+                                    'Ask a Flyte connector over gRPC (GetTask/DeleteTask/GetTaskLogs, as '
+                                    'flytepropeller does) instead of…'],
+                                   [['--protocol'], True,
+                                    [['v1', 'flyteidl (Flyte 1) connector protocol'],
+                                     ['v2', 'flyteidl2 (Flyte 2) connector protocol']],
+                                    'Connector protocol for --connector: v1 (flyteidl, Flyte 1) or v2 '
+                                    '(flyteidl2, Flyte 2).']],
                        'args': [['job', True]]},
               'watch': {'help': 'Watch jobs live until they end: a table that repaints only on change (one '
                                 'line per transition when …',
@@ -105,7 +114,16 @@ SPEC: dict[str, Any] = {'help': 'Run Flyte tasks on the PERIAN GPU job platform:
                                      'Plain lines, one per transition, even on a terminal.'],
                                     [['--wait-timeout'], True, None, 'Stop waiting after this long, e.g.'],
                                     [['--max-unavailable'], True, None,
-                                     'Give up (exit 8) after the API was unreachable this long.']],
+                                     'Give up (exit 8) after the API (or the connector) was unreachable this '
+                                     'long.'],
+                                    [['--connector'], True, None,
+                                     'Ask a Flyte connector over gRPC (GetTask/DeleteTask/GetTaskLogs, as '
+                                     'flytepropeller does) instead of…'],
+                                    [['--protocol'], True,
+                                     [['v1', 'flyteidl (Flyte 1) connector protocol'],
+                                      ['v2', 'flyteidl2 (Flyte 2) connector protocol']],
+                                     'Connector protocol for --connector: v1 (flyteidl, Flyte 1) or v2 '
+                                     '(flyteidl2, Flyte 2).']],
                         'args': [['job', True]]},
               'get': {'help': 'Show jobs: PERIAN status, Flyte phase, image, instance, times, price, error '
                               '(--history: transitions…',
