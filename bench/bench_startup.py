@@ -116,9 +116,9 @@ def main() -> None:
     bindir = Path(sys.executable).parent
     import compileall
 
-    import perianctl
+    import perianctl as package
 
-    compileall.compile_dir(str(Path(perianctl.__file__).parent), quiet=1)
+    compileall.compile_dir(str(Path(package.__file__).parent), quiet=1)
     home = Path(tempfile.mkdtemp(prefix="perianctl-bench-"))
     official = install_official() if args.install_official else (args.official_cli or find_official())
 
