@@ -29,12 +29,12 @@ from typing import Any
 
 import tomli
 
-from perianctl import paths
+from perianctl import envvars, paths
 from perianctl.errors import ConfigError, UsageError
 from perianctl.files import atomic_write, private_dir
 from perianctl.redact import REDACTED, register_secret
 
-DEFAULT_API_URL = "https://api.perian.cloud"
+DEFAULT_API_URL = envvars.DEFAULT_API_URL
 DEFAULT_PROFILE = "default"
 DEFAULT_API_TIMEOUT = 30.0
 """Seconds one API operation may take, retries included (``--api-timeout``; README "Configuration")."""
@@ -53,9 +53,9 @@ SECRET_KEYS = frozenset({"token"})
 
 # Environment variables, by setting. The first one set wins.
 ENV_VARS: dict[str, tuple[str, ...]] = {
-    "api_url": ("PERIAN_API_URL", "PERIAN_ENDPOINT"),
-    "organization": ("PERIAN_ORGANIZATION", "PERIAN_ORG"),
-    "token": ("PERIAN_TOKEN",),
+    "api_url": envvars.API_URL_VARS,
+    "organization": envvars.ORGANIZATION_VARS,
+    "token": envvars.TOKEN_VARS,
     "output_prefix": ("PERIANCTL_OUTPUT_PREFIX",),
     "connector": ("PERIANCTL_CONNECTOR",),
     "api_timeout": ("PERIANCTL_API_TIMEOUT",),

@@ -11,11 +11,20 @@ or /etc/secrets/perian_token, ...), then from --org/--token, PERIAN_* variables 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from perianctl.commands.common import options
+from perianctl.commands.common import GlobalOptions, options
+from perianctl.connector.settings import ConnectorSettings, ServeOptions
+
+if TYPE_CHECKING:
+    from perianctl.connector.secrets import CredentialSource
+
+# The flags' defaults are the settings' defaults (one source). This module imports only the light
+# settings module at start-up: grpc and flytekit are imported inside the command.
+_C = ConnectorSettings()
+_S = ServeOptions()
 
 
 def serve(
@@ -23,40 +32,40 @@ def serve(
     host: Annotated[str | None, typer.Option("--host", help="Address to bind the gRPC and metrics servers to "
                                               "[default: [::], all interfaces; 127.0.0.1 with --sandbox].",
                                               show_default=False)] = None,
-    port: Annotated[int, typer.Option("--port", help="gRPC port (0 picks a free one).", min=0, max=65535)] = 8000,
+    port: Annotated[int, typer.Option("--port", help="gRPC port (0 picks a free one).", min=0, max=65535)] = _S.port,
     metrics_port: Annotated[
         int, typer.Option("--metrics-port", help="Prometheus /metrics port (0 disables).", min=0, max=65535)
-    ] = 9090,
+    ] = _S.metrics_port,
     workers: Annotated[
         int, typer.Option("--workers", help="Threads for synchronous connector code.", min=1)
-    ] = 10,
+    ] = _S.workers,
     sandbox: Annotated[
         bool, typer.Option("--sandbox", help="Start an in-process PERIAN sandbox (on 127.0.0.1) and use it; "
                            "the gRPC server then listens on 127.0.0.1 too unless --host says otherwise.")
-    ] = False,
+    ] = _S.sandbox,
     sandbox_runtime: Annotated[
         str, typer.Option("--sandbox-runtime", metavar="process|simulate|docker",
                           help="How the --sandbox runs jobs: process (really, as local processes: tasks "
                           "write outputs), simulate (scripted statuses, nothing runs) or docker.")
-    ] = "process",
+    ] = _S.sandbox_runtime,
     sandbox_port: Annotated[
         int, typer.Option("--sandbox-port", help="Port of the --sandbox's PERIAN API on 127.0.0.1 (0 picks a "
                           "free one).", min=0, max=65535)
-    ] = 0,
+    ] = _S.sandbox_port,
     grace: Annotated[
         float, typer.Option("--grace", help="Seconds in-flight calls get to finish on SIGTERM.", min=0)
-    ] = 30.0,
+    ] = _S.grace,
     shutdown_delay: Annotated[
         float,
         typer.Option("--shutdown-delay", help="Seconds to keep serving after turning NOT_SERVING on SIGTERM "
                      "(lets Kubernetes drop the endpoint first).", min=0),
-    ] = 0.0,
+    ] = _S.shutdown_delay,
     max_message_mb: Annotated[
         int, typer.Option("--max-message-mb", help="Largest gRPC message accepted or sent, MiB.", min=1)
-    ] = 64,
+    ] = _S.max_message_mb,
     max_concurrent_rpcs: Annotated[
         int | None, typer.Option("--max-concurrent-rpcs", help="Refuse calls beyond this many (default: no limit).")
-    ] = None,
+    ] = _S.max_concurrent_rpcs,
     log_link_template: Annotated[
         str | None,
         typer.Option("--log-link-template", help="URI of the log link shown in Flyte; {api_url}, {job_id} and "
@@ -66,54 +75,54 @@ def serve(
         bool, typer.Option("--reap-orphans/--no-reap-orphans",
                            help="Run the sweeper that cancels jobs no task attempt owns (orphans of lost "
                            "replies and of creates that outlived their call, duplicates).")
-    ] = True,
+    ] = _C.reap_orphans,
     deadline_margin: Annotated[
         float, typer.Option("--deadline-margin", help="Seconds before a call's gRPC deadline by which its PERIAN "
                             "work must be done (the answer still has to travel back).", min=0.1)
-    ] = 1.0,
+    ] = _C.deadline_margin,
     create_budget: Annotated[
         float, typer.Option("--create-budget", help="Seconds of PERIAN work for a CreateTask without a gRPC "
                             "deadline (propeller: timeouts.CreateTask or defaultTimeout).", min=1)
-    ] = 9.0,
+    ] = _C.create_budget,
     get_budget: Annotated[
         float, typer.Option("--get-budget", help="The same for GetTask (propeller: timeouts.GetTask).", min=0.5)
-    ] = 9.0,
+    ] = _C.get_budget,
     delete_budget: Annotated[
         float, typer.Option("--delete-budget", help="The same for DeleteTask (propeller: timeouts.DeleteTask).",
                             min=0.5)
-    ] = 9.0,
+    ] = _C.delete_budget,
     create_reserve: Annotated[
         float, typer.Option("--create-reserve", help="Seconds a CreateTask keeps after hanging up on a slow "
                             "POST /job, to look the job up when the reply was lost.", min=0.1)
-    ] = 0.75,
+    ] = _C.create_reserve,
     sweep_interval: Annotated[
         float, typer.Option("--sweep-interval", help="Seconds between sweeps that cancel jobs no task attempt "
                             "owns (bounds how long an orphan runs).", min=0.1)
-    ] = 15.0,
+    ] = _C.sweep_interval,
     sweep_window: Annotated[
         float, typer.Option("--sweep-window", help="Sweeps look at jobs created in the last this many seconds.",
                             min=10)
-    ] = 900.0,
+    ] = _C.sweep_window,
     adopt_window: Annotated[
         float, typer.Option("--adopt-window", help="A re-sent CreateTask finds its attempt's job among the jobs "
                             "created in the last this many seconds.", min=10)
-    ] = 600.0,
+    ] = _C.adopt_window,
     clock_skew: Annotated[
         float, typer.Option("--clock-skew", help="Tolerated difference between PERIAN's clock and this "
                             "host's, seconds.", min=0)
-    ] = 0.25,
+    ] = _C.clock_skew,
     http_client: Annotated[
         str, typer.Option("--http-client", help="HTTP client transport for PERIAN calls: aiohttp (fast) or httpx.",
                           case_sensitive=False)
-    ] = "aiohttp",
+    ] = _C.http_backend,
     all_connectors: Annotated[
         bool, typer.Option("--all-connectors", help="Advertise every registered flytekit connector in "
                            "ListAgents, not only PERIAN.")
-    ] = False,
+    ] = _S.all_connectors,
     protocol: Annotated[
         str, typer.Option("--protocol", metavar="v1,v2", help="Connector protocols to serve on the port: v1 "
                           "(flyteidl, Flyte 1 propeller), v2 (flyteidl2, Flyte 2) or both.")
-    ] = "v1,v2",
+    ] = ",".join(_S.protocols),
 ) -> None:
     import asyncio
     import logging
@@ -137,8 +146,8 @@ def serve(
     # /metrics listens where gRPC does ("[::]" keeps its historical all-interfaces IPv4 bind).
     metrics_host = "0.0.0.0" if host == "[::]" else host.strip("[]")
 
-    from perianctl.connector.server import ServeOptions, serve_until_signalled
-    from perianctl.connector.service import DEFAULT_LOG_LINK, ConnectorSettings
+    from perianctl.connector.server import serve_until_signalled
+    from perianctl.connector.settings import DEFAULT_LOG_LINK
 
     gopts = options(ctx)
     http_client = http_client.lower()
@@ -155,14 +164,6 @@ def serve(
         logging.getLogger("perianctl.http").setLevel(
             logging.DEBUG if gopts.verbose > 1 else logging.INFO if gopts.verbose else logging.WARNING)
 
-    # The credential fallback (after _FSEC_*/files) resolves perianctl settings on its own; make it
-    # see --profile/--config too.
-    import os
-
-    if gopts.profile:
-        os.environ["PERIANCTL_PROFILE"] = gopts.profile
-    if gopts.config_file:
-        os.environ["PERIANCTL_CONFIG"] = gopts.config_file
     explicit_token = gopts.token
     if gopts.token_file:
         from perianctl.config import read_token_file
@@ -179,6 +180,7 @@ def serve(
         api_url=api_url,
         organization=gopts.organization,
         token=explicit_token,
+        credentials=_profile_credentials(gopts),
         log_link_template=DEFAULT_LOG_LINK if log_link_template is None else log_link_template,
         reap_orphans=reap_orphans,
         http_backend=http_client,
@@ -208,3 +210,22 @@ def serve(
     except OSError as exc:
         raise UsageError(str(exc)) from None
     raise typer.Exit(code)
+
+
+def _profile_credentials(gopts: GlobalOptions) -> CredentialSource:
+    """The credential fallback after mounted secrets: ``PERIAN_*`` or the profile that ``--profile`` /
+    ``--config`` name, read again at every secrets refresh (an edited profile needs no restart). A
+    config that became unreadable meanwhile is a missing fallback, not a crash."""
+    from perianctl.config import resolve
+    from perianctl.connector.secrets import Credentials
+    from perianctl.errors import PerianctlError
+
+    def read() -> Credentials:
+        try:
+            found = resolve(profile=gopts.profile, config_file=gopts.config_file)
+        except PerianctlError:
+            return Credentials()
+        return Credentials(api_url=found.values.get("api_url"), organization=found.organization,
+                           token=found.token, sources=dict(found.sources))
+
+    return read

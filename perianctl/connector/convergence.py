@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from perianctl.connector.idempotency import ATTEMPT_ENV, NODE_TAG_ENV
+from perianctl.connector.settings import DEFAULT_CLOCK_SKEW
 from perianctl.perian.status import is_terminal
 
 if TYPE_CHECKING:
@@ -54,8 +55,6 @@ IDEMPOTENCY_ENV = "PERIANCTL_IDEMPOTENCY_KEY"  # the same name the client stamps
 CREATE_ID_ENV = "PERIANCTL_CREATE_ID"
 CLAIM_UNTIL_ENV = "PERIANCTL_CLAIM_UNTIL"
 
-#: Tolerated difference between PERIAN's clock (``created_at``) and the connector's.
-DEFAULT_CLOCK_SKEW = 0.25
 
 
 def new_create_id() -> str:

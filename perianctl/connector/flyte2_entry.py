@@ -1,8 +1,10 @@
 """``flyte.connectors`` entry point: registers perianctl's PERIAN connector with the ``flyte`` SDK.
 
-The SDK's connector server imports every entry point of this group (``flyte serve connector``);
-a failure here must never break it or ``import flyte``, so every error is caught and logged.
+The SDK's connector server imports every entry point of this group (``flyte serve connector``), and
+perianctl's Flyte 2 tasks load this one before a local run (:mod:`perianctl.flyte.flyte2`); a failure
+here must never break either or ``import flyte``, so every error is caught and logged.
 ``PERIANCTL_FLYTE_PLUGIN=off`` keeps it from registering anything (as for the flytekit entry point).
+Settings: :meth:`~perianctl.connector.settings.ConnectorSettings.from_env`.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import logging
 
 _log = logging.getLogger("perianctl.plugin")
 
-try:  # pragma: no cover - exercised by the entry-point test in a subprocess
+try:  # pragma: no cover - exercised by the entry-point tests in a subprocess
     from perianctl.connector.register import plugin_enabled as _enabled
 
     if _enabled():
-        from perianctl.flyte import flyte2 as _flyte2  # registers on import
+        import flytekit  # noqa: F401 -- first, so flytekit's entry point registers its connector too (plugin_entry)
 
-        _ = _flyte2.PerianFlyte2Connector
+        from perianctl.connector import flyte2 as _flyte2
+
+        _flyte2.register()
 except Exception as _exc:  # must never propagate into the SDK
     _log.warning("perianctl: PERIAN connector not registered with flyte (%s: %s)", type(_exc).__name__, _exc)

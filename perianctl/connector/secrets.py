@@ -12,10 +12,14 @@ We do the same, with the *official* key names (``perian_organization``, ``perian
 We do it without ``flytekit.current_context()`` because that costs a flytekit import and, in the
 server process, silently ignores bare env vars (flyte-connector.md §3.5).
 
-Only for the PERIAN organization and token do we then fall back to perianctl's own settings
-(``PERIAN_ORGANIZATION`` / ``PERIAN_TOKEN`` / the config profile), so ``perianctl serve`` works on a
-laptop. Storage and registry credentials have *no* bare-env fallback on purpose: forwarding the
-connector pod's own ``AWS_*`` variables into a PERIAN job would leak them to a third party.
+Only for the PERIAN organization and token (and the API URL) do we then fall back to a
+:class:`Credentials` source the connector is *given* (:attr:`ConnectorSettings.credentials
+<perianctl.connector.settings.ConnectorSettings.credentials>`): ``perianctl serve`` passes one that
+reads its flags, ``PERIAN_*`` and the config profile; the flytekit/flyte entry points pass
+:func:`env_credentials` (``PERIAN_ORGANIZATION`` / ``PERIAN_TOKEN`` / ``PERIAN_API_URL``). This package
+never reads perianctl's config itself. Storage and registry credentials have *no* bare-env fallback
+on purpose: forwarding the connector pod's own ``AWS_*`` variables into a PERIAN job would leak them
+to a third party.
 
 Values are never logged; :class:`ResolvedSecrets` only exposes *where* each one came from.
 """
@@ -25,11 +29,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from perianctl import envvars
 from perianctl.redact import register_secret
 
 if TYPE_CHECKING:
@@ -129,17 +134,46 @@ class ResolvedSecrets:
         return ", ".join(found) if found else "none"
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """The PERIAN API URL, organization and token from the operator's own settings, with where each
+    came from: the last fallback, after explicit values and mounted secrets. ``repr`` hides the token."""
+
+    api_url: str | None = None
+    organization: str | None = None
+    token: str | None = field(default=None, repr=False)
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+
+#: Called at every secrets refresh (so a rotated token or an edited profile needs no restart).
+CredentialSource = Callable[[], Credentials]
+
+
+def env_credentials(environ: Mapping[str, str] | None = None) -> Credentials:
+    """``PERIAN_API_URL`` / ``PERIAN_ORGANIZATION`` / ``PERIAN_TOKEN`` (and their aliases)."""
+    env = os.environ if environ is None else environ
+    found: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    for key, names in (("api_url", envvars.API_URL_VARS), ("organization", envvars.ORGANIZATION_VARS),
+                       ("token", envvars.TOKEN_VARS)):
+        var = next((n for n in names if (env.get(n) or "").strip()), None)
+        if var is not None:
+            found[key], sources[key] = env[var].strip(), f"env {var}"
+    return Credentials(api_url=found.get("api_url"), organization=found.get("organization"),
+                       token=found.get("token"), sources=sources)
+
+
 def resolve_secrets(
     *,
     organization: str | None = None,
     token: str | None = None,
     environ: Mapping[str, str] | None = None,
-    use_config: bool = True,
+    fallback: Credentials | None = None,
 ) -> ResolvedSecrets:
     """Resolve all connector secrets.
 
     ``organization``/``token`` given explicitly (``perianctl serve --org/--token`` or ``--sandbox``)
-    win; then the flytekit-style env/file lookup; then perianctl's settings (env or profile).
+    win; then the flytekit-style env/file lookup; then ``fallback`` (the operator's own settings).
     """
     env = os.environ if environ is None else environ
     source = SecretSource.from_env(env)
@@ -153,27 +187,14 @@ def resolve_secrets(
         found = lookup(key, source=source, environ=env)
         if found is not None:
             values[key], sources[key] = found
-    if use_config and (ORGANIZATION not in values or TOKEN not in values):
-        _fill_from_config(values, sources, env)
+    if fallback is not None:
+        for key, value, setting in ((ORGANIZATION, fallback.organization, "organization"),
+                                    (TOKEN, fallback.token, "token")):
+            if key not in values and value:
+                values[key], sources[key] = value, fallback.sources.get(setting, "perianctl settings")
     for key in (TOKEN, "aws_secret_access_key", "docker_registry_password", "google_application_credentials"):
         register_secret(values.get(key))
     return ResolvedSecrets(values=values, sources=sources)
-
-
-def _fill_from_config(values: dict[str, str], sources: dict[str, str], env: Mapping[str, str]) -> None:
-    """Fallback to PERIAN_ORGANIZATION/PERIAN_TOKEN or the perianctl profile; a broken config is ignored."""
-    from perianctl.config import resolve
-    from perianctl.errors import PerianctlError
-
-    try:
-        settings = resolve(environ=env)
-    except PerianctlError:
-        return
-    for key, value in ((ORGANIZATION, settings.organization), (TOKEN, settings.token)):
-        setting = "organization" if key == ORGANIZATION else "token"
-        if key not in values and value:
-            values[key] = value
-            sources[key] = settings.sources.get(setting, "perianctl config")
 
 
 #: Secrets that arrived *with the request* (flyteidl2's per-request ``core.Connection``). They win

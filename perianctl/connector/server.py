@@ -25,7 +25,7 @@ import signal
 import sys
 from collections.abc import Callable
 from concurrent import futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -38,8 +38,9 @@ from flyteidl.service.agent_pb2_grpc import (
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from perianctl.connector.metrics import SERVING, DrainGate, MetricsInterceptor, start_metrics_server
-from perianctl.connector.service import DEFAULT_LOG_LINK, ConnectorSettings, PerianConnector
+from perianctl.connector.service import PerianConnector
 from perianctl.connector.servicers import PerianAsyncService, PerianMetadataService, PerianSyncService
+from perianctl.connector.settings import DEFAULT_LOG_LINK, ConnectorSettings, ServeOptions
 
 log = logging.getLogger("perianctl.serve")
 
@@ -48,7 +49,6 @@ QUIET_BEFORE_STOP = 0.3
 SERVICE_NAMES: tuple[str, ...] = tuple(
     s.full_name for s in agent_service_pb2.DESCRIPTOR.services_by_name.values()
 )
-PROTOCOLS: tuple[str, ...] = ("v1", "v2")
 
 
 def v2_service_names() -> tuple[str, ...]:
@@ -56,31 +56,6 @@ def v2_service_names() -> tuple[str, ...]:
     from flyteidl2.connector import service_pb2
 
     return tuple(s.full_name for s in service_pb2.DESCRIPTOR.services_by_name.values())
-
-
-@dataclass
-class ServeOptions:
-    """Everything ``perianctl serve`` can be told. ``port=0`` binds a free port."""
-
-    host: str = "[::]"
-    port: int = 8000
-    metrics_port: int = 9090
-    metrics_host: str = "0.0.0.0"
-    workers: int = 10
-    grace: float = 30.0
-    shutdown_delay: float = 0.0
-    max_message_mb: int = 64
-    max_concurrent_rpcs: int | None = None
-    sandbox: bool = False
-    sandbox_runtime: str = "process"
-    """How the in-process sandbox runs jobs (``simulate``, ``process`` or ``docker``)."""
-    sandbox_port: int = 0
-    """The in-process sandbox's port on 127.0.0.1 (0 picks a free one)."""
-    all_connectors: bool = False
-    connector: ConnectorSettings = field(default_factory=ConnectorSettings)
-    protocols: tuple[str, ...] = PROTOCOLS
-    """Which connector protocols to serve: ``v1`` (flyteidl ``AsyncAgentService``, Flyte 1 propeller)
-    and/or ``v2`` (flyteidl2 ``AsyncConnectorService``, Flyte 2)."""
 
 
 @dataclass
@@ -164,14 +139,13 @@ def _start_sandbox(settings: ConnectorSettings, options: ServeOptions) -> tuple[
 
 async def start(options: ServeOptions) -> RunningServer:
     """Register the connector, bind, start, mark SERVING. Raises on a port that cannot be bound."""
-    from perianctl.connector.register import register_all
+    from perianctl.connector.register import register
 
     sandbox = None
     settings = options.connector
     if options.sandbox:
         sandbox, settings = await asyncio.get_running_loop().run_in_executor(None, _start_sandbox, settings, options)
-    connector = register_all(settings, force=True)
-    assert connector is not None
+    connector = register(PerianConnector(settings))  # serving PERIAN is the point: no opt-out here
 
     limit = options.max_message_mb * 1024 * 1024
     gate = DrainGate()

@@ -33,7 +33,6 @@ import contextvars
 import datetime as dt
 import json
 import logging
-import os
 import re
 import time
 import weakref
@@ -60,6 +59,7 @@ from prometheus_client import Counter, Histogram
 from perianctl.connector import convergence as cv
 from perianctl.connector.idempotency import IdempotencyInfo, idempotency_for
 from perianctl.connector.secrets import ResolvedSecrets, resolve_secrets, with_request_secrets
+from perianctl.connector.settings import ConnectorSettings
 from perianctl.connector.spend import SpendMeter, cost_amount, money_info, with_budget
 from perianctl.errors import AuthError, NotFoundError, PerianctlError, ProtocolError, UnavailableError
 from perianctl.flyte.phase import FlytePhase, PhaseInfo, is_terminal_phase, status_to_phase
@@ -77,7 +77,6 @@ log = logging.getLogger("perianctl.connector")
 TASK_TYPE = "perian_task"
 TASK_TYPE_VERSION = 0
 CONNECTOR_NAME = "PERIAN Connector (perianctl)"
-DEFAULT_LOG_LINK = "{api_url}/job/{job_id}"
 LOG_PAGE_LINES = 5000
 LOG_CHUNK_LINES = 500
 METRIC_RUNTIME = "PERIAN_JOB_RUNTIME_SECONDS"
@@ -144,54 +143,6 @@ class PerianMetadata(ResourceMeta):
             raise ValueError(f"resource_meta has an invalid job_id {shown!r} ({len(job_id)} characters; "
                              "expected a PERIAN job id)")
         return cls(job_id=job_id)
-
-
-@dataclass(frozen=True)
-class ConnectorSettings:
-    """How the connector reaches PERIAN. Unset values are looked up lazily (secrets, env, profile).
-
-    ``log_link_template`` is formatted with ``api_url``, ``job_id`` and ``organization``; an empty
-    string disables log links. ``http_backend`` is ``aiohttp`` (fast; see :mod:`.http_transport`)
-    or ``httpx`` (httpx's own transport; also the fallback when aiohttp is not installed).
-    """
-
-    api_url: str | None = None
-    organization: str | None = None
-    token: str | None = None
-    log_link_template: str = DEFAULT_LOG_LINK
-    retry: RetryPolicy = CONNECTOR_RETRY
-    connect_timeout: float = 3.0
-    read_timeout: float = 30.0  # per HTTP attempt; the RPC's budget cuts it shorter
-    max_connections: int = 200
-    reap_orphans: bool = True
-    # -- budgets (docs/connector.md, "Deadlines"): an RPC with a gRPC deadline gets
-    # (remaining - margin); one without a deadline (flytekit's server, tests) gets the default.
-    deadline_margin: float = 1.0
-    create_budget: float = 9.0
-    get_budget: float = 9.0
-    delete_budget: float = 9.0
-    create_reserve: float = 0.75
-    # -- convergence (perianctl.connector.convergence)
-    sweep_interval: float = 15.0
-    sweep_window: float = 900.0
-    adopt_window: float = 600.0
-    clock_skew: float = cv.DEFAULT_CLOCK_SKEW
-    list_page_size: int = 100
-    http_backend: str = "aiohttp"
-    read_error_document: bool = True
-    error_document_timeout: float = 3.0
-    secrets_ttl: float = 60.0
-    remember_phases: int = 50_000
-
-    def resolved_api_url(self) -> str:
-        if self.api_url:
-            return self.api_url.rstrip("/")
-        from perianctl.config import DEFAULT_API_URL, resolve
-
-        try:
-            return resolve().api_url
-        except PerianctlError:
-            return os.environ.get("PERIAN_API_URL", DEFAULT_API_URL).rstrip("/")
 
 
 class _CountingTransport(httpx.AsyncBaseTransport):
@@ -317,8 +268,10 @@ class PerianConnector(AsyncConnectorBase):
         """
         now = time.monotonic()
         if self._secrets is None or now - self._secrets_at > self.settings.secrets_ttl:
-            self._secrets = resolve_secrets(organization=self.settings.organization, token=self.settings.token)
-            self._api_url = self.settings.resolved_api_url()  # may read the config file: not per call
+            fallback = self.settings.fallback()  # may read a config file: not per call
+            self._secrets = resolve_secrets(organization=self.settings.organization, token=self.settings.token,
+                                            fallback=fallback)
+            self._api_url = self.settings.resolved_api_url(fallback)
             self._secrets_at = now
         return with_request_secrets(self._secrets)  # a flyteidl2 request's Connection wins
 
@@ -361,7 +314,7 @@ class PerianConnector(AsyncConnectorBase):
                 api_url, org, token,
                 connect_timeout=self.settings.connect_timeout,
                 read_timeout=self.settings.read_timeout,
-                retry=self.settings.retry,
+                retry=self.settings.retry or CONNECTOR_RETRY,
                 max_connections=self.settings.max_connections,
                 transport=_CountingTransport(_transport(self.settings.http_backend, self.settings.max_connections)),
                 user_agent="perianctl-connector",
@@ -513,7 +466,7 @@ class PerianConnector(AsyncConnectorBase):
         # when the reply is lost, and makes the stamp below exact (a job made later is never returned).
         post_cut = cut - settings.create_reserve
         claim_base = time.time() + _deadline_left(post_cut)
-        for attempt in range(settings.retry.attempts):
+        for attempt in range((settings.retry or CONNECTOR_RETRY).attempts):
             if _deadline_left(post_cut) < 0.1:
                 raise UnavailableError("create job: no time left in this call's deadline to create the job; "
                                        "no job was created")
@@ -889,11 +842,3 @@ def _custom_info(job_id: str, job: m.JobView, info: PhaseInfo) -> dict[str, Any]
             custom[key] = value.isoformat()
     return custom
 
-
-def _finish_registration() -> None:
-    from perianctl.connector import register
-
-    register.finish_deferred()
-
-
-_finish_registration()

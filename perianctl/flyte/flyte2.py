@@ -1,4 +1,4 @@
-"""PERIAN for Flyte 2: the task plugin and the connector for the ``flyte`` SDK.
+"""PERIAN for Flyte 2: the task plugin (authoring) for the ``flyte`` SDK.
 
 Authoring (the Flyte 2 counterpart of :mod:`perianctl.flyte.task`, the same ``PerianConfig``
 class and therefore the same ``custom`` keys)::
@@ -19,12 +19,12 @@ Both have task type ``perian_task`` v0, which a Flyte 2 backend routes to a conn
 ``flyteidl2.connector.AsyncConnectorService`` for it -- ``perianctl serve`` does (beside the Flyte 1
 protocol, from the same image).
 
-The connector (:class:`PerianFlyte2Connector`) is a ``flyte.connectors.AsyncConnector`` registered
-in flyte's ``ConnectorRegistry`` when this module is imported -- which the ``flyte.connectors``
-entry point (:mod:`perianctl.connector.flyte2_entry`) does, so the SDK's own connector server
-(``flyte serve connector``) and its local executor (``AsyncConnectorExecutorMixin``) find it. It
-holds no PERIAN logic: every call goes to :class:`~perianctl.connector.v2.PerianV2` over the one
-:class:`~perianctl.connector.service.PerianConnector`.
+The connector for the ``flyte`` SDK lives in :mod:`perianctl.connector.flyte2` (a layer above this
+one; nothing here imports it). The SDK finds it through perianctl's ``flyte.connectors`` entry point,
+which its connector server loads (``flyte serve connector``); for a local run the SDK does not, so
+these tasks load that entry point themselves before their first run when no ``perian_task``
+connector is registered (``PERIANCTL_FLYTE_PLUGIN=off`` keeps it unregistered: such a run fails
+with a clear error).
 
 Local execution (``flyte.run`` without a backend): a :class:`PerianContainerTask` always goes
 through the connector. Its command gets ``{{.inputs.<name>}}`` and ``{{.outputPrefix}}``
@@ -34,64 +34,63 @@ function task (``@env.task``) is run by the SDK's mixin: in-process when the raw
 local, through the connector with a remote one. Credentials: a container task's
 ``connector_secrets={"perian_token": "MY_TOKEN_ENV", ...}`` names environment variables the SDK
 reads and hands over as the request's connection secrets; without them the connector's own
-lookup applies (``_FSEC_PERIAN_TOKEN``, ``/etc/secrets``, ``PERIAN_TOKEN``, the profile).
-
-This module imports the ``flyte`` SDK and must therefore never be imported by ``perianctl serve``:
-``flyte.connectors`` and flytekit's connector service register the same Prometheus metric names.
+lookup applies (``_FSEC_PERIAN_TOKEN``, ``/etc/secrets``, ``PERIAN_TOKEN``).
 """
 
 from __future__ import annotations
 
-import collections
 import inspect
-import json
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from flyte._task import AsyncFunctionTaskTemplate, TaskTemplate
-from flyte.connectors import AsyncConnector, AsyncConnectorExecutorMixin, ConnectorRegistry, Resource, ResourceMeta
+from flyte.connectors import AsyncConnectorExecutorMixin, ConnectorRegistry
 from flyte.extend import TaskPluginRegistry
 from flyte.models import NativeInterface, SerializationContext
-from flyteidl2.core import execution_pb2 as e2
-from google.protobuf import json_format
 
-from perianctl.connector.service import (
-    CONNECTOR_NAME,
-    TASK_TYPE,
-    TASK_TYPE_VERSION,
-    ConnectorSettings,
-    PerianConnector,
-    PerianMetadata,
-)
-from perianctl.connector.v2 import PerianV2
-from perianctl.flyte.task import PerianConfig, _custom
+from perianctl.flyte.task import TASK_TYPE, PerianConfig, _custom
 
-__all__ = [
-    "PerianConfig",
-    "PerianContainerTask",
-    "PerianFlyte2Connector",
-    "PerianJobMeta",
-    "PerianTask",
-    "register",
-]
+__all__ = ["PerianConfig", "PerianContainerTask", "PerianTask"]
 
-_LOCAL_RUNS = 1000  # local executions remembered for reading outputs back (bounded)
+TASK_TYPE_VERSION = 0
+ENTRY_POINT_GROUP = "flyte.connectors"
+ENTRY_POINT_NAME = "perianctl"
 
 
-@dataclass
-class PerianJobMeta(ResourceMeta):
-    """``{"job_id": "..."}``: the same resource_meta bytes as perianctl's Flyte 1 connector."""
+def _ensure_connector() -> None:
+    """Load perianctl's ``flyte.connectors`` entry point once when no ``perian_task`` connector is registered."""
+    if _registered():
+        return
+    from importlib.metadata import entry_points
 
-    job_id: str
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name == ENTRY_POINT_NAME:
+            entry.load()  # registers, unless PERIANCTL_FLYTE_PLUGIN=off (it logs any failure)
+            break
+    if not _registered():
+        raise RuntimeError(
+            f"no '{TASK_TYPE}' connector is registered with the flyte SDK: install perianctl with its "
+            f"'{ENTRY_POINT_GROUP}' entry point (and leave PERIANCTL_FLYTE_PLUGIN unset)")
 
-    @classmethod
-    def decode(cls, data: bytes) -> PerianJobMeta:
-        return cls(job_id=PerianMetadata.decode(data).job_id)  # the one tolerant decoder
+
+def _registered() -> bool:
+    try:
+        ConnectorRegistry.get_connector(TASK_TYPE, TASK_TYPE_VERSION)
+    except Exception:  # FlyteConnectorNotFound
+        return False
+    return True
+
+
+class _ThroughTheConnector(AsyncConnectorExecutorMixin):
+    """The SDK's local-run mixin, once the connector is known to be registered."""
+
+    async def execute(self, **kwargs: Any) -> Any:
+        _ensure_connector()
+        return await super().execute(**kwargs)
 
 
 @dataclass(kw_only=True)
-class PerianTask(AsyncConnectorExecutorMixin, AsyncFunctionTaskTemplate[..., Any, Any]):
+class PerianTask(_ThroughTheConnector, AsyncFunctionTaskTemplate[..., Any, Any]):
     """A Flyte 2 function task that runs as a PERIAN job: ``TaskEnvironment(plugin_config=PerianConfig(...))``."""
 
     plugin_config: PerianConfig = field(default_factory=PerianConfig)
@@ -102,7 +101,7 @@ class PerianTask(AsyncConnectorExecutorMixin, AsyncFunctionTaskTemplate[..., Any
         return _custom(self.plugin_config, None)
 
 
-class PerianContainerTask(AsyncConnectorExecutorMixin, TaskTemplate[..., Any, Any]):
+class PerianContainerTask(_ThroughTheConnector, TaskTemplate[..., Any, Any]):
     """Run an image and command on PERIAN (``image`` and ``command`` travel in ``custom``).
 
     ``{{.inputs.<name>}}`` and ``{{.outputPrefix}}`` in the command are rendered by the connector.
@@ -136,115 +135,4 @@ class PerianContainerTask(AsyncConnectorExecutorMixin, TaskTemplate[..., Any, An
         return custom
 
 
-class PerianFlyte2Connector(AsyncConnector[PerianJobMeta]):
-    """``flyte.connectors.AsyncConnector`` for ``perian_task`` v0, over the one PERIAN connector."""
-
-    name = CONNECTOR_NAME
-    task_type_name = TASK_TYPE
-    task_type_version = TASK_TYPE_VERSION
-    metadata_type = PerianJobMeta
-
-    def __init__(self, core: PerianConnector | None = None) -> None:
-        self._core = core
-        self._v2: PerianV2 | None = None
-        # job id → (output prefix, output types) of local executions, to read outputs.pb back
-        self._local: collections.OrderedDict[str, tuple[str, dict[str, type]]] = collections.OrderedDict()
-
-    @property
-    def v2(self) -> PerianV2:
-        if self._v2 is None:
-            self._v2 = PerianV2(self._core or PerianConnector(ConnectorSettings()))
-        return self._v2
-
-    async def create(self, task_template: Any, output_prefix: str, inputs: Any = None,
-                     task_execution_metadata: Any = None, **kwargs: Any) -> PerianJobMeta:
-        """``inputs``: native values (what the SDK passes), a ``task.Inputs`` or ``None``.
-        Keyword arguments are the request's connection secrets and configs."""
-        secrets = {k: v for k, v in kwargs.items() if isinstance(v, str)}
-        local = task_execution_metadata is None
-        if local:  # every local execution is its own attempt: its own prefix, so its own job
-            output_prefix = f"{output_prefix.rstrip('/')}/perian-{uuid.uuid4().hex[:12]}"
-        literal_inputs = await _to_inputs(task_template, inputs) if isinstance(inputs, dict) else inputs
-        meta = await self.v2.create(task_template, output_prefix, inputs=literal_inputs,
-                                    metadata=task_execution_metadata, secrets=secrets)
-        if local:
-            self._local[meta.job_id] = (output_prefix, _output_types(task_template))
-            while len(self._local) > _LOCAL_RUNS:
-                self._local.popitem(last=False)
-        return PerianJobMeta(job_id=meta.job_id)
-
-    async def get(self, resource_meta: PerianJobMeta, **kwargs: Any) -> Resource:
-        secrets = {k: v for k, v in kwargs.items() if isinstance(v, str) and k != "output_prefix"}
-        prefix, types = self._local.get(resource_meta.job_id, (str(kwargs.get("output_prefix") or ""), {}))
-        resource = await self.v2.get(PerianMetadata(job_id=resource_meta.job_id), output_prefix=prefix,
-                                     secrets=secrets)
-        outputs = None
-        if resource.phase == e2.TaskExecution.SUCCEEDED and types and prefix:  # read what the command wrote
-            outputs = await _read_outputs(prefix, types)
-        return Resource(
-            phase=resource.phase, message=resource.message, log_links=list(resource.log_links),
-            custom_info=json.loads(json_format.MessageToJson(resource.custom_info)) if resource.custom_info else None,
-            outputs=outputs,
-        )
-
-    async def delete(self, resource_meta: PerianJobMeta, **kwargs: Any) -> None:
-        secrets = {k: v for k, v in kwargs.items() if isinstance(v, str)}
-        await self.v2.delete(PerianMetadata(job_id=resource_meta.job_id), secrets=secrets)
-
-    async def get_metrics(self, resource_meta: PerianJobMeta, **kwargs: Any) -> Any:
-        return await self.v2.get_metrics(PerianMetadata(job_id=resource_meta.job_id), kwargs.get("queries"))
-
-    async def get_logs(self, resource_meta: PerianJobMeta, **kwargs: Any) -> Any:
-        async for message in self.v2.get_logs(PerianMetadata(job_id=resource_meta.job_id),
-                                              lines=int(kwargs.get("lines") or 0), token=kwargs.get("token") or ""):
-            yield message
-
-
-async def _to_inputs(template: Any, values: dict[str, Any]) -> Any:
-    """Native input values → ``task.Inputs``, typed by the template's interface (as flyte's server does)."""
-    from flyte._internal.runtime.convert import convert_from_native_to_inputs
-    from flyte.types import TypeEngine
-
-    variables = {entry.key: entry.value.type for entry in template.interface.inputs.variables}
-    types: dict[str, Any] = {k: (TypeEngine.guess_python_type(v), inspect.Parameter.empty)
-                             for k, v in variables.items()}
-    interface = NativeInterface.from_types(inputs=types, outputs={})
-    return (await convert_from_native_to_inputs(interface, **values)).proto_inputs
-
-
-def _output_types(template: Any) -> dict[str, type]:
-    from flyte.types import TypeEngine
-
-    return {entry.key: TypeEngine.guess_python_type(entry.value.type) for entry in template.interface.outputs.variables}
-
-
-async def _read_outputs(prefix: str, types: dict[str, type]) -> dict[str, Any] | None:
-    """``<prefix>/outputs.pb`` as native values; ``None`` when the job wrote none."""
-    from flyte import storage
-    from flyte._internal.runtime import io
-    from flyte.types import TypeEngine
-    from flyteidl2.core import literals_pb2
-
-    path = io.outputs_path(prefix)
-    if not await storage.exists(path):
-        return None
-    outputs = await io.load_outputs(path)
-    literal_map = literals_pb2.LiteralMap(literals={n.name: n.value for n in outputs.proto_outputs.literals})
-    values: dict[str, Any] = await TypeEngine.literal_map_to_kwargs(literal_map, types)
-    return {name: values[name] for name in types if name in values}
-
-
-def register(core: PerianConnector | None = None) -> PerianFlyte2Connector:
-    """Register the connector (``perian_task`` v0) and the task plugin with the ``flyte`` SDK. Idempotent."""
-    connector = PerianFlyte2Connector(core)
-    ConnectorRegistry.register(connector, override=True)
-    metadata = ConnectorRegistry._METADATA.get(connector.name)
-    if metadata is not None and len(metadata.supported_task_categories) > 1:  # re-registered: one entry
-        unique = {(c.name, c.version): c for c in metadata.supported_task_categories}
-        del metadata.supported_task_categories[:]
-        metadata.supported_task_categories.extend(unique.values())
-    TaskPluginRegistry.register(PerianConfig, PerianTask)
-    return connector
-
-
-register()
+TaskPluginRegistry.register(PerianConfig, PerianTask)

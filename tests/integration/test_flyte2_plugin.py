@@ -176,7 +176,7 @@ def test_opt_out_and_a_broken_plugin_never_break_the_sdk(tmp_path: Path) -> None
 
     broken = tmp_path / "broken"
     shutil.copytree(ROOT / "perianctl", broken / "perianctl", ignore=shutil.ignore_patterns("__pycache__"))
-    (broken / "perianctl" / "flyte" / "flyte2.py").write_text("raise ImportError('simulated breakage')\n")
+    (broken / "perianctl" / "connector" / "flyte2.py").write_text("raise ImportError('simulated breakage')\n")
     env = _env()
     env["PYTHONPATH"] = str(broken)
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=90,

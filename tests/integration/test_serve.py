@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -124,6 +125,43 @@ def test_secrets_from_files_like_a_flytekit_connector(api: Api, tmp_path: Path) 
         code, err = proc.terminate()
     assert code == 0, err
     assert api.token not in err
+
+
+_ENV_AT_EXIT = textwrap.dedent("""
+    import atexit, json, os
+
+    def _dump(path=os.environ["ENV_AT_EXIT"]):
+        with open(path, "w") as f:
+            json.dump({k: v for k, v in os.environ.items() if k.startswith("PERIANCTL_")}, f)
+
+    atexit.register(_dump)
+""")
+
+
+def test_profile_flags_reach_the_connector_without_touching_the_environment(api: Api, tmp_path: Path) -> None:
+    """``--profile``/``--config`` are handed to the connector as settings: it authenticates with the
+    profile's credentials, and the server's environment at exit has no PERIANCTL_* it did not start with
+    (the environment is inherited by anything the process starts)."""
+    config = tmp_path / "other.toml"
+    config.write_text(f'[profiles.p]\norganization = "{api.organization}"\ntoken = "{api.token}"\n')
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_ENV_AT_EXIT)
+    dump = tmp_path / "env-at-exit.json"
+    env = {"ENV_AT_EXIT": str(dump), "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = ServeProcess(api, "--profile", "p", "--config", str(config), use_fsec=False, tmp=tmp_path,
+                        env=env).wait_ready()
+    try:
+        assert any(f"perian_token (profile p ({config}))" in line for line in proc.lines), proc.lines
+        with grpc.insecure_channel(proc.target) as channel:
+            stub = agent_pb2_grpc.AsyncAgentServiceStub(channel)
+            meta = stub.CreateTask(create_request("success"), timeout=10).resource_meta
+            assert stub.GetTask(get_request(meta), timeout=10).resource.phase != 0
+    finally:
+        code, err = proc.terminate()
+    assert code == 0, err
+    assert json.loads(dump.read_text()) == {"PERIANCTL_CONFIG": str(tmp_path / "config.toml")}  # as started
+    assert api.stats()["jobs_created"] == 1
 
 
 def test_sigterm_drains_in_flight_calls_and_exits_zero(api: Api, tmp_path: Path) -> None:
@@ -258,14 +296,42 @@ def test_entry_point_registers_perian_connector() -> None:
     assert "'PERIAN Connector (perianctl)'" in proc.stdout
 
 
-def test_importing_the_connector_first_still_registers_it() -> None:
-    """connector.py imports flytekit, whose entry point imports connector.py: registration is deferred."""
+def test_importing_the_connector_first_registers_nothing_and_warns_nothing() -> None:
+    """connector/service.py imports flytekit, whose entry point would import service.py half-done:
+    the entry point leaves registration to such a process (no import loop, no warning)."""
     code = ("import perianctl.connector.service as c\n"
             "from flytekit.extend.backend.base_connector import ConnectorRegistry\n"
-            "assert isinstance(ConnectorRegistry.get_connector('perian_task'), c.PerianConnector)\n")
+            "from perianctl.connector.register import register\n"
+            "assert 'perian_task' not in str(ConnectorRegistry._REGISTRY)\n"
+            "connector = register(c.PerianConnector())\n"
+            "assert ConnectorRegistry.get_connector('perian_task') is connector\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "not registered" not in proc.stderr
+
+
+def test_the_entry_point_connector_takes_its_settings_from_the_environment_only(tmp_path: Path) -> None:
+    """The flytekit entry point's connector reads PERIAN_* (ConnectorSettings.from_env), never
+    perianctl's config: a profile naming another API is not consulted."""
+    config = tmp_path / "config.toml"
+    config.write_text('current_profile = "p"\n[profiles.p]\napi_url = "http://127.0.0.1:9"\n'
+                      'organization = "from-profile"\ntoken = "profile-token"\n')
+    code = textwrap.dedent("""
+        import sys
+        import flytekit
+        from flytekit.extend.backend.base_connector import ConnectorRegistry
+        c = ConnectorRegistry.get_connector("perian_task")
+        secrets = c.secrets()
+        print("URL", c.api_url(), "ORG", secrets.organization, secrets.sources.get("perian_organization"))
+        print("CONFIG", "perianctl.config" in sys.modules)
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERIAN", "_FSEC_"))}
+    env.update(PERIANCTL_CONFIG=str(config), PERIAN_API_URL="http://127.0.0.1:7/", PERIAN_ORG="env-org",
+               FLYTE_SECRETS_DEFAULT_DIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "URL http://127.0.0.1:7 ORG env-org env PERIAN_ORG" in proc.stdout
+    assert "CONFIG False" in proc.stdout
 
 
 def test_broken_registration_does_not_break_import_flytekit(tmp_path: Path) -> None:

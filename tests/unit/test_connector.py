@@ -10,7 +10,7 @@ from flyteidl.admin import agent_pb2
 
 from perianctl.connector import grpc_client as gc
 from perianctl.connector.idempotency import execution_ref, idempotency_for, strip_attempt
-from perianctl.connector.secrets import resolve_secrets
+from perianctl.connector.secrets import Credentials, env_credentials, resolve_secrets
 from tests.support.connector import execution_metadata, output_prefix, perian_template
 
 # ---------------------------------------------------------------------- secrets
@@ -32,9 +32,14 @@ def test_secret_lookup_order_env_then_file_then_config(tmp_path: Path) -> None:
     assert resolved.get("aws_access_key_id") == "AKIAFILE"
     assert "from-env" not in repr(resolved) and "from-env" not in resolved.describe()
 
-    fallback = resolve_secrets(environ=_env(tmp_path / "empty", PERIAN_ORGANIZATION="o", PERIAN_TOKEN="t-123"))
+    bare = _env(tmp_path / "empty", PERIAN_ORGANIZATION="o", PERIAN_TOKEN="t-123")
+    assert resolve_secrets(environ=bare).token is None  # PERIAN_* only through a fallback the connector is given
+    fallback = resolve_secrets(environ=bare, fallback=env_credentials(bare))
     assert (fallback.organization, fallback.token) == ("o", "t-123")
     assert fallback.sources["perian_token"] == "env PERIAN_TOKEN"
+    given = Credentials(organization="o2", token="t-2", sources={"token": "profile p"})
+    assert resolve_secrets(environ=env, fallback=given).organization == "org-file"  # mounted secrets first
+    assert resolve_secrets(environ=bare, fallback=given).sources["perian_token"] == "profile p"
     explicit = resolve_secrets(organization="x", token="y-123", environ=env)
     assert (explicit.organization, explicit.token) == ("x", "y-123")
 
@@ -137,10 +142,10 @@ def test_route_label_has_bounded_cardinality() -> None:
 # ---------------------------------------------------------------------- registration
 
 
-def test_register_all_twice_and_over_an_official_connector() -> None:
+def test_register_twice_and_over_an_official_connector() -> None:
     from flytekit.extend.backend.base_connector import ConnectorRegistry
 
-    from perianctl.connector.register import register_all
+    from perianctl.connector.register import register
     from perianctl.connector.service import PerianConnector, PerianMetadata
 
     class OfficialLookalike(PerianConnector):
@@ -150,8 +155,8 @@ def test_register_all_twice_and_over_an_official_connector() -> None:
     saved_meta = dict(ConnectorRegistry._METADATA)
     try:
         ConnectorRegistry.register(OfficialLookalike(), override=True)  # as the official plugin would
-        first = register_all(force=True)
-        second = register_all(force=True)
+        first = register(PerianConnector())
+        second = register(PerianConnector())
         assert isinstance(second, PerianConnector) and first is not second
         assert ConnectorRegistry.get_connector("perian_task") is second
         advertisers = [a.name for a in ConnectorRegistry.list_connectors() if "perian_task" in a.supported_task_types]
@@ -176,3 +181,21 @@ def test_synthetic_metadata_looks_like_propellers() -> None:
     assert len(name) == 20 and name[0].isalpha()
     request = gc.build_create_request(template, None, "s3://b/p")
     assert request.HasField("inputs") and request.task_execution_metadata.task_execution_id.node_execution_id.node_id
+
+
+def test_settings_from_the_environment_are_read_at_every_refresh() -> None:
+    from perianctl.connector.settings import ConnectorSettings
+    from perianctl.envvars import DEFAULT_API_URL
+
+    assert ConnectorSettings().fallback() is None
+    assert ConnectorSettings().resolved_api_url() == DEFAULT_API_URL  # no source given: PERIAN's public API
+    env = {"PERIAN_ENDPOINT": "http://127.0.0.1:7/", "PERIAN_ORG": "o", "PERIAN_TOKEN": "t-1"}
+    settings = ConnectorSettings.from_env(env)
+    fallback = settings.fallback()
+    assert fallback is not None and (fallback.organization, fallback.token) == ("o", "t-1")
+    assert settings.resolved_api_url(fallback) == "http://127.0.0.1:7"
+    assert "t-1" not in repr(fallback) and "t-1" not in repr(settings)
+    env["PERIAN_TOKEN"] = "t-2"  # rotated
+    assert settings.fallback().token == "t-2"  # type: ignore[union-attr]
+    explicit = ConnectorSettings(api_url="http://127.0.0.1:8", credentials=settings.credentials)
+    assert explicit.resolved_api_url(explicit.fallback()) == "http://127.0.0.1:8"
