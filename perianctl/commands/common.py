@@ -48,6 +48,14 @@ class GlobalOptions:
         return self._settings
 
 
+def command_group(name: str | None = None, help: str | None = None) -> typer.Typer:
+    """A command group (``perianctl connector``, ``sandbox``, ``config``) with the settings every group
+    shares: help when called bare and on ``-h``, plain help text, no pretty tracebacks (errors reach
+    the one handler in :mod:`perianctl.cli`)."""
+    return typer.Typer(name=name, help=help, no_args_is_help=True, pretty_exceptions_enable=False,
+                       rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
+
+
 def options(ctx: typer.Context) -> GlobalOptions:
     root = ctx.find_root()
     if not isinstance(root.obj, GlobalOptions):

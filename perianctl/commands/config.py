@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from perianctl.commands.common import options, output_option
+from perianctl.commands.common import command_group, options, output_option
 
-config_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
+config_app = command_group()
 
 
 @config_app.command("path")

@@ -9,20 +9,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from perianctl.commands.common import output_option
+from perianctl.commands.common import command_group, output_option
 from perianctl.errors import ExitCode, PerianctlError, UnavailableError, UsageError
 
 if TYPE_CHECKING:
     from perianctl.connector.check import Scenario
 
-connector_app = typer.Typer(
-    name="connector",
-    help=__doc__,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+connector_app = command_group("connector", __doc__)
 
 
 class CheckFailed(PerianctlError):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from perianctl.commands.common import options, output_option
+from perianctl.commands.common import command_group, options, output_option
 from perianctl.errors import ExitCode, PerianctlError, UsageError
 
 if TYPE_CHECKING:
@@ -20,14 +20,7 @@ if TYPE_CHECKING:
 
 PROFILE_NAME = "sandbox"
 
-sandbox_app = typer.Typer(
-    name="sandbox",
-    help=__doc__,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+sandbox_app = command_group("sandbox", __doc__)
 
 
 class SandboxError(PerianctlError):

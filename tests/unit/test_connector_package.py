@@ -74,3 +74,11 @@ def test_the_flyte_library_imports_nothing_of_the_connector() -> None:
     offenders = {m: sorted(i for i in imports if i.startswith("perianctl.connector"))
                  for m, imports in _package("flyte").items()}
     assert {m: i for m, i in offenders.items() if i} == {}
+
+
+def test_the_package_docstring_names_every_module_once() -> None:
+    import perianctl.connector as package
+
+    doc = package.__doc__ or ""
+    modules = sorted(p.stem for p in (ROOT / "connector").glob("*.py") if p.stem != "__init__")
+    assert {m: doc.count(f":mod:`.{m}` --") for m in modules} == dict.fromkeys(modules, 1)
