@@ -74,24 +74,11 @@ def follow_after_submit(
     timeout: float | None,
     interval: float,
 ) -> tuple[int, str | None]:
-    """``submit --wait/--watch``: follow the new job(s); the exit code (PRODUCT.md table) and, for a
-    failure, the error line (not printed: ``submit`` adds the task's own error to it).
+    """``submit --wait/--watch`` (see :func:`perianctl.ui.follow.follow_after_submit`)."""
+    from perianctl.ui.follow import follow_after_submit as follow
 
-    Progress goes to stderr (a live table on a terminal for ``watch``, one line per transition
-    otherwise; nothing with ``-q``), so stdout keeps only what ``submit`` printed (the job id).
-    Ctrl-C detaches (130) and never cancels the job.
-    """
-    from perianctl.errors import UsageError
-    from perianctl.jobs.follow import WaitFor
-    from perianctl.ui.console import state
-    from perianctl.ui.follow import ViewKind, follow
-
-    if mode not in ("wait", "watch"):
-        raise UsageError(f"unknown follow mode '{mode}'")
-    kind: ViewKind = "quiet" if state.quiet else ("live" if mode == "watch" else "lines")
-    outcome = follow(options(ctx).settings(), list(job_ids), connector=None, on_unreadable=warn_unreadable, kind=kind, to_stderr=True, wait_for=WaitFor.TERMINAL, timeout=timeout,
-                     interval=interval, report_failure=False)
-    return outcome.exit_code, outcome.failure
+    return follow(options(ctx).settings(), job_ids, mode=mode, timeout=timeout, interval=interval,
+                  on_unreadable=warn_unreadable)
 
 
 def follow_via_connector(
@@ -101,57 +88,14 @@ def follow_via_connector(
     timeout: float | None,
     interval: float,
     output_prefix: str = "",
-    give_up_after: float = 300.0,
+    mode: str = "wait",
 ) -> tuple[int, str | None]:
-    """``submit --connector --wait/--watch``: poll the connector's GetTask until the task ends.
+    """``submit --connector --wait/--watch``: the same follow, through the connector."""
+    from pathlib import Path
 
-    One line per phase change on stderr (nothing with ``-q``); the exit code follows the phase
-    (:attr:`perianctl.connector.grpc_client.TaskStatus.exit_code`), 5 when ``timeout`` is reached; a
-    failure's error line is returned, not printed (as :func:`follow_after_submit`).
-    Ctrl-C detaches (130) and never cancels the job. Observations with PERIAN's status go into the
-    journal, so ``get --history`` shows them.
-    """
-    import sys
+    from perianctl.config import Settings
+    from perianctl.ui.follow import follow_after_submit as follow
 
-    from perianctl.commands.common import run
-    from perianctl.connector.grpc_client import TaskStatus, WaitTimedOut, wait_via_connector
-    from perianctl.errors import PerianctlError
-    from perianctl.journal import Observation, open_journal
-    from perianctl.ui.console import info, state
-
-    seen: list[tuple[str, str]] = []
-
-    def on_status(status: TaskStatus) -> None:
-        key = (status.phase_name, status.message)
-        if seen and seen[-1][0] == key[0] and (seen[-1][1] == key[1] or status.phase_name == "RUNNING"):
-            return
-        seen.append(key)
-        if not state.quiet:
-            info(f"job {job_id}: {status.phase_name}" + (f" — {status.message}" if status.message else ""))
-        if status.perian_status:
-            try:
-                with open_journal() as journal:
-                    journal.observe_many([Observation(job_id, status.perian_status, status.phase_name,
-                                                      status.message)])
-            except PerianctlError:
-                pass
-
-    try:
-        final = run(wait_via_connector(target, job_id, output_prefix=output_prefix, interval=interval,
-                                       timeout=timeout, give_up_after=give_up_after, on_status=on_status))
-    except KeyboardInterrupt:
-        sys.stderr.write(f"\ndetached; the job keeps running — 'perianctl delete {job_id} --connector {target}' "
-                         "cancels\n")
-        sys.stderr.flush()
-        return 130, None
-    except WaitTimedOut as exc:
-        return int(exc.exit_code), exc.message
-    code = final.exit_code or 0
-    from perianctl.ui.jobs import cost_summary
-
-    cost = cost_summary(job_id, final.custom_info.get("cost") if isinstance(final.custom_info, dict) else None)
-    if cost and not state.quiet:
-        info(cost)
-    if code:
-        return code, f"job {job_id} ended {final.phase_name}" + (f": {final.message}" if final.message else "")
-    return 0, None
+    # The settings are not read through a connector (it has its own PERIAN credentials).
+    return follow(Settings(profile="default", config_file=Path()), [job_id], mode=mode, timeout=timeout, interval=interval, connector=target,
+                  output_prefix=output_prefix)

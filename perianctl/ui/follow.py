@@ -174,3 +174,40 @@ class _Labels:
             entry = self._journal.get(job_id) if self._journal is not None else None
             self._cache[job_id] = (entry.name or entry.image) if entry is not None else None
         return self._cache[job_id]
+
+
+def follow_after_submit(
+    settings: Settings,
+    job_ids: list[str],
+    *,
+    mode: str,
+    timeout: float | None,
+    interval: float,
+    connector: str | None = None,
+    output_prefix: str = "",
+    on_unreadable: Callable[[str, Any], None] | None = None,
+) -> tuple[int, str | None]:
+    """``submit --wait/--watch``: follow the new job(s); the exit code (PRODUCT.md table) and, for a
+    failure, the error line (not printed: ``submit`` adds the task's own error to it).
+
+    Through ``connector`` (``submit --connector``) the job is followed by the connector's GetTask,
+    as propeller follows it: right even when the connector talks to another PERIAN than this
+    profile (e.g. ``serve --sandbox``), and no credentials are needed here. ``output_prefix`` lets
+    the connector report a failed task's error document.
+
+    Progress goes to stderr (a live table on a terminal for ``watch``, one line per transition
+    otherwise; nothing with ``-q``), so stdout keeps only what ``submit`` printed (the job id).
+    Ctrl-C detaches (130) and never cancels the job.
+    """
+    from perianctl.errors import UsageError
+    from perianctl.jobs.follow import WaitFor
+    from perianctl.ui.console import state
+
+    if mode not in ("wait", "watch"):
+        raise UsageError(f"unknown follow mode '{mode}'")
+    kind: ViewKind = "quiet" if state.quiet else ("live" if mode == "watch" else "lines")
+    outcome = follow(settings, list(job_ids), connector=connector, kind=kind, to_stderr=True,
+                     wait_for=WaitFor.TERMINAL, timeout=timeout, interval=interval, report_failure=False,
+                     output_prefixes={job_id: output_prefix for job_id in job_ids} if output_prefix else None,
+                     on_unreadable=on_unreadable)
+    return outcome.exit_code, outcome.failure

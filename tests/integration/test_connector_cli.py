@@ -74,7 +74,8 @@ def test_readme_demo_through_serve(sandbox_factory: SandboxFactory, run_cli: Cli
         assert r.returncode == 0, r
         assert GREETING.format("Connector") in r.stdout
         job_id = r.stdout.splitlines()[0].strip()
-        assert f"via connector {target}" in r.stderr and f"job {job_id}: SUCCEEDED" in r.stderr
+        assert f"via connector {target}" in r.stderr and f"job {job_id} succeeded" in r.stderr
+        assert " -> Done (SUCCEEDED)" in r.stderr  # the poller's lines, as without --connector
         assert f"job {job_id}: final cost " in r.stderr  # from the connector's custom_info
         assert (prefix / "outputs.pb").is_file()
 
