@@ -24,13 +24,11 @@ v1 message's bytes as its flyteidl2 counterpart and reads the answer back the sa
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import secrets
 import string
-import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -531,60 +529,6 @@ async def get_via_connector(target: str, job_id: str, *, timeout: float = DEFAUL
     """
     async with ConnectorClient(target, timeout=timeout) as client:
         return await client.get_task(resource_meta_for(job_id), output_prefix=output_prefix)
-
-
-class WaitTimedOut(PerianctlError):
-    """``wait_via_connector`` gave up at its ``timeout`` (exit 5); ``last`` is what GetTask said last."""
-
-    exit_code = ExitCode.TIMEOUT
-
-    def __init__(self, message: str, last: TaskStatus | None) -> None:
-        super().__init__(message)
-        self.last = last
-
-
-async def wait_via_connector(
-    target: str,
-    job_id: str,
-    *,
-    output_prefix: str = "",
-    interval: float = 1.0,
-    timeout: float | None = None,
-    give_up_after: float = 300.0,
-    on_status: Callable[[TaskStatus], None] | None = None,
-    call_timeout: float = DEFAULT_TIMEOUT,
-) -> TaskStatus:
-    """Poll ``GetTask`` like propeller until the phase is terminal; returns the terminal status.
-
-    ``on_status`` sees every answer. The connector being unreachable (UNAVAILABLE or a missed
-    deadline) is retried for up to ``give_up_after`` seconds in a row, then raised; any other
-    error is raised at once. ``timeout`` (seconds) raises :class:`WaitTimedOut`.
-    """
-    started = time.monotonic()
-    down_since: float | None = None
-    last: TaskStatus | None = None
-    async with ConnectorClient(target, timeout=call_timeout) as client:
-        while True:
-            try:
-                status = await client.get_task(resource_meta_for(job_id), output_prefix=output_prefix)
-            except UnavailableError:
-                now = time.monotonic()
-                down_since = down_since if down_since is not None else now
-                if now - down_since >= give_up_after:
-                    raise
-            else:
-                down_since = None
-                last = status
-                if on_status is not None:
-                    on_status(status)
-                if status.terminal:
-                    return status
-            if timeout is not None and time.monotonic() - started >= timeout:
-                shown = last.phase_name if last is not None else "no answer"
-                raise WaitTimedOut(f"gave up waiting for job {job_id} after {timeout:g}s (last phase: {shown})",
-                                   last)
-            pause = interval if timeout is None else min(interval, max(0.0, started + timeout - time.monotonic()))
-            await asyncio.sleep(pause)
 
 
 async def delete_via_connector(target: str, job_id: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
