@@ -220,7 +220,7 @@ class PerianAsyncService(fk.AsyncConnectorService):
             await _fail(context, exc, "get metrics of", task_type)
         return result
 
-    async def GetTaskLogs(  # type: ignore[override]  # an async generator: that is the fix
+    async def GetTaskLogs(  # an async generator: that is the fix
         self, request: GetTaskLogsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[GetTaskLogsResponse]:
         task_type, version = _category(request)
@@ -244,7 +244,7 @@ class PerianAsyncService(fk.AsyncConnectorService):
 class PerianSyncService(fk.SyncConnectorService):
     """SyncAgentService: flytekit's, but an async connector's type gets a clear refusal."""
 
-    async def ExecuteTaskSync(  # type: ignore[override]
+    async def ExecuteTaskSync(
         self, request_iterator: AsyncIterator[ExecuteTaskSyncRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[ExecuteTaskSyncResponse]:
         try:

@@ -103,7 +103,7 @@ class PerianAsyncServiceV2(AsyncConnectorServiceServicer):
         except Exception as exc:  # every failure becomes a status code
             await _fail(context, exc, "get metrics of", task_type)
 
-    async def GetTaskLogs(  # type: ignore[override]  # an async generator, as grpc.aio streams it
+    async def GetTaskLogs(  # an async generator, as grpc.aio streams it
         self, request: c2.GetTaskLogsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[c2.GetTaskLogsResponse]:
         task_type = request.task_category.name or TASK_TYPE

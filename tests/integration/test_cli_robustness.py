@@ -16,11 +16,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import pexpect
 import pytest
 
-from tests.plugins.cli import CliEnv, CliResult, assert_one_line_error
+from tests.plugins.cli import CliEnv, CliResult, CliRunner, assert_one_line_error
+from tests.plugins.sandbox import SandboxFactory, SandboxHandle
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "examples" / "templates"
@@ -35,7 +37,7 @@ def _one_error(result: CliResult, code: int) -> str:
     return errors[0]
 
 
-def _jobs(sandbox) -> list[dict]:  # type: ignore[no-untyped-def]
+def _jobs(sandbox: SandboxHandle) -> list[dict]:
     with sandbox.http() as client:
         response = client.get("/job")
     assert response.status_code == 200, response.text
@@ -55,7 +57,9 @@ def _closed_port() -> int:
 # --------------------------------------------------------------------------- validate first
 
 
-def test_submit_with_invalid_wait_timeout_creates_no_job(sandbox, run_cli, cli_env: CliEnv) -> None:  # type: ignore[no-untyped-def]
+def test_submit_with_invalid_wait_timeout_creates_no_job(
+    sandbox: SandboxHandle, run_cli: CliRunner, cli_env: CliEnv
+) -> None:
     result = run_cli("submit", str(TEMPLATES / "hello.json"), "-i", "name=x", "--wait", "--wait-timeout", "zz",
                      env=sandbox.env())
     assert "--wait-timeout" in _one_error(result, 2)
@@ -64,7 +68,9 @@ def test_submit_with_invalid_wait_timeout_creates_no_job(sandbox, run_cli, cli_e
     assert _files_under(cli_env.state_dir / "runs") == []
 
 
-def test_submit_refused_by_auth_leaves_no_inputs_file(sandbox, run_cli, cli_env: CliEnv) -> None:  # type: ignore[no-untyped-def]
+def test_submit_refused_by_auth_leaves_no_inputs_file(
+    sandbox: SandboxHandle, run_cli: CliRunner, cli_env: CliEnv
+) -> None:
     env = {**sandbox.env(), "PERIAN_TOKEN": "not-the-token"}
     result = run_cli("submit", str(TEMPLATES / "add.json"), "-i", "a=1", "-i", "b=2", env=env)
     _one_error(result, 6)
@@ -72,7 +78,7 @@ def test_submit_refused_by_auth_leaves_no_inputs_file(sandbox, run_cli, cli_env:
     assert _files_under(cli_env.state_dir / "runs") == []  # inputs.pb of a job that does not exist
 
 
-def test_submit_with_undecodable_env_value_is_a_usage_error(sandbox, run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_submit_with_undecodable_env_value_is_a_usage_error(sandbox: SandboxHandle, run_cli: CliRunner) -> None:
     # "\udcff" is how Python hands over the byte 0xff from argv; subprocess sends the byte back.
     result = run_cli("submit", str(TEMPLATES / "hello.json"), "-i", "name=x", "--env", "A=\udcff", env=sandbox.env())
     assert "UTF-8" in _one_error(result, 2)
@@ -80,7 +86,7 @@ def test_submit_with_undecodable_env_value_is_a_usage_error(sandbox, run_cli) ->
 
 
 @pytest.mark.parametrize("value", ["Infinity", "-Infinity", "NaN"])
-def test_non_finite_number_in_json_template_is_a_usage_error(tmp_path: Path, run_cli, value: str) -> None:  # type: ignore[no-untyped-def]
+def test_non_finite_number_in_json_template_is_a_usage_error(tmp_path: Path, run_cli: CliRunner, value: str) -> None:
     text = (TEMPLATES / "hello.json").read_text().replace('"memory": 1.0', f'"memory": {value}')
     assert value in text
     template = tmp_path / "odd.json"
@@ -89,7 +95,7 @@ def test_non_finite_number_in_json_template_is_a_usage_error(tmp_path: Path, run
     assert "custom.memory" in _one_error(result, 2)
 
 
-def test_non_finite_number_in_yaml_template_is_a_usage_error(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_non_finite_number_in_yaml_template_is_a_usage_error(tmp_path: Path, run_cli: CliRunner) -> None:
     import yaml
 
     document = json.loads((TEMPLATES / "hello.json").read_text())
@@ -101,8 +107,8 @@ def test_non_finite_number_in_yaml_template_is_a_usage_error(tmp_path: Path, run
     assert "custom.memory" in _one_error(result, 2)
 
 
-def test_unwritable_state_dir_is_a_clear_error_for_submit_and_not_for_list(  # type: ignore[no-untyped-def]
-    sandbox, run_cli, tmp_path: Path
+def test_unwritable_state_dir_is_a_clear_error_for_submit_and_not_for_list(
+    sandbox: SandboxHandle, run_cli: CliRunner, tmp_path: Path
 ) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
@@ -116,7 +122,7 @@ def test_unwritable_state_dir_is_a_clear_error_for_submit_and_not_for_list(  # t
     assert "Traceback" not in listed.output
 
 
-def test_task_file_named_like_a_stdlib_module_is_refused(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_task_file_named_like_a_stdlib_module_is_refused(tmp_path: Path, run_cli: CliRunner) -> None:
     (tmp_path / "json.py").write_text("from flytekit import task\n\n@task\ndef t(x: int) -> int:\n    return x\n")
     # Named by path from elsewhere: `python -m` run *inside* that directory would put it first on
     # sys.path and break the interpreter itself, before any perianctl code.
@@ -126,15 +132,17 @@ def test_task_file_named_like_a_stdlib_module_is_refused(tmp_path: Path, run_cli
 
 
 @pytest.mark.parametrize("raised", ["KeyboardInterrupt('boom')", "SystemExit(3)", "Custom('boom')"])
-def test_task_module_raising_a_base_exception_at_import_is_a_usage_error(  # type: ignore[no-untyped-def]
-    tmp_path: Path, run_cli, raised: str
+def test_task_module_raising_a_base_exception_at_import_is_a_usage_error(
+    tmp_path: Path, run_cli: CliRunner, raised: str
 ) -> None:
     (tmp_path / "boom_task.py").write_text(f"class Custom(BaseException):\n    pass\n\nraise {raised}\n")
     result = run_cli("submit", f"{tmp_path / 'boom_task.py'}:t", "--dry-run", timeout=120)
     assert "cannot import" in _one_error(result, 2)
 
 
-def test_unreachable_storage_for_output_prefix_fails_fast(sandbox, run_cli, cli_env: CliEnv) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_storage_for_output_prefix_fails_fast(
+    sandbox: SandboxHandle, run_cli: CliRunner, cli_env: CliEnv
+) -> None:
     # The storage endpoint is a closed loopback port: as unreachable as no network at all, but
     # deterministic on a machine that has one.
     env = {**sandbox.env(), "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{_closed_port()}"}
@@ -146,7 +154,7 @@ def test_unreachable_storage_for_output_prefix_fails_fast(sandbox, run_cli, cli_
 
 @pytest.mark.parametrize("target", ["127.0.0.1:99999", "localhost:0", "[::1]:65536", "localhost", ":8000",
                                     "http://localhost:8000", "host:80:90"])
-def test_malformed_connector_target_is_a_usage_error(run_cli, target: str) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_connector_target_is_a_usage_error(run_cli: CliRunner, target: str) -> None:
     result = run_cli("get", A_JOB_ID, "--connector", target, timeout=30)
     line = _one_error(result, 2)
     assert "invalid --connector" in line and ("port" in line or "HOST:PORT" in line)
@@ -189,7 +197,7 @@ def test_sigint_during_start_up_exits_130_without_a_traceback(cli_env: CliEnv, c
     assert ours >= 4  # most moments land in perianctl's code
 
 
-def test_delete_declined_at_the_prompt_says_so_and_exits_10(sandbox, cli_env: CliEnv) -> None:  # type: ignore[no-untyped-def]
+def test_delete_declined_at_the_prompt_says_so_and_exits_10(sandbox: SandboxHandle, cli_env: CliEnv) -> None:
     job_id = sandbox.create_job(duration=60)
     env = {**cli_env.env(), **sandbox.env()}
     child = pexpect.spawn(sys.executable, ["-m", "perianctl", "delete", job_id], env=env, encoding="utf-8",
@@ -204,7 +212,7 @@ def test_delete_declined_at_the_prompt_says_so_and_exits_10(sandbox, cli_env: Cl
     assert sandbox.get_job(job_id)["status"] != "Cancelled"
 
 
-def test_failed_task_is_one_error_line(sandbox_factory, run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_failed_task_is_one_error_line(sandbox_factory: SandboxFactory, run_cli: CliRunner) -> None:
     sandbox = sandbox_factory(runtime="process")
     result = run_cli("submit", str(TEMPLATES / "fail.json"), "-i", "name=x", "--env", f"PYTHONPATH={ROOT}",
                      "--wait", env=sandbox.env(), timeout=180)
@@ -215,8 +223,9 @@ def test_failed_task_is_one_error_line(sandbox_factory, run_cli) -> None:  # typ
 # --------------------------------------------------------------------------- outages are never silent
 
 
-def _read_until(stream, pattern: str, *, timeout: float = 60.0) -> list[str]:  # type: ignore[no-untyped-def]
-    """Lines of ``stream`` up to and including the first that matches ``pattern``."""
+def _read_until(stream: IO[str] | None, pattern: str, *, timeout: float = 60.0) -> list[str]:
+    """Lines of ``stream`` (a pipe of a Popen) up to and including the first that matches ``pattern``."""
+    assert stream is not None
     import selectors
 
     lines: list[str] = []
@@ -236,7 +245,7 @@ def _read_until(stream, pattern: str, *, timeout: float = 60.0) -> list[str]:  #
     raise AssertionError(f"no line matching {pattern!r} within {timeout} s; got: {lines}")
 
 
-def test_wait_piped_reports_outage_start_reminders_and_end(sandbox, cli_env: CliEnv) -> None:  # type: ignore[no-untyped-def]
+def test_wait_piped_reports_outage_start_reminders_and_end(sandbox: SandboxHandle, cli_env: CliEnv) -> None:
     job_id = sandbox.create_job(duration=600)
     env = {**cli_env.env(), **sandbox.env()}
     proc = subprocess.Popen([sys.executable, "-m", "perianctl", "wait", job_id, "--interval", "0.2",
@@ -259,7 +268,7 @@ def test_wait_piped_reports_outage_start_reminders_and_end(sandbox, cli_env: Cli
     assert "Traceback" not in rest
 
 
-def test_wait_on_a_terminal_shows_the_outage_as_a_status_line(sandbox, cli_env: CliEnv) -> None:  # type: ignore[no-untyped-def]
+def test_wait_on_a_terminal_shows_the_outage_as_a_status_line(sandbox: SandboxHandle, cli_env: CliEnv) -> None:
     job_id = sandbox.create_job(duration=600)
     env = {**cli_env.env(), **sandbox.env(), "TERM": "xterm-256color"}
     env.pop("NO_COLOR", None)
@@ -282,7 +291,7 @@ def test_wait_on_a_terminal_shows_the_outage_as_a_status_line(sandbox, cli_env: 
     assert "Traceback" not in (child.before or "")
 
 
-def test_slow_api_shows_a_status_line_on_a_terminal(sandbox_factory, cli_env: CliEnv) -> None:  # type: ignore[no-untyped-def]
+def test_slow_api_shows_a_status_line_on_a_terminal(sandbox_factory: SandboxFactory, cli_env: CliEnv) -> None:
     sandbox = sandbox_factory(latency=2.5, latency_endpoints="list")
     env = {**cli_env.env(), **sandbox.env(), "TERM": "xterm-256color"}
     child = pexpect.spawn(sys.executable, ["-m", "perianctl", "list"], env=env, encoding="utf-8",
@@ -293,7 +302,7 @@ def test_slow_api_shows_a_status_line_on_a_terminal(sandbox_factory, cli_env: Cl
     assert child.exitstatus == 0, child.before
 
 
-def test_slow_api_piped_prints_no_status_line(sandbox_factory, run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_slow_api_piped_prints_no_status_line(sandbox_factory: SandboxFactory, run_cli: CliRunner) -> None:
     sandbox = sandbox_factory(latency=1.5, latency_endpoints="list")
     result = run_cli("list", env=sandbox.env())
     assert result.returncode == 0, result
@@ -301,7 +310,7 @@ def test_slow_api_piped_prints_no_status_line(sandbox_factory, run_cli) -> None:
 
 
 
-def test_watch_live_table_shows_the_outage_in_its_header(sandbox, cli_env: CliEnv) -> None:  # type: ignore[no-untyped-def]
+def test_watch_live_table_shows_the_outage_in_its_header(sandbox: SandboxHandle, cli_env: CliEnv) -> None:
     job_id = sandbox.create_job(duration=600)
     env = {**cli_env.env(), **sandbox.env(), "TERM": "xterm-256color", "COLUMNS": "400"}
     child = pexpect.spawn(sys.executable, ["-m", "perianctl", "watch", job_id, "--interval", "0.2",
@@ -319,7 +328,7 @@ def test_watch_live_table_shows_the_outage_in_its_header(sandbox, cli_env: CliEn
     assert "Traceback" not in (child.before or "")
 
 
-def test_journal_that_cannot_be_opened_is_one_error_with_a_hint(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_journal_that_cannot_be_opened_is_one_error_with_a_hint(run_cli: CliRunner, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     result = run_cli("list", "--local", env={"PERIANCTL_STATE_DIR": str(blocker / "state")})
@@ -327,14 +336,14 @@ def test_journal_that_cannot_be_opened_is_one_error_with_a_hint(run_cli, tmp_pat
     assert "hint: set PERIANCTL_STATE_DIR" in result.stderr
 
 
-def test_submit_to_a_refused_port_leaves_no_inputs_file(run_cli, cli_env: CliEnv) -> None:  # type: ignore[no-untyped-def]
+def test_submit_to_a_refused_port_leaves_no_inputs_file(run_cli: CliRunner, cli_env: CliEnv) -> None:
     env = {"PERIAN_API_URL": f"http://127.0.0.1:{_closed_port()}", "PERIAN_ORGANIZATION": "o", "PERIAN_TOKEN": "t"}
     result = run_cli("submit", str(TEMPLATES / "add.json"), "-i", "a=1", "-i", "b=2", env=env, timeout=60)
     _one_error(result, 8)
     assert _files_under(cli_env.state_dir / "runs") == []  # the request never left: no job can read them
 
 
-def test_submit_whose_create_may_have_arrived_keeps_its_inputs_file(run_cli, cli_env: CliEnv) -> None:  # type: ignore[no-untyped-def]
+def test_submit_whose_create_may_have_arrived_keeps_its_inputs_file(run_cli: CliRunner, cli_env: CliEnv) -> None:
     with socket.socket() as silent:  # the kernel accepts (backlog) and takes the request; nobody answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(64)
@@ -347,7 +356,7 @@ def test_submit_whose_create_may_have_arrived_keeps_its_inputs_file(run_cli, cli
     assert [p.name for p in kept] == ["inputs.pb"]  # a job that may exist would read it
 
 
-def test_status_line_on_a_terminal_names_the_retry_reason(sandbox_factory, cli_env: CliEnv) -> None:  # type: ignore[no-untyped-def]
+def test_status_line_on_a_terminal_names_the_retry_reason(sandbox_factory: SandboxFactory, cli_env: CliEnv) -> None:
     sandbox = sandbox_factory(fault_rate=1.0, fault_kinds="503", fault_endpoints="list")
     env = {**cli_env.env(), **sandbox.env(), "TERM": "xterm-256color"}
     child = pexpect.spawn(sys.executable, ["-m", "perianctl", "--api-timeout", "6s", "list"], env=env,
@@ -359,7 +368,9 @@ def test_status_line_on_a_terminal_names_the_retry_reason(sandbox_factory, cli_e
     assert child.exitstatus == 8
 
 
-def test_wait_on_a_terminal_says_when_the_api_is_slow_to_answer(sandbox_factory, cli_env: CliEnv) -> None:  # type: ignore[no-untyped-def]
+def test_wait_on_a_terminal_says_when_the_api_is_slow_to_answer(
+    sandbox_factory: SandboxFactory, cli_env: CliEnv
+) -> None:
     sandbox = sandbox_factory(latency=2.5, latency_endpoints="get")
     job_id = sandbox.create_job()
     env = {**cli_env.env(), **sandbox.env(), "TERM": "xterm-256color"}
@@ -371,14 +382,14 @@ def test_wait_on_a_terminal_says_when_the_api_is_slow_to_answer(sandbox_factory,
     assert child.exitstatus == 0, child.before
 
 
-def test_unpaired_surrogate_escape_in_an_inputs_file_is_an_input_error(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_unpaired_surrogate_escape_in_an_inputs_file_is_an_input_error(tmp_path: Path, run_cli: CliRunner) -> None:
     inputs = tmp_path / "inputs.json"
     inputs.write_text('{"name": "\\ud800"}')
     result = run_cli("submit", str(TEMPLATES / "hello.json"), "--inputs-file", str(inputs), "--dry-run")
     assert "surrogate" in _one_error(result, 2)
 
 
-def test_unpaired_surrogate_escape_in_a_json_template_is_a_template_error(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_unpaired_surrogate_escape_in_a_json_template_is_a_template_error(tmp_path: Path, run_cli: CliRunner) -> None:
     text = (TEMPLATES / "hello.json").read_text().replace('"FLYTE_FAIL_ON_ERROR": "true"',
                                                           '"FLYTE_FAIL_ON_ERROR": "\\ud800"')
     template = tmp_path / "odd.json"

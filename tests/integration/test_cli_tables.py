@@ -10,7 +10,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.plugins.cli import CliRunner
+from tests.plugins.cli import CliEnv, CliRunner
 from tests.plugins.sandbox import SandboxHandle
 from tests.support.watch import Screen, cli_env_for, create_many
 
@@ -20,13 +20,13 @@ FAIL_ERROR = "Container exited with code 1: RuntimeError: simulated failure (PER
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def _spawn(cli_env, sandbox, cols: int, *args: str) -> pexpect.spawn:  # type: ignore[no-untyped-def]
+def _spawn(cli_env: CliEnv, sandbox: SandboxHandle, cols: int, *args: str) -> pexpect.spawn:
     env = cli_env_for(cli_env, sandbox, TERM="xterm-256color", COLUMNS=str(cols), LINES=str(ROWS))
     return pexpect.spawn(sys.executable, ["-m", "perianctl", *args], env=env, dimensions=(ROWS, cols),
                          encoding="utf-8", codec_errors="replace", timeout=90)
 
 
-def _run_in_pty(cli_env, sandbox, cols: int, *args: str) -> tuple[int, list[str]]:  # type: ignore[no-untyped-def]
+def _run_in_pty(cli_env: CliEnv, sandbox: SandboxHandle, cols: int, *args: str) -> tuple[int, list[str]]:
     child = _spawn(cli_env, sandbox, cols, *args)
     child.expect(pexpect.EOF)
     raw = child.before or ""
@@ -43,7 +43,7 @@ def _row(lines: list[str], job_id: str) -> str:
 
 
 @pytest.mark.parametrize("cols", [80, 150])
-def test_list_get_and_wait_keep_full_ids_and_statuses_on_a_terminal(sandbox: SandboxHandle, cli_env,  # type: ignore[no-untyped-def]
+def test_list_get_and_wait_keep_full_ids_and_statuses_on_a_terminal(sandbox: SandboxHandle, cli_env: CliEnv,
                                                                      cols: int) -> None:
     ok = create_many(sandbox, 2, "success")
     bad = create_many(sandbox, 1, "fail")
@@ -62,7 +62,7 @@ def test_list_get_and_wait_keep_full_ids_and_statuses_on_a_terminal(sandbox: San
 
 
 @pytest.mark.parametrize("cols", [80, 150])
-def test_live_watch_shows_full_ids_and_statuses(sandbox: SandboxHandle, cli_env, cols: int) -> None:  # type: ignore[no-untyped-def]
+def test_live_watch_shows_full_ids_and_statuses(sandbox: SandboxHandle, cli_env: CliEnv, cols: int) -> None:
     """The live table while jobs run, and the final table, at 80 and 150 columns."""
     slow = create_many(sandbox, 2, "slow", duration=3)
     child = _spawn(cli_env, sandbox, cols, "watch", *slow, "--interval", "0.2")
@@ -80,7 +80,9 @@ def test_live_watch_shows_full_ids_and_statuses(sandbox: SandboxHandle, cli_env,
     running = [line for line in frame if re.search(r"\b(Running|Queued|Initializing)\b", line)]
     assert running and all(UUID.search(line) for line in running), "\n".join(frame)
     for line in running:
-        job_id = UUID.search(line).group(0)  # type: ignore[union-attr]
+        found = UUID.search(line)
+        assert found, line
+        job_id = found.group(0)
         assert job_id in slow, line
         assert re.search(rf"^{job_id}\s+(ubuntu:22\.04\s+)?(Running|Queued|Initializing)\b", line), line
 

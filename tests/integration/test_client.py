@@ -12,7 +12,7 @@ import pytest
 from perianctl.errors import AuthError, NotFoundError, UnavailableError, ValidationFailed
 from perianctl.perian.client import IDEMPOTENCY_ENV, PerianClient
 from perianctl.perian.models import CreateJobRequest, DockerRunParameters, InstanceTypeQueryInput, JobView
-from tests.plugins.sandbox import SandboxHandle
+from tests.plugins.sandbox import SandboxFactory, SandboxHandle
 from tests.support.client import FAST
 
 
@@ -90,7 +90,7 @@ async def test_iter_jobs_follows_pagination(sandbox: SandboxHandle) -> None:
         assert len(capped) == 6
 
 
-async def test_retries_survive_faults_and_create_is_never_duplicated(sandbox_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_retries_survive_faults_and_create_is_never_duplicated(sandbox_factory: SandboxFactory) -> None:
     """20% faults (500/503/reset), half of them after the server did the work: every create lands exactly once."""
     sb = sandbox_factory(fault_rate=0.3, fault_kinds=["500", "503", "reset"], fault_phase="after", fault_seed=7,
                          fault_endpoints=["create", "get", "list", "cancel"])
@@ -105,7 +105,7 @@ async def test_retries_survive_faults_and_create_is_never_duplicated(sandbox_fac
     assert stats["jobs_created"] == len(keys), stats
 
 
-async def test_create_without_key_does_not_guess_after_an_ambiguous_failure(sandbox_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_create_without_key_does_not_guess_after_an_ambiguous_failure(sandbox_factory: SandboxFactory) -> None:
     sb = sandbox_factory(fault_rate=1.0, fault_kinds=["500"], fault_phase="after", fault_endpoints=["create"])
     async with client_for(sb) as client:
         with pytest.raises(UnavailableError, match="may or may not exist"):

@@ -16,14 +16,15 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from perianctl.errors import UnavailableError
 from perianctl.perian.client import Budget, PerianClient, RetryPolicy, api_deadline
 from perianctl.perian.models import CreateJobRequest, DockerRunParameters, InstanceTypeQueryInput
-from tests.plugins.cli import CliEnv, CliRunner, assert_one_line_error
-from tests.plugins.sandbox import SandboxHandle
+from tests.plugins.cli import CliEnv, CliResult, CliRunner, assert_one_line_error
+from tests.plugins.sandbox import SandboxFactory, SandboxHandle
 
 REPO = Path(__file__).resolve().parents[2]
 HELLO = REPO / "examples" / "templates" / "hello.pb"
@@ -125,9 +126,9 @@ def creds(url: str) -> list[str]:
     return ["--api-url", url, "--org", "acme", "--token", SECRET]
 
 
-def timed(run_cli: CliRunner, *args: str, **kwargs: object) -> tuple[object, float]:
+def timed(run_cli: CliRunner, *args: str, **kwargs: Any) -> tuple[CliResult, float]:
     started = time.monotonic()
-    result = run_cli(*args, **kwargs)  # type: ignore[arg-type]
+    result = run_cli(*args, **kwargs)
     return result, time.monotonic() - started
 
 
@@ -139,8 +140,8 @@ def test_refused_read_commands_exit_8_saying_connection_refused(
     run_cli: CliRunner, closed_url: str, command: list[str]
 ) -> None:
     result, elapsed = timed(run_cli, *creds(closed_url), *command, timeout=60)
-    assert_one_line_error(result, 8)  # type: ignore[arg-type]
-    assert "connection refused (3 attempts)" in result.stderr  # type: ignore[attr-defined]
+    assert_one_line_error(result, 8)
+    assert "connection refused (3 attempts)" in result.stderr
     assert elapsed < 15, f"refused connections took {elapsed:.1f} s"
 
 
@@ -148,15 +149,15 @@ def test_refused_read_commands_exit_8_saying_connection_refused(
 def test_a_failed_get_prints_no_data_on_stdout(run_cli: CliRunner, closed_url: str, fmt: str) -> None:
     # A script reading stdout must not mistake "[]" for an answer when every id failed.
     result = run_cli(*creds(closed_url), "get", JOB_ID, "-o", fmt, timeout=60)
-    assert_one_line_error(result, 8)  # type: ignore[arg-type]
+    assert_one_line_error(result, 8)
     assert result.stdout == ""
 
 
 def test_refused_submit_knows_no_job_was_created(run_cli: CliRunner, closed_url: str, cli_env: CliEnv) -> None:
     result, elapsed = timed(run_cli, *creds(closed_url), "submit", str(HELLO), "-i", "name=X",
                             "--output-prefix", str(cli_env.root / "out"), timeout=90)
-    assert_one_line_error(result, 8)  # type: ignore[arg-type]
-    stderr = result.stderr  # type: ignore[attr-defined]
+    assert_one_line_error(result, 8)
+    stderr = result.stderr
     assert "connection refused" in stderr and "no job was created" in stderr
     assert "may or may not" not in stderr
     assert elapsed < 20, f"a refused submit took {elapsed:.1f} s"
@@ -178,8 +179,8 @@ def test_a_stalled_api_is_bounded_by_the_api_timeout_setting(
     else:
         assert run_cli("config", "set", "api_timeout", "2s").returncode == 0
     result, elapsed = timed(run_cli, *args, "get", JOB_ID, env=env, timeout=90)
-    assert_one_line_error(result, 8)  # type: ignore[arg-type]
-    assert "2.0 s budget was spent" in result.stderr  # type: ignore[attr-defined]
+    assert_one_line_error(result, 8)
+    assert "2.0 s budget was spent" in result.stderr
     assert stall.accepted >= 1
     assert elapsed < 20, f"a 2 s budget took {elapsed:.1f} s"
 
@@ -188,13 +189,13 @@ def test_a_stalled_create_is_bounded_and_honest(run_cli: CliRunner, stall: Stall
     """The POST reached a server that never answered: the job may exist, and the CLI must say so."""
     result, elapsed = timed(run_cli, *creds(stall.url), "--api-timeout", "3s", "submit", str(HELLO), "-i", "name=X",
                             "--output-prefix", str(cli_env.root / "out"), timeout=90)
-    assert_one_line_error(result, 8)  # type: ignore[arg-type]
-    stderr = result.stderr  # type: ignore[attr-defined]
+    assert_one_line_error(result, 8)
+    stderr = result.stderr
     assert "may or may not exist" in stderr and "no job was created" not in stderr
     assert elapsed < 25, f"a 3 s budget took {elapsed:.1f} s"
 
 
-def test_retries_of_503_happen_within_the_budget(run_cli: CliRunner, sandbox_factory) -> None:  # type: ignore[no-untyped-def]
+def test_retries_of_503_happen_within_the_budget(run_cli: CliRunner, sandbox_factory: SandboxFactory) -> None:
     sb = sandbox_factory(fault_rate=1.0, fault_kinds=["503"], fault_endpoints=["list"])
     result = run_cli("--api-url", sb.url, "--org", sb.org, "--token", sb.token, "--api-timeout", "3s", "list",
                      timeout=60)
@@ -203,11 +204,13 @@ def test_retries_of_503_happen_within_the_budget(run_cli: CliRunner, sandbox_fac
     assert sb.stats()["faults"]["by_endpoint"]["list"] >= 2  # it did retry
 
 
-def test_retry_after_is_capped_by_the_budget(run_cli: CliRunner, retry_after_hour) -> None:  # type: ignore[no-untyped-def]
+def test_retry_after_is_capped_by_the_budget(
+    run_cli: CliRunner, retry_after_hour: tuple[str, type[_Scripted]]
+) -> None:
     url, handler = retry_after_hour
     result, elapsed = timed(run_cli, *creds(url), "--api-timeout", "5s", "list", timeout=60)
-    assert_one_line_error(result, 8)  # type: ignore[arg-type]
-    assert "asked to retry after" in result.stderr  # type: ignore[attr-defined]
+    assert_one_line_error(result, 8)
+    assert "asked to retry after" in result.stderr
     assert handler.requests == 1  # waiting an hour would not fit: it stopped instead of sleeping
     assert elapsed < 20
 

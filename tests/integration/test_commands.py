@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import yaml
 
@@ -148,7 +149,7 @@ def test_new_output_handles_rewritten_logs() -> None:
 
 
 def test_read_commands_work_when_the_journal_is_unusable(sandbox: SandboxHandle, run_cli: CliRunner,
-                                                         tmp_path) -> None:  # type: ignore[no-untyped-def]
+                                                         tmp_path: Path) -> None:
     """Journalling is a side effect of get/list/watch: a broken state dir costs a warning, not the answer."""
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")

@@ -19,6 +19,8 @@ import pexpect
 import pytest
 
 from perianctl.completion import candidates
+from tests.plugins.cli import CliEnv
+from tests.plugins.sandbox import SandboxHandle
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPLETIONS = REPO_ROOT / "completions"
@@ -210,7 +212,7 @@ def test_candidates_walk_options_with_values_and_double_dash() -> None:
     assert {v for v, _ in candidates(["list"], "--output=j")} == {"--output=json"}
 
 
-def test_a_job_not_in_the_journal_is_completed_from_the_api(sandbox, cli_env) -> None:  # type: ignore[no-untyped-def]
+def test_a_job_not_in_the_journal_is_completed_from_the_api(sandbox: SandboxHandle, cli_env: CliEnv) -> None:
     import subprocess
 
     job_id = sandbox.create_job("echo hi")  # created through the API, never journaled here

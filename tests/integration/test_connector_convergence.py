@@ -33,6 +33,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -253,7 +254,7 @@ async def wait_reaped(sandbox: SandboxHandle, tasks: list[Task], *, after: float
 def check(sandbox: SandboxHandle, tasks: list[Task]) -> None:
     by_key: dict[str | None, list[dict[str, object]]] = {}
     for job in sandbox.jobs():
-        by_key.setdefault(job["idempotency_key"], []).append(job)  # type: ignore[arg-type]
+        by_key.setdefault(job["idempotency_key"], []).append(job)
     for task in tasks:
         for attempt in task.attempts:
             if attempt.ok:
@@ -277,13 +278,13 @@ async def wait_late_commits(sandbox: SandboxHandle, tasks: list[Task], failed: i
 
 
 async def scenario(stack: Stack, rules: list[str], *, expect_ok: dict[int, bool] | None,
-                   late_commits: int = 0, clear_after: bool = True, **run: object) -> list[Task]:
+                   late_commits: int = 0, clear_after: bool = True, **run: Any) -> list[Task]:
     stack.sandbox.clear_impolite()
     stack.sandbox.set_impolite(rules)
     propeller = Propeller([p.target for p in stack.replicas])
     try:
         tasks = [Task(f"r{r}", retries=r) for r in (0, 2)]
-        await asyncio.gather(*(propeller.run(t, **run) for t in tasks))  # type: ignore[arg-type]
+        await asyncio.gather(*(propeller.run(t, **run) for t in tasks))
         if clear_after:
             stack.sandbox.clear_impolite()
         await wait_late_commits(stack.sandbox, tasks, late_commits)

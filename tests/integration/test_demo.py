@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from tests.plugins.cli import CliEnv, CliRunner
-from tests.plugins.sandbox import SandboxHandle
+from tests.plugins.sandbox import SandboxFactory, SandboxHandle
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "examples" / "templates"
@@ -30,7 +30,7 @@ def test_readme_demo_script_runs_the_hello_task(cli_env: CliEnv) -> None:
     assert "not running" in (status.stdout + status.stderr).lower() or status.returncode != 0
 
 
-def test_hello_outputs_and_failing_task(sandbox_factory, run_cli: CliRunner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_hello_outputs_and_failing_task(sandbox_factory: SandboxFactory, run_cli: CliRunner, tmp_path: Path) -> None:
     sb: SandboxHandle = sandbox_factory(runtime="process")
     env = {**sb.env()}
     pythonpath = f"PYTHONPATH={REPO}"

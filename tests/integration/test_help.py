@@ -11,6 +11,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -30,7 +31,7 @@ def _generator() -> ModuleType:
     return module
 
 
-def _paths(node: dict, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:  # type: ignore[type-arg]
+def _paths(node: dict[str, Any], path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     out = [path]
     for name, sub in node.get("commands", {}).items():
         out.extend(_paths(sub, (*path, name)))

@@ -21,8 +21,9 @@ from google.protobuf import json_format
 from prometheus_client import REGISTRY
 
 from tests.plugins.cli import CliRunner, assert_one_line_error
+from tests.plugins.sandbox import SandboxFactory, SandboxHandle
 from tests.support import connector as support
-from tests.support.connector import Api, category, create_request, wait_phase
+from tests.support.connector import Api, Stubs, category, create_request, wait_phase
 
 api = support.api  # fixture
 server = support.server  # fixture
@@ -39,7 +40,7 @@ def _spend(instance_type: str, currency: str) -> float:
     return value or 0.0
 
 
-async def test_connector_and_cli_report_the_same_cost(server, api: Api, run_cli: CliRunner) -> None:  # type: ignore[no-untyped-def]
+async def test_connector_and_cli_report_the_same_cost(server: Stubs, api: Api, run_cli: CliRunner) -> None:
     meta = (await server.tasks.CreateTask(create_request("success"), timeout=10)).resource_meta
     job_id = json.loads(meta)["job_id"]
     resource = await wait_phase(server.tasks, meta, {"SUCCEEDED"})
@@ -69,7 +70,7 @@ async def test_connector_and_cli_report_the_same_cost(server, api: Api, run_cli:
     assert math.isclose(float(value), float(connector_cost["amount"]), rel_tol=1e-5)
 
 
-async def test_spend_counter_counts_a_finished_job_once(server, api: Api) -> None:  # type: ignore[no-untyped-def]
+async def test_spend_counter_counts_a_finished_job_once(server: Stubs, api: Api) -> None:
     meta = (await server.tasks.CreateTask(create_request("success"), timeout=10)).resource_meta
     resource = await wait_phase(server.tasks, meta, {"SUCCEEDED"})
     info = json_format.MessageToDict(resource.custom_info)
@@ -82,7 +83,7 @@ async def test_spend_counter_counts_a_finished_job_once(server, api: Api) -> Non
     assert _spend(*labels) == after_first
 
 
-def test_wait_prints_the_final_cost_that_get_reports(sandbox, run_cli: CliRunner) -> None:  # type: ignore[no-untyped-def]
+def test_wait_prints_the_final_cost_that_get_reports(sandbox: SandboxHandle, run_cli: CliRunner) -> None:
     job_id = sandbox.create_job(scenario="success")
     r = run_cli("wait", job_id, "-o", "json", env=sandbox.env())
     assert r.returncode == 0, r
@@ -116,7 +117,7 @@ def _cheapest_match(api: Api, query: dict[str, object]) -> dict[str, object]:
     return min(body["instance_types"], key=lambda t: (per_hour(t), t["name"]))
 
 
-async def test_connector_turns_a_template_budget_into_the_job_timeout(server, api: Api) -> None:  # type: ignore[no-untyped-def]
+async def test_connector_turns_a_template_budget_into_the_job_timeout(server: Stubs, api: Api) -> None:
     request = create_request("success")
     custom = json_format.MessageToDict(request.template.custom)
     query = {"cpu": {"cores": int(custom["cores"])}, "ram": {"size": str(int(custom["memory"]))},
@@ -136,7 +137,7 @@ async def test_connector_turns_a_template_budget_into_the_job_timeout(server, ap
     assert job["runtime_metadata"]["auto_failover_instance_type"] is False
 
 
-async def test_connector_refuses_a_dearer_instance_before_creating(server, api: Api) -> None:  # type: ignore[no-untyped-def]
+async def test_connector_refuses_a_dearer_instance_before_creating(server: Stubs, api: Api) -> None:
     import grpc
 
     request = create_request("success")
@@ -155,7 +156,9 @@ async def test_connector_refuses_a_dearer_instance_before_creating(server, api: 
 HELLO = str(Path(__file__).resolve().parents[2] / "examples" / "templates" / "hello.pb")
 
 
-def test_a_job_is_on_the_bill_with_the_cost_wait_printed(sandbox, run_cli: CliRunner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_job_is_on_the_bill_with_the_cost_wait_printed(
+    sandbox: SandboxHandle, run_cli: CliRunner, tmp_path: Path
+) -> None:
     r = run_cli("submit", HELLO, "-i", "name=x", "--output-prefix", str(tmp_path / "run"), "--wait", "-o", "name",
                 env=sandbox.env())
     assert r.returncode == 0, r
@@ -184,7 +187,9 @@ def test_a_job_is_on_the_bill_with_the_cost_wait_printed(sandbox, run_cli: CliRu
     assert r.returncode == 0 and json.loads(r.stdout)["items"] == [], r
 
 
-def test_usage_limit_set_shown_and_it_refuses_a_larger_budget(sandbox, run_cli: CliRunner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_usage_limit_set_shown_and_it_refuses_a_larger_budget(
+    sandbox: SandboxHandle, run_cli: CliRunner, tmp_path: Path
+) -> None:
     r = run_cli("billing", "--set-limit", "2.50", "-o", "json", env=sandbox.env())
     assert r.returncode == 0, r
     limits = json.loads(r.stdout)["usage_limits"]
@@ -212,7 +217,7 @@ def test_billing_bad_input_is_one_error_line(run_cli: CliRunner, args: list[str]
     assert_one_line_error(r, 2)
 
 
-def test_a_budget_beyond_the_remaining_credits_is_refused(sandbox_factory, run_cli: CliRunner,  # type: ignore[no-untyped-def]
+def test_a_budget_beyond_the_remaining_credits_is_refused(sandbox_factory: SandboxFactory, run_cli: CliRunner,
                                                           tmp_path: Path) -> None:
     sb = sandbox_factory(extra_args=["--credits", "3"])
     r = run_cli("submit", HELLO, "-i", "name=x", "--max-cost", "4", "--output-prefix", str(tmp_path / "run"),

@@ -14,7 +14,7 @@ from perianctl.perian.models import CreateJobRequest, DockerRunParameters, Insta
 from tests.plugins.cli import CliRunner, assert_one_line_error
 from tests.plugins.sandbox import SandboxHandle
 from tests.support import connector as support
-from tests.support.connector import create_request, inprocess_server
+from tests.support.connector import Api, create_request, inprocess_server
 
 api = support.api  # fixture
 
@@ -43,7 +43,7 @@ async def test_the_client_raises_one_class_for_the_rule(sandbox: SandboxHandle) 
     assert "accelerator.name=A100" in caught.value.message and "accelerator.no=64" in caught.value.message
 
 
-async def test_connector_answers_failed_precondition_not_not_found(api) -> None:  # type: ignore[no-untyped-def]
+async def test_connector_answers_failed_precondition_not_not_found(api: Api) -> None:
     request = create_request("success")
     request.template.custom.update({"accelerator_type": "A100", "accelerators": 64})
     async with inprocess_server(api) as server:

@@ -18,7 +18,7 @@ from perianctl.perian.models import CreateJobRequest, DockerRunParameters, Insta
 from tests.plugins.cli import CliRunner
 from tests.plugins.sandbox import SandboxHandle
 from tests.support import connector as support
-from tests.support.connector import create_request, get_request, inprocess_server, wait_phase
+from tests.support.connector import Api, create_request, get_request, inprocess_server, wait_phase
 
 api = support.api  # fixture
 
@@ -127,7 +127,7 @@ async def test_idempotency_look_up_survives_odd_jobs(sandbox: SandboxHandle) -> 
     assert [p.item for p in seen] == [f"job {odd}"]
 
 
-async def test_connector_with_registry_secrets_creates_every_task(api, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_connector_with_registry_secrets_creates_every_task(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue: with _FSEC_DOCKER_REGISTRY_* set, every CreateTask after the first failed (the look-up's
     list could not read the first job's ``password: null``), and GetTask said "unavailable"."""
     monkeypatch.setenv("_FSEC_DOCKER_REGISTRY_URL", "registry.example.com")

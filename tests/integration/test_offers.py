@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.plugins.cli import CliRunner, assert_one_line_error
+from tests.plugins.sandbox import SandboxHandle
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -35,7 +36,9 @@ def _per_hour(itype: dict[str, Any]) -> Decimal:
     return Decimal(price["unit_price"]) * 3600 / UNIT_SECONDS[price["granularity"]]
 
 
-def test_offers_lists_the_cheapest_per_hour_first_and_dry_run_picks_it(sandbox, run_cli: CliRunner) -> None:  # type: ignore[no-untyped-def]
+def test_offers_lists_the_cheapest_per_hour_first_and_dry_run_picks_it(
+    sandbox: SandboxHandle, run_cli: CliRunner
+) -> None:
     # The template asks for DE and 1 GB; the flag adds 2 cores: the same requirements for both commands.
     flags = ["--cores", "2", "--country-code", "de", "--memory", "1"]
     everything = _catalogue(sandbox, {"cpu": {"cores": 2}, "region": {"location": "DE"}, "ram": {"size": "1"}})
@@ -65,7 +68,7 @@ def test_offers_lists_the_cheapest_per_hour_first_and_dry_run_picks_it(sandbox, 
     assert sandbox.stats()["jobs_created"] == 0
 
 
-def test_offers_filters_by_price_and_accelerator(sandbox, run_cli: CliRunner) -> None:  # type: ignore[no-untyped-def]
+def test_offers_filters_by_price_and_accelerator(sandbox: SandboxHandle, run_cli: CliRunner) -> None:
     gpus = _catalogue(sandbox, {"accelerator": {"name": "A100"}})
     assert gpus
     cap = sorted(_per_hour(t) for t in gpus)[len(gpus) // 2]
@@ -81,7 +84,7 @@ def test_offers_filters_by_price_and_accelerator(sandbox, run_cli: CliRunner) ->
         run_cli("offers", "--accelerator-type", "A100", "-o", "json", env=sandbox.env()).stdout)]
 
 
-def test_offers_filters_by_provider_on_our_side_too(sandbox, run_cli: CliRunner) -> None:  # type: ignore[no-untyped-def]
+def test_offers_filters_by_provider_on_our_side_too(sandbox: SandboxHandle, run_cli: CliRunner) -> None:
     ovh = [t for t in _catalogue(sandbox) if t["provider"]["name_short"] == "ovh"]
     assert ovh
     r = run_cli("offers", "--provider", "OVH", "-o", "json", "--limit", "1000", env=sandbox.env())
@@ -89,7 +92,7 @@ def test_offers_filters_by_provider_on_our_side_too(sandbox, run_cli: CliRunner)
     assert sorted(o["id"] for o in json.loads(r.stdout)) == sorted(t["id"] for t in ovh)
 
 
-def test_accelerators_lists_names_submit_accepts(sandbox, run_cli: CliRunner) -> None:  # type: ignore[no-untyped-def]
+def test_accelerators_lists_names_submit_accepts(sandbox: SandboxHandle, run_cli: CliRunner) -> None:
     r = run_cli("accelerators", "-o", "json", env=sandbox.env())
     assert r.returncode == 0, r
     records = json.loads(r.stdout)
@@ -104,7 +107,9 @@ def test_accelerators_lists_names_submit_accepts(sandbox, run_cli: CliRunner) ->
     assert r.returncode == 0 and rec["name"] in r.stdout, r
 
 
-def test_max_price_per_hour_refuses_before_creating_anything(sandbox, run_cli: CliRunner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_max_price_per_hour_refuses_before_creating_anything(
+    sandbox: SandboxHandle, run_cli: CliRunner, tmp_path: Path
+) -> None:
     prefix = tmp_path / "run"
     r = run_cli("submit", HELLO, "-i", "name=x", "--accelerator-type", "A100", "--max-price-per-hour", "0.01",
                 "--output-prefix", str(prefix), env=sandbox.env())
@@ -121,7 +126,9 @@ def _first_of_each_granularity(sandbox: Any) -> dict[str, dict[str, Any]]:
     return chosen
 
 
-def test_max_cost_becomes_the_documented_timeout_for_each_granularity(sandbox, run_cli: CliRunner) -> None:  # type: ignore[no-untyped-def]
+def test_max_cost_becomes_the_documented_timeout_for_each_granularity(
+    sandbox: SandboxHandle, run_cli: CliRunner
+) -> None:
     """timeout_seconds = whole billed units the budget buys x unit length (README "GPUs and cost")."""
     kinds = _first_of_each_granularity(sandbox)
     assert set(kinds) == set(UNIT_SECONDS)  # the sandbox catalogue has every billing granularity
@@ -147,7 +154,9 @@ def test_max_cost_becomes_the_documented_timeout_for_each_granularity(sandbox, r
     assert sandbox.stats()["jobs_created"] == 0
 
 
-def test_max_cost_keeps_a_shorter_own_timeout_and_the_job_gets_it(sandbox, run_cli: CliRunner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_max_cost_keeps_a_shorter_own_timeout_and_the_job_gets_it(
+    sandbox: SandboxHandle, run_cli: CliRunner, tmp_path: Path
+) -> None:
     kinds = _first_of_each_granularity(sandbox)
     itype = kinds.get("PER_HOUR") or next(iter(kinds.values()))
     unit = Decimal(itype["price"]["unit_price"])

@@ -25,6 +25,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -217,7 +218,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
     return Scenario(t, home, sb, sb2, ids, inputs, cmdline)
 
 
-def _runner(t: Transcript):  # type: ignore[no-untyped-def]
+def _runner(t: Transcript) -> Callable[..., CliResult]:
     def run(args: list[str], env: dict[str, str], *, expect: int | set[int] = 0, input: str | None = None) -> CliResult:
         return t.add(run_perianctl(args, env=env, input=input, timeout=90), expect=expect)
 

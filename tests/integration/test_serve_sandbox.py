@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.plugins.cli import CliRunner, assert_one_line_error
+from tests.plugins.sandbox import SandboxFactory
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -151,7 +152,9 @@ def test_bad_sandbox_options_are_usage_errors(run_cli: CliRunner) -> None:
     assert "--sandbox" in r.stderr
 
 
-def test_pyflyte_run_of_the_readme_example_runs_through_the_connector(sandbox_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_pyflyte_run_of_the_readme_example_runs_through_the_connector(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
     """`pyflyte run examples/train.py wf` (local; the README's PerianConfig task, no container_image):
     flytekit serializes it, the in-process connector creates a PERIAN job, the process sandbox runs
     pyflyte-execute, and the output comes back from outputs.pb."""

@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from tests.plugins.cli import assert_one_line_error
+from tests.plugins.cli import CliRunner, assert_one_line_error
+from tests.plugins.sandbox import SandboxHandle
 from tests.support.watch import cancel, create_many, unknown_job_id
 
 
@@ -22,7 +23,9 @@ from tests.support.watch import cancel, create_many, unknown_job_id
     ("scenario", "code", "final"),
     [("success", 0, "Done"), ("fail", 3, "UserError")],  # timeout/server-error: test_watch_cli, below
 )
-def test_wait_exit_code_follows_the_outcome(shared_sandbox, run_cli, scenario, code, final) -> None:  # type: ignore[no-untyped-def]
+def test_wait_exit_code_follows_the_outcome(
+    shared_sandbox: SandboxHandle, run_cli: CliRunner, scenario: str, code: int, final: str
+) -> None:
     [job] = create_many(shared_sandbox, 1, scenario, duration=0.2)
     result = run_cli("wait", job, "--interval", "0.2", "-o", "json", env=shared_sandbox.env())
     assert result.returncode == code, result
@@ -32,7 +35,7 @@ def test_wait_exit_code_follows_the_outcome(shared_sandbox, run_cli, scenario, c
         assert f"error: job {job} ended {final}" in result.stderr
 
 
-def test_wait_cancelled_is_4(shared_sandbox, run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_wait_cancelled_is_4(shared_sandbox: SandboxHandle, run_cli: CliRunner) -> None:
     [job] = create_many(shared_sandbox, 1, "slow", duration=30)
     shared_sandbox.wait_for_status(job, ["Running"])
     cancel(shared_sandbox, job)
@@ -41,7 +44,7 @@ def test_wait_cancelled_is_4(shared_sandbox, run_cli) -> None:  # type: ignore[n
     assert result.stdout.strip() == job
 
 
-def test_wait_timeout_reached_is_5_and_lists_running_jobs(shared_sandbox, run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_wait_timeout_reached_is_5_and_lists_running_jobs(shared_sandbox: SandboxHandle, run_cli: CliRunner) -> None:
     slow = create_many(shared_sandbox, 1, "slow", duration=30)
     done = create_many(shared_sandbox, 1, "success", duration=0.1)
     started = time.monotonic()
@@ -54,7 +57,7 @@ def test_wait_timeout_reached_is_5_and_lists_running_jobs(shared_sandbox, run_cl
     assert shared_sandbox.get_job(slow[0])["status"] == "Running"  # waiting never cancels
 
 
-def test_wait_for_succeeded_stops_at_the_first_failure(shared_sandbox, run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_wait_for_succeeded_stops_at_the_first_failure(shared_sandbox: SandboxHandle, run_cli: CliRunner) -> None:
     slow = create_many(shared_sandbox, 1, "slow", duration=30)
     bad = create_many(shared_sandbox, 1, "fail", duration=0.2)
     started = time.monotonic()
@@ -65,7 +68,7 @@ def test_wait_for_succeeded_stops_at_the_first_failure(shared_sandbox, run_cli) 
     assert "stopped early: --for succeeded" in result.stderr and result.stdout == ""
 
 
-def test_wait_several_jobs_worst_outcome_wins(shared_sandbox, run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_wait_several_jobs_worst_outcome_wins(shared_sandbox: SandboxHandle, run_cli: CliRunner) -> None:
     ids = [*create_many(shared_sandbox, 1, "timeout", duration=0.2), *create_many(shared_sandbox, 1, "success")]
     timed_out = run_cli("-q", "wait", *ids, "--interval", "0.2", "-o", "none", env=shared_sandbox.env())
     assert timed_out.returncode == 5, timed_out
@@ -76,7 +79,7 @@ def test_wait_several_jobs_worst_outcome_wins(shared_sandbox, run_cli) -> None: 
     assert failed.stdout.count("\n") >= 3  # the final table: header + 3 rows
 
 
-def test_wait_errors(shared_sandbox, run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_wait_errors(shared_sandbox: SandboxHandle, run_cli: CliRunner) -> None:
     missing = run_cli("wait", unknown_job_id(), "--interval", "0.2", env=shared_sandbox.env())
     assert_one_line_error(missing, 7)
     assert_one_line_error(run_cli("wait", unknown_job_id(), "--for", "running", env=shared_sandbox.env()), 2)
@@ -86,7 +89,7 @@ def test_wait_errors(shared_sandbox, run_cli) -> None:  # type: ignore[no-untype
     assert_one_line_error(run_cli("wait", unknown_job_id(), env=wrong_token), 6)
 
 
-def test_wait_api_unreachable_is_8(run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_wait_api_unreachable_is_8(run_cli: CliRunner) -> None:
     with socket.socket() as sock:  # a port that nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -96,7 +99,7 @@ def test_wait_api_unreachable_is_8(run_cli) -> None:  # type: ignore[no-untyped-
     assert "giving up" in result.stderr
 
 
-def test_submit_wait_uses_the_same_exit_codes(sandbox, run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_submit_wait_uses_the_same_exit_codes(sandbox: SandboxHandle, run_cli: CliRunner) -> None:
     result = run_cli("submit", "examples/templates/hello.json", "--input", "name=ci", "--wait", "-o", "name",
                      "--env", "PERIAN_SANDBOX_SCENARIO=fail", env=sandbox.env(), timeout=120)
     assert result.returncode == 3, result

@@ -13,7 +13,8 @@ import sys
 import threading
 import time
 
-from tests.plugins.cli import assert_one_line_error
+from tests.plugins.cli import CliEnv, CliRunner, assert_one_line_error
+from tests.plugins.sandbox import SandboxFactory, SandboxHandle
 from tests.support.watch import cancel, cli_env_for, create_many, unknown_job_id
 
 LINE = re.compile(
@@ -41,7 +42,7 @@ def _assert_lifecycle(matches: list[re.Match[str]], final: str, phase: str) -> N
     assert all(m["old"] == prev["new"] for prev, m in itertools.pairwise(matches))
 
 
-def test_watch_piped_success_lines_and_history(shared_sandbox, run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_watch_piped_success_lines_and_history(shared_sandbox: SandboxHandle, run_cli: CliRunner) -> None:
     ids = [*create_many(shared_sandbox, 2, "success", duration=0.6), *create_many(shared_sandbox, 1, "undefined")]
     result = run_cli("watch", *ids, "--interval", "0.2", env=shared_sandbox.env())
     assert result.returncode == 0, result  # an Undefined status on the way is waited out, not a failure
@@ -60,7 +61,7 @@ def test_watch_piped_success_lines_and_history(shared_sandbox, run_cli) -> None:
     assert rows[-1]["phase"] == "SUCCEEDED"
 
 
-def test_watch_failed_job_exits_3(shared_sandbox, run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_watch_failed_job_exits_3(shared_sandbox: SandboxHandle, run_cli: CliRunner) -> None:
     [job] = create_many(shared_sandbox, 1, "fail", duration=0.2)
     result = run_cli("watch", job, "--interval", "0.2", env=shared_sandbox.env())
     assert result.returncode == 3, result
@@ -70,14 +71,14 @@ def test_watch_failed_job_exits_3(shared_sandbox, run_cli) -> None:  # type: ign
     assert f"error: job {job} ended UserError" in result.stderr
 
 
-def test_watch_timed_out_job_exits_5(shared_sandbox, run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_watch_timed_out_job_exits_5(shared_sandbox: SandboxHandle, run_cli: CliRunner) -> None:
     [job] = create_many(shared_sandbox, 1, "timeout", duration=0.2)
     result = run_cli("watch", job, "--interval", "0.2", env=shared_sandbox.env())
     assert result.returncode == 5, result
     _assert_lifecycle(_transitions(result.stdout)[job], "Timeout", "FAILED")
 
 
-def test_watch_cancelled_mid_run_exits_4(shared_sandbox, cli_env) -> None:  # type: ignore[no-untyped-def]
+def test_watch_cancelled_mid_run_exits_4(shared_sandbox: SandboxHandle, cli_env: CliEnv) -> None:
     [job] = create_many(shared_sandbox, 1, "slow", duration=30)
     proc = subprocess.Popen(
         [sys.executable, "-m", "perianctl", "watch", job, "--interval", "0.2"],
@@ -110,7 +111,7 @@ def _read_until(proc: subprocess.Popen[str], *needles: str, timeout: float = 60)
     raise AssertionError(f"never saw {needles!r} in: {text!r}")
 
 
-def test_watch_json_streams_ndjson_events(shared_sandbox, run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_watch_json_streams_ndjson_events(shared_sandbox: SandboxHandle, run_cli: CliRunner) -> None:
     ok = create_many(shared_sandbox, 1, "success", duration=2.0)
     bad = create_many(shared_sandbox, 1, "server-error", duration=2.0)
     result = run_cli("watch", *ok, *bad, "--interval", "0.2", "-o", "json", env=shared_sandbox.env())
@@ -133,18 +134,18 @@ def test_watch_json_streams_ndjson_events(shared_sandbox, run_cli) -> None:  # t
     assert "\x1b[" not in result.stdout and result.stderr.startswith("error: 1 Done, 1 ServerError")
 
 
-def test_watch_unknown_job_exits_7(shared_sandbox, run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_watch_unknown_job_exits_7(shared_sandbox: SandboxHandle, run_cli: CliRunner) -> None:
     result = run_cli("watch", unknown_job_id(), "--interval", "0.2", env=shared_sandbox.env())
     assert_one_line_error(result, 7)
     assert "not found" in result.stderr
 
 
-def test_watch_needs_ids_or_all(shared_sandbox, run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_watch_needs_ids_or_all(shared_sandbox: SandboxHandle, run_cli: CliRunner) -> None:
     assert_one_line_error(run_cli("watch", env=shared_sandbox.env()), 2)
     assert_one_line_error(run_cli("watch", unknown_job_id(), "-o", "yaml", env=shared_sandbox.env()), 2)
 
 
-def test_watch_all_follows_unfinished_jobs_only(sandbox, run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_watch_all_follows_unfinished_jobs_only(sandbox: SandboxHandle, run_cli: CliRunner) -> None:
     finished = create_many(sandbox, 1, "success")
     sandbox.wait_for_status(finished[0])
     running = create_many(sandbox, 2, "success", duration=8.0)  # outlasts the CLI's start-up on a busy 2-core box
@@ -157,7 +158,7 @@ def test_watch_all_follows_unfinished_jobs_only(sandbox, run_cli) -> None:  # ty
     assert empty.returncode == 0 and empty.stdout == "" and "no unfinished jobs" in empty.stderr
 
 
-def test_watch_survives_api_faults_and_reports_them(sandbox_factory, cli_env) -> None:  # type: ignore[no-untyped-def]
+def test_watch_survives_api_faults_and_reports_them(sandbox_factory: SandboxFactory, cli_env: CliEnv) -> None:
     sandbox = sandbox_factory(fault_rate=0.3, fault_kinds="503,reset", fault_endpoints="list,get", fault_seed=11)
     ids = create_many(sandbox, 5, "success", duration=10)  # outlasts the CLI's start-up on a busy 2-core box
     proc = subprocess.Popen(

@@ -14,16 +14,18 @@ from perianctl.errors import ExitCode, NotFoundError, UnavailableError
 from perianctl.jobs.follow import Poller, WaitFor, wait_for
 from perianctl.journal import open_journal
 from perianctl.perian.client import PerianClient, RetryPolicy
+from tests.plugins.cli import CliEnv
+from tests.plugins.sandbox import SandboxHandle
 from tests.support.watch import create_many, requests_by_endpoint, unknown_job_id
 
 FAST_RETRY = RetryPolicy(attempts=2, timeout=5.0, wait_initial=0.05, wait_max=0.1)
 
 
-def _client(sandbox) -> PerianClient:  # type: ignore[no-untyped-def]
+def _client(sandbox: SandboxHandle) -> PerianClient:
     return PerianClient(sandbox.url, sandbox.org, sandbox.token, retry=FAST_RETRY)
 
 
-async def test_many_jobs_cost_one_list_request_per_refresh(sandbox) -> None:  # type: ignore[no-untyped-def]
+async def test_many_jobs_cost_one_list_request_per_refresh(sandbox: SandboxHandle) -> None:
     ids = create_many(sandbox, 12, "success", duration=1.0)
     async with _client(sandbox) as client:
         poller = Poller(client, ids, interval=0.1)
@@ -50,7 +52,7 @@ async def test_many_jobs_cost_one_list_request_per_refresh(sandbox) -> None:  # 
     assert (await poller.refresh()).requests == 0
 
 
-async def test_depth_hint_makes_later_sweeps_one_request(sandbox) -> None:  # type: ignore[no-untyped-def]
+async def test_depth_hint_makes_later_sweeps_one_request(sandbox: SandboxHandle) -> None:
     watched = create_many(sandbox, 4, "slow", duration=30)
     create_many(sandbox, 30)  # newer jobs push the watched ones down the newest-first list
     async with _client(sandbox) as client:
@@ -62,7 +64,7 @@ async def test_depth_hint_makes_later_sweeps_one_request(sandbox) -> None:  # ty
         assert all(w.status is not None for w in poller.watched())
 
 
-async def test_few_jobs_use_direct_gets_and_unknown_id_is_not_found(sandbox) -> None:  # type: ignore[no-untyped-def]
+async def test_few_jobs_use_direct_gets_and_unknown_id_is_not_found(sandbox: SandboxHandle) -> None:
     job = sandbox.create_job(scenario="success")
     async with _client(sandbox) as client:
         poller = Poller(client, [job], interval=0.1)
@@ -74,7 +76,7 @@ async def test_few_jobs_use_direct_gets_and_unknown_id_is_not_found(sandbox) -> 
         assert info.value.exit_code is ExitCode.NOT_FOUND
 
 
-async def test_transient_errors_keep_state_mark_stale_then_recover(sandbox) -> None:  # type: ignore[no-untyped-def]
+async def test_transient_errors_keep_state_mark_stale_then_recover(sandbox: SandboxHandle) -> None:
     ids = create_many(sandbox, 5, "slow", duration=30)
     async with _client(sandbox) as client:
         poller = Poller(client, ids, interval=0.1, give_up_after=60)
@@ -91,7 +93,7 @@ async def test_transient_errors_keep_state_mark_stale_then_recover(sandbox) -> N
         assert not poller.stale and poller.stats.errors == 1
 
 
-async def test_gives_up_after_max_unavailable(sandbox) -> None:  # type: ignore[no-untyped-def]
+async def test_gives_up_after_max_unavailable(sandbox: SandboxHandle) -> None:
     job = sandbox.create_job(scenario="slow", duration=30)
     sandbox.set_faults(rate=1.0, kinds=["503"], endpoints=["get"])
     async with _client(sandbox) as client:
@@ -102,7 +104,9 @@ async def test_gives_up_after_max_unavailable(sandbox) -> None:  # type: ignore[
     assert "giving up" in info.value.message
 
 
-async def test_transitions_are_journalled_in_order(sandbox, cli_env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_transitions_are_journalled_in_order(
+    sandbox: SandboxHandle, cli_env: CliEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PERIANCTL_STATE_DIR", str(cli_env.state_dir))
     job = sandbox.create_job(scenario="fail", duration=0.3)
     with open_journal() as journal:

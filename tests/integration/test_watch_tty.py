@@ -14,12 +14,14 @@ import time
 
 import pexpect
 
+from tests.plugins.cli import CliEnv
+from tests.plugins.sandbox import SandboxHandle
 from tests.support.watch import Screen, cli_env_for, create_many
 
 ROWS, COLS = 40, 200
 
 
-def _spawn(cli_env, sandbox, *args: str) -> pexpect.spawn:  # type: ignore[no-untyped-def]
+def _spawn(cli_env: CliEnv, sandbox: SandboxHandle, *args: str) -> pexpect.spawn:
     env = cli_env_for(cli_env, sandbox, TERM="xterm-256color", COLUMNS=str(COLS), LINES=str(ROWS))
     return pexpect.spawn(sys.executable, ["-m", "perianctl", *args], env=env, dimensions=(ROWS, COLS),
                          encoding="utf-8", codec_errors="replace", timeout=60)
@@ -41,7 +43,7 @@ def _table_headers(lines: list[str]) -> int:
     return sum(1 for line in lines if HEADER.match(line))
 
 
-def test_tty_live_table_ends_with_one_final_table(sandbox, cli_env) -> None:  # type: ignore[no-untyped-def]
+def test_tty_live_table_ends_with_one_final_table(sandbox: SandboxHandle, cli_env: CliEnv) -> None:
     ok = create_many(sandbox, 2, "success", duration=6.0)  # outlasts the CLI's start-up on a busy 2-core box
     bad = create_many(sandbox, 1, "fail", duration=6.0)
     started = time.monotonic()
@@ -62,13 +64,15 @@ def test_tty_live_table_ends_with_one_final_table(sandbox, cli_env) -> None:  # 
 
     # It was live (repainted while running), but only on change plus a ≤ 1/s clock tick:
     paints = len(re.findall(r"JOB\s+NAME/IMAGE", raw))
-    refreshes = int(re.search(r"(\d+) refreshes", raw).group(1))  # type: ignore[union-attr]
+    counted = re.search(r"(\d+) refreshes", raw)
+    assert counted, raw
+    refreshes = int(counted.group(1))
     assert paints >= 2
     assert paints <= refreshes + math.ceil(seconds) + 2, (paints, refreshes, seconds)
     assert all(len(line) <= COLS for line in transcript)  # one-line rows, nothing wrapped
 
 
-def test_tty_ctrl_c_detaches_without_cancelling(sandbox, cli_env) -> None:  # type: ignore[no-untyped-def]
+def test_tty_ctrl_c_detaches_without_cancelling(sandbox: SandboxHandle, cli_env: CliEnv) -> None:
     [job] = create_many(sandbox, 1, "slow", duration=30)
     child = _spawn(cli_env, sandbox, "watch", job, "--interval", "0.2")
     child.expect(r"Running\s+RUNNING", timeout=30)
@@ -84,7 +88,7 @@ def test_tty_ctrl_c_detaches_without_cancelling(sandbox, cli_env) -> None:  # ty
     assert sandbox.get_job(job)["status"] == "Running"  # detaching never cancels
 
 
-def test_tty_shows_stale_marker_and_reports_errors(sandbox, cli_env) -> None:  # type: ignore[no-untyped-def]
+def test_tty_shows_stale_marker_and_reports_errors(sandbox: SandboxHandle, cli_env: CliEnv) -> None:
     ids = create_many(sandbox, 4, "success", duration=10.0)  # outlasts the CLI's start-up on a busy 2-core box
     child = _spawn(cli_env, sandbox, "watch", *ids, "--interval", "0.2")
     child.expect(r"Running\s+RUNNING", timeout=30)

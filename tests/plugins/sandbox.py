@@ -182,9 +182,9 @@ class SandboxHandle:
             variables[SCENARIO_ENV] = scenario
         if duration is not None:
             variables[DURATION_ENV] = str(duration)
-        params = {"image_name": "ubuntu", "image_tag": "22.04", "command": command}
+        params: dict[str, Any] = {"image_name": "ubuntu", "image_tag": "22.04", "command": command}
         if variables:
-            params["env_variables"] = variables  # type: ignore[assignment]
+            params["env_variables"] = variables
         params.update(body.pop("docker_run_parameters", {}))
         payload = {"requirements": {"cpu": {"cores": 1}}, "docker_run_parameters": params, **body}
         with self.http() as client:

@@ -34,6 +34,7 @@ def _container() -> dict[str, Any]:
 
 def _dockerfile_cmd() -> tuple[list[str], list[str]]:
     text = (ROOT / "Dockerfile").read_text()
-    entry = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", text, re.M).group(1))  # type: ignore[union-attr]
-    cmd = json.loads(re.search(r"^CMD (\[.*\])$", text, re.M).group(1))  # type: ignore[union-attr]
-    return entry, cmd
+    entry = re.search(r"^ENTRYPOINT (\[.*\])$", text, re.M)
+    cmd = re.search(r"^CMD (\[.*\])$", text, re.M)
+    assert entry and cmd, "the Dockerfile needs an exec-form ENTRYPOINT and CMD"
+    return json.loads(entry.group(1)), json.loads(cmd.group(1))

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from perianctl.perian.client import PerianClient, auth_headers
+from tests.plugins.sandbox import SandboxFactory
 from tests.support.client import FAST
 
 
@@ -20,7 +21,7 @@ def test_auth_headers_keep_an_explicit_bearer() -> None:
     assert auth_headers("o", "t")["X-PERIAN-AUTH-ORG"] == "o"
 
 
-async def test_retry_after_is_honoured(sandbox_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_retry_after_is_honoured(sandbox_factory: SandboxFactory) -> None:
     """A 429 with Retry-After: the client waits at least that long before trying again."""
     calls: list[float] = []
     loop = asyncio.get_running_loop()

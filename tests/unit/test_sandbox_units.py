@@ -133,6 +133,7 @@ def test_container_paths_stay_inside_the_job_root(tmp_path: Path) -> None:
 
 def test_config_argv_round_trips_through_the_cli(tmp_path: Path) -> None:
     import typer
+    from typer.core import TyperGroup
 
     from perianctl.commands.sandbox import _build_config, sandbox_app
 
@@ -142,7 +143,9 @@ def test_config_argv_round_trips_through_the_cli(tmp_path: Path) -> None:
                            kinds=("503", "reset"), endpoints=frozenset({"get", "list"}), phase="mixed", seed=9),
         kill_grace=2.0, max_parallel=3, log_cap_bytes=5000, access_log=False,
     )
-    command = typer.main.get_command(sandbox_app).commands["run"]  # type: ignore[attr-defined]
+    group = typer.main.get_command(sandbox_app)
+    assert isinstance(group, TyperGroup)
+    command = group.commands["run"]
     params = command.make_context("run", config.to_argv()).params
     assert params.pop("write_profile") is False
     assert _build_config(**params) == config
