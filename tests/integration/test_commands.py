@@ -137,17 +137,6 @@ def test_logs_snapshot_tail_and_follow(sandbox: SandboxHandle, run_cli: CliRunne
     assert r.returncode == 3, r
 
 
-def test_new_output_handles_rewritten_logs() -> None:
-    from perianctl.commands.logs import new_output
-
-    assert new_output("a\n", "a\nb\n") == ("b\n", False)
-    old = "".join(f"line {i}\n" for i in range(100))
-    rotated = "".join(f"line {i}\n" for i in range(50, 120))
-    chunk, rewritten = new_output(old, rotated)
-    assert not rewritten and chunk == "".join(f"line {i}\n" for i in range(100, 120))
-    assert new_output("completely different text here", "new") == ("new", True)
-
-
 def test_read_commands_work_when_the_journal_is_unusable(sandbox: SandboxHandle, run_cli: CliRunner,
                                                          tmp_path: Path) -> None:
     """Journalling is a side effect of get/list/watch: a broken state dir costs a warning, not the answer."""

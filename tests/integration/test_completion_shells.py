@@ -18,7 +18,6 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from perianctl.completion import candidates
 from tests.plugins.cli import CliEnv
 from tests.plugins.sandbox import SandboxHandle
 
@@ -201,15 +200,6 @@ def test_a_tab_answers_without_importing_typer(home: dict[str, str]) -> None:
     assert all(job_id in proc.stdout for job_id in JOBS)
     imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in proc.stderr.splitlines()}
     assert not imported & {"typer", "click", "httpx", "flytekit", "grpc", "rich"}, sorted(imported)
-
-
-def test_candidates_walk_options_with_values_and_double_dash() -> None:
-    # The words after an option that takes a value are its value, not a command or argument.
-    assert ("table", "") in [(v, "") for v, _ in candidates(["get", "-o"], "ta")]
-    assert [v for v, _ in candidates(["--config", "x.toml", "list", "--status"], "Can")] == ["Cancelled"]
-    assert candidates(["config", "path", "--"], "-") == []
-    assert [v for v, _ in candidates([], "--out")] == []  # no root option starts like that
-    assert {v for v, _ in candidates(["list"], "--output=j")} == {"--output=json"}
 
 
 def test_a_job_not_in_the_journal_is_completed_from_the_api(sandbox: SandboxHandle, cli_env: CliEnv) -> None:

@@ -16,14 +16,6 @@ from typing import Any
 
 import pytest
 
-from perianctl.connector.check import (
-    AttemptResult,
-    Call,
-    attribute,
-    format_table,
-    judge,
-    unowned_jobs,
-)
 from tests.plugins.cli import CliRunner, assert_one_line_error
 from tests.plugins.sandbox import SandboxHandle
 from tests.support.connector import Api, ServeProcess
@@ -178,34 +170,3 @@ def test_unreachable_connector_or_sandbox_is_exit_8(run_cli: CliRunner, sandbox:
     assert_one_line_error(run_cli("connector", "check", f"127.0.0.1:{free}", "--sandbox", sandbox.url), 8)
     assert_one_line_error(run_cli("connector", "check", "127.0.0.1:1", "--sandbox", f"http://127.0.0.1:{free}"), 8)
     assert sandbox.impolite()["rules"] == []  # nothing was changed
-
-
-# --------------------------------------------------------------------------- the census rules
-
-
-def job(job_id: str, prefix: str, status: str = "Running", cancel_requested: bool = False) -> dict[str, Any]:
-    return {"id": job_id, "status": status, "terminal": status in ("Done", "Cancelled"),
-            "cancel_requested": cancel_requested, "command": ["pyflyte-execute", "--output-prefix", prefix],
-            "env": {}}
-
-
-def test_census_attributes_by_output_prefix_and_judges_ownership() -> None:
-    base = "/tmp/x/aexec/n0/data"
-    attempts = [AttemptResult(attempt=n, output_prefix=f"{base}/{n}") for n in range(2)]
-    attempts[1].resource_meta, attempts[1].job_id = b'{"job_id": "b"}', "b"
-    jobs = [job("a", f"{base}/0"), job("b", f"{base}/1"), job("c", f"{base}/1", "Cancelled"),
-            job("d", "/tmp/x/aexec/n0/other"), job("e", "/tmp/x/other-exec/n0/data/0"),
-            {**job("f", f"{base}/10"), "command": ["x", f"{base}/10"]}]
-    by_attempt, stray = attribute(jobs, "aexec", attempts)
-    assert [j["id"] for j in by_attempt[0]] == ["a"]  # .../data/1 never matches .../data/10
-    assert [j["id"] for j in by_attempt[1]] == ["b", "c"]
-    assert sorted(j["id"] for j in stray) == ["d", "f"]  # "e" is another execution
-    for rec in attempts:
-        rec.jobs = by_attempt[rec.attempt]
-    attempts[0].outcome, attempts[1].outcome = "create-failed", "succeeded"
-    unowned = unowned_jobs(attempts, stray)
-    assert sorted(j["id"] for j in unowned) == ["a", "c", "d", "f"]
-    problems = judge(attempts, unowned, [Call("GetTask", "t", 0.1, "OK", 1)], "succeeded")
-    assert problems == ["3 unowned job(s) not cancelled (3 still running)"]
-    table = format_table([])
-    assert table.startswith("scenario")
