@@ -199,3 +199,48 @@ def test_settings_from_the_environment_are_read_at_every_refresh() -> None:
     assert settings.fallback().token == "t-2"  # type: ignore[union-attr]
     explicit = ConnectorSettings(api_url="http://127.0.0.1:8", credentials=settings.credentials)
     assert explicit.resolved_api_url(explicit.fallback()) == "http://127.0.0.1:8"
+
+
+# ---------------------------------------------------------------------- GetTask's Resource message
+
+
+_JOBS = [
+    {"id": "6f1c0d3e-1b7a-4c55-9d0e-5a1f2b3c4d5e", "status": "Running", "started_at": "2026-11-28T06:27:40.538Z",
+     "price": {"unit_price": "0.000006", "currency": "EUR", "granularity": "PER_SECOND"},
+     "runtime_metadata": {"instance_type_id": "it-standard-small", "provider": "aws"}},
+    {"id": "0b9e8f7a-2c3d-4e5f-8a9b-0c1d2e3f4a5b", "status": "Done", "started_at": "2026-11-28T06:00:00Z",
+     "done_at": "2026-11-28T06:20:00.250Z",
+     "price": {"unit_price": "1.0", "currency": "EUR", "granularity": "PER_10_MINUTES"}},
+    {"id": "job-ü-✓", "status": "ServerError", "errors": "OOMKilled\nsecond line", "price": None},
+    {"id": "queued", "status": "Queued"},
+]
+
+
+@pytest.mark.parametrize("raw", _JOBS, ids=lambda raw: raw["status"])
+def test_get_task_resource_is_what_flytekit_builds(raw: dict[str, object]) -> None:
+    """servicers.resource_pb builds custom_info without flytekit's JSON round trip: same bytes."""
+    import asyncio
+
+    from flyteidl.core.execution_pb2 import TaskLog
+    from flytekit.extend.backend.base_connector import Resource
+
+    from perianctl.connector.service import _custom_info
+    from perianctl.connector.servicers import resource_pb
+    from perianctl.flyte.phase import status_to_phase
+    from perianctl.perian.models import JobView
+
+    job = JobView.model_validate(raw)
+    info = status_to_phase(job.status, errors=job.errors)
+    custom = _custom_info(str(raw["id"]), job, info)
+    assert custom["job_id"] == raw["id"]
+    variants = [
+        Resource(phase=int(info.phase), message=info.message, custom_info=custom,
+                 log_links=[TaskLog(uri="http://logs.example/1", name="PERIAN job")]),
+        Resource(phase=int(info.phase), message=None, custom_info={**custom, "nested": {"list": [1, 2.5, "x", None,
+                                                                                                 True, {"k": []}]}}),
+        Resource(phase=int(info.phase), custom_info={}),
+    ]
+    for resource in variants:
+        ours, theirs = asyncio.run(resource_pb(resource)), asyncio.run(resource.to_flyte_idl())
+        assert ours.SerializeToString(deterministic=True) == theirs.SerializeToString(deterministic=True)
+        assert ours == theirs
