@@ -311,6 +311,18 @@ def _skip_pydantic_plugin_scan() -> None:
     sys.modules["pydantic.plugin._loader"] = loader
 
 
+def _skip_httpx_cli() -> None:
+    """No httpx command-line tool in the CLI process: ``import httpx`` also imports ``httpx._main``
+    (its own CLI: rich.progress, rich.syntax, pygments), ~40 ms of a piped ``get`` that otherwise
+    never loads rich. httpx treats an absent ``_main`` as its supported "installed without the
+    ``cli`` extra" case (``httpx.main`` then says so); a ``None`` entry is how Python marks a module
+    absent. Done here, in perianctl's own process only: importing :mod:`perianctl.perian` (as the
+    connector's entry point does inside users' flytekit processes) leaves other libraries alone."""
+    if "httpx" in sys.modules or "httpx._main" in sys.modules:
+        return
+    sys.modules["httpx._main"] = None  # type: ignore[assignment]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and turn every failure into an exit code.
 
@@ -330,6 +342,7 @@ def main(argv: list[str] | None = None) -> None:
     with contextlib.suppress(ValueError):  # not the main thread (an embedding program)
         signal.signal(signal.SIGINT, signal.default_int_handler)
     _skip_pydantic_plugin_scan()
+    _skip_httpx_cli()
     try:
         args = sys.argv[1:] if argv is None else argv
         _check_text(args)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,15 +284,16 @@ def open_journal(path: Path | None = None) -> Iterator[Journal]:
 
 
 @contextmanager
-def open_journal_best_effort(path: Path | None = None) -> Iterator[Journal | None]:
+def open_journal_best_effort(
+    path: Path | None = None, *, warn: Callable[[str], None]
+) -> Iterator[Journal | None]:
     """The journal, or ``None`` with a warning when it cannot be used.
 
     For commands whose journalling is a side effect (``get``, ``list``, ``watch``, ``wait``): a
     full disk or an unwritable state dir must not stop them from showing jobs. Write errors
-    inside the block are reported the same way.
+    inside the block are reported the same way, through ``warn`` (the caller's output, e.g.
+    :func:`perianctl.ui.console.warn`: the journal is a base module and writes to no terminal).
     """
-    from perianctl.ui.console import warn
-
     try:
         manager = open_journal(path)
         journal = manager.__enter__()

@@ -95,7 +95,7 @@ def render_spec() -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("_TYPER_COMPLETE", COMPLETE_VAR))}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     code = ("import sys; from perianctl.cli import build_app; "
-            "from perianctl.completion import build_spec, render_spec; "
+            "from perianctl.commands.completion import build_spec, render_spec; "
             "sys.stdout.write(render_spec(build_spec(build_app())))")
     proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=120, check=False)

@@ -36,14 +36,14 @@ def get(
     protocol: str | None = ProtocolOption,
 ) -> None:
     from perianctl.jobs.operations import get_jobs
-    from perianctl.ui.console import error
+    from perianctl.ui.console import error, warn
     from perianctl.ui.jobs import show_jobs
     from perianctl.ui.output import parse_format
 
     fmt = parse_format(output)
     target = connector_target(ctx, connector, protocol)
     ids = resolve_job_ids(ctx, job_ids, last=last, api=not target)
-    fetched = run(get_jobs(options(ctx).settings(), ids, connector=target, on_unreadable=warn_unreadable),
+    fetched = run(get_jobs(options(ctx).settings(), ids, connector=target, warn=warn, on_unreadable=warn_unreadable),
                   status=f"waiting for connector {target}" if target else "waiting for PERIAN")
     if history:
         _show_history(ids, fmt)

@@ -31,6 +31,7 @@ def list_jobs(
         help="Not possible: the connector protocol has no list call (exit 2).")] = None,
 ) -> None:
     from perianctl.jobs.observations import record_views
+    from perianctl.ui.console import warn
     from perianctl.ui.jobs import show_jobs
     from perianctl.ui.output import parse_format
 
@@ -47,7 +48,7 @@ def list_jobs(
         return
     found = run(_fetch(ctx, limit=limit, page=page, all_pages=all_pages, statuses=statuses),
                 status="waiting for PERIAN")
-    record_views(found.jobs, api_url=options(ctx).settings().api_url)
+    record_views(found.jobs, api_url=options(ctx).settings().api_url, warn=warn)
     show_jobs(found.jobs, fmt, single=False)
     _footer(found, page, all_pages=all_pages, statuses=statuses)
 

@@ -1,4 +1,9 @@
-"""Run a local PERIAN-compatible API (jobs simulated, or really run as processes or containers)."""
+"""Run a local PERIAN-compatible API (jobs simulated, or really run as processes or containers).
+
+``python -m perianctl.commands.sandbox run|start|stop|status ...`` is this group without the root
+CLI: the detached server (``start``) and the test plugin start the sandbox this way, so they depend
+neither on the root command's global options nor on its start-up cost.
+"""
 
 from __future__ import annotations
 
@@ -184,7 +189,7 @@ def start(
         credits=credits,
     )
     try:
-        result = daemon.start(config, timeout=wait)
+        result = daemon.start(config, command=[*STANDALONE, "run"], timeout=wait)
     except SandboxStartError as exc:
         raise _start_error(exc) from None
     credentials = load_credentials(result.state_dir)
@@ -376,8 +381,12 @@ def _info(message: str) -> None:
     info(message)
 
 
+STANDALONE = (sys.executable, "-m", "perianctl.commands.sandbox")
+"""This group as a process of its own (see the module docstring)."""
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point without the root CLI (``python -m perianctl.sandbox``): same error contract."""
+    """Entry point without the root CLI (``python -m perianctl.commands.sandbox``): same error contract."""
     try:
         sandbox_app(args=argv, prog_name="perianctl sandbox")
     except PerianctlError as exc:

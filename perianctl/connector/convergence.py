@@ -45,13 +45,13 @@ from typing import TYPE_CHECKING
 
 from perianctl.connector.idempotency import ATTEMPT_ENV, NODE_TAG_ENV
 from perianctl.connector.settings import DEFAULT_CLOCK_SKEW
+from perianctl.perian.stamps import IDEMPOTENCY_ENV  # the same name the client stamps
 from perianctl.perian.status import is_terminal
 
 if TYPE_CHECKING:
     from perianctl.perian import models as m
     from perianctl.perian.client import PerianClient
 
-IDEMPOTENCY_ENV = "PERIANCTL_IDEMPOTENCY_KEY"  # the same name the client stamps (perian.client)
 CREATE_ID_ENV = "PERIANCTL_CREATE_ID"
 CLAIM_UNTIL_ENV = "PERIANCTL_CLAIM_UNTIL"
 

@@ -37,9 +37,11 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from perianctl.perian import stamps
+
 KEY_VERSION = "pk1"
-NODE_TAG_ENV = "PERIANCTL_FLYTE_NODE"
-ATTEMPT_ENV = "PERIANCTL_FLYTE_ATTEMPT"
+NODE_TAG_ENV = stamps.NODE_TAG_ENV
+ATTEMPT_ENV = stamps.ATTEMPT_ENV
 EXECUTION_ENV = "PERIANCTL_FLYTE_EXECUTION"
 _HASH_CHARS = 24  # 96 bits: collisions are not a practical concern at any job volume
 

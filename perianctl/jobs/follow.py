@@ -676,12 +676,14 @@ async def follow_jobs(
     give_up_after: float | None = 300.0,
     output_prefixes: dict[str, str] | None = None,
     on_unreadable: Callable[[str, Any], None] | None = None,
+    warn: Callable[[str], None],
 ) -> tuple[WaitResult, Poller]:
     """``watch``, ``wait``, ``submit --wait/--watch``: follow ``ids`` through the command's one backend
     (the PERIAN API, or one channel to ``connector``) until they end, ``timeout`` passes or the
     source has been unavailable for ``give_up_after`` seconds (exit 8, the same outage policy for
-    both). Transitions go into the journal. ``output_prefixes`` (``submit``) lets a connector read
-    a failed task's error document for a job the journal does not know yet.
+    both). Transitions go into the journal (``warn`` tells the user when it cannot be used).
+    ``output_prefixes`` (``submit``) lets a connector read a failed task's error document for a job
+    the journal does not know yet.
     """
     from perianctl.errors import PerianctlError
     from perianctl.jobs.backend import ConnectorBackend, open_backend
@@ -698,7 +700,7 @@ async def follow_jobs(
         # Short client-side retries: a refresh that fails is retried by the poller's back-off anyway,
         # and a quick failure lets the view show "stale" instead of freezing for a minute.
         retry = RetryPolicy(attempts=2, timeout=max(10.0, interval * 3), wait_initial=0.2, wait_max=1.0)
-    with open_journal_best_effort() as journal:
+    with open_journal_best_effort(warn=warn) as journal:
         async with open_backend(settings, connector=connector, retry=retry, on_unreadable=on_unreadable) as backend:
             if isinstance(backend, ConnectorBackend):
                 for job_id, prefix in (output_prefixes or {}).items():

@@ -29,12 +29,13 @@ class Fetched:
     via_connector: bool
 
 
-async def get_jobs(settings: Settings, ids: list[str], *, connector: str | None,
+async def get_jobs(settings: Settings, ids: list[str], *, connector: str | None, warn: Callable[[str], None],
                    on_unreadable: Callable[[str, Any], None] | None = None) -> Fetched:
-    """Each job once (GetTask through a connector); observations go into the journal."""
+    """Each job once (GetTask through a connector); observations go into the journal (``warn`` tells
+    the user when it cannot be used)."""
     async with open_backend(settings, connector=connector, on_unreadable=on_unreadable) as backend:
         jobs, failures = await gather_jobs(backend, ids)
-        record_views(jobs, api_url=backend.api_url)
+        record_views(jobs, api_url=backend.api_url, warn=warn)
     return Fetched(jobs, failures, backend.kind == "connector")
 
 

@@ -68,6 +68,7 @@ from perianctl.errors import (
     ValidationFailed,
 )
 from perianctl.perian import models as m
+from perianctl.perian import stamps
 from perianctl.text import first_line, one_line
 
 log = logging.getLogger("perianctl.http")
@@ -96,7 +97,7 @@ def _shown_body(content: bytes, limit: int = 4000) -> str:
         text = scrub(text)
     return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more characters)"
 
-IDEMPOTENCY_ENV = "PERIANCTL_IDEMPOTENCY_KEY"
+IDEMPOTENCY_ENV = stamps.IDEMPOTENCY_ENV
 """Env variable stamped into a job so a retried create can find the job an earlier try made."""
 
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})

@@ -39,7 +39,8 @@ from perianctl.sandbox.billing import Billing, BillingError, register_billing_ro
 from perianctl.sandbox.config import FaultConfig, SandboxConfig, SandboxConfigError, parse_latency
 from perianctl.sandbox.faults import FaultMiddleware, FaultState, install_log_filter
 from perianctl.sandbox.impolite import ImpoliteRuleError, ImpoliteState, rules_from_json
-from perianctl.sandbox.runtimes.base import Runtime, runtime_class
+from perianctl.sandbox.runtimes import runtime_class
+from perianctl.sandbox.runtimes.base import Runtime
 from perianctl.sandbox.store import TERMINAL, JobRow, JobStore
 from perianctl.sandbox.strict import (
     BodyTooLarge,
@@ -564,8 +565,7 @@ def _register_admin_routes(app: FastAPI, state: SandboxState) -> None:
 
 def _job_summary(row: JobRow) -> dict[str, Any]:
     """One job for ``GET /_sandbox/jobs``: status plus the attempt identity a connector stamped on it."""
-    from perianctl.connector.idempotency import ATTEMPT_ENV, NODE_TAG_ENV
-    from perianctl.perian.client import IDEMPOTENCY_ENV
+    from perianctl.perian.stamps import ATTEMPT_ENV, IDEMPOTENCY_ENV, NODE_TAG_ENV
 
     params = (row.view.get("docker_metadata") or {}).get("docker_run_parameters") or {}
     env = params.get("env_variables") or {}

@@ -12,7 +12,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-RUNTIMES = ("simulate", "process", "docker")
+from perianctl.sandbox.runtimes import NAMES as RUNTIMES
+
 FAULT_KINDS = ("500", "503", "reset")
 FAULT_PHASES = ("before", "after", "mixed")
 ENDPOINTS = ("create", "get", "list", "cancel", "instance-type", "accelerator-type", "billing")

@@ -1,6 +1,7 @@
 """``sandbox start | stop | status``: a detached sandbox managed through its state dir.
 
-``start`` spawns ``python -m perianctl.sandbox run ...`` in a new session with its output in
+``start`` spawns the caller's foreground server command (``perianctl sandbox run`` without the
+root CLI: ``python -m perianctl.commands.sandbox run ...``) in a new session with its output in
 ``<state-dir>/sandbox.log``, records the pid in ``<state-dir>/sandbox.pid`` and returns only once
 ``/healthz`` answers (or reports why the child died, with the last log line).
 
@@ -17,10 +18,10 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,6 @@ from perianctl.sandbox.server import INFO_FILE, LOCK_FILE, prepare, read_info
 
 PID_FILE = "sandbox.pid"
 LOG_FILE = "sandbox.log"
-MODULE = "perianctl.sandbox"
 
 
 @dataclass
@@ -171,8 +171,12 @@ def _log_tail(state_dir: Path, lines: int = 1) -> str:
     return " | ".join(useful[-lines:])
 
 
-def start(config: SandboxConfig, *, timeout: float = 30.0) -> SandboxStatus:
-    """Start a detached sandbox for ``config`` and wait until it is healthy."""
+def start(config: SandboxConfig, *, command: Sequence[str], timeout: float = 30.0) -> SandboxStatus:
+    """Start a detached sandbox for ``config`` and wait until it is healthy.
+
+    ``command`` runs a sandbox in the foreground given ``config.to_argv()`` (the CLI passes its own
+    ``run``): the server side does not know the command layer above it.
+    """
     config = prepare(config)  # validation, credentials file, runtime preflight: errors before detaching
     state_dir = config.state_dir
     current = status(state_dir)
@@ -186,7 +190,7 @@ def start(config: SandboxConfig, *, timeout: float = 30.0) -> SandboxStatus:
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", MODULE, "run", *config.to_argv()],
+            [*command, *config.to_argv()],
             stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, cwd=str(state_dir),
             start_new_session=True, close_fds=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},

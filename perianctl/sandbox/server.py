@@ -34,7 +34,8 @@ from typing import Any
 from perianctl.files import private_dir
 from perianctl.sandbox.config import SandboxConfig, SandboxConfigError
 from perianctl.sandbox.credentials import resolve_credentials, write_private
-from perianctl.sandbox.runtimes.base import SandboxStartError, runtime_class
+from perianctl.sandbox.runtimes import runtime_class
+from perianctl.sandbox.runtimes.base import SandboxStartError
 
 INFO_FILE = "sandbox.json"
 LOCK_FILE = "sandbox.lock"

@@ -62,7 +62,7 @@ def follow(
     import sys
 
     from perianctl.jobs.follow import follow_jobs
-    from perianctl.ui.console import error, info
+    from perianctl.ui.console import error, info, warn
     from perianctl.ui.live import summary_line
 
     def make_view(journal: Journal | None) -> WatchView:
@@ -72,7 +72,7 @@ def follow(
         result, poller = asyncio.run(follow_jobs(
             settings, ids, connector=connector, make_view=make_view, wait_for=wait_for, timeout=timeout,
             interval=interval, discover=discover, give_up_after=give_up_after, output_prefixes=output_prefixes,
-            on_unreadable=on_unreadable,
+            on_unreadable=on_unreadable, warn=warn,
         ))
     except KeyboardInterrupt:
         target = ids[0] if len(ids) == 1 else "ID"

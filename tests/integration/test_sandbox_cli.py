@@ -21,8 +21,8 @@ pytestmark = pytest.mark.timeout(90)
 
 
 def _sandbox_cli(cli_env: CliEnv, *args: str, timeout: float = 60) -> CliResult:
-    """``python -m perianctl.sandbox ...`` (no root CLI) with the isolated config/state."""
-    proc = subprocess.run([sys.executable, "-m", "perianctl.sandbox", *args], env=cli_env.env(),
+    """``python -m perianctl.commands.sandbox ...`` (no root CLI) with the isolated config/state."""
+    proc = subprocess.run([sys.executable, "-m", "perianctl.commands.sandbox", *args], env=cli_env.env(),
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     return CliResult(list(args), proc.returncode, proc.stdout, proc.stderr)
 

@@ -417,7 +417,7 @@ def _spawn(argv: list[str], state_dir: Path) -> ProcessLike:
     if proc is None:
         with open(state_dir / "sandbox.log", "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "perianctl.sandbox", "run", *argv],
+                [sys.executable, "-m", "perianctl.commands.sandbox", "run", *argv],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=_child_env(), start_new_session=True,
             )
     _launched[:] = [p for p in _launched if getattr(p, "returncode", None) is None]  # drop reaped ones
@@ -478,7 +478,7 @@ def launch_sandbox(
     extra_args: Iterable[str] = (),
     timeout: float = START_TIMEOUT,
 ) -> SandboxHandle:
-    """Start ``python -m perianctl.sandbox run`` and wait until it serves; see the module doc."""
+    """Start ``python -m perianctl.commands.sandbox run`` and wait until it serves; see the module doc."""
     from perianctl.sandbox.credentials import write_private
 
     state_dir = Path(state_dir).resolve()

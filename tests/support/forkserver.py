@@ -4,7 +4,7 @@ Most of a sandbox's start-up is importing FastAPI, pydantic and uvicorn. Test su
 fresh sandbox per test, so the test plugin keeps one *fork server* per session: a process that
 has imported everything once and forks a new, fully independent sandbox process (own session,
 own state dir, own port) per request. The forked process then runs exactly what
-``python -m perianctl.sandbox run ...`` would.
+``python -m perianctl.commands.sandbox run ...`` would.
 
 Protocol (JSON lines on stdin/stdout; one client, one request at a time):
 
@@ -78,7 +78,7 @@ def _child(argv: list[str], log_path: str, env: dict[str, str] | None, cwd: str 
         sys.stdin = open(0, closefd=False)  # noqa: SIM115 -- the process's own std streams
         sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-        sys.argv = [sys.executable, "-m", "perianctl.sandbox", *argv]
+        sys.argv = [sys.executable, "-m", "perianctl.commands.sandbox", *argv]
         from perianctl.commands.sandbox import main
 
         main(argv)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from perianctl.errors import ConfigError
-from perianctl.journal import open_journal
+from perianctl.journal import open_journal, open_journal_best_effort
 
 
 def test_transitions_are_recorded_once_in_order(tmp_path: Path) -> None:
@@ -46,3 +46,20 @@ def test_damaged_journal_is_a_one_line_error(tmp_path: Path) -> None:
     db.write_bytes(b"this is not a sqlite database at all" * 100)
     with pytest.raises(ConfigError, match="damaged"), open_journal(db):
         pass
+
+
+def test_best_effort_journal_reports_through_the_callers_warn(tmp_path: Path) -> None:
+    """A journal that cannot be used is reported through the caller's ``warn`` (the journal itself
+    writes to no terminal) and the command carries on without it."""
+    db = tmp_path / "j.db"
+    db.write_bytes(b"this is not a sqlite database at all" * 100)
+    warnings: list[str] = []
+    with open_journal_best_effort(db, warn=warnings.append) as journal:
+        assert journal is None
+    assert len(warnings) == 1 and warnings[0].startswith("job journal not updated:") and "damaged" in warnings[0]
+
+    good = tmp_path / "good.db"
+    with open_journal_best_effort(good, warn=warnings.append) as journal:
+        assert journal is not None
+        journal.observe("job-1", "Queued", phase="QUEUED", at=1.0)
+    assert len(warnings) == 1

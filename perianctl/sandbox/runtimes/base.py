@@ -88,19 +88,3 @@ class Runtime(ABC):
     def end(self, job_id: str, status: str, *, errors: str | None = None, logs: str | None = None) -> bool:
         return self.store.update(JobUpdate(job_id, status=status, at=time.time(), errors=errors, append_logs=logs))
 
-
-def runtime_class(name: str) -> type[Runtime]:
-    """The runtime class for ``name`` (imported lazily: docker/process need more modules)."""
-    if name == "simulate":
-        from perianctl.sandbox.runtimes.simulate import SimulateRuntime
-
-        return SimulateRuntime
-    if name == "process":
-        from perianctl.sandbox.runtimes.process import ProcessRuntime
-
-        return ProcessRuntime
-    if name == "docker":
-        from perianctl.sandbox.runtimes.docker import DockerRuntime
-
-        return DockerRuntime
-    raise SandboxStartError(f"unknown runtime '{name}'")
