@@ -1,7 +1,8 @@
 """A propeller-faithful driver for any Flyte v1 connector, and the exactly-once census behind it.
 
 ``perianctl connector check`` and the connector's scenario tests share this module. It calls a
-connector the way flytepropeller v1.16 does (flyte-connector.md §2, §9) -- nothing kinder:
+connector the way flytepropeller v1.16 does (flyteplugins go/tasks/plugins/webapi/connector/ and
+pluginmachinery/internal/webapi/ at v1.16.x; summarised in docs/connector.md) -- nothing kinder:
 
 * **CreateTask** with a deadline (``timeouts.CreateTask`` / ``defaultTimeout``: 10 s), no gRPC
   retry. An error is a retryable failure of the *attempt*: the next attempt (``retry_attempt + 1``,
@@ -88,7 +89,8 @@ CANCELLED_BY_CALLER = "CANCELLED_BY_CALLER"  # our own hang-up (a simulated prop
 
 @dataclass(frozen=True)
 class PropellerConfig:
-    """The propeller settings that matter (flyte-connector.md §2.9), scaled for a check run."""
+    """The propeller settings that matter (``plugins.connector-service``: flyteplugins
+    go/tasks/plugins/webapi/connector/config.go, v1.16.x), scaled for a check run."""
 
     create_timeout: float = 10.0
     get_timeout: float = 10.0
@@ -505,7 +507,7 @@ class Propeller:
                 if status.phase_name in ("FAILED", "ABORTED"):
                     return "failed"
                 if status.phase_name in ("RETRYABLE_FAILED", "UNDEFINED"):
-                    return "retryable"  # UNDEFINED falls back to state RETRYABLE_FAILURE (§2.5)
+                    return "retryable"  # UNDEFINED falls back to state RETRYABLE_FAILURE (plugin.go Status)
             await asyncio.sleep(cfg.poll_interval)
 
     async def _finish_job(self, rec: AttemptResult) -> None:

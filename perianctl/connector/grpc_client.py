@@ -1,6 +1,7 @@
 """Talk to any Flyte connector over gRPC exactly as flytepropeller does (``--connector HOST:PORT``).
 
-Propeller's ``connector-service`` plugin (flyte-connector.md §2) sends real flyteidl messages with a
+Propeller's ``connector-service`` plugin (flyteplugins go/tasks/plugins/webapi/connector/
+{plugin,client}.go, v1.16.x) sends real flyteidl messages with a
 10 s deadline per call and no retries:
 
 * ``CreateTask``: the *rendered* template, the inputs ``LiteralMap``, ``output_prefix`` and a

@@ -1,6 +1,6 @@
 """Idempotency keys and node tags for CreateTask, so a lost reply never orphans or duplicates a job.
 
-The problem (flyte-connector.md §2.6): propeller calls CreateTask with a 10 s deadline. If the
+The problem (docs/connector.md, "Convergence"): propeller calls CreateTask with a 10 s deadline. If the
 connector creates the PERIAN job but the reply is lost (deadline, connection reset, connector or
 propeller restart), propeller calls CreateTask *again*:
 

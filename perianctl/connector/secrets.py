@@ -10,7 +10,8 @@ server-wide, mounted into the pod. flytekit's ``SecretsManager`` resolves a secr
 We do the same, with the *official* key names (``perian_organization``, ``perian_token``,
 ``aws_access_key_id`` ...), so a Secret made for ``flytekitplugins-perian-job`` works unchanged.
 We do it without ``flytekit.current_context()`` because that costs a flytekit import and, in the
-server process, silently ignores bare env vars (flyte-connector.md §3.5).
+server process, silently ignores bare env vars (flytekit's ``SecretsManager`` in
+flytekit/core/context_manager.py tries the unprefixed name only in local execution).
 
 Only for the PERIAN organization and token (and the API URL) do we then fall back to a
 :class:`Credentials` source the connector is *given* (:attr:`ConnectorSettings.credentials

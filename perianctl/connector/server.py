@@ -1,6 +1,6 @@
 """The grpc.aio server behind ``perianctl serve``.
 
-What it adds over ``pyflyte serve connector`` (flyte-connector.md §3.3):
+What it adds over ``pyflyte serve connector`` (flytekit's flytekit/clis/sdk_in_container/serve.py, 1.16.x):
 
 * **Graceful shutdown.** SIGTERM/SIGINT → health NOT_SERVING (readiness fails, the k8s resolver
   drops the pod) → optional ``shutdown_delay`` while still serving → new calls are refused with

@@ -1,8 +1,8 @@
 """The PERIAN Flyte connector: ``perian_task`` → PERIAN jobs, truly async, idempotent, never UNDEFINED.
 
 A drop-in replacement for ``flytekitplugins-perian-job``'s connector (same task type, same
-``ResourceMeta`` bytes ``{"job_id": "..."}``, same secret names), fixing what flyte-connector.md
-§3.7 and perian-api.md §9.2 list:
+``ResourceMeta`` bytes ``{"job_id": "..."}``, same secret names; flytekit's
+plugins/flytekit-perian/flytekitplugins/perian_job/connector.py, 1.16.31), fixing what it gets wrong:
 
 * **No blocking on the event loop.** Every PERIAN call goes through one shared
   :class:`~perianctl.perian.client.PerianClient` (pooled ``httpx.AsyncClient``) per event loop, so a
@@ -17,8 +17,9 @@ A drop-in replacement for ``flytekitplugins-perian-job``'s connector (same task 
   background sweeper in every replica cancels the jobs that cannot: creates that outlived their
   RPC, duplicates of one attempt, and jobs of earlier attempts.
 * **GetTask never fails for transient trouble.** Propeller counts GetTask errors cumulatively and
-  gives up after five (§2.6), so an unavailable PERIAN API keeps the last known phase with a short
-  message instead. A job that does not exist is FAILED with a clear message.
+  gives up after five (``maxSystemFailures`` in flyteplugins
+  go/tasks/pluginmachinery/internal/webapi/cache.go, v1.16.x), so an unavailable PERIAN API keeps
+  the last known phase with a short message instead. A job that does not exist is FAILED with a clear message.
 * **Short messages, log links, custom_info.** Logs travel over GetTaskLogs (streamed by
   ``perianctl serve``), never in the phase message.
 * **Idempotent delete**: an unknown or already finished job is fine.
@@ -652,7 +653,8 @@ class PerianConnector(AsyncConnectorBase):
     async def _with_error_document(self, job_id: str, info: PhaseInfo, output_prefix: str, *, cut: float,
                                    container_failed: bool) -> PhaseInfo:
         """A failed ``pyflyte-execute`` writes ``error.pb``: its message is the real error, and its
-        kind (recoverable or not) is what Flyte's retry semantics need (flyte-connector.md §2.7).
+        kind (recoverable or not) is what Flyte's retry semantics need (propeller reads ``error.pb`` only
+        after SUCCEEDED: ``writeOutput`` in flyteplugins go/tasks/plugins/webapi/connector/plugin.go, v1.16.x).
         The kind decides the phase only when the container itself failed (UserError); a platform
         failure stays RETRYABLE_FAILED. Read off the loop, within a short timeout (and the RPC's
         deadline), and remembered per job once read (terminal states do not change); a failed read

@@ -4,7 +4,8 @@ flytekit's ``AsyncConnectorService`` is used as the base (same dispatch through 
 ``ConnectorRegistry``, same ``flyte_connector_*`` metrics), with these changes:
 
 * ``GetTaskLogs`` is an **async generator**. flytekit's is a coroutine that *returns* a message,
-  which grpc.aio silently drops: an empty stream with status OK (flyte-connector.md §3.2).
+  which grpc.aio silently drops: an empty stream with status OK (flytekit's
+  flytekit/extend/backend/connector_service.py, 1.16.x).
 * ``GetTaskMetrics`` maps "not implemented" to UNIMPLEMENTED instead of UNKNOWN.
 * Errors become **one-line messages with a meaningful status code** (INVALID_ARGUMENT for a bad
   template or resource_meta, UNAVAILABLE when PERIAN is down, ...). flytekit sends INTERNAL with

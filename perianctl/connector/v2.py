@@ -1,6 +1,7 @@
 """The Flyte 2 (``flyteidl2.connector``) protocol over the *one* PERIAN connector.
 
-Flyte 2 defines its own connector contract (flyte-connector.md §1.5, §8): package
+Flyte 2 defines its own connector contract (flyteidl2/connector/service.proto on flyteorg/flyte
+``main``; the ``flyte.connectors`` module of the ``flyte`` SDK): package
 ``flyteidl2.connector``, inputs as ``task.Inputs``, a per-request ``core.Connection`` with secrets,
 a paged, timestamped GetTaskLogs, ``RETRYABLE_FAILED`` as a terminal phase. Nothing here is a
 second connector: every call is translated into the calls of :class:`~.connector.PerianConnector`

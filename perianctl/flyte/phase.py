@@ -5,15 +5,17 @@ every job, and those fast CLI paths must not pay for importing protobuf/flyteidl
 :class:`FlytePhase` therefore mirror ``flyteidl.core.execution_pb2.TaskExecution.Phase`` by hand;
 a test asserts they stay identical.
 
-The mapping follows PRODUCT.md ("all 12 PERIAN statuses, never a crash"). It differs from the
+The mapping is the table in README.md ("Status → Flyte phase": all 12 PERIAN statuses, never a
+crash). It differs from the
 official connector where that one is wrong for Flyte:
 
 * ``ServerError`` is RETRYABLE_FAILED (a platform failure should consume a Flyte retry, not end the
   task for good), ``UserError`` and ``Timeout`` are FAILED (the official plugin raised KeyError on
   ``Timeout``).
 * ``Undefined`` and unknown statuses keep the last known phase instead of raising, because
-  propeller counts GetTask errors and gives up after five (flyte-connector.md §2.6), and an
-  UNDEFINED phase would be read as a retryable failure (§2.5).
+  propeller counts GetTask errors and gives up after five (``maxSystemFailures``, flyteplugins
+  go/tasks/pluginmachinery/internal/webapi/cache.go), and an UNDEFINED phase would be read as a
+  retryable failure (``Status`` in flyteplugins go/tasks/plugins/webapi/connector/plugin.go, v1.16.x).
 """
 
 from __future__ import annotations

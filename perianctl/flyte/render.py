@@ -1,7 +1,8 @@
 """Fill ``{{.input}}``-style placeholders in a task's command, the way flytepropeller does.
 
 On a Flyte cluster propeller renders container args before it calls the connector
-(flyte-connector.md §2.3); ``perianctl submit`` talks to PERIAN directly, so it has to do the same
+(``Create`` in flyteplugins go/tasks/plugins/webapi/connector/plugin.go, v1.16.x); ``perianctl submit``
+talks to PERIAN directly, so it has to do the same
 itself, and the connector has to do it for container-less (``PerianContainerTask``-style)
 templates whose command lives in ``custom["command"]``, which propeller never touches.
 

@@ -4,7 +4,8 @@ Accepted sources, detected by content first and extension second (users rename f
 
 * a ``TaskTemplate`` protobuf (``.pb``) or an admin ``TaskSpec`` protobuf, which is what
   ``pyflyte package``/``serialize`` actually write even though their help says "TaskTemplate"
-  (flyte-connector.md §4.1). The two are told apart by parsing both ways and keeping the parse
+  (flytekit's flytekit/tools/serialize_helpers.py writes ``TaskSpec``). The two are told apart by
+  parsing both ways and keeping the parse
   that is clean (no unknown fields) and has a task type;
 * a ``pyflyte package`` archive (``.tgz``/``.tar.gz``/``.tar``): its ``*_1.pb`` members are tasks;
   ``task`` picks one by full (``hello.gpu``) or short (``gpu``) name;
@@ -667,7 +668,7 @@ def _load_python(path: Path, task: str | None, image: str | None, label: str) ->
     importlib.invalidate_caches()
     interrupted: list[int] = []
     try:
-        # User code may print; keep stdout for data (HACKING.md "Data on stdout").
+        # User code may print; keep stdout for data (docs/HACKING.md, "Rules").
         with contextlib.redirect_stdout(sys.stderr), _interrupts_tracked() as interrupted:
             module = importlib.import_module(module_name)
     except BaseException as exc:

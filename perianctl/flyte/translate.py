@@ -2,7 +2,8 @@
 
 ``perianctl submit`` and the gRPC connector call the same :func:`template_to_job_request`, so a
 template runs the same way whichever path started it. The mapping keeps parity with the official
-``flytekitplugins-perian-job`` connector (perian-api.md §9.3) for the custom keys ``cores``,
+``flytekitplugins-perian-job`` connector (flytekit's
+plugins/flytekit-perian/flytekitplugins/perian_job/connector.py, 1.16.31) for the custom keys ``cores``,
 ``memory``, ``accelerators``, ``accelerator_type``, ``country_code``, ``provider``,
 ``os_storage_size``, ``image``, ``command`` and ``environment``, and improves on it where it was
 wrong:

@@ -241,7 +241,8 @@ _TRANSPORT = (httpx.TransportError,)
 
 
 # ``detail`` texts saying that a create's requirements (or chosen type) match no instance type: the
-# real API's create error (perian-api.md §3.2, §4.4) and the sandbox's wording of the same answer.
+# real API's create error (the ``perian`` SDK 0.5.3's perian/models/src_api_router_job_instance_type_not_found_error.py)
+# and the sandbox's wording of the same answer.
 _NO_MATCH_DETAILS = (m.DETAIL_INSTANCE_TYPE_NOT_FOUND.lower(), "matching the requirements")
 
 

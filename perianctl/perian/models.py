@@ -1,6 +1,7 @@
 """Pydantic v2 models of the PERIAN Job API wire format.
 
-Two rules from the API notes shape every model here:
+Two rules from how PERIAN and its SDK (``perian`` 0.5.3, perian/models/) treat the wire shape every
+model here:
 
 * Requests are built by us, so they are precise, but they serialise with ``exclude_none`` so an
   unset optional never reaches the wire as ``null`` (PERIAN treats both alike).

@@ -162,7 +162,9 @@ async def find_offers(
     if available_only:
         offers = [o for o in offers if o.available is not False]
     wanted = (requirements.provider.name_short or "").strip().lower() if requirements and requirements.provider else ""
-    if wanted:  # PERIAN's instance-type search drops ``provider`` (perian-api.md §6): filter here
+    # PERIAN's instance-type search drops ``provider`` (its query view, the ``perian`` SDK 0.5.3's
+    # perian/models/instance_typer_query_view.py, has no such field): filter here.
+    if wanted:
         offers = [o for o in offers if o.provider_short.lower() == wanted]
     if max_price_per_hour is not None:
         offers = [o for o in offers if (r := o.rate) is not None and r.per_hour <= max_price_per_hour]

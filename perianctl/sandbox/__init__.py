@@ -1,6 +1,7 @@
 """A local, PERIAN-compatible Job API server that really runs jobs.
 
-The sandbox speaks the PERIAN wire format (``docs: shared/reference/perian-api.md``) closely enough
+The sandbox speaks the PERIAN wire format (as the ``perian`` SDK 0.5.3 sends and parses it: its
+perian/models/ and perian/api/job_api.py) closely enough
 that the official ``perian`` SDK, perian-cli and perianctl work against it unchanged. It exists so
 that every perianctl feature (and every test) can run end to end without a PERIAN account.
 

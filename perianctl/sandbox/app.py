@@ -1,6 +1,7 @@
 """The FastAPI app: PERIAN job, instance-type and accelerator-type routes plus admin routes.
 
-Wire facts (API notes §2-§4): every success and error body is the flat envelope
+Wire facts (the ``perian`` SDK 0.5.3: perian/api/job_api.py and perian/models/default_success.py,
+default_client_error.py): every success and error body is the flat envelope
 ``{status, message, detail, status_code}`` except FastAPI's own 422 ``{"detail": [...]}``; "not
 found" and "already complete" are HTTP **400** with exact ``detail`` sentences, because real
 clients match on that text; a job's ``GET`` answers the list shape with one job.
@@ -217,11 +218,12 @@ _SUCCESS_RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/job/{job_id}"): _JOBS_SUCCESS,
     ("PATCH", "/job/{job_id}/cancel"): _success("DefaultSuccess"),
 }
-"""The job routes' 200 bodies (API notes §3, §4.3), so a fuzzer also holds successful answers to them."""
+"""The job routes' 200 bodies (the SDK's create_job_success.py, get_jobs_success.py,
+default_success.py), so a fuzzer also holds successful answers to them."""
 
 
 def _declare_error_responses(app: FastAPI) -> None:
-    """Document in the OpenAPI document every error status the routes answer (the §2 envelope).
+    """Document in the OpenAPI document every error status the routes answer (the flat envelope above).
 
     Done once over all routes rather than per decorator, so that a route added later is covered
     too, and so that a fuzzer (tests/integration/test_sandbox_schema_fuzz.py) can hold every answer to the

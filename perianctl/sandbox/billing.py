@@ -1,6 +1,6 @@
 """The sandbox's billing: a bill built from the jobs it ran, credits that run down, usage limits.
 
-Routes (API notes §8.6 and §10; shapes from the 0.5.3 SDK's ``Bill``, ``BillItem``,
+Routes (the ``perian`` SDK 0.5.3's perian/api/billing_api.py; shapes from its ``Bill``, ``BillItem``,
 ``RemainingCreditsResponse``, ``ListOrganizationUsageLimitResponse``,
 ``SetOrganizationUsageLimitResponse``, ``CreditTopUpResponse``):
 

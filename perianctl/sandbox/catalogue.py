@@ -8,7 +8,8 @@ the type name, so they survive restarts and can be hard-coded in tests.
 
 **Prices.** Each type is written down as euros per hour (``eur_per_hour``), the figure people
 compare; the wire ``unit_price`` is derived from it: what *one unit of the type's billing
-granularity* costs (API notes §4.3/§8: ``PriceData`` is a unit price in a granularity). So a
+granularity* costs (``PriceData`` is a unit price in a granularity: the ``perian`` SDK 0.5.3's
+perian/models/price_data.py). So a
 ``PER_SECOND`` GPU at 2.88 €/h has ``unit_price`` "0.0008", a ``PER_10_MINUTES`` one at 2.46 €/h
 has "0.41", a ``PER_HOUR`` one at 2.99 €/h has "2.99". Per-hour figures are chosen so the unit
 price is an exact decimal (checked at import), and billing uses :mod:`perianctl.perian.pricing`.
@@ -42,7 +43,7 @@ source ``Provider`` or ``Provider_Quota``), so availability filters mean somethi
 by requirements gets the cheapest *available* match; a job naming an ``instance_type_id`` runs on
 that type whatever its availability (PERIAN's fail-over rules are undocumented).
 
-Matching follows the API notes: numbers are minimums unless the sub-query carries an explicit
+Matching follows PERIAN's instance-type search: numbers are minimums unless the sub-query carries an explicit
 ``operator``; accelerator names match loosely ("A100" matches ``NVIDIA_A100_40`` and
 ``NVIDIA_A100_80``); a price is a maximum *per hour* (a raw unit price means different things at
 different granularities, and the real semantics are undocumented); ``billing_granularity``,

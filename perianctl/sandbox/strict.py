@@ -8,9 +8,10 @@ UTF-8 JSON), which is the class of bug this module closes, in two layers:
 
 * **at the door** (:class:`StrictJsonRoute`, :func:`read_json`): a JSON body is read with a size cap
   and parsed strictly before any route sees it. What cannot be stored or served is rejected with
-  FastAPI's 422 ``HTTPValidationError`` shape, the one real PERIAN clients already handle (API notes
-  §4.4), with ``loc`` pointing at the offending value. The offending value is never echoed back
-  (``input`` is left out): it may be a secret, and it may be the very thing that cannot be encoded;
+  FastAPI's 422 ``HTTPValidationError`` shape, the one real PERIAN clients already handle (the
+  ``perian`` SDK 0.5.3's perian/models/http_validation_error.py), with ``loc`` pointing at the
+  offending value. The offending value is never echoed back (``input`` is left out): it may be a
+  secret, and it may be the very thing that cannot be encoded;
 * **on the way out** (:class:`ServableJSONResponse`, :func:`servable`): records stored by an older
   sandbox may already hold such values. A response that cannot be rendered is rendered again with
   the bad parts repaired (a lone surrogate becomes U+FFFD, a non-finite number ``null``, nesting

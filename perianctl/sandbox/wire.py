@@ -1,6 +1,7 @@
 """What goes over the wire: lenient request models and strict response builders.
 
-The two directions follow different rules (API notes §4.6 and §11):
+The two directions follow different rules (what PERIAN and the ``perian`` SDK 0.5.3's
+perian/models/ send and accept; tests/integration/test_sandbox_api.py pins them):
 
 * **Requests are lenient**: explicit ``null`` equals absent, sizes may be numbers or strings,
   unknown keys are ignored, and ``requirements`` is kept as raw JSON so that a garbage value (the

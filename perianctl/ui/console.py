@@ -39,7 +39,7 @@ def _make(stderr: bool) -> Console:
 
     stream = sys.stderr if stderr else sys.stdout
     tty = stream.isatty()
-    # Piped output must never be cut or wrapped (grep/awk-ability, cli-anchors §3.4): give rich a
+    # Piped output must never be cut or wrapped (grep and awk see whole lines): give rich a
     # virtually unlimited width so every column keeps its natural size.
     width = None if tty else 100_000
     return Console(

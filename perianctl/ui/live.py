@@ -1,6 +1,6 @@
 """Views of a watch: a live rich table on a TTY, plain lines when piped, NDJSON events for ``-o json``.
 
-The live table follows the lessons in cli-anchors §3.5 (flicker, scrollback, CI logs):
+The live table follows these lessons (flicker, scrollback, CI logs):
 
 * ``Live(auto_refresh=False)``: we paint only when a visible cell changed, plus at most one
   paint per second while an ELAPSED/COST cell ticks. No timer repaints identical frames.

@@ -68,7 +68,8 @@ async def test_failure_phases_have_short_messages(server, scenario: str, phase: 
 
 @pytest.mark.parametrize(("kind", "phase"), [("RECOVERABLE", "RETRYABLE_FAILED"), ("NON_RECOVERABLE", "FAILED")])
 async def test_failed_task_reports_error_pb(server, tmp_path, kind: str, phase: str) -> None:
-    """pyflyte-execute's error.pb gives the real error and whether Flyte may retry (§2.7)."""
+    """pyflyte-execute's error.pb gives the real error and whether Flyte may retry (propeller itself reads
+    it only after SUCCEEDED: flyteplugins go/tasks/plugins/webapi/connector/plugin.go, v1.16.x)."""
     from flyteidl.core import errors_pb2
 
     prefix = str(tmp_path / "n0" / "data" / "0")

@@ -1,4 +1,4 @@
-"""PERIAN status → Flyte phase / exit code (PRODUCT.md "Status mapping", "Exit codes")."""
+"""PERIAN status → Flyte phase / exit code (README.md "Status → Flyte phase", "Exit codes")."""
 
 from __future__ import annotations
 

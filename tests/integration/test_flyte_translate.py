@@ -1,4 +1,4 @@
-"""Template → CreateJobRequest, with parity to the official connector (perian-api.md §9.3)."""
+"""Template → CreateJobRequest, with parity to the official connector (flytekitplugins-perian-job 1.16.31)."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def test_parity_with_official_connector_code(
         theirs = connector._build_create_job_request(TaskTemplate.from_flyte_idl(tt), None).to_dict()
         ours = _official(template_to_job_request(tt, secrets=secrets).to_wire())
         # The only representational difference: SDK Size(8.0) dumps as a number, ours as "8";
-        # PERIAN's Size accepts both (perian-api.md §4.2).
+        # PERIAN's Size accepts both (the ``perian`` SDK 0.5.3's perian/models/size.py).
         ram = theirs.get("requirements", {}).get("ram")
         if ram:
             ram["size"] = str(int(ram["size"]))

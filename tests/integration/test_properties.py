@@ -1,6 +1,6 @@
 """Issue 7, bad input: property-based tests over everything perianctl reads from outside.
 
-The contract (HACKING.md): bad input is a :class:`~perianctl.errors.PerianctlError` with a one-line
+The contract (docs/HACKING.md, "Rules"): bad input is a :class:`~perianctl.errors.PerianctlError` with a one-line
 message -- the CLI prints it and exits with a documented code -- never a traceback, and never a
 half-written config file or journal. Hypothesis drives the library entry points (fast, many cases);
 a fixed set of nasty cases goes through the real CLI in subprocesses (slow, so few); kill tests

@@ -1,9 +1,10 @@
 """Issue 10: the sandbox never answers 500 to any input, and one odd record never breaks the others.
 
 Everything over real HTTP to a real sandbox process. What it cannot store or serve is refused with
-FastAPI's 422 ``HTTPValidationError`` shape (what PERIAN's clients handle, API notes §4.4), nothing
-is created, and the job list keeps working; records an older sandbox stored anyway are served
-degraded (a lone surrogate shown as U+FFFD, a NaN as null) and still run to an end.
+FastAPI's 422 ``HTTPValidationError`` shape (what PERIAN's clients handle: the ``perian`` SDK's
+perian/models/http_validation_error.py), nothing is created, and the job list keeps working; records
+an older sandbox stored anyway are served degraded (a lone surrogate shown as U+FFFD, a NaN as null)
+and still run to an end.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ requests: schema-valid ones (positive) and schema-violating ones (negative: wron
 fields, odd strings, huge numbers). Each answer must not be a 5xx, must have a status code the
 document declares, the declared content type, and (where declared) a body matching the schema.
 
-Two schemathesis checks are left out on purpose, because PERIAN behaves that way (API notes §3.2,
-§4.6, §11): ``positive_data_acceptance`` (a schema-valid ``POST /job`` without instance type or
+Two schemathesis checks are left out on purpose, because PERIAN behaves that way (see
+:mod:`perianctl.sandbox.wire`): ``positive_data_acceptance`` (a schema-valid ``POST /job`` without instance type or
 requirements is a 400 with its exact ``detail``) and ``negative_data_rejection`` (requests are
 lenient: unknown keys, numbers as strings and explicit nulls are accepted). The auth headers are
 not in the document (the real one declares none), so they are sent with every request.

@@ -1,4 +1,4 @@
-"""``perianctl wait``: exit codes per PRODUCT.md, --for, --timeout, -o, against the sandbox.
+"""``perianctl wait``: exit codes per README.md ("Exit codes"), --for, --timeout, -o, against the sandbox.
 
 The codes are what CI scripts branch on: 0 succeeded, 3 failed, 4 cancelled, 5 timed out (the
 job's own timeout or ``--timeout``), 7 not found, 8 API unavailable; with several jobs the worst
