@@ -1,4 +1,4 @@
-"""PERIAN status → Flyte phase / exit code (PRODUCT.md "Status mapping", "Exit codes"): the pure mapping.
+"""PERIAN status → Flyte phase / exit code (README.md "Status → Flyte phase", "Exit codes"): the pure mapping.
 
 The test that needs a process is in tests/integration/test_flyte_phase.py.
 """

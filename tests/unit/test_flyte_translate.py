@@ -1,4 +1,4 @@
-"""Template → CreateJobRequest, with parity to the official connector (perian-api.md §9.3): the pure translation.
+"""Template → CreateJobRequest, parity with the official connector (flytekitplugins-perian-job 1.16.31): pure part.
 
 Parity with the official connector's code and templates made by flytekit: tests/integration/test_flyte_translate.py.
 """
@@ -23,7 +23,7 @@ from perianctl.flyte.translate import (
 )
 from tests.support.translate import AWS, _official, _without_nulls
 
-# The body perian-api.md §9.3 observed from the official connector (SDK 0.5.3 models).
+# The body the official connector (flytekitplugins-perian-job 1.16.31, SDK 0.5.3 models) sends.
 DOC_BODY = json.loads(
     """{"auto_failover_instance_type":true,"os_storage_config":{"size":100},
  "requirements":{"all":false,"region":{"location":"DE"},"cpu":{"all":false,"cores":2},

@@ -1,6 +1,6 @@
 """Issue 7, bad input: property-based tests over what perianctl reads from outside, through the library entry points.
 
-The contract (HACKING.md): bad input is a :class:`~perianctl.errors.PerianctlError` with a one-line
+The contract (docs/HACKING.md, "Rules"): bad input is a :class:`~perianctl.errors.PerianctlError` with a one-line
 message, never a traceback. Hypothesis drives the library entry points (fast, many cases).
 
 Parts: (a) template files, (b) ``--input`` values and inputs files, (c) config files, (d) API
