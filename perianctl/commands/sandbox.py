@@ -1,9 +1,4 @@
-"""Run a local PERIAN-compatible API (jobs simulated, or really run as processes or containers).
-
-``python -m perianctl.commands.sandbox run|start|stop|status ...`` is this group without the root
-CLI: the detached server (``start``) and the test plugin start the sandbox this way, so they depend
-neither on the root command's global options nor on its start-up cost.
-"""
+"""Run a local PERIAN-compatible API (jobs simulated, or really run as processes or containers)."""
 
 from __future__ import annotations
 
@@ -381,8 +376,11 @@ def _info(message: str) -> None:
     info(message)
 
 
+# ``python -m perianctl.commands.sandbox run|start|stop|status ...`` is this group without the root
+# CLI: the detached server (``start``) and the test plugin start the sandbox this way, so they depend
+# neither on the root command's global options nor on its start-up cost. (Not in the module
+# docstring: that is the group's --help.)
 STANDALONE = (sys.executable, "-m", "perianctl.commands.sandbox")
-"""This group as a process of its own (see the module docstring)."""
 
 
 def main(argv: list[str] | None = None) -> None:
