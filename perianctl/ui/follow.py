@@ -187,7 +187,7 @@ def follow_after_submit(
     output_prefix: str = "",
     on_unreadable: Callable[[str, Any], None] | None = None,
 ) -> tuple[int, str | None]:
-    """``submit --wait/--watch``: follow the new job(s); the exit code (PRODUCT.md table) and, for a
+    """``submit --wait/--watch``: follow the new job(s); the exit code (README.md, "Exit codes") and, for a
     failure, the error line (not printed: ``submit`` adds the task's own error to it).
 
     Through ``connector`` (``submit --connector``) the job is followed by the connector's GetTask,
