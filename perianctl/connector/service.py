@@ -37,7 +37,7 @@ import logging
 import re
 import time
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -392,7 +392,7 @@ class PerianConnector(AsyncConnectorBase):
         secrets = self.secrets()
         request = _translate(template, inputs, output_prefix, secrets)
         info = idempotency_for(task_execution_metadata, output_prefix)
-        request = _with_env(request, low=_metadata_env(task_execution_metadata), high=info.env())
+        request = request.with_env(under=_metadata_env(task_execution_metadata), over=info.env())
         client = self.client()
         try:
             async with _within(cut):
@@ -475,8 +475,7 @@ class PerianConnector(AsyncConnectorBase):
             # A later POST of this call gets a later stamp, so if an earlier one shows up after all,
             # the sweepers keep the one returned here (the last sent) and cancel the other.
             claim_until = claim_base + 0.01 * attempt
-            body = _with_env(request, low={},
-                             high={cv.IDEMPOTENCY_ENV: info.key, **cv.stamps(create_id, claim_until)})
+            body = request.with_env(over={cv.IDEMPOTENCY_ENV: info.key, **cv.stamps(create_id, claim_until)})
             issued = time.time()
             try:
                 async with _within(post_cut):
@@ -809,28 +808,13 @@ def _render_custom_command(template: TaskTemplatePb, inputs: Any, output_prefix:
         return template
     from perianctl.flyte.render import RenderContext, render_template
 
-    prefix = output_prefix.rstrip("/")
-    context = RenderContext(
-        input_path=f"{prefix}/inputs.pb", input_prefix=prefix, output_prefix=prefix,
-        raw_output_prefix=f"{prefix}/raw", checkpoint_prefix=f"{prefix}/checkpoint",
-        prev_checkpoint_prefix="", per_retry_unique_key="", task_template_path="", namespace="",
-        inputs=inputs,
-    )
+    context = RenderContext.for_launch(output_prefix, inputs=inputs)
     return render_template(template, context)
 
 
 def _metadata_env(metadata: Any) -> dict[str, str]:
     env = getattr(metadata, "environment_variables", None) if metadata is not None else None
     return {str(k): str(v) for k, v in dict(env or {}).items()}
-
-
-def _with_env(request: m.CreateJobRequest, *, low: Mapping[str, str], high: Mapping[str, str]) -> m.CreateJobRequest:
-    """Execution env (``low``) under the template's own env, our bookkeeping vars (``high``) over it."""
-    if not low and not high:
-        return request
-    params = request.docker_run_parameters
-    env = {**low, **(params.env_variables or {}), **high}
-    return request.model_copy(update={"docker_run_parameters": params.model_copy(update={"env_variables": env})})
 
 
 def _custom_info(job_id: str, job: m.JobView, info: PhaseInfo) -> dict[str, Any]:

@@ -257,18 +257,10 @@ def _to_struct(value: object) -> struct_pb2.Struct:
 
 
 def _jsonable(value: object) -> object:
-    """YAML gives dates and bytes; a Struct can only hold JSON types, so spell those as text."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    if isinstance(value, float) and not math.isfinite(value):
-        raise _Bad("NaN and infinity cannot be stored in a JSON object")
-    return value
+    """A Struct can only hold JSON types (see :func:`perianctl.flyte.templates.jsonable`)."""
+    from perianctl.flyte.templates import jsonable
+
+    return jsonable(value, error=_Bad)
 
 
 def _location(value: object, dimensionality: int, *, kind: str) -> str:

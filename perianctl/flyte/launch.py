@@ -70,17 +70,12 @@ def prepare_launch(
     if write_inputs and needs:
         storage.write_bytes(inputs_uri, inputs.SerializeToString())
         wrote = True
-    context = RenderContext(
-        input_path=inputs_uri,
-        input_prefix=prefix,
-        output_prefix=prefix,
-        raw_output_prefix=storage.join(prefix, "raw"),
-        checkpoint_prefix=storage.join(prefix, "checkpoint"),
-        prev_checkpoint_prefix="",
+    context = RenderContext.for_launch(
+        prefix,
+        inputs=inputs,
         per_retry_unique_key=run_id,
         task_template_path=storage.join(prefix, "task.pb"),
         namespace="perianctl",
-        inputs=inputs,
     )
     return PreparedLaunch(
         template=render_template(template, context),

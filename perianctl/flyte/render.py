@@ -66,6 +66,29 @@ class RenderContext:
     inputs: literals_pb2.LiteralMap = field(default_factory=literals_pb2.LiteralMap)
 
     @classmethod
+    def for_launch(
+        cls,
+        output_prefix: str,
+        *,
+        inputs: literals_pb2.LiteralMap | None = None,
+        per_retry_unique_key: str = "",
+        task_template_path: str = "",
+        namespace: str = "",
+    ) -> RenderContext:
+        """The one layout perianctl renders a launch with, wherever it renders one itself.
+
+        ``submit`` (:func:`perianctl.flyte.launch.prepare_launch`) and the connector (a
+        ``custom["command"]`` propeller left unrendered) both use it, so a task finds its files in
+        the same places whichever path started it: inputs at ``<prefix>/inputs.pb``, raw data under
+        ``<prefix>/raw``, checkpoints under ``<prefix>/checkpoint``, no previous checkpoint (first
+        attempt). What only the caller knows (retry key, template path, namespace) is passed in;
+        the connector does not know them and renders them empty.
+        """
+        return cls._layout(output_prefix, raw="raw", checkpoint="checkpoint", inputs=inputs,
+                           per_retry_unique_key=per_retry_unique_key, task_template_path=task_template_path,
+                           namespace=namespace)
+
+    @classmethod
     def for_output_prefix(
         cls,
         output_prefix: str,
@@ -78,17 +101,38 @@ class RenderContext:
         """The layout flytekit's local connector execution uses (``render_task_template``).
 
         Inputs go to ``<prefix>/inputs.pb``, raw data to ``<prefix>/raw_output`` and checkpoints to
-        ``<prefix>/checkpoint_output``; there is no previous checkpoint (first attempt).
+        ``<prefix>/checkpoint_output``; there is no previous checkpoint (first attempt). Used to
+        compare our rendering with flytekit's; perianctl's own launches use :meth:`for_launch`.
         """
+        context = cls._layout(output_prefix, raw="raw_output", checkpoint="checkpoint_output", inputs=inputs,
+                              per_retry_unique_key=per_retry_unique_key, task_template_path=None,
+                              namespace=namespace)
+        if raw_output_prefix:
+            context.raw_output_prefix = raw_output_prefix
+        return context
+
+    @classmethod
+    def _layout(
+        cls,
+        output_prefix: str,
+        *,
+        raw: str,
+        checkpoint: str,
+        inputs: literals_pb2.LiteralMap | None,
+        per_retry_unique_key: str | None,
+        task_template_path: str | None,
+        namespace: str | None,
+    ) -> RenderContext:
         prefix = output_prefix.rstrip("/")
         return cls(
             input_path=f"{prefix}/inputs.pb",
             input_prefix=prefix,
             output_prefix=prefix,
-            raw_output_prefix=raw_output_prefix or f"{prefix}/raw_output",
-            checkpoint_prefix=f"{prefix}/checkpoint_output",
+            raw_output_prefix=f"{prefix}/{raw}",
+            checkpoint_prefix=f"{prefix}/{checkpoint}",
             prev_checkpoint_prefix="",
             per_retry_unique_key=per_retry_unique_key,
+            task_template_path=task_template_path,
             namespace=namespace,
             inputs=inputs if inputs is not None else literals_pb2.LiteralMap(),
         )

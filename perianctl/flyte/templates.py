@@ -27,6 +27,7 @@ import gzip
 import importlib
 import io
 import json
+import math
 import os
 import posixpath
 import re
@@ -35,7 +36,7 @@ import sys
 import tarfile
 import zlib
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -298,18 +299,26 @@ def _check_size(document: Any, path: str, error: type[PerianctlError]) -> None:
             stack.extend(node)
 
 
-def _jsonable(value: Any) -> Any:
-    """YAML gives dates, bytes and non-string keys; protobuf JSON parsing wants JSON types."""
+def jsonable(value: Any, *, error: Callable[[str], Exception] = TemplateError) -> Any:
+    """A parsed JSON/YAML document in the types protobuf's JSON parser takes; the one place that says so.
+
+    YAML gives dates, bytes and non-string keys: dates become ISO text, bytes base64, keys text.
+    NaN and infinity are refused (``error``; exit 2 for a template or input): JSON has no spelling
+    for them, a protobuf ``Struct`` that holds one cannot be printed again, and no PERIAN or Flyte
+    field means anything by them (``json.loads`` and YAML's ``.nan`` would let them in).
+    """
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v, error=error) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v, error=error) for v in value]
     if hasattr(value, "isoformat"):
         return value.isoformat()
     if isinstance(value, bytes):
         import base64
 
         return base64.b64encode(value).decode()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise error("NaN and infinity cannot be stored in a JSON object")
     return value
 
 
@@ -393,7 +402,7 @@ def template_from_dict(document: Any, label: str) -> tuple[tasks_pb2.TaskTemplat
     template_keys = {"type", "container", "custom", "id", "interface", "metadata", "k8sPod", "k8s_pod"}
     if isinstance(document.get("template"), Mapping) and not template_keys & set(document):
         body = document["template"]
-    body = _jsonable(body)
+    body = jsonable(body, error=lambda message: TemplateError(f"{label}: {message}"))
     unknown: list[str] = []
     _check_shape(body, tasks_pb2.TaskTemplate.DESCRIPTOR, "template", unknown, label)
     warnings: list[str] = []

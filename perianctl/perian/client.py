@@ -909,10 +909,7 @@ class PerianClient:
 
 def with_idempotency_key(request: m.CreateJobRequest, key: str) -> m.CreateJobRequest:
     """A copy of ``request`` whose container environment carries the idempotency key."""
-    params = request.docker_run_parameters.model_copy(
-        update={"env_variables": {**(request.docker_run_parameters.env_variables or {}), IDEMPOTENCY_ENV: key}}
-    )
-    return request.model_copy(update={"docker_run_parameters": params})
+    return request.with_env(over={IDEMPOTENCY_ENV: key})
 
 
 def describe_requirements(request: m.CreateJobRequest) -> str:

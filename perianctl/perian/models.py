@@ -20,6 +20,7 @@ model here:
 # No ``from __future__ import annotations`` here: pydantic would have to evaluate every field's
 # annotation from its text while building the classes, ~20% of this module's import time.
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
@@ -186,6 +187,29 @@ class CreateJobRequest(_Wire):
     requirements: InstanceTypeQueryInput | None = None
     docker_run_parameters: DockerRunParameters = Field(default_factory=DockerRunParameters)
     docker_registry_credentials: DockerRegistryCredentials | None = None
+
+    def with_env(
+        self,
+        *,
+        under: Mapping[str, str] | None = None,
+        over: Mapping[str, str] | None = None,
+        secrets: Mapping[str, str] | None = None,
+    ) -> CreateJobRequest:
+        """A copy with more container variables: ``under`` yields to the request's own env (a
+        Flyte execution's env below the template's), ``over`` wins over it (bookkeeping such as the
+        idempotency key), ``secrets`` win over its secrets (``submit --secret-env`` over
+        ``--storage-credentials``). The one place a request's env and secrets are merged; nothing
+        given returns the request itself, so an unset field stays unset on the wire.
+        """
+        params = self.docker_run_parameters
+        update: dict[str, Any] = {}
+        if under or over:
+            update["env_variables"] = {**(under or {}), **(params.env_variables or {}), **(over or {})}
+        if secrets:
+            update["secrets"] = {**(params.secrets or {}), **secrets}
+        if not update:
+            return self
+        return self.model_copy(update={"docker_run_parameters": params.model_copy(update=update)})
 
 
 # --------------------------------------------------------------------------- envelopes and views
