@@ -299,18 +299,19 @@ def _check_size(document: Any, path: str, error: type[PerianctlError]) -> None:
             stack.extend(node)
 
 
-def jsonable(value: Any, *, error: Callable[[str], Exception] = TemplateError) -> Any:
+def jsonable(value: Any, *, error: Callable[[str], Exception] = TemplateError, path: str = "") -> Any:
     """A parsed JSON/YAML document in the types protobuf's JSON parser takes; the one place that says so.
 
     YAML gives dates, bytes and non-string keys: dates become ISO text, bytes base64, keys text.
-    NaN and infinity are refused (``error``; exit 2 for a template or input): JSON has no spelling
-    for them, a protobuf ``Struct`` that holds one cannot be printed again, and no PERIAN or Flyte
-    field means anything by them (``json.loads`` and YAML's ``.nan`` would let them in).
+    NaN and infinity are refused (``error``, naming where: ``custom.cores is nan, not a finite
+    number``; exit 2 for a template or an input): JSON has no spelling for them, a protobuf
+    ``Struct`` holding one cannot be printed again, and no PERIAN or Flyte field means anything by
+    them -- yet ``json.loads`` and YAML's ``.nan`` let them in.
     """
     if isinstance(value, Mapping):
-        return {str(k): jsonable(v, error=error) for k, v in value.items()}
+        return {str(k): jsonable(v, error=error, path=f"{path}.{k}" if path else str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [jsonable(v, error=error) for v in value]
+        return [jsonable(v, error=error, path=f"{path}[{i}]") for i, v in enumerate(value)]
     if hasattr(value, "isoformat"):
         return value.isoformat()
     if isinstance(value, bytes):
@@ -318,7 +319,7 @@ def jsonable(value: Any, *, error: Callable[[str], Exception] = TemplateError) -
 
         return base64.b64encode(value).decode()
     if isinstance(value, float) and not math.isfinite(value):
-        raise error("NaN and infinity cannot be stored in a JSON object")
+        raise error(f"{path or 'the value'} is {value}, not a finite number")
     return value
 
 
