@@ -194,7 +194,7 @@ class CreateJobRequest(_Wire):
         under: Mapping[str, str] | None = None,
         over: Mapping[str, str] | None = None,
         secrets: Mapping[str, str] | None = None,
-    ) -> CreateJobRequest:
+    ) -> "CreateJobRequest":
         """A copy with more container variables: ``under`` yields to the request's own env (a
         Flyte execution's env below the template's), ``over`` wins over it (bookkeeping such as the
         idempotency key), ``secrets`` win over its secrets (``submit --secret-env`` over
