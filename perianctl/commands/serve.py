@@ -11,7 +11,7 @@ or /etc/secrets/perian_token, ...), then from --org/--token, PERIAN_* variables 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -203,6 +203,7 @@ def serve(
         host=host, port=port, metrics_port=metrics_port, workers=workers, grace=grace,
         shutdown_delay=shutdown_delay, max_message_mb=max_message_mb, max_concurrent_rpcs=max_concurrent_rpcs,
         metrics_host=metrics_host, sandbox=sandbox, sandbox_runtime=sandbox_runtime, sandbox_port=sandbox_port,
+        sandbox_factory=_embedded_sandbox if sandbox else None,
         all_connectors=all_connectors, connector=settings, protocols=protocols,
     )
     try:
@@ -210,6 +211,13 @@ def serve(
     except OSError as exc:
         raise UsageError(str(exc)) from None
     raise typer.Exit(code)
+
+
+def _embedded_sandbox(runtime: str, port: int) -> Any:
+    """``--sandbox``: a sandbox server in a thread of this process (started by the connector server)."""
+    from perianctl.sandbox.server import EmbeddedSandbox
+
+    return EmbeddedSandbox(runtime=runtime, port=port)
 
 
 def _profile_credentials(gopts: GlobalOptions) -> CredentialSource:

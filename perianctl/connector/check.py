@@ -283,9 +283,9 @@ class SandboxAdmin:
                 raise SandboxUnavailable(f"cannot reach the sandbox at {self.url}: {reason}") from None
 
     def set_rules(self, rules: Iterable[str]) -> None:
-        from perianctl.sandbox.impolite import parse_rule
-
-        self._request("PUT", "/_sandbox/impolite", {"rules": [parse_rule(r).to_json() for r in rules]})
+        """Rules in the compact syntax, which the admin API parses itself (this module drives any
+        sandbox over HTTP and imports none of it)."""
+        self._request("PUT", "/_sandbox/impolite", {"rules": list(rules)})
 
     def clear_rules(self) -> None:
         self._request("DELETE", "/_sandbox/impolite")

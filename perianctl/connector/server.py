@@ -126,9 +126,9 @@ def _start_sandbox(settings: ConnectorSettings, options: ServeOptions) -> tuple[
     """Start the in-process sandbox and point the connector at it."""
     from dataclasses import replace
 
-    from perianctl.sandbox.server import EmbeddedSandbox
-
-    sandbox = EmbeddedSandbox(runtime=options.sandbox_runtime, port=options.sandbox_port)
+    if options.sandbox_factory is None:
+        raise ValueError("ServeOptions(sandbox=True) needs a sandbox_factory")
+    sandbox = options.sandbox_factory(options.sandbox_runtime, options.sandbox_port)
     sandbox.start()
     log.info("in-process PERIAN sandbox at %s (organization %s, runtime %s)", sandbox.url, sandbox.organization,
              options.sandbox_runtime)

@@ -14,10 +14,10 @@ Kept free of heavy imports (no grpc, flytekit, httpx): ``perianctl --help`` impo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from perianctl.envvars import DEFAULT_API_URL
 
@@ -114,6 +114,10 @@ class ServeOptions:
     """How the in-process sandbox runs jobs (``simulate``, ``process`` or ``docker``)."""
     sandbox_port: int = 0
     """The in-process sandbox's port on 127.0.0.1 (0 picks a free one)."""
+    sandbox_factory: Callable[[str, int], Any] | None = None
+    """With ``sandbox``: ``(runtime, port)`` -> an unstarted sandbox (``start()``, ``stop()``, ``url``,
+    ``organization``, ``token``). The command layer passes :class:`perianctl.sandbox.server.EmbeddedSandbox`:
+    the connector package does not import the sandbox."""
     all_connectors: bool = False
     connector: ConnectorSettings = field(default_factory=ConnectorSettings)
     protocols: tuple[str, ...] = PROTOCOLS

@@ -224,7 +224,8 @@ def parse_rule(text: str) -> ImpoliteRule:
 
 
 def rules_from_json(data: Any) -> tuple[ImpoliteRule, ...]:
-    """The body of ``PUT /_sandbox/impolite``: ``{"rules": [...]}`` (or a bare list)."""
+    """The body of ``PUT /_sandbox/impolite``: ``{"rules": [...]}`` (or a bare list); a rule is a JSON
+    object (:meth:`ImpoliteRule.to_json`) or a string in the compact syntax (``"get=slow:7s"``)."""
     if isinstance(data, dict):
         extra = sorted(set(data) - {"rules"})
         if extra:
@@ -235,7 +236,7 @@ def rules_from_json(data: Any) -> tuple[ImpoliteRule, ...]:
     rules = []
     for index, item in enumerate(data):
         try:
-            rules.append(ImpoliteRule.from_json(item))
+            rules.append(parse_rule(item) if isinstance(item, str) else ImpoliteRule.from_json(item))
         except ImpoliteRuleError as exc:
             raise ImpoliteRuleError(f"rule {index}: {exc}") from None
     if sum(1 for r in rules if r.mode == "refuse") > 1:

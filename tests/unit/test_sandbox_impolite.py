@@ -24,3 +24,11 @@ def test_compact_syntax_round_trips(text: str) -> None:
 def test_one_refuse_window_at_a_time() -> None:
     with pytest.raises(ImpoliteRuleError, match="one refuse"):
         rules_from_json({"rules": [parse_rule("*=refuse:1s").to_json(), parse_rule("*=refuse:2s").to_json()]})
+
+
+def test_the_admin_body_takes_rules_in_the_compact_syntax_too() -> None:
+    """``connector check`` sends its scenarios' rules as written (it imports nothing of the sandbox)."""
+    assert rules_from_json({"rules": ["get=slow:7s", {"endpoint": "create", "mode": "429"}]}) == (
+        parse_rule("get=slow:7s"), parse_rule("create=429"))
+    with pytest.raises(ImpoliteRuleError, match="rule 0"):
+        rules_from_json({"rules": ["get=sideways"]})
