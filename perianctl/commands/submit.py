@@ -13,9 +13,9 @@ output prefix, task execution metadata; 10 s deadline). The resource flags (--co
 --timeout are written into the template (custom keys, container image/env, metadata.timeout), since
 the template is all a connector receives. --instance-type-id, --secret-env and --storage-credentials
 cannot travel that way: the connector uses its own server-side secrets. With --wait/--watch the
-job is followed through the connector's GetTask, polled like propeller polls it (one line per phase
-change; no PERIAN credentials needed): SUCCEEDED 0, FAILED/RETRYABLE_FAILED 3 (5 if PERIAN reports
-a timeout), ABORTED 4, --wait-timeout reached 5.
+job is followed through the connector's GetTask, polled like propeller polls it, with the views of
+wait/watch (no PERIAN credentials needed): SUCCEEDED 0, FAILED/RETRYABLE_FAILED 3 (5 if PERIAN
+reports a timeout), ABORTED 4, --wait-timeout reached 5.
 """
 
 from __future__ import annotations
@@ -170,16 +170,15 @@ def _print_result(job_id: str, planned: SubmitPlan, output: str) -> None:
 
 def _follow(ctx: typer.Context, job_id: str, planned: SubmitPlan, *, resource_meta: str | None, mode: str,
             timeout: float | None) -> tuple[int, str | None]:
-    """``--wait``/``--watch``: follow the new job until it ends; its exit code and failure line."""
-    from perianctl.commands.wait import follow_after_submit, follow_via_connector
+    """``--wait``/``--watch``: follow the new job until it ends (through the connector it was sent to,
+    when it was: right even when that connector talks to another PERIAN than this profile, e.g.
+    ``serve --sandbox``, and no credentials are needed here); its exit code and failure line."""
+    from perianctl.commands.common import warn_unreadable
+    from perianctl.ui.follow import follow_after_submit
 
-    connector = planned.options.connector
-    if connector:
-        # Through the connector, as propeller follows it: right even when the connector talks to
-        # another PERIAN than this profile (e.g. `serve --sandbox`), and needs no credentials here.
-        return follow_via_connector(connector, job_id, timeout=timeout, interval=1.0,
-                                    output_prefix=planned.launch.output_prefix)
-    return follow_after_submit(ctx, [job_id], mode=mode, timeout=timeout, interval=1.0)
+    return follow_after_submit(options(ctx).settings(), [job_id], mode=mode, timeout=timeout, interval=1.0,
+                               connector=planned.options.connector, output_prefix=planned.launch.output_prefix,
+                               on_unreadable=warn_unreadable)
 
 
 def _report_outcome(job_id: str, planned: SubmitPlan, code: int, *, failure: str | None, output: str) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
@@ -64,38 +64,3 @@ def wait(
     )
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
-
-
-def follow_after_submit(
-    ctx: typer.Context,
-    job_ids: list[str],
-    *,
-    mode: Literal["wait", "watch"] | str,
-    timeout: float | None,
-    interval: float,
-) -> tuple[int, str | None]:
-    """``submit --wait/--watch`` (see :func:`perianctl.ui.follow.follow_after_submit`)."""
-    from perianctl.ui.follow import follow_after_submit as follow
-
-    return follow(options(ctx).settings(), job_ids, mode=mode, timeout=timeout, interval=interval,
-                  on_unreadable=warn_unreadable)
-
-
-def follow_via_connector(
-    target: str,
-    job_id: str,
-    *,
-    timeout: float | None,
-    interval: float,
-    output_prefix: str = "",
-    mode: str = "wait",
-) -> tuple[int, str | None]:
-    """``submit --connector --wait/--watch``: the same follow, through the connector."""
-    from pathlib import Path
-
-    from perianctl.config import Settings
-    from perianctl.ui.follow import follow_after_submit as follow
-
-    # The settings are not read through a connector (it has its own PERIAN credentials).
-    return follow(Settings(profile="default", config_file=Path()), [job_id], mode=mode, timeout=timeout, interval=interval, connector=target,
-                  output_prefix=output_prefix)
