@@ -62,7 +62,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -121,6 +121,12 @@ class Scenario:
     job_seconds: float = 2.0
     """How long an owned job runs once GetTask reports RUNNING; the harness then ends it (Done)."""
     job_scenario: str = "success"
+    resend_after_success: bool = False
+    """Propeller lost its state after a CreateTask *answered*: the same attempt is sent again (the
+    reply of the re-send is what it keeps). ``run_scenario``'s ``before_resend`` runs in between."""
+    rules_after_create: bool = False
+    """The rules start once the first CreateTask succeeded (not before the task), so an existing
+    task is polled while PERIAN is impolite."""
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
@@ -401,11 +407,13 @@ class Propeller:
     """Drives one task through its attempts, recording every call (see the module docstring)."""
 
     def __init__(self, pool: RoundRobin, config: PropellerConfig, *, sandbox: SandboxAdmin | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 before_resend: Callable[[], Awaitable[None]] | None = None) -> None:
         self.pool = pool
         self.config = config
         self.sandbox = sandbox
         self.clock = clock
+        self.before_resend = before_resend
         self.calls: list[Call] = []
         self._deadline = float("inf")
 
@@ -446,6 +454,7 @@ class Propeller:
         """All attempts of one task; returns them and the task's outcome."""
         attempts: list[AttemptResult] = []
         outcome = "failed"
+        rules_set = False
         self._deadline = self.clock() + self.config.task_timeout
         for attempt in range(scenario.retries + 1):
             if self.clock() >= self._deadline:
@@ -459,9 +468,16 @@ class Propeller:
                                                     retry_attempt=attempt)
             request = build_create_request(template, task.inputs, prefix, metadata)
             meta = await self._create(request, rec, scenario.restart_after)
+            if meta is not None and scenario.resend_after_success:
+                if self.before_resend is not None:
+                    await self.before_resend()
+                meta = await self._create(request, rec, None)  # propeller keeps the re-send's answer
             if meta is None:
                 rec.outcome = "create-failed"  # a retryable failure: the next attempt
                 continue
+            if scenario.rules_after_create and self.sandbox is not None and not rules_set:
+                rules_set = True
+                await asyncio.to_thread(self.sandbox.set_rules, scenario.rules)
             rec.resource_meta = meta
             rec.job_id = job_id_from_resource_meta(meta)
             rec.outcome = await self._monitor(rec, scenario, prefix)
@@ -578,14 +594,20 @@ def judge(attempts: Sequence[AttemptResult], unowned: Sequence[dict[str, Any]], 
 async def run_scenario(
     targets: Sequence[str], sandbox: SandboxAdmin, task: TaskInput, scenario: Scenario,
     config: PropellerConfig | None = None, *, clock: Callable[[], float] = time.monotonic,
+    before_resend: Callable[[], Awaitable[None]] | None = None,
 ) -> ScenarioResult:
-    """Apply the scenario's rules, drive one task, clear the rules, take the census until it settles."""
+    """Apply the scenario's rules, drive one task, clear the rules, take the census until it settles.
+
+    ``before_resend`` runs between a successful CreateTask and its re-send
+    (:attr:`Scenario.resend_after_success`): what else happens at PERIAN while propeller restarts.
+    """
     config = config or PropellerConfig()
     execution = new_execution_name()
     pool = RoundRobin(targets)
-    propeller = Propeller(pool, config, sandbox=sandbox, clock=clock)
+    propeller = Propeller(pool, config, sandbox=sandbox, clock=clock, before_resend=before_resend)
     started = clock()
-    await asyncio.to_thread(sandbox.set_rules, scenario.rules)
+    if not scenario.rules_after_create:
+        await asyncio.to_thread(sandbox.set_rules, scenario.rules)
     try:
         attempts, outcome = await propeller.run(task, scenario, execution)
     finally:
