@@ -6,9 +6,10 @@ Rich is imported lazily so machine-readable paths (``-o json``) never pay for it
 from __future__ import annotations
 
 import os
+import re
 import sys
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from perianctl.redact import scrub
 from perianctl.text import one_line
@@ -66,19 +67,45 @@ def _plain(text: str) -> str:
     return scrub(text)
 
 
+_EMOJI_CODE = re.compile(r"(:(\S*?)(?:(?:\-)(emoji|text))?:)")
+"""rich's pattern for emoji codes (``:warning:``), which it replaces even with ``markup=False``."""
+
+
+def _as_is(stream: TextIO, text: str) -> bool:
+    """Whether rich would print ``text`` on ``stream`` exactly as it is, plus a newline: no colour
+    (not a terminal, none forced through ``FORCE_COLOR``/``TTY_COMPATIBLE``), no tab to expand, no
+    control character, no emoji code. Then a piped command's messages need no rich at all (~15 ms
+    of start-up); ``tests/unit/test_console.py`` checks the two agree."""
+    isatty = getattr(stream, "isatty", None)
+    return (
+        isatty is not None and not isatty()
+        and "FORCE_COLOR" not in os.environ and "TTY_COMPATIBLE" not in os.environ
+        and text.isprintable() and not _EMOJI_CODE.search(text)
+    )
+
+
+def _message(text: str, style: str | None = None) -> None:
+    """One message line on stderr, through rich only when rich would change it."""
+    if _as_is(sys.stderr, text):
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+    else:
+        err_console().print(text, style=style, markup=False)
+
+
 def info(message: str) -> None:
     """A progress/info message on stderr (suppressed by ``-q``)."""
     if not state.quiet:
-        err_console().print(_plain(message), markup=False)
+        _message(_plain(message))
 
 
 def success(message: str) -> None:
     if not state.quiet:
-        err_console().print(_plain(message), style="green", markup=False)
+        _message(_plain(message), style="green")
 
 
 def warn(message: str) -> None:
-    err_console().print(f"warning: {_plain(message)}", style="yellow", markup=False)
+    _message(f"warning: {_plain(message)}", style="yellow")
 
 
 def error(message: str, hint: str | None = None) -> None:

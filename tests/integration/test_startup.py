@@ -50,3 +50,18 @@ def test_piped_get_json_does_not_load_rich(shared_sandbox: SandboxHandle, cli_en
     data, modules = _get_with_importtime(shared_sandbox, cli_env, job_id)
     assert job_id in json.dumps(data)
     assert not {m for m in modules if m == "rich" or m.startswith("rich.")}
+
+
+def test_piped_list_json_does_not_load_rich(shared_sandbox: SandboxHandle, cli_env: CliEnv) -> None:
+    """list's footer ("page 1/1 · N job(s) in total") on a piped stderr is written without rich."""
+    job_id = shared_sandbox.create_job()
+    env = {**cli_env.env(), **shared_sandbox.env()}
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "perianctl", "list", "-o", "json"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert job_id in proc.stdout
+    lines = proc.stderr.splitlines()
+    modules = {line.rsplit("|", 1)[-1].strip() for line in lines if line.startswith("import time:")}
+    assert "perianctl.perian.models" in modules, "importtime printed nothing useful"
+    assert not {m for m in modules if m == "rich" or m.startswith("rich.")}
+    assert [line for line in lines if not line.startswith("import time:")][-1].startswith("page 1/")
