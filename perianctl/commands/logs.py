@@ -22,9 +22,6 @@ from perianctl.commands.common import (
     run,
     warn_unreadable,
 )
-from perianctl.jobs.logs import new_output
-
-__all__ = ["logs", "new_output"]
 
 
 def logs(

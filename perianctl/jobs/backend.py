@@ -153,11 +153,12 @@ def view_from_task_status(job_id: str, status: TaskStatus) -> JobView:
     detail = status.message
     if detail.startswith(f"{shown}: "):
         detail = detail[len(shown) + 2:]
-    failed = status.phase_name in ("FAILED", "RETRYABLE_FAILED")
     body: dict[str, Any] = {
         "id": status.job_id or job_id,
         "status": shown,
-        "errors": detail if failed and detail and detail != shown else None,
+        # The connector's message beyond the status (a failure's error, "PERIAN API unavailable since
+        # ..." while the connector cannot reach PERIAN): where the views show a job's message.
+        "errors": detail if detail and detail != shown else None,
         "connector": {
             "phase": status.phase_name, "message": status.message, "derived": derived,
             "log_links": [{"name": link.name, "uri": link.uri} for link in status.log_links],

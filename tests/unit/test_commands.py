@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def test_new_output_handles_rewritten_logs() -> None:
-    from perianctl.commands.logs import new_output
+    from perianctl.jobs.logs import new_output
 
     assert new_output("a\n", "a\nb\n") == ("b\n", False)
     old = "".join(f"line {i}\n" for i in range(100))

@@ -71,6 +71,16 @@ def test_a_perian_timeout_through_a_connector_is_exit_5() -> None:
     assert view.errors == "ran out of time"  # not "Timeout: Timeout: ..." when the phase message is shown
 
 
+def test_a_connector_that_cannot_reach_perian_says_so_in_the_message() -> None:
+    from perianctl.flyte.phase import status_to_phase
+
+    view = view_from_task_status(JOB, _status("RUNNING", "PERIAN API unavailable since 10:00:00Z, retrying",
+                                              perian_api="unavailable"))
+    assert view.status == "Running" and not reported(view)
+    assert status_to_phase(view.status, errors=view.errors).message.endswith("PERIAN API unavailable since "
+                                                                              "10:00:00Z, retrying")
+
+
 def test_the_answer_survives_the_pollers_compact_json() -> None:
     view = view_from_task_status(JOB, _status("RUNNING", "Running", status="Running"))
     again = JobView.model_validate_json(view.model_dump_json(by_alias=True))
