@@ -11,15 +11,12 @@ or /etc/secrets/perian_token, ...), then from --org/--token, PERIAN_* variables 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
-from perianctl.commands.common import GlobalOptions, options
+from perianctl.commands.common import options
 from perianctl.connector.settings import ConnectorSettings, ServeOptions
-
-if TYPE_CHECKING:
-    from perianctl.connector.secrets import CredentialSource
 
 # The flags' defaults are the settings' defaults (one source). This module imports only the light
 # settings module at start-up: grpc and flytekit are imported inside the command.
@@ -148,6 +145,7 @@ def serve(
 
     from perianctl.connector.server import serve_until_signalled
     from perianctl.connector.settings import DEFAULT_LOG_LINK
+    from perianctl.plugins import profile_credentials
 
     gopts = options(ctx)
     http_client = http_client.lower()
@@ -180,7 +178,7 @@ def serve(
         api_url=api_url,
         organization=gopts.organization,
         token=explicit_token,
-        credentials=_profile_credentials(gopts),
+        credentials=profile_credentials(gopts.profile, gopts.config_file),
         log_link_template=DEFAULT_LOG_LINK if log_link_template is None else log_link_template,
         reap_orphans=reap_orphans,
         http_backend=http_client,
@@ -218,22 +216,3 @@ def _embedded_sandbox(runtime: str, port: int) -> Any:
     from perianctl.sandbox.server import EmbeddedSandbox
 
     return EmbeddedSandbox(runtime=runtime, port=port)
-
-
-def _profile_credentials(gopts: GlobalOptions) -> CredentialSource:
-    """The credential fallback after mounted secrets: ``PERIAN_*`` or the profile that ``--profile`` /
-    ``--config`` name, read again at every secrets refresh (an edited profile needs no restart). A
-    config that became unreadable meanwhile is a missing fallback, not a crash."""
-    from perianctl.config import resolve
-    from perianctl.connector.secrets import Credentials
-    from perianctl.errors import PerianctlError
-
-    def read() -> Credentials:
-        try:
-            found = resolve(profile=gopts.profile, config_file=gopts.config_file)
-        except PerianctlError:
-            return Credentials()
-        return Credentials(api_url=found.values.get("api_url"), organization=found.organization,
-                           token=found.token, sources=dict(found.sources))
-
-    return read

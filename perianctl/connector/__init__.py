@@ -14,9 +14,7 @@ Settings come in explicitly (:mod:`.settings`); nothing here reads perianctl's C
 * :mod:`.metrics` -- Prometheus series and the interceptor that records them.
 * :mod:`.server` -- the grpc.aio server of ``perianctl serve``: health, limits, SIGTERM drain, ``--sandbox``.
 * :mod:`.register` -- registration with flytekit's ConnectorRegistry (override, one advertiser).
-* :mod:`.plugin_entry` -- the ``flytekit.plugins`` entry point (``pyflyte serve connector``, local runs).
 * :mod:`.flyte2` -- the connector for the ``flyte`` SDK (Flyte 2 local runs, ``flyte serve connector``).
-* :mod:`.flyte2_entry` -- the ``flyte.connectors`` entry point.
 * :mod:`.grpc_client` -- talk to any connector exactly as flytepropeller does (``--connector``).
 * :mod:`.check` -- the propeller-faithful harness: drive a connector, count jobs per attempt.
 """

@@ -1,7 +1,7 @@
 """The PERIAN connector for the ``flyte`` SDK (Flyte 2): ``flyte.connectors.AsyncConnector`` for ``perian_task`` v0.
 
 :class:`PerianFlyte2Connector` is registered in flyte's ``ConnectorRegistry`` by :func:`register`,
-which the ``flyte.connectors`` entry point (:mod:`.flyte2_entry`) calls -- so the SDK's own connector
+which the ``flyte.connectors`` entry point (:mod:`perianctl.plugins.flyte_entry`) calls -- so the SDK's own connector
 server (``flyte serve connector``) finds it, and so do local runs: the authoring module
 (:mod:`perianctl.flyte.flyte2`, ``PerianTask``/``PerianContainerTask``) loads that entry point
 before a run when no connector is registered. It holds no PERIAN logic: every call goes to

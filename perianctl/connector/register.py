@@ -1,6 +1,6 @@
 """Register a PERIAN connector with flytekit's process-global ``ConnectorRegistry``.
 
-Called by the ``flytekit.plugins`` entry point (:mod:`.plugin_entry`: ``pyflyte serve connector`` and
+Called by the ``flytekit.plugins`` entry point (:mod:`perianctl.plugins.flytekit_entry`: ``pyflyte serve connector`` and
 local ``pyflyte run`` find the connector) and by ``perianctl serve`` (with its own settings). It is
 given the connector; it never imports :mod:`.service` (which imports flytekit, whose entry point
 calls this module: no import loop). Three rules:

@@ -92,7 +92,7 @@ def _dist_info(tmp_path: Path) -> Path:
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: perianctl-entry-check\nVersion: 0.0.0\n")
     (info / "entry_points.txt").write_text(
-        "[flyte.connectors]\nperianctl = perianctl.connector.flyte2_entry\n")
+        "[flyte.connectors]\nperianctl = perianctl.plugins.flyte_entry\n")
     return site
 
 
@@ -100,8 +100,8 @@ def test_pyproject_declares_the_entry_points() -> None:
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["entry-points"]["flyte.connectors"] == {"perianctl": "perianctl.connector.flyte2_entry"}
-    assert project["entry-points"]["flytekit.plugins"] == {"perianctl": "perianctl.connector.plugin_entry"}
+    assert project["entry-points"]["flyte.connectors"] == {"perianctl": "perianctl.plugins.flyte_entry"}
+    assert project["entry-points"]["flytekit.plugins"] == {"perianctl": "perianctl.plugins.flytekit_entry"}
 
 
 @pytest.mark.parametrize("first", ["flyte", "flytekit"])

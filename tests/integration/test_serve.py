@@ -310,28 +310,31 @@ def test_importing_the_connector_first_registers_nothing_and_warns_nothing() -> 
     assert "not registered" not in proc.stderr
 
 
-def test_the_entry_point_connector_takes_its_settings_from_the_environment_only(tmp_path: Path) -> None:
-    """The flytekit entry point's connector reads PERIAN_* (ConnectorSettings.from_env), never
-    perianctl's config: a profile naming another API is not consulted."""
+def test_the_entry_point_connector_reads_perian_env_then_the_named_profile(tmp_path: Path) -> None:
+    """The flytekit entry point (``import flytekit``, as ``pyflyte run`` does) builds its connector's
+    credential fallback like the CLI: ``PERIAN_*`` first, then the profile ``PERIANCTL_PROFILE`` names
+    in ``PERIANCTL_CONFIG`` -- never another profile, and the connector package itself reads no config."""
     config = tmp_path / "config.toml"
-    config.write_text('current_profile = "p"\n[profiles.p]\napi_url = "http://127.0.0.1:9"\n'
+    config.write_text('current_profile = "other"\n'
+                      '[profiles.other]\napi_url = "http://127.0.0.1:5"\norganization = "wrong"\ntoken = "wrong"\n'
+                      '[profiles.p]\napi_url = "http://127.0.0.1:9"\n'
                       'organization = "from-profile"\ntoken = "profile-token"\n')
     code = textwrap.dedent("""
-        import sys
         import flytekit
         from flytekit.extend.backend.base_connector import ConnectorRegistry
         c = ConnectorRegistry.get_connector("perian_task")
         secrets = c.secrets()
         print("URL", c.api_url(), "ORG", secrets.organization, secrets.sources.get("perian_organization"))
-        print("CONFIG", "perianctl.config" in sys.modules)
+        print("TOKEN", secrets.token == "profile-token", secrets.sources.get("perian_token"))
     """)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PERIAN", "_FSEC_"))}
-    env.update(PERIANCTL_CONFIG=str(config), PERIAN_API_URL="http://127.0.0.1:7/", PERIAN_ORG="env-org",
-               FLYTE_SECRETS_DEFAULT_DIR=str(tmp_path))
+    env.update(PERIANCTL_CONFIG=str(config), PERIANCTL_PROFILE="p", PERIAN_API_URL="http://127.0.0.1:7/",
+               PERIAN_ORG="env-org", FLYTE_SECRETS_DEFAULT_DIR=str(tmp_path))
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "URL http://127.0.0.1:7 ORG env-org env PERIAN_ORG" in proc.stdout
-    assert "CONFIG False" in proc.stdout
+    assert "TOKEN True profile p (" in proc.stdout
+    assert "profile-token" not in proc.stdout + proc.stderr
 
 
 def test_broken_registration_does_not_break_import_flytekit(tmp_path: Path) -> None:

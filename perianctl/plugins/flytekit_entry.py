@@ -4,7 +4,7 @@
 flytekit for everyone in the environment (exactly what the official plugin does today). Every
 import is therefore guarded: on any error we log a warning and leave flytekit working.
 
-Settings: :meth:`~perianctl.connector.settings.ConnectorSettings.from_env` (no flags here).
+Settings: :func:`perianctl.plugins.settings_from_env` (no flags here: ``PERIAN_*`` or the profile).
 ``PERIANCTL_FLYTE_PLUGIN=off`` keeps it from registering anything.
 
 When :mod:`perianctl.connector.service` is itself what imports flytekit (imported before flytekit
@@ -33,9 +33,9 @@ def _register() -> None:
         _log.debug("perianctl: %s is importing flytekit; the process registers the connector itself", _SERVICE)
         return
     from perianctl.connector.service import PerianConnector
-    from perianctl.connector.settings import ConnectorSettings
+    from perianctl.plugins import settings_from_env
 
-    register(PerianConnector(ConnectorSettings.from_env()))
+    register(PerianConnector(settings_from_env()))
 
 
 try:  # pragma: no cover - exercised by the entry-point test in a subprocess
