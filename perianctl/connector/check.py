@@ -79,6 +79,7 @@ from perianctl.connector.grpc_client import (
     status_from_resource,
     synthetic_execution_metadata,
 )
+from perianctl.flyte.templates import PERIAN_TASK_TYPE, PERIAN_TASK_TYPE_VERSION
 
 CANCELLED = "Cancelled"
 TERMINAL_JOB = frozenset({"Done", "ServerError", "UserError", "Cancelled", "Timeout"})
@@ -98,8 +99,8 @@ class PropellerConfig:
     poll_interval: float = 1.0
     max_system_failures: int = 5
     delete_attempts: int = 10
-    task_type: str = "perian_task"
-    task_version: int = 0
+    task_type: str = PERIAN_TASK_TYPE
+    task_version: int = PERIAN_TASK_TYPE_VERSION
     settle: float = 60.0
     census_interval: float = 0.25
     task_timeout: float = 180.0

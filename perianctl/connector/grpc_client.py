@@ -50,6 +50,7 @@ from perianctl.errors import (
     UsageError,
     ValidationFailed,
 )
+from perianctl.flyte.templates import PERIAN_TASK_TYPE
 from perianctl.text import first_line
 
 PROTOCOLS = ("auto", "v1", "v2")
@@ -80,7 +81,7 @@ _V2_CALLS = {
 
 DEFAULT_TIMEOUT = 10.0
 """Propeller's ``defaultTimeout`` for connector calls."""
-TASK_TYPE = "perian_task"
+TASK_TYPE = PERIAN_TASK_TYPE
 _TARGET = re.compile(r"^(?:(?:dns|ipv4|ipv6|unix):.+|\[[0-9a-fA-F:.]+\]:\d{1,5}|[A-Za-z0-9_.-]+:\d{1,5})$")
 
 

@@ -64,6 +64,7 @@ from perianctl.connector.settings import ConnectorSettings
 from perianctl.connector.spend import SpendMeter, cost_amount, money_info, with_budget
 from perianctl.errors import AuthError, NotFoundError, PerianctlError, ProtocolError, UnavailableError
 from perianctl.flyte.phase import FlytePhase, PhaseInfo, is_terminal_phase, status_to_phase
+from perianctl.flyte.templates import PERIAN_TASK_TYPE, PERIAN_TASK_TYPE_VERSION
 from perianctl.perian import models as m
 from perianctl.perian.client import PerianClient, RetryPolicy, api_deadline
 from perianctl.perian.pricing import runtime_seconds
@@ -75,8 +76,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("perianctl.connector")
 
-TASK_TYPE = "perian_task"
-TASK_TYPE_VERSION = 0
+TASK_TYPE = PERIAN_TASK_TYPE
+TASK_TYPE_VERSION = PERIAN_TASK_TYPE_VERSION
 CONNECTOR_NAME = "PERIAN Connector (perianctl)"
 LOG_PAGE_LINES = 5000
 LOG_CHUNK_LINES = 500

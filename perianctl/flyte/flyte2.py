@@ -49,10 +49,11 @@ from flyte.extend import TaskPluginRegistry
 from flyte.models import NativeInterface, SerializationContext
 
 from perianctl.flyte.task import TASK_TYPE, PerianConfig, _custom
+from perianctl.flyte.templates import PERIAN_TASK_TYPE_VERSION
 
 __all__ = ["PerianConfig", "PerianContainerTask", "PerianTask"]
 
-TASK_TYPE_VERSION = 0
+TASK_TYPE_VERSION = PERIAN_TASK_TYPE_VERSION
 ENTRY_POINT_GROUP = "flyte.connectors"
 ENTRY_POINT_NAME = "perianctl"
 

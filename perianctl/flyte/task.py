@@ -59,6 +59,8 @@ from flytekit.extend.backend.base_connector import AsyncConnectorExecutorMixin, 
 from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Struct
 
+from perianctl.flyte.templates import PERIAN_TASK_TYPE
+
 __all__ = [
     "LOCAL_EXECUTION_ENV",
     "TASK_TYPE",
@@ -68,7 +70,7 @@ __all__ = [
     "register_task_plugin",
 ]
 
-TASK_TYPE = "perian_task"
+TASK_TYPE = PERIAN_TASK_TYPE
 """The Flyte task type the official plugin, its connector and perianctl's connector all use."""
 
 LOCAL_EXECUTION_ENV = "PERIANCTL_LOCAL_EXECUTION"

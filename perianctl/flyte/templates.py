@@ -51,6 +51,9 @@ from perianctl.errors import PerianctlError, TemplateError
 from perianctl.text import one_line
 
 PERIAN_TASK_TYPE = "perian_task"
+"""The Flyte task type (and version) of PERIAN tasks: the official plugin's, its connector's and
+perianctl's, so a deployment can switch connectors with tasks in flight. Defined here only."""
+PERIAN_TASK_TYPE_VERSION = 0
 
 #: Largest template/inputs file we read. Real templates are a few KiB; 64 MiB leaves room for
 #: inlined data while keeping a mistaken ``perianctl submit bigfile.bin`` fast and bounded.

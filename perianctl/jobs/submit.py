@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from perianctl.errors import PerianctlError, ProtocolError, UnavailableError, UsageError
+from perianctl.flyte.templates import PERIAN_TASK_TYPE
 
 if TYPE_CHECKING:
     from flyteidl.core.literals_pb2 import LiteralMap
@@ -220,7 +221,7 @@ def _load(o: SubmitOptions, note: Callable[[Note], None]) -> LoadedTemplate:
     from perianctl.flyte.templates import load_template
 
     loaded = load_template(o.template, task=o.task, image=o.image)
-    if loaded.template.type != "perian_task":
+    if loaded.template.type != PERIAN_TASK_TYPE:
         note(Note("warn", f"template type is '{loaded.template.type}', not 'perian_task'; "
                                   "submitting it to PERIAN anyway"))
     return loaded
