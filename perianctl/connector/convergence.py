@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 
 from perianctl.connector.idempotency import ATTEMPT_ENV, NODE_TAG_ENV
 from perianctl.connector.settings import DEFAULT_CLOCK_SKEW
-from perianctl.perian.stamps import IDEMPOTENCY_ENV  # the same name the client stamps
+from perianctl.perian.stamps import IDEMPOTENCY_ENV as IDEMPOTENCY_ENV  # the name the client stamps
 from perianctl.perian.status import is_terminal
 
 if TYPE_CHECKING:

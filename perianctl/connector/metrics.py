@@ -177,7 +177,7 @@ def _wrap_stream(method: str, behavior: Callable[..., AsyncIterator[Any]],
     return handler
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
+class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
     """Times every RPC. Wraps async handlers only (all of ours are); sync ones pass through.
 
     With a :class:`DrainGate` it also counts the calls being handled and refuses new ones once the

@@ -115,7 +115,7 @@ PERIAN_API_REQUESTS = Counter(
 
 
 @dataclass
-class PerianMetadata(ResourceMeta):
+class PerianMetadata(ResourceMeta):  # type: ignore[misc]  # flytekit is untyped
     """What propeller stores for a task: exactly ``{"job_id": "..."}``, like the official connector.
 
     ``decode`` tolerates extra keys (a newer connector may add some) where flytekit's does not, so a
@@ -241,7 +241,7 @@ async def _within(cut: float) -> AsyncIterator[None]:
         raise _Spent() from None
 
 
-class PerianConnector(AsyncConnectorBase):
+class PerianConnector(AsyncConnectorBase):  # type: ignore[misc]  # flytekit is untyped
     """flytekit ``AsyncConnectorBase`` for task type ``perian_task`` v0."""
 
     name = CONNECTOR_NAME

@@ -148,7 +148,7 @@ async def _fail(context: grpc.aio.ServicerContext, exc: BaseException, op: str, 
     raise AssertionError("unreachable")  # pragma: no cover - abort raises
 
 
-class PerianAsyncService(fk.AsyncConnectorService):
+class PerianAsyncService(fk.AsyncConnectorService):  # type: ignore[misc]  # flytekit is untyped
     """AsyncAgentService for every registered connector, with the fixes in the module docstring."""
 
     async def CreateTask(self, request: CreateTaskRequest, context: grpc.aio.ServicerContext) -> CreateTaskResponse:
@@ -260,7 +260,7 @@ class PerianAsyncService(fk.AsyncConnectorService):
             await _fail(context, exc, "get logs of", task_type)
 
 
-class PerianSyncService(fk.SyncConnectorService):
+class PerianSyncService(fk.SyncConnectorService):  # type: ignore[misc]  # flytekit is untyped
     """SyncAgentService: flytekit's, but an async connector's type gets a clear refusal."""
 
     async def ExecuteTaskSync(
@@ -290,14 +290,14 @@ class PerianSyncService(fk.SyncConnectorService):
             yield response
 
 
-class PerianMetadataService(fk.ConnectorMetadataService):
+class PerianMetadataService(fk.ConnectorMetadataService):  # type: ignore[misc]  # flytekit is untyped
     """AgentMetadataService; ``perian_only`` hides other registered connectors from discovery."""
 
     def __init__(self, *, perian_only: bool = True) -> None:
         self.perian_only = perian_only
 
     def _agents(self) -> list[Any]:
-        agents = ConnectorRegistry.list_connectors()
+        agents: list[Any] = ConnectorRegistry.list_connectors()
         if not self.perian_only:
             return agents
         names = {c.name for c in ConnectorRegistry._REGISTRY.values() if isinstance(c, PerianConnector)}

@@ -37,7 +37,7 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
-class PerianAsyncServiceV2(AsyncConnectorServiceServicer):
+class PerianAsyncServiceV2(AsyncConnectorServiceServicer):  # type: ignore[misc]  # grpc is untyped
     """``flyteidl2.connector.AsyncConnectorService`` for ``perian_task`` v0."""
 
     def __init__(self, connector: PerianConnector) -> None:
@@ -114,7 +114,7 @@ class PerianAsyncServiceV2(AsyncConnectorServiceServicer):
             await _fail(context, exc, "get logs of", task_type)
 
 
-class PerianMetadataServiceV2(ConnectorMetadataServiceServicer):
+class PerianMetadataServiceV2(ConnectorMetadataServiceServicer):  # type: ignore[misc]  # grpc is untyped
     """``flyteidl2.connector.ConnectorMetadataService``: advertises ``perian_task`` v0."""
 
     def __init__(self, connector: PerianConnector) -> None:

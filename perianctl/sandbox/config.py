@@ -12,7 +12,10 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from perianctl.sandbox.runtimes import NAMES as RUNTIMES
+from perianctl.sandbox.runtimes import NAMES
+
+RUNTIMES: tuple[str, ...] = NAMES
+"""The runtime names (the registry in :mod:`perianctl.sandbox.runtimes`)."""
 
 FAULT_KINDS = ("500", "503", "reset")
 FAULT_PHASES = ("before", "after", "mixed")

@@ -45,7 +45,8 @@ def job_record(job: JobView, now: datetime | None = None) -> dict[str, Any]:
     data["flyte_phase"] = status_to_phase(job.status, errors=job.errors).phase.name
     cost = job_cost(job, now)
     data["cost"] = cost.record() if cost is not None else None
-    return redact(data)
+    redacted: dict[str, Any] = redact(data)
+    return redacted
 
 
 def human_duration(seconds: float | None) -> str:

@@ -33,8 +33,8 @@ async def cli(run_cli: CliRunner, *args: str) -> CliResult:
 @contextlib.asynccontextmanager
 async def relayed_serve(sandbox: Any) -> AsyncIterator[TcpRelay]:
     """``perianctl serve`` for ``sandbox``, reached through a :class:`TcpRelay`."""
-    from perianctl.connector.server import ServeOptions, start
-    from perianctl.connector.service import ConnectorSettings
+    from perianctl.connector.server import start
+    from perianctl.connector.settings import ConnectorSettings, ServeOptions
 
     settings = ConnectorSettings(api_url=sandbox.url, organization=sandbox.org, token=sandbox.token)
     running = await start(ServeOptions(host="127.0.0.1", port=0, metrics_port=0, connector=settings))

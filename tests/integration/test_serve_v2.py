@@ -293,8 +293,8 @@ async def test_v2_errors_are_status_codes(api: Api) -> None:
 
 
 async def test_protocols_can_be_served_alone(api: Api) -> None:
-    from perianctl.connector.server import ServeOptions, start
-    from perianctl.connector.service import ConnectorSettings
+    from perianctl.connector.server import start
+    from perianctl.connector.settings import ConnectorSettings, ServeOptions
 
     settings = ConnectorSettings(api_url=api.url, organization=api.organization, token=api.token)
     for only in ("v1", "v2"):

@@ -244,8 +244,8 @@ class Stubs:
 
 @contextlib.asynccontextmanager
 async def inprocess_server(api: Api, **settings: Any) -> AsyncIterator[Stubs]:
-    from perianctl.connector.server import ServeOptions, start
-    from perianctl.connector.service import ConnectorSettings
+    from perianctl.connector.server import start
+    from perianctl.connector.settings import ConnectorSettings, ServeOptions
 
     connector = ConnectorSettings(api_url=api.url, organization=api.organization, token=api.token, **settings)
     running = await start(ServeOptions(host="127.0.0.1", port=0, metrics_port=0, grace=5, connector=connector))

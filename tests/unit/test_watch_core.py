@@ -25,13 +25,13 @@ from perianctl.jobs.follow import (
     worst_exit_code,
 )
 from perianctl.perian.models import JobView
+from perianctl.ui.jobs import cost_text
 from perianctl.ui.live import (
     COLUMNS,
     STALE_MARKER,
     LineView,
     LiveTableView,
     NdjsonView,
-    cost_text,
     header_text,
     job_cells,
     render_text,
