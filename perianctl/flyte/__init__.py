@@ -1,1 +1,1 @@
-"""Flyte side: template loading, inputs, rendering, translation to PERIAN, phases, the connector."""
+"""The Flyte library: template loading, inputs, rendering, translation to PERIAN, phases, storage; task authoring."""
