@@ -115,6 +115,7 @@ Candidates = list[tuple[str, str]]
 
 
 def _find_option(node: dict[str, Any], root: dict[str, Any], name: str) -> Option | None:
+    option: Option
     for option in (*node["options"], *root["options"]):
         if name in option[0]:
             return option
