@@ -76,7 +76,12 @@ def answer(args: list[str]) -> tuple[str, str, int] | None:
     from perianctl import _help_text
 
     found = _help_text.ANSWERS.get(tuple(args))
-    if found is None or _columns() < WIDTH_COLUMNS or fingerprint() != _help_text.FINGERPRINT:
+    if found is None or _columns() < WIDTH_COLUMNS:
+        return None
+    try:
+        if fingerprint() != _help_text.FINGERPRINT:
+            return None
+    except OSError:  # no sources to compare (a zip or byte-code-only install): Typer renders it
         return None
     out, err, code = _help_text.TEXTS[found[0]], _help_text.TEXTS[found[1]], found[2]
     for text, stream in ((out, sys.stdout), (err, sys.stderr)):

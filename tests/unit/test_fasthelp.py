@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from perianctl import _help_text, fasthelp
@@ -46,3 +48,9 @@ def test_sources_changed_since_rendering_are_left_to_typer(monkeypatch: pytest.M
 def test_the_fingerprint_covers_the_cli_and_every_command_module() -> None:
     names = [path.rsplit("/", 1)[-1] for path in fasthelp.source_files()]
     assert names[0] == "cli.py" and {"get.py", "submit.py", "helpfmt.py", "common.py"} <= set(names)
+
+
+def test_without_the_sources_to_compare_typer_renders_the_help(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A zip or byte-code-only install has no command sources to fingerprint: no stored screens then."""
+    monkeypatch.setattr(fasthelp, "source_files", lambda: [str(tmp_path / "cli.py")])
+    assert fasthelp.answer(["--help"]) is None
