@@ -110,11 +110,15 @@ def resource_to_v2(resource: Any) -> c2.Resource:
     No outputs: the task's container writes ``<output_prefix>/outputs.pb`` and Flyte reads it there.
     """
     custom = getattr(resource, "custom_info", None)
+    custom_info = None
+    if custom:
+        custom_info = Struct()
+        custom_info.update(custom)  # what json_format.ParseDict builds, without walking it in Python
     return c2.Resource(
         phase=int(resource.phase),
         message=resource.message or "",
         log_links=[task_log_to_v2(link) for link in (resource.log_links or [])],
-        custom_info=json_format.ParseDict(custom, Struct()) if custom else None,
+        custom_info=custom_info,
     )
 
 

@@ -244,3 +244,23 @@ def test_get_task_resource_is_what_flytekit_builds(raw: dict[str, object]) -> No
         ours, theirs = asyncio.run(resource_pb(resource)), asyncio.run(resource.to_flyte_idl())
         assert ours.SerializeToString(deterministic=True) == theirs.SerializeToString(deterministic=True)
         assert ours == theirs
+
+
+@pytest.mark.parametrize("raw", _JOBS, ids=lambda raw: raw["status"])
+def test_flyte2_resource_custom_info_is_what_json_format_builds(raw: dict[str, object]) -> None:
+    from flytekit.extend.backend.base_connector import Resource
+    from google.protobuf import json_format
+    from google.protobuf.struct_pb2 import Struct
+
+    from perianctl.connector.service import _custom_info
+    from perianctl.connector.v2 import resource_to_v2
+    from perianctl.flyte.phase import status_to_phase
+    from perianctl.perian.models import JobView
+
+    job = JobView.model_validate(raw)
+    info = status_to_phase(job.status, errors=job.errors)
+    custom = {**_custom_info(str(raw["id"]), job, info), "nested": {"list": [1, 2.5, "x", None, True, {"k": []}]}}
+    ours = resource_to_v2(Resource(phase=int(info.phase), message=info.message, custom_info=custom))
+    expected = json_format.ParseDict(custom, Struct())
+    assert ours.custom_info.SerializeToString(deterministic=True) == expected.SerializeToString(deterministic=True)
+    assert not resource_to_v2(Resource(phase=int(info.phase), custom_info={})).HasField("custom_info")
