@@ -21,21 +21,28 @@ HEADERS = {"X-PERIAN-AUTH-ORG": ORG, "Authorization": f"Bearer {TOKEN}"}
 START_TIMEOUT = 30.0
 
 
-def start_sandbox(state_dir: Path, *, speed: float | None = None,
-                  get_latency: float | None = None) -> tuple[subprocess.Popen[bytes], str]:
+def start_sandbox(
+    state_dir: Path, *, speed: float | None = None, get_latency: float | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     """A simulate sandbox (access log off) serving ``ORG``/``TOKEN`` on a free loopback port; (process, url).
 
     A subprocess, not :class:`perianctl.sandbox.server.EmbeddedSandbox` (a thread): the server must
     not share the measuring process's GIL. ``speed`` sets ``SimTimings(speed=...)``; ``get_latency``
     delays every ``GET /job/{id}`` by that many seconds (a remote API). Left out, the defaults hold.
     """
-    settings = [f"state_dir=Path({str(state_dir)!r})", "port=0", f"organization={ORG!r}", f"token={TOKEN!r}",
-                "access_log=False"]
+    settings = [
+        f"state_dir=Path({str(state_dir)!r})",
+        "port=0",
+        f"organization={ORG!r}",
+        f"token={TOKEN!r}",
+        "access_log=False",
+    ]
     if speed is not None:
         settings.append(f"timings=SimTimings(speed={speed!r})")
     if get_latency is not None:
-        settings.append(f"faults=FaultConfig(latency=({get_latency!r}, {get_latency!r}),"
-                        " latency_endpoints=frozenset({'get'}))")
+        settings.append(
+            f"faults=FaultConfig(latency=({get_latency!r}, {get_latency!r}), latency_endpoints=frozenset({{'get'}}))"
+        )
     code = (
         "from pathlib import Path\n"
         "from perianctl.sandbox.config import FaultConfig, SandboxConfig, SimTimings\n"
@@ -163,8 +170,11 @@ def start_stub(upstream_url: str, latency: float = 0.0) -> tuple[subprocess.Pope
     from urllib.parse import urlsplit
 
     parts = urlsplit(upstream_url)
-    proc = subprocess.Popen([sys.executable, "-c", STUB_CODE, parts.hostname or "127.0.0.1", str(parts.port),
-                             repr(latency)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STUB_CODE, parts.hostname or "127.0.0.1", str(parts.port), repr(latency)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     port = proc.stdout.readline().strip()
     if not port:

@@ -61,7 +61,8 @@ from _support import HEADERS, ORG, TOKEN, cores, goal, start_sandbox, start_stub
 
 # Where the tests look for the official plugin wheel too (tests/integration/test_flyte_translate.py).
 DEFAULT_OFFICIAL_WHEEL = os.environ.get(
-    "PERIANCTL_OFFICIAL_PLUGIN_WHEEL", "/tmp/dl/flytekitplugins_perian_job-1.16.31-py3-none-any.whl")
+    "PERIANCTL_OFFICIAL_PLUGIN_WHEEL", "/tmp/dl/flytekitplugins_perian_job-1.16.31-py3-none-any.whl"
+)
 
 # ---------------------------------------------------------------------- connectors under test
 
@@ -85,8 +86,14 @@ class Connector:
         cmd += extra_args or []
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PERIAN", "_FSEC_"))}
         # Fake storage keys: the official connector refuses to create without them.
-        env.update(_FSEC_PERIAN_ORGANIZATION=ORG, _FSEC_PERIAN_TOKEN=TOKEN, _FSEC_AWS_ACCESS_KEY_ID="AKIABENCH",
-                   _FSEC_AWS_SECRET_ACCESS_KEY="bench-secret", PYTHONUNBUFFERED="1", **extra_env)
+        env.update(
+            _FSEC_PERIAN_ORGANIZATION=ORG,
+            _FSEC_PERIAN_TOKEN=TOKEN,
+            _FSEC_AWS_ACCESS_KEY_ID="AKIABENCH",
+            _FSEC_AWS_SECRET_ACCESS_KEY="bench-secret",
+            PYTHONUNBUFFERED="1",
+            **extra_env,
+        )
         started = time.monotonic()
         # stderr to a file, never a pipe nobody reads: a chatty server would block on a full pipe.
         self.log = Path(tempfile.mkstemp(prefix="bench-connector-", suffix=".log")[1])
@@ -112,8 +119,20 @@ class PerianctlConnector(Connector):
     name: str = "perianctl serve"
 
     def command(self, api_url: str, port: int) -> tuple[list[str], dict[str, str]]:
-        return [sys.executable, "-m", "perianctl", "--api-url", api_url, "serve", "--host", "127.0.0.1",
-                "--port", str(port), "--metrics-port", "0"], {}
+        return [
+            sys.executable,
+            "-m",
+            "perianctl",
+            "--api-url",
+            api_url,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--metrics-port",
+            "0",
+        ], {}
 
 
 _OFFICIAL_SHIM = """
@@ -136,10 +155,15 @@ class OfficialConnector(Connector):
 
     def command(self, api_url: str, port: int) -> tuple[list[str], dict[str, str]]:
         if self.path is None or not (self.path / "flytekitplugins" / "perian_job").is_dir():
-            raise SystemExit("--connector official needs --official-path DIR containing flytekitplugins/perian_job "
-                             "(pip install --no-deps --target DIR flytekitplugins-perian-job==1.16.31)")
-        env = {"PERIAN_API_URL": api_url, "PERIANCTL_FLYTE_PLUGIN": "off",
-               "PYTHONPATH": os.pathsep.join([str(self.path), os.environ.get("PYTHONPATH", "")])}
+            raise SystemExit(
+                "--connector official needs --official-path DIR containing flytekitplugins/perian_job "
+                "(pip install --no-deps --target DIR flytekitplugins-perian-job==1.16.31)"
+            )
+        env = {
+            "PERIAN_API_URL": api_url,
+            "PERIANCTL_FLYTE_PLUGIN": "off",
+            "PYTHONPATH": os.pathsep.join([str(self.path), os.environ.get("PYTHONPATH", "")]),
+        }
         return [sys.executable, "-c", _OFFICIAL_SHIM, str(port), str(_free_port())], env
 
 
@@ -172,8 +196,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_serving(target: str, proc: subprocess.Popen[str] | None, log: Path | None,
-                  timeout: float = 60.0) -> None:
+def _wait_serving(target: str, proc: subprocess.Popen[str] | None, log: Path | None, timeout: float = 60.0) -> None:
     import grpc
     from flyteidl.admin import agent_pb2
     from flyteidl.service import agent_pb2_grpc
@@ -206,26 +229,60 @@ def template(index: int) -> Any:
     custom = Struct()
     # The sandbox keeps the job Running for an hour. Set through custom["environment"], the one
     # place both connectors read environment from (the official one ignores container.env).
-    custom.update({"cores": 2.0, "memory": 8.0, "accelerators": 1.0, "accelerator_type": "A100", "country_code": "DE",
-                   "environment": {"PERIAN_SANDBOX_DURATION": "3600"}})
+    custom.update(
+        {
+            "cores": 2.0,
+            "memory": 8.0,
+            "accelerators": 1.0,
+            "accelerator_type": "A100",
+            "country_code": "DE",
+            "environment": {"PERIAN_SANDBOX_DURATION": "3600"},
+        }
+    )
     prefix = f"s3://bench/metadata/propeller/p-d-bench{index:015d}/n0/data/0"
     string_type = types_pb2.LiteralType(simple=types_pb2.STRING)
     return tasks_pb2.TaskTemplate(
-        id=identifier_pb2.Identifier(resource_type=identifier_pb2.TASK, project="flytesnacks",
-                                     domain="development", name="bench.gpu_hello", version="v1"),
+        id=identifier_pb2.Identifier(
+            resource_type=identifier_pb2.TASK,
+            project="flytesnacks",
+            domain="development",
+            name="bench.gpu_hello",
+            version="v1",
+        ),
         type="perian_task",
-        metadata=tasks_pb2.TaskMetadata(runtime=tasks_pb2.RuntimeMetadata(
-            type=tasks_pb2.RuntimeMetadata.FLYTE_SDK, version="1.16.31", flavor="python")),
+        metadata=tasks_pb2.TaskMetadata(
+            runtime=tasks_pb2.RuntimeMetadata(
+                type=tasks_pb2.RuntimeMetadata.FLYTE_SDK, version="1.16.31", flavor="python"
+            )
+        ),
         interface=interface_pb2.TypedInterface(
             inputs=interface_pb2.VariableMap(variables={"name": interface_pb2.Variable(type=string_type)}),
-            outputs=interface_pb2.VariableMap(variables={"o0": interface_pb2.Variable(type=string_type)})),
+            outputs=interface_pb2.VariableMap(variables={"o0": interface_pb2.Variable(type=string_type)}),
+        ),
         custom=custom,
         container=tasks_pb2.Container(
             image="ghcr.io/acme/flyte:abc",
-            args=["pyflyte-execute", "--inputs", f"{prefix}/inputs.pb", "--output-prefix", prefix,
-                  "--raw-output-data-prefix", "s3://bench/raw", "--checkpoint-path", "s3://bench/raw/cp",
-                  "--prev-checkpoint", '""', "--resolver", "flytekit.core.python_auto_container.default_task_resolver",
-                  "--", "task-module", "bench", "task-name", "gpu_hello"]),
+            args=[
+                "pyflyte-execute",
+                "--inputs",
+                f"{prefix}/inputs.pb",
+                "--output-prefix",
+                prefix,
+                "--raw-output-data-prefix",
+                "s3://bench/raw",
+                "--checkpoint-path",
+                "s3://bench/raw/cp",
+                "--prev-checkpoint",
+                '""',
+                "--resolver",
+                "flytekit.core.python_auto_container.default_task_resolver",
+                "--",
+                "task-module",
+                "bench",
+                "task-name",
+                "gpu_hello",
+            ],
+        ),
     ), prefix
 
 
@@ -257,8 +314,7 @@ def get_task_requests(metas: list[bytes]) -> list[Any]:
     from flyteidl.admin import agent_pb2
 
     category = agent_pb2.TaskCategory(name="perian_task", version=0)
-    return [agent_pb2.GetTaskRequest(task_type="perian_task", resource_meta=m, task_category=category)
-            for m in metas]
+    return [agent_pb2.GetTaskRequest(task_type="perian_task", resource_meta=m, task_category=category) for m in metas]
 
 
 @dataclass
@@ -282,11 +338,17 @@ class Result:
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
 
     def summary(self) -> dict[str, Any]:
-        return {"name": self.name, "calls": self.calls, "errors": self.errors, "error_kinds": self.error_kinds,
-                "per_second": round(self.rate, 1),
-                "p50_ms": round(self.pct(50), 2), "p99_ms": round(self.pct(99), 2),
-                "mean_ms": round(statistics.fmean(self.latencies) * 1000, 2) if self.latencies else None,
-                **self.extra}
+        return {
+            "name": self.name,
+            "calls": self.calls,
+            "errors": self.errors,
+            "error_kinds": self.error_kinds,
+            "per_second": round(self.rate, 1),
+            "p50_ms": round(self.pct(50), 2),
+            "p99_ms": round(self.pct(99), 2),
+            "mean_ms": round(statistics.fmean(self.latencies) * 1000, 2) if self.latencies else None,
+            **self.extra,
+        }
 
 
 async def _drive(streams: int, duration: float, warmup: float, call: Any, result: Result) -> Result:
@@ -320,8 +382,9 @@ async def _drive(streams: int, duration: float, warmup: float, call: Any, result
     return result
 
 
-async def bench_get_task(name: str, target: str, metas: list[bytes], streams: int, duration: float,
-                         warmup: float, pid: int | None = None) -> Result:
+async def bench_get_task(
+    name: str, target: str, metas: list[bytes], streams: int, duration: float, warmup: float, pid: int | None = None
+) -> Result:
     import grpc
     from flyteidl.service import agent_pb2_grpc
 
@@ -366,12 +429,12 @@ async def bench_raw(api_url: str, job_ids: list[str], streams: int, duration: fl
             response = await client.get(f"/job/{job_ids[i % len(job_ids)]}")
             response.raise_for_status()
 
-        return await _drive(streams, duration, warmup, call,
-                            Result(f"raw sandbox GET /job/{{id}} (httpx, {streams} streams)"))
+        return await _drive(
+            streams, duration, warmup, call, Result(f"raw sandbox GET /job/{{id}} (httpx, {streams} streams)")
+        )
 
 
-async def bench_raw_aiohttp(api_url: str, job_ids: list[str], streams: int, duration: float,
-                            warmup: float) -> Result:
+async def bench_raw_aiohttp(api_url: str, job_ids: list[str], streams: int, duration: float, warmup: float) -> Result:
     """The same GETs with aiohttp: what the API can serve when the client is not the bottleneck."""
     import aiohttp
 
@@ -382,8 +445,9 @@ async def bench_raw_aiohttp(api_url: str, job_ids: list[str], streams: int, dura
                 response.raise_for_status()
                 await response.read()
 
-        return await _drive(streams, duration, warmup, call,
-                            Result(f"raw sandbox GET /job/{{id}} (aiohttp, {streams} streams)"))
+        return await _drive(
+            streams, duration, warmup, call, Result(f"raw sandbox GET /job/{{id}} (aiohttp, {streams} streams)")
+        )
 
 
 # ---------------------------------------------------------------------- load mode (soak + SIGTERM)
@@ -436,8 +500,11 @@ async def bench_sigterm(connector: Connector, metas: list[bytes], streams: int, 
     late = [c for c in calls if c[0] > t + 1.0]
     exit_code = await asyncio.to_thread(connector.proc.wait, 60)
     server_log = connector.log.read_text(errors="replace") if connector.log is not None else ""
-    server_side = [line.split(": ", 1)[-1] for line in server_log.splitlines()
-                   if "drained " in line or "refused " in line or "grace of" in line]
+    server_side = [
+        line.split(": ", 1)[-1]
+        for line in server_log.splitlines()
+        if "drained " in line or "refused " in line or "grace of" in line
+    ]
     return {
         "server_log": server_side,
         "in_flight_at_sigterm": len(in_flight),
@@ -457,8 +524,9 @@ def run_load(args: argparse.Namespace, api_url: str) -> dict[str, Any]:
     try:
         metas, _ = asyncio.run(create_tasks(connector.target, args.jobs))
         pid = connector.proc.pid if connector.proc is not None else None
-        result = asyncio.run(bench_get_task(connector.name, connector.target, metas, args.streams, args.duration,
-                                            args.warmup, pid))
+        result = asyncio.run(
+            bench_get_task(connector.name, connector.target, metas, args.streams, args.duration, args.warmup, pid)
+        )
         report: dict[str, Any] = {"load": result.summary()}
         if args.sigterm:
             report["sigterm"] = asyncio.run(bench_sigterm(connector, metas, args.streams, after=3.0))
@@ -529,26 +597,50 @@ def _comparison(results: list[Result], streams: int, raw: Result | None) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=["compare", "load"], default="compare",
-                        help="compare: connectors side by side (default); load: perianctl serve soak test")
+    parser.add_argument(
+        "--mode",
+        choices=["compare", "load"],
+        default="compare",
+        help="compare: connectors side by side (default); load: perianctl serve soak test",
+    )
     parser.add_argument("--streams", type=int, default=64, help="concurrent GetTask calls in flight")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per connector")
     parser.add_argument("--warmup", type=float, default=1.5, help="seconds run before measuring")
     parser.add_argument("--jobs", type=int, default=64, help="tasks created and polled")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="measure every connector this many times, alternating; report each one's median")
-    parser.add_argument("--get-latency", type=float, default=0.05,
-                        help="seconds the sandbox takes per GET /job/{id}, like a remote API (default 0.05)")
-    parser.add_argument("--upstream", choices=["stub", "sandbox"], default="stub",
-                        help="stub (default): connectors talk to a canned-response PERIAN stub in front of the "
-                        "sandbox, so the API is never the bottleneck; sandbox: straight to the sandbox")
-    parser.add_argument("--p99-margin", type=float, default=0.030,
-                        help="goal: perianctl's p99 <= --get-latency + this many seconds (default 0.030)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every connector this many times, alternating; report each one's median",
+    )
+    parser.add_argument(
+        "--get-latency",
+        type=float,
+        default=0.05,
+        help="seconds the sandbox takes per GET /job/{id}, like a remote API (default 0.05)",
+    )
+    parser.add_argument(
+        "--upstream",
+        choices=["stub", "sandbox"],
+        default="stub",
+        help="stub (default): connectors talk to a canned-response PERIAN stub in front of the "
+        "sandbox, so the API is never the bottleneck; sandbox: straight to the sandbox",
+    )
+    parser.add_argument(
+        "--p99-margin",
+        type=float,
+        default=0.030,
+        help="goal: perianctl's p99 <= --get-latency + this many seconds (default 0.030)",
+    )
     parser.add_argument("--raw-streams", type=int, default=8, help="second, gentler concurrency for the baseline")
     parser.add_argument("--no-baseline", action="store_true", help="skip the raw sandbox GET baselines")
-    parser.add_argument("--connector", action="append", choices=["perianctl", "official"],
-                        help="connector(s) to start and measure (repeatable; default perianctl, plus official "
-                        "when --official-path/--official-wheel is given)")
+    parser.add_argument(
+        "--connector",
+        action="append",
+        choices=["perianctl", "official"],
+        help="connector(s) to start and measure (repeatable; default perianctl, plus official "
+        "when --official-path/--official-wheel is given)",
+    )
     parser.add_argument("--official-path", help="directory holding flytekitplugins/perian_job (for 'official')")
     parser.add_argument("--official-wheel", help="flytekitplugins_perian_job-*.whl to unpack for 'official'")
     parser.add_argument("--target", action="append", help="an already running connector HOST:PORT (repeatable)")
@@ -569,10 +661,17 @@ def main() -> None:
             stub, api_url = start_stub(sandbox_url, args.get_latency)
         else:
             sandbox, api_url = start_sandbox(Path(tmp.name) / "sandbox", get_latency=args.get_latency)
-    header = {"mode": args.mode, "streams": args.streams, "duration_s": args.duration, "jobs": args.jobs,
-              "get_latency_ms": round(args.get_latency * 1000, 1) if not args.api_url else None,
-              "upstream": args.upstream if not args.api_url else "external",
-              "cpus": os.cpu_count(), "python": sys.version.split()[0], "load_average_before": load_before}
+    header = {
+        "mode": args.mode,
+        "streams": args.streams,
+        "duration_s": args.duration,
+        "jobs": args.jobs,
+        "get_latency_ms": round(args.get_latency * 1000, 1) if not args.api_url else None,
+        "upstream": args.upstream if not args.api_url else "external",
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "load_average_before": load_before,
+    }
     if args.mode == "load":
         try:
             report = {**header, **run_load(args, api_url), "load_average_after": _load_average()}
@@ -604,9 +703,19 @@ def main() -> None:
             for _ in range(args.rounds):
                 for connector in connectors:
                     pid = connector.proc.pid if connector.proc is not None else None
-                    rounds[connector.name].append(asyncio.run(bench_get_task(
-                        connector.name, connector.target, created[connector.name][0], args.streams,
-                        args.duration, args.warmup, pid)))
+                    rounds[connector.name].append(
+                        asyncio.run(
+                            bench_get_task(
+                                connector.name,
+                                connector.target,
+                                created[connector.name][0],
+                                args.streams,
+                                args.duration,
+                                args.warmup,
+                                pid,
+                            )
+                        )
+                    )
             for connector in connectors:
                 ordered = sorted(rounds[connector.name], key=lambda r: r.rate)
                 result = ordered[len(ordered) // 2]
@@ -623,8 +732,10 @@ def main() -> None:
             job_ids = [json.loads(m)["job_id"] for m in metas]
             # The API's rate at the same concurrency, and at a gentler one (the sandbox degrades with
             # many connections); ratios are against the better of the two, so they are not flattering.
-            raws = [asyncio.run(bench_raw(api_url, job_ids, n, args.duration, args.warmup))
-                    for n in sorted({args.streams, args.raw_streams})]
+            raws = [
+                asyncio.run(bench_raw(api_url, job_ids, n, args.duration, args.warmup))
+                for n in sorted({args.streams, args.raw_streams})
+            ]
             raws.append(asyncio.run(bench_raw_aiohttp(api_url, job_ids, args.streams, args.duration, args.warmup)))
             from grpc_floor import floor_cpu_ms
 
@@ -644,19 +755,25 @@ def main() -> None:
         "default_thread_pool": min(32, (os.cpu_count() or 1) + 4),
         "baseline": raw.summary() if raw else None,
         "baselines": [r.summary() for r in raws],
-        "connectors": [dict(r.summary(), ratio_to_raw=round(r.rate / raw.rate, 3) if raw and raw.rate else None)
-                       for r in results],
+        "connectors": [
+            dict(r.summary(), ratio_to_raw=round(r.rate / raw.rate, 3) if raw and raw.rate else None) for r in results
+        ],
         "comparison": _comparison(results, args.streams, raw),
         "grpc_floor": {"server_cpu_ms_per_call": round(floor[0], 3), "per_second": round(floor[1])} if floor else None,
     }
     if args.json:
         print(json.dumps(report, indent=2))
         sys.exit(0 if report["comparison"] and report["comparison"]["target_met"] else 1)
-    latency = f"{report['get_latency_ms']:g} ms PERIAN GET latency" if report["get_latency_ms"] is not None else (
-        "external API")
-    print(f"GetTask at {args.streams} concurrent streams, {args.duration:g} s each, {args.jobs} Running jobs, "
-          f"{latency} ({report['upstream']}), {cores()} shared by client, connector and upstream "
-          f"(load average before {load_before}, after {report['load_average_after']})")
+    latency = (
+        f"{report['get_latency_ms']:g} ms PERIAN GET latency"
+        if report["get_latency_ms"] is not None
+        else ("external API")
+    )
+    print(
+        f"GetTask at {args.streams} concurrent streams, {args.duration:g} s each, {args.jobs} Running jobs, "
+        f"{latency} ({report['upstream']}), {cores()} shared by client, connector and upstream "
+        f"(load average before {load_before}, after {report['load_average_after']})"
+    )
     width = max(len(r.name) for r in [*results, *raws]) + 2
     print(f"{'':{width}}{'calls/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'vs raw':>9}")
     for r in [*results, *raws]:
@@ -667,21 +784,29 @@ def main() -> None:
         print(f"  {r.name}: {extras}" + (f", error kinds {r.error_kinds}" if r.error_kinds else ""))
     comparison = report["comparison"]
     if comparison:
-        print(f"perianctl serve / official: {comparison['throughput_ratio']:.1f}x throughput, "
-              f"p50 {comparison['p50_ratio']:.1f}x lower, p99 {comparison['p99_ratio']:.1f}x lower at "
-              f"{args.streams} streams -> target >= 10x throughput "
-              f"{'MET' if comparison['target_met'] else 'NOT MET'}")
+        print(
+            f"perianctl serve / official: {comparison['throughput_ratio']:.1f}x throughput, "
+            f"p50 {comparison['p50_ratio']:.1f}x lower, p99 {comparison['p99_ratio']:.1f}x lower at "
+            f"{args.streams} streams -> target >= 10x throughput "
+            f"{'MET' if comparison['target_met'] else 'NOT MET'}"
+        )
         if comparison["cpu_ratio"] is not None:
             print(f"perianctl serve / official: {comparison['cpu_ratio']:.1f}x less connector CPU per GetTask")
-        print(f"  (the official connector's sync get runs in asyncio's default thread pool: "
-              f"min(32, cpus + 4) = {report['default_thread_pool']} threads here)")
+        print(
+            f"  (the official connector's sync get runs in asyncio's default thread pool: "
+            f"min(32, cpus + 4) = {report['default_thread_pool']} threads here)"
+        )
         if comparison["ceiling_ratio"] is not None:
-            print(f"  ceiling on this machine: the sandbox alone serves {raw.rate if raw else 0:.0f} GET/s at "
-                  f"{args.streams} streams = {comparison['ceiling_ratio']:.1f}x the official connector; no "
-                  "connector sharing these CPUs with it can do better")
+            print(
+                f"  ceiling on this machine: the sandbox alone serves {raw.rate if raw else 0:.0f} GET/s at "
+                f"{args.streams} streams = {comparison['ceiling_ratio']:.1f}x the official connector; no "
+                "connector sharing these CPUs with it can do better"
+            )
     if floor is not None:
-        print(f"  floor: a grpc.aio server whose GetTask does nothing costs {floor[0]:.3f} ms CPU per call "
-              f"({floor[1]:.0f} calls/s) on this machine (bench/grpc_floor.py)")
+        print(
+            f"  floor: a grpc.aio server whose GetTask does nothing costs {floor[0]:.3f} ms CPU per call "
+            f"({floor[1]:.0f} calls/s) on this machine (bench/grpc_floor.py)"
+        )
     if not _goals(args, report, results):
         sys.exit(1)
 
@@ -692,11 +817,17 @@ def _goals(args: argparse.Namespace, report: dict[str, Any], results: list[Resul
     ok = True
     comparison = report["comparison"]
     if comparison is None:
-        ok &= goal("official connector measured", False, "no --official-wheel/--official-path (and none at "
-                   f"{DEFAULT_OFFICIAL_WHEEL})")
+        ok &= goal(
+            "official connector measured",
+            False,
+            f"no --official-wheel/--official-path (and none at {DEFAULT_OFFICIAL_WHEEL})",
+        )
     else:
-        ok &= goal(f"throughput at {args.streams} streams >= 10x official", comparison["throughput_ratio"] >= 10,
-                   f"{comparison['throughput_ratio']:.1f}x")
+        ok &= goal(
+            f"throughput at {args.streams} streams >= 10x official",
+            comparison["throughput_ratio"] >= 10,
+            f"{comparison['throughput_ratio']:.1f}x",
+        )
         cpu = comparison["cpu_ratio"]
         floor = report["grpc_floor"]
         theirs = next((r for r in results if r.name == OfficialConnector.name), None)
@@ -704,13 +835,20 @@ def _goals(args: argparse.Namespace, report: dict[str, Any], results: list[Resul
         if floor and theirs and theirs.extra.get("server_cpu_ms_per_call"):
             limit = theirs.extra["server_cpu_ms_per_call"] / floor["server_cpu_ms_per_call"]
             best = f"; a do-nothing grpc.aio server alone is 1/{limit:.1f}"
-        ok &= goal("CPU per GetTask <= 1/10 of official", cpu is not None and cpu >= 10,
-                   (f"1/{cpu:.1f}" if cpu else "not measured") + best)
+        ok &= goal(
+            "CPU per GetTask <= 1/10 of official",
+            cpu is not None and cpu >= 10,
+            (f"1/{cpu:.1f}" if cpu else "not measured") + best,
+        )
     ours = next((r for r in results if r.name == PerianctlConnector.name), None)
     if ours is not None and report["get_latency_ms"] is not None:
         limit = report["get_latency_ms"] + args.p99_margin * 1000
-        ok &= goal(f"p99 at {args.streams} streams <= upstream {report['get_latency_ms']:g} ms + "
-                   f"{args.p99_margin * 1000:g} ms", ours.pct(99) <= limit, f"{ours.pct(99):.1f} ms")
+        ok &= goal(
+            f"p99 at {args.streams} streams <= upstream {report['get_latency_ms']:g} ms + "
+            f"{args.p99_margin * 1000:g} ms",
+            ours.pct(99) <= limit,
+            f"{ours.pct(99):.1f} ms",
+        )
     return ok
 
 
@@ -719,18 +857,26 @@ def _print_load(report: dict[str, Any], as_json: bool) -> None:
         print(json.dumps(report, indent=2))
         return
     load = report["load"]
-    print(f"perianctl serve soak: {report['streams']} concurrent GetTask streams for {report['duration_s']:g} s, "
-          f"{report['get_latency_ms']} ms PERIAN GET latency, {report['cpus']} CPUs "
-          f"(load average before {report['load_average_before']}, after {report['load_average_after']})")
-    print(f"  {load['calls']} calls OK ({load['per_second']}/s), errors {load['errors']} {load['error_kinds'] or ''}, "
-          f"p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms, server CPU {load.get('server_cpu_ms_per_call')} ms/call")
+    print(
+        f"perianctl serve soak: {report['streams']} concurrent GetTask streams for {report['duration_s']:g} s, "
+        f"{report['get_latency_ms']} ms PERIAN GET latency, {report['cpus']} CPUs "
+        f"(load average before {report['load_average_before']}, after {report['load_average_after']})"
+    )
+    print(
+        f"  {load['calls']} calls OK ({load['per_second']}/s), errors {load['errors']} {load['error_kinds'] or ''}, "
+        f"p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms, server CPU {load.get('server_cpu_ms_per_call')} ms/call"
+    )
     sig = report.get("sigterm")
     if sig:
-        print(f"  SIGTERM under load: {sig['in_flight_ok']}/{sig['in_flight_at_sigterm']} in-flight calls completed OK "
-              f"(drained in {sig['drain_s']} s); calls after it: {sig['after_sigterm_codes']} "
-              f"(slowest {sig['after_sigterm_max_ms']} ms); exit code {sig['exit_code']}")
-        print(f"  server side: {'; '.join(sig['server_log']) or 'n/a'} (a call still queued in the transport, "
-              "not yet handed to a handler, is refused like a new one)")
+        print(
+            f"  SIGTERM under load: {sig['in_flight_ok']}/{sig['in_flight_at_sigterm']} in-flight calls completed OK "
+            f"(drained in {sig['drain_s']} s); calls after it: {sig['after_sigterm_codes']} "
+            f"(slowest {sig['after_sigterm_max_ms']} ms); exit code {sig['exit_code']}"
+        )
+        print(
+            f"  server side: {'; '.join(sig['server_log']) or 'n/a'} (a call still queued in the transport, "
+            "not yet handed to a handler, is refused like a new one)"
+        )
 
 
 if __name__ == "__main__":

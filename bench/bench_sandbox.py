@@ -112,30 +112,46 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000, help="requests per measurement and jobs to complete")
     parser.add_argument("--clients", type=int, default=10, help="concurrent HTTP clients")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of baseline/create/get")
-    parser.add_argument("--speed", type=float, default=200.0,
-                        help="simulation speed for the completion run (200: a job's life is ~23 ms)")
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=200.0,
+        help="simulation speed for the completion run (200: a job's life is ~23 ms)",
+    )
     args = parser.parse_args()
-    with (tempfile.TemporaryDirectory(prefix="bench-sandbox-") as tmp,
-          running_sandbox(Path(tmp) / "sb", speed=args.speed) as url):
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-sandbox-") as tmp,
+        running_sandbox(Path(tmp) / "sb", speed=args.speed) as url,
+    ):
         figures = asyncio.run(bench_requests(url, args.jobs, args.clients, args.rounds))
         figures |= asyncio.run(bench_completion(url, args.jobs, args.clients))
         db_bytes = sum(p.stat().st_size for p in (Path(tmp) / "sb").glob("sandbox.db*"))
     f = figures
     total_jobs = args.jobs * (args.rounds + 1)
-    print(f"sandbox benchmark: simulate runtime over loopback HTTP, {args.clients} concurrent clients, "
-          f"{args.jobs} requests per measurement, median of {args.rounds} interleaved rounds "
-          f"(python {sys.version.split()[0]}, {os.cpu_count()} cpus; load generator in the same machine)")
+    print(
+        f"sandbox benchmark: simulate runtime over loopback HTTP, {args.clients} concurrent clients, "
+        f"{args.jobs} requests per measurement, median of {args.rounds} interleaved rounds "
+        f"(python {sys.version.split()[0]}, {os.cpu_count()} cpus; load generator in the same machine)"
+    )
     print(f"  baseline GET /healthz : {f['healthz_per_s']:7.0f} req/s  (raw server overhead)")
-    print(f"  POST /job (create)    : {f['create_per_s']:7.0f} jobs/s  = {f['create_per_s'] / f['healthz_per_s']:.2f}"
-          " x baseline")
-    print(f"  GET /job/{{id}}         : {f['get_per_s']:7.0f} req/s  = {f['get_per_s'] / f['healthz_per_s']:.2f}"
-          " x baseline")
-    print(f"  complete {args.jobs} jobs   : {f['complete_per_s']:7.0f} jobs/s = "
-          f"{f['complete_per_s'] / f['healthz_per_s']:.2f} x baseline, {f['complete_per_s'] / f['create_per_s']:.2f}"
-          f" x create rate ({f['complete_seconds']:.2f} s from the first create to the last Done; creating took "
-          f"{f['complete_create_seconds']:.2f} s; speed {args.speed:g})")
-    print(f"  store: {total_jobs} jobs in {db_bytes / 2**20:.1f} MiB of SQLite "
-          f"({db_bytes / total_jobs:.0f} bytes/job incl. WAL)")
+    print(
+        f"  POST /job (create)    : {f['create_per_s']:7.0f} jobs/s  = {f['create_per_s'] / f['healthz_per_s']:.2f}"
+        " x baseline"
+    )
+    print(
+        f"  GET /job/{{id}}         : {f['get_per_s']:7.0f} req/s  = {f['get_per_s'] / f['healthz_per_s']:.2f}"
+        " x baseline"
+    )
+    print(
+        f"  complete {args.jobs} jobs   : {f['complete_per_s']:7.0f} jobs/s = "
+        f"{f['complete_per_s'] / f['healthz_per_s']:.2f} x baseline, {f['complete_per_s'] / f['create_per_s']:.2f}"
+        f" x create rate ({f['complete_seconds']:.2f} s from the first create to the last Done; creating took "
+        f"{f['complete_create_seconds']:.2f} s; speed {args.speed:g})"
+    )
+    print(
+        f"  store: {total_jobs} jobs in {db_bytes / 2**20:.1f} MiB of SQLite "
+        f"({db_bytes / total_jobs:.0f} bytes/job incl. WAL)"
+    )
     spread = {k: f"{min(v):.0f}-{max(v):.0f}" for k, v in f["samples"].items()}
     print(f"  spread across rounds (req/s): {spread}")
 

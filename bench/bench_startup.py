@@ -91,8 +91,10 @@ def find_official() -> Path | None:
 
 def bare(url: str, path: str) -> str:
     """The floor for a read command: import httpx, one authenticated GET, print the body."""
-    return (f"import httpx, os; print(httpx.get({url + path!r}, headers={{'X-PERIAN-AUTH-ORG': "
-            "os.environ['PERIAN_ORGANIZATION'], 'Authorization': 'Bearer ' + os.environ['PERIAN_TOKEN']}).text)")
+    return (
+        f"import httpx, os; print(httpx.get({url + path!r}, headers={{'X-PERIAN-AUTH-ORG': "
+        "os.environ['PERIAN_ORGANIZATION'], 'Authorization': 'Bearer ' + os.environ['PERIAN_TOKEN']}).text)"
+    )
 
 
 STACK_FLOOR = (
@@ -134,8 +136,9 @@ def main() -> None:
 
         job_id = asyncio.run(make_jobs(20))[-1]
         (home / ".config" / "perian").mkdir(parents=True)
-        (home / ".config" / "perian" / "db.json").write_text(json.dumps(
-            {"organization": {"name": sandbox.organization, "token": sandbox.token}, "base_currency": "EUR"}))
+        (home / ".config" / "perian" / "db.json").write_text(
+            json.dumps({"organization": {"name": sandbox.organization, "token": sandbox.token}, "base_currency": "EUR"})
+        )
         env = {
             **os.environ,
             "PERIANCTL_CONFIG": str(home / "config.toml"),
@@ -147,8 +150,12 @@ def main() -> None:
             "HOME": str(home),
             "COLUMNS": "200",
         }
-        complete_env = {**env, "_PERIANCTL_COMPLETE": "complete_bash", "COMP_WORDS": f"perianctl get {job_id[:4]}",
-                        "COMP_CWORD": "2"}
+        complete_env = {
+            **env,
+            "_PERIANCTL_COMPLETE": "complete_bash",
+            "COMP_WORDS": f"perianctl get {job_id[:4]}",
+            "COMP_CWORD": "2",
+        }
         perianctl = [str(bindir / "perianctl")]
         cases: dict[str, tuple[list[str], dict[str, str]]] = {
             "python -c pass": ([sys.executable, "-c", "pass"], env),
@@ -177,12 +184,16 @@ def main() -> None:
                 if name == "perianctl get <TAB>":
                     completion_out = out
         med = {name: statistics.median(s) for name, s in samples.items()}
-        print(f"start-up, median of {args.runs} interleaved runs (s); machine: {cores()}, "
-              f"Python {sys.version.split()[0]}, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        print(
+            f"start-up, median of {args.runs} interleaved runs (s); machine: {cores()}, "
+            f"Python {sys.version.split()[0]}, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+        )
         print(f"  {'':<28} {'wall':>7}   {'':<24} {'CPU':>7}")
         for name, s in samples.items():
-            print(f"  {name:<28} {med[name]:7.3f}   (min {min(s):.3f}, max {max(s):.3f})  "
-                  f"{statistics.median(cpu[name]):7.3f}")
+            print(
+                f"  {name:<28} {med[name]:7.3f}   (min {min(s):.3f}, max {max(s):.3f})  "
+                f"{statistics.median(cpu[name]):7.3f}"
+            )
         heavy = heavy_imports(["-m", "perianctl", "--help"], env)
 
     floor = med["python -c pass"]
@@ -198,26 +209,37 @@ def main() -> None:
     ok = True
     ratio = med["perianctl --help"] / floor
     ok &= goal("--help <= 2.5x python -c pass", ratio <= 2.5, ratio_text("perianctl --help", "python -c pass"))
-    for ours, theirs, limit in (("perianctl --help", "perian --help", 10.0),
-                                ("perianctl get ID -o json", "perian job get ID", 5.0),
-                                ("perianctl list -o json", "perian job get --all", 5.0)):
+    for ours, theirs, limit in (
+        ("perianctl --help", "perian --help", 10.0),
+        ("perianctl get ID -o json", "perian job get ID", 5.0),
+        ("perianctl list -o json", "perian job get --all", 5.0),
+    ):
         if theirs in med:
             faster = med[theirs] / med[ours]
-            ok &= goal(f"{ours} >= {limit:g}x faster than {theirs}", faster >= limit,
-                       ratio_text(ours, theirs, faster=True))
+            ok &= goal(
+                f"{ours} >= {limit:g}x faster than {theirs}", faster >= limit, ratio_text(ours, theirs, faster=True)
+            )
         else:
             ok &= goal(f"{ours} >= {limit:g}x faster than {theirs}", False, "official CLI not found (--official-cli)")
-    print(f"info       perianctl submit --help: {ratio_text('perianctl submit --help', 'python -c pass')} "
-          "python -c pass")
-    print(f"info       the stack's imports alone (typer, pydantic, httpx, async httpcore, asyncio), before any work: "
-          f"{ratio_text('stack floor (imports only)', 'bare httpx GET /job/ID')} the bare script")
-    for ours, base in (("perianctl get ID -o json", "bare httpx GET /job/ID"),
-                       ("perianctl list -o json", "bare httpx GET /job")):
+    print(
+        f"info       perianctl submit --help: {ratio_text('perianctl submit --help', 'python -c pass')} python -c pass"
+    )
+    print(
+        f"info       the stack's imports alone (typer, pydantic, httpx, async httpcore, asyncio), before any work: "
+        f"{ratio_text('stack floor (imports only)', 'bare httpx GET /job/ID')} the bare script"
+    )
+    for ours, base in (
+        ("perianctl get ID -o json", "bare httpx GET /job/ID"),
+        ("perianctl list -o json", "bare httpx GET /job"),
+    ):
         ratio = med[ours] / med[base]
         ok &= goal(f"{ours} <= 1.25x {base}", ratio <= 1.25, ratio_text(ours, base))
     offered = job_id in completion_out
-    ok &= goal("TAB completion of a job id <= 0.15 s", offered and med["perianctl get <TAB>"] <= 0.15,
-               f"{med['perianctl get <TAB>']:.3f} s, {'offers' if offered else 'does NOT offer'} the job id")
+    ok &= goal(
+        "TAB completion of a job id <= 0.15 s",
+        offered and med["perianctl get <TAB>"] <= 0.15,
+        f"{med['perianctl get <TAB>']:.3f} s, {'offers' if offered else 'does NOT offer'} the job id",
+    )
     ok &= goal("--help imports no heavy module", not heavy, ", ".join(heavy) or "none")
     sys.exit(0 if ok else 1)
 

@@ -48,16 +48,18 @@ from perianctl.perian.transport import AiohttpTransport
 def transports(max_connections: int) -> dict[str, Callable[[], httpx.AsyncBaseTransport]]:
     found: dict[str, Callable[[], httpx.AsyncBaseTransport]] = {
         "perianctl": lambda: AiohttpTransport(max_connections=max_connections),
-        "httpx": lambda: httpx.AsyncHTTPTransport(retries=0, limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections)),
+        "httpx": lambda: httpx.AsyncHTTPTransport(
+            retries=0, limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        ),
     }
     try:
         import httpx_aiohttp
     except ImportError:
         print("httpx-aiohttp is not installed: comparing perianctl's transport with httpx's only")
     else:
-        found["httpx-aiohttp"] = lambda: httpx_aiohttp.AiohttpTransport(limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections))
+        found["httpx-aiohttp"] = lambda: httpx_aiohttp.AiohttpTransport(
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        )
     return found
 
 
@@ -66,8 +68,9 @@ def cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def throughput(url: str, job_id: str, make: Callable[[], httpx.AsyncBaseTransport], concurrency: int,
-                     seconds: float) -> tuple[float, float]:
+async def throughput(
+    url: str, job_id: str, make: Callable[[], httpx.AsyncBaseTransport], concurrency: int, seconds: float
+) -> tuple[float, float]:
     """(calls per second, CPU milliseconds per call) of ``get_job`` with ``concurrency`` in flight."""
     async with PerianClient(url, ORG, TOKEN, transport=make(), max_connections=concurrency) as client:
         await client.get_job(job_id)  # connect and warm up outside the measured window
@@ -102,8 +105,9 @@ async def classify(make: Callable[[], httpx.AsyncBaseTransport]) -> dict[str, tu
     with socket.socket() as probe:  # a port nobody listens on: refused
         probe.bind(("127.0.0.1", 0))
         refusing = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    request = CreateJobRequest(requirements=InstanceTypeQueryInput(),
-                               docker_run_parameters=DockerRunParameters(image_name="alpine"))
+    request = CreateJobRequest(
+        requirements=InstanceTypeQueryInput(), docker_run_parameters=DockerRunParameters(image_name="alpine")
+    )
     found: dict[str, tuple[str, bool | None]] = {}
     try:
         for case, url in (("sent, then dropped", dropping), ("refused", refusing)):
@@ -152,9 +156,13 @@ async def main() -> int:
         stub, url = start_stub(sandbox_url)
         try:
             async with PerianClient(sandbox_url, ORG, TOKEN) as client:
-                job_id = await client.create_job(CreateJobRequest(
-                    requirements=InstanceTypeQueryInput(),
-                    docker_run_parameters=DockerRunParameters(image_name="alpine")), idempotency_key=None)
+                job_id = await client.create_job(
+                    CreateJobRequest(
+                        requirements=InstanceTypeQueryInput(),
+                        docker_run_parameters=DockerRunParameters(image_name="alpine"),
+                    ),
+                    idempotency_key=None,
+                )
             makers = transports(max(levels))
             rates: dict[tuple[str, int], list[float]] = {}
             costs: dict[tuple[str, int], list[float]] = {}
@@ -168,8 +176,10 @@ async def main() -> int:
             stub.terminate()
             stub.wait(10)
 
-    print(f"\nget_job through PerianClient against the canned stub, median of {args.rounds} rounds "
-          f"of {args.seconds:g} s; {cores()}")
+    print(
+        f"\nget_job through PerianClient against the canned stub, median of {args.rounds} rounds "
+        f"of {args.seconds:g} s; {cores()}"
+    )
     for level in levels:
         for name in makers:
             rate = statistics.median(rates[(name, level)])

@@ -46,7 +46,8 @@ async def create_jobs(client: Any, n: int) -> list[str]:
     request = m.CreateJobRequest(
         requirements=m.InstanceTypeQueryInput(cpu=m.CpuQueryInput(cores=1)),
         docker_run_parameters=m.DockerRunParameters(
-            image_name="busybox", image_tag="latest",
+            image_name="busybox",
+            image_tag="latest",
             env_variables={"PERIAN_SANDBOX_SCENARIO": "slow", "PERIAN_SANDBOX_DURATION": "3600"},
         ),
     )
@@ -155,26 +156,40 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-watch-") as tmp, running_sandbox(Path(tmp)) as url:
         figures = asyncio.run(bench(url, args.jobs, args.refreshes, Path(tmp) / "journal.db"))
     f = figures
-    print(f"watch benchmark: {f['jobs']} jobs on a simulate sandbox over loopback HTTP "
-          f"({f['refreshes']} refreshes; python {sys.version.split()[0]}, {cores()})")
+    print(
+        f"watch benchmark: {f['jobs']} jobs on a simulate sandbox over loopback HTTP "
+        f"({f['refreshes']} refreshes; python {sys.version.split()[0]}, {cores()})"
+    )
     print(f"  created {f['jobs']} jobs in {f['create_seconds']:.1f} s; statuses seen: {', '.join(f['statuses'])}")
-    print(f"  poller : {f['poller_requests_per_refresh']:.1f} requests/refresh {f['poller_requests_breakdown']}, "
-          f"refresh median {f['poller_fetch_ms_median']:.0f} ms (first, journalling {f['jobs']} first sightings: "
-          f"{f['poller_fetch_ms_first']:.0f} ms)")
-    print(f"  naive  : {f['naive_requests_per_refresh']:.0f} requests/refresh (GET /job/{{id}} each, 100 in flight), "
-          f"fetch median {f['naive_fetch_ms_median']:.0f} ms")
-    print(f"  ratio  : {f['naive_requests_per_refresh'] / f['poller_requests_per_refresh']:.0f}x fewer requests, "
-          f"{f['naive_fetch_ms_median'] / f['poller_fetch_ms_median']:.1f}x faster fetch than naive")
-    print(f"  render : full table ({f['jobs']} rows) {f['render_full_table_ms']:.0f} ms; "
-          f"live frame (40x200 terminal) {f['render_live_frame_ms']:.1f} ms, {f['live_frame_bytes']} bytes")
-    print(f"  memory : peak Python allocations during a refresh + full render "
-          f"{f['peak_python_mib_refresh_and_render']:.1f} MiB; process max RSS {f['max_rss_mib']:.0f} MiB")
+    print(
+        f"  poller : {f['poller_requests_per_refresh']:.1f} requests/refresh {f['poller_requests_breakdown']}, "
+        f"refresh median {f['poller_fetch_ms_median']:.0f} ms (first, journalling {f['jobs']} first sightings: "
+        f"{f['poller_fetch_ms_first']:.0f} ms)"
+    )
+    print(
+        f"  naive  : {f['naive_requests_per_refresh']:.0f} requests/refresh (GET /job/{{id}} each, 100 in flight), "
+        f"fetch median {f['naive_fetch_ms_median']:.0f} ms"
+    )
+    print(
+        f"  ratio  : {f['naive_requests_per_refresh'] / f['poller_requests_per_refresh']:.0f}x fewer requests, "
+        f"{f['naive_fetch_ms_median'] / f['poller_fetch_ms_median']:.1f}x faster fetch than naive"
+    )
+    print(
+        f"  render : full table ({f['jobs']} rows) {f['render_full_table_ms']:.0f} ms; "
+        f"live frame (40x200 terminal) {f['render_live_frame_ms']:.1f} ms, {f['live_frame_bytes']} bytes"
+    )
+    print(
+        f"  memory : peak Python allocations during a refresh + full render "
+        f"{f['peak_python_mib_refresh_and_render']:.1f} MiB; process max RSS {f['max_rss_mib']:.0f} MiB"
+    )
     from perianctl.jobs.follow import MAX_PAGE_SIZE, PAGE_SLACK
 
     pages = -(-(f["jobs"] + PAGE_SLACK) // MAX_PAGE_SIZE)
-    ok = goal(f"one list sweep per refresh ({pages} page(s) of {f['jobs']} jobs, no per-job GETs)",
-              f["poller_requests_per_refresh"] <= pages, f"{f['poller_requests_per_refresh']:.1f} requests/refresh "
-              f"vs {f['naive_requests_per_refresh']:.0f} naive")
+    ok = goal(
+        f"one list sweep per refresh ({pages} page(s) of {f['jobs']} jobs, no per-job GETs)",
+        f["poller_requests_per_refresh"] <= pages,
+        f"{f['poller_requests_per_refresh']:.1f} requests/refresh vs {f['naive_requests_per_refresh']:.0f} naive",
+    )
     sys.exit(0 if ok else 1)
 
 

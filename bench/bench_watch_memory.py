@@ -42,7 +42,8 @@ async def create_jobs(url: str, n: int, clients: int = 10) -> list[str]:
     body = {
         "requirements": {"cpu": {"cores": 1}},
         "docker_run_parameters": {
-            "image_name": "busybox", "image_tag": "latest",
+            "image_name": "busybox",
+            "image_tag": "latest",
             "env_variables": {"PERIAN_SANDBOX_SCENARIO": "slow", "PERIAN_SANDBOX_DURATION": "3600"},
         },
     }
@@ -120,13 +121,21 @@ def run_child(url: str, ids: list[str], refreshes: int, trace: bool, tmp: Path) 
 def run_cli(url: str, ids: list[str], mode: str, timeout: float, tmp: Path) -> dict[str, Any]:
     """The real ``perianctl watch`` subprocess; max RSS from wait4 (it exits 5 at --timeout)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERIAN")}
-    env.update(PERIAN_API_URL=url, PERIAN_ORGANIZATION=ORG, PERIAN_TOKEN=TOKEN, NO_COLOR="1",
-               PERIANCTL_CONFIG=str(tmp / "cli" / "config.toml"), PERIANCTL_STATE_DIR=str(tmp / "cli" / f"{mode}"))
+    env.update(
+        PERIAN_API_URL=url,
+        PERIAN_ORGANIZATION=ORG,
+        PERIAN_TOKEN=TOKEN,
+        NO_COLOR="1",
+        PERIANCTL_CONFIG=str(tmp / "cli" / "config.toml"),
+        PERIANCTL_STATE_DIR=str(tmp / "cli" / f"{mode}"),
+    )
     args = ["--no-live"] if mode == "lines" else ["-o", "json"]
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "perianctl", "watch", *ids, *args, "--interval", "1", "--timeout", f"{timeout:g}"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     assert proc.stdout is not None
     out_bytes = 0
@@ -181,25 +190,31 @@ def main() -> None:
 
     small, big = core[args.baseline], core[args.jobs]
     extra = args.jobs - args.baseline
-    print(f"watch memory benchmark: {args.baseline} vs {args.jobs} watched jobs (all Running) on a simulate "
-          f"sandbox over loopback HTTP ({args.refreshes} refreshes; python {sys.version.split()[0]}, "
-          f"{cores()})")
+    print(
+        f"watch memory benchmark: {args.baseline} vs {args.jobs} watched jobs (all Running) on a simulate "
+        f"sandbox over loopback HTTP ({args.refreshes} refreshes; python {sys.version.split()[0]}, "
+        f"{cores()})"
+    )
     print(f"  created {args.jobs} jobs in {create_seconds:.1f} s; statuses seen: {', '.join(big['statuses'])}")
     print("  core (Poller refreshes + live frame + full table), in a fresh interpreter per size:")
     for n in sizes:
         c = core[n]
         above = c["max_rss"] - c["rss_after_imports"]
         median = sorted(c["refresh_seconds"])[len(c["refresh_seconds"]) // 2]
-        print(f"    {n:6d} jobs: tracemalloc peak {mib(c['tracemalloc_peak'])}; max RSS {mib(c['max_rss'])} "
-              f"({mib(above)} above the {c['rss_after_imports'] / 2**20:.0f} MiB after imports); "
-              f"refresh {median * 1000:.0f} ms, {c['requests_per_refresh']:.1f} requests/refresh")
+        print(
+            f"    {n:6d} jobs: tracemalloc peak {mib(c['tracemalloc_peak'])}; max RSS {mib(c['max_rss'])} "
+            f"({mib(above)} above the {c['rss_after_imports'] / 2**20:.0f} MiB after imports); "
+            f"refresh {median * 1000:.0f} ms, {c['requests_per_refresh']:.1f} requests/refresh"
+        )
     peak_slope = (big["tracemalloc_peak"] - small["tracemalloc_peak"]) / extra
     rss_slope = ((big["max_rss"] - big["rss_after_imports"]) - (small["max_rss"] - small["rss_after_imports"])) / extra
     print(f"    per watched job: {peak_slope:.0f} bytes of peak Python allocations, {rss_slope:.0f} bytes of RSS")
-    print(f"    ratio {args.jobs}/{args.baseline}: tracemalloc peak "
-          f"{big['tracemalloc_peak'] / small['tracemalloc_peak']:.1f}x, RSS above imports "
-          f"{(big['max_rss'] - big['rss_after_imports']) / max(1, small['max_rss'] - small['rss_after_imports']):.1f}x,"
-          f" max RSS {big['max_rss'] / small['max_rss']:.2f}x (jobs: {args.jobs / args.baseline:.0f}x)")
+    print(
+        f"    ratio {args.jobs}/{args.baseline}: tracemalloc peak "
+        f"{big['tracemalloc_peak'] / small['tracemalloc_peak']:.1f}x, RSS above imports "
+        f"{(big['max_rss'] - big['rss_after_imports']) / max(1, small['max_rss'] - small['rss_after_imports']):.1f}x,"
+        f" max RSS {big['max_rss'] / small['max_rss']:.2f}x (jobs: {args.jobs / args.baseline:.0f}x)"
+    )
     slopes = {"core peak Python allocations": peak_slope, "core RSS": rss_slope}
     if cli:
         print(f"  CLI (perianctl watch ID... --timeout {args.cli_timeout:g}s, whole process):")
@@ -207,14 +222,17 @@ def main() -> None:
             a, b = cli[(args.baseline, mode)], cli[(args.jobs, mode)]
             slope = (b["max_rss"] - a["max_rss"]) / extra
             slopes[f"CLI {mode} max RSS"] = slope
-            print(f"    {mode:5}: max RSS {mib(a['max_rss'])} with {args.baseline}, {mib(b['max_rss'])} with "
-                  f"{args.jobs} = {b['max_rss'] / a['max_rss']:.2f}x, {slope:.0f} bytes/job; stdout "
-                  f"{a['stdout_bytes'] / 1024:.0f} KiB vs {b['stdout_bytes'] / 1024:.0f} KiB")
+            print(
+                f"    {mode:5}: max RSS {mib(a['max_rss'])} with {args.baseline}, {mib(b['max_rss'])} with "
+                f"{args.jobs} = {b['max_rss'] / a['max_rss']:.2f}x, {slope:.0f} bytes/job; stdout "
+                f"{a['stdout_bytes'] / 1024:.0f} KiB vs {b['stdout_bytes'] / 1024:.0f} KiB"
+            )
     worst = max(slopes, key=lambda k: slopes[k])
-    ok = goal(f"watch of {args.jobs} jobs <= {args.goal_bytes / 1000:g} KB per watched job (baseline: "
-              f"{args.baseline} jobs)", slopes[worst] <= args.goal_bytes,
-              f"worst {slopes[worst]:.0f} bytes/job ({worst}); "
-              + ", ".join(f"{k} {v:.0f}" for k, v in slopes.items()))
+    ok = goal(
+        f"watch of {args.jobs} jobs <= {args.goal_bytes / 1000:g} KB per watched job (baseline: {args.baseline} jobs)",
+        slopes[worst] <= args.goal_bytes,
+        f"worst {slopes[worst]:.0f} bytes/job ({worst}); " + ", ".join(f"{k} {v:.0f}" for k, v in slopes.items()),
+    )
     sys.exit(0 if ok else 1)
 
 

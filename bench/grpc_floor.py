@@ -19,7 +19,7 @@ import time
 
 from _support import cores
 
-SERVER = r'''
+SERVER = r"""
 import asyncio, sys
 import grpc
 from flyteidl.admin import agent_pb2
@@ -38,7 +38,7 @@ async def main():
     await server.wait_for_termination()
 
 asyncio.run(main())
-'''
+"""
 
 
 def floor_cpu_ms(duration: float, streams: int, warmup: float = 1.0) -> tuple[float, float]:
@@ -90,9 +90,11 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     ms, rate = floor_cpu_ms(args.duration, args.streams)
-    print(f"grpc.aio do-nothing GetTask server, {args.streams} streams, {args.duration:g} s, {cores()}, "
-          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}: {ms:.3f} ms CPU per call, "
-          f"{rate:.0f} calls/s ({time.perf_counter() - started:.0f} s)")
+    print(
+        f"grpc.aio do-nothing GetTask server, {args.streams} streams, {args.duration:g} s, {cores()}, "
+        f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}: {ms:.3f} ms CPU per call, "
+        f"{rate:.0f} calls/s ({time.perf_counter() - started:.0f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -50,8 +50,9 @@ def main() -> None:
         connector.start(api_url)
         metas, _ = asyncio.run(bc.create_tasks(connector.target, 64))
         pid = connector.proc.pid if connector.proc is not None else None
-        result = asyncio.run(bc.bench_get_task(connector.name, connector.target, metas, args.streams, args.seconds,
-                                               1.0, pid))
+        result = asyncio.run(
+            bc.bench_get_task(connector.name, connector.target, metas, args.streams, args.seconds, 1.0, pid)
+        )
     finally:
         if connector.proc is not None:
             connector.proc.send_signal(signal.SIGTERM)
@@ -59,8 +60,10 @@ def main() -> None:
         stub.terminate()
         stub.wait(10)
         stop_sandbox(sandbox, timeout=30)
-    print(f"{result.calls} GetTask calls measured, {result.rate:.0f}/s, "
-          f"{result.extra.get('server_cpu_ms_per_call')} ms of server CPU each (under cProfile)\n")
+    print(
+        f"{result.calls} GetTask calls measured, {result.rate:.0f}/s, "
+        f"{result.extra.get('server_cpu_ms_per_call')} ms of server CPU each (under cProfile)\n"
+    )
     stats = pstats.Stats(connector.out, stream=sys.stdout)
     stats.sort_stats("cumulative").print_stats(r"perianctl|httpx|aiohttp|flytekit|pydantic|prometheus", args.top)
 

@@ -69,17 +69,59 @@ def _version(value: bool) -> None:
 
 def root(
     ctx: typer.Context,
-    profile: Annotated[str | None, typer.Option("--profile", "-p", metavar="NAME", help="Config profile to use [env: PERIANCTL_PROFILE].")] = None,
-    api_url: Annotated[str | None, typer.Option("--api-url", metavar="URL", help="PERIAN API URL [env: PERIAN_API_URL; default https://api.perian.cloud].")] = None,
-    org: Annotated[str | None, typer.Option("--org", metavar="ORG", help="PERIAN organization [env: PERIAN_ORGANIZATION].")] = None,
-    token: Annotated[str | None, typer.Option("--token", metavar="TOKEN", help="PERIAN API token [env: PERIAN_TOKEN]. Prefer --token-file.")] = None,
-    token_file: Annotated[str | None, typer.Option("--token-file", metavar="PATH", help="Read the token from a file ('-' for stdin).")] = None,
-    api_timeout: Annotated[str | None, typer.Option("--api-timeout", metavar="DURATION", help="How long one PERIAN API operation may take, retries included, e.g. 30s, 2m [env: PERIANCTL_API_TIMEOUT; default 30s]. A refused connection fails at once.")] = None,
-    config: Annotated[str | None, typer.Option("--config", metavar="PATH", help="Config file [env: PERIANCTL_CONFIG].")] = None,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="-v: one line per HTTP request on stderr; -vv: plus headers and bodies (secrets masked) and tracebacks.", show_default=False)] = 0,
+    profile: Annotated[
+        str | None,
+        typer.Option("--profile", "-p", metavar="NAME", help="Config profile to use [env: PERIANCTL_PROFILE]."),
+    ] = None,
+    api_url: Annotated[
+        str | None,
+        typer.Option(
+            "--api-url", metavar="URL", help="PERIAN API URL [env: PERIAN_API_URL; default https://api.perian.cloud]."
+        ),
+    ] = None,
+    org: Annotated[
+        str | None, typer.Option("--org", metavar="ORG", help="PERIAN organization [env: PERIAN_ORGANIZATION].")
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", metavar="TOKEN", help="PERIAN API token [env: PERIAN_TOKEN]. Prefer --token-file."),
+    ] = None,
+    token_file: Annotated[
+        str | None, typer.Option("--token-file", metavar="PATH", help="Read the token from a file ('-' for stdin).")
+    ] = None,
+    api_timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--api-timeout",
+            metavar="DURATION",
+            help="How long one PERIAN API operation may take, retries included, e.g. 30s, 2m [env: PERIANCTL_API_TIMEOUT; default 30s]. A refused connection fails at once.",
+        ),
+    ] = None,
+    config: Annotated[
+        str | None, typer.Option("--config", metavar="PATH", help="Config file [env: PERIANCTL_CONFIG].")
+    ] = None,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            help="-v: one line per HTTP request on stderr; -vv: plus headers and bodies (secrets masked) and tracebacks.",
+            show_default=False,
+        ),
+    ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only data and errors.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="Disable colour [env: NO_COLOR].")] = False,
-    version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Show the versions (perianctl, flytekit, flyteidl) and the PERIAN API URL, and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_version,
+            is_eager=True,
+            help="Show the versions (perianctl, flytekit, flyteidl) and the PERIAN API URL, and exit.",
+        ),
+    ] = False,
 ) -> None:
     """Run Flyte tasks on the PERIAN GPU job platform (root options; see ROOT_HELP)."""
     from perianctl.ui.console import configure
@@ -94,8 +136,15 @@ def root(
         for noisy in ("httpx", "httpcore", "asyncio", "hpack", "grpc"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     ctx.obj = GlobalOptions(
-        profile=profile, api_url=api_url, organization=org, token=token, token_file=token_file,
-        config_file=config, verbose=verbose, quiet=quiet, api_timeout=api_timeout,
+        profile=profile,
+        api_url=api_url,
+        organization=org,
+        token=token,
+        token_file=token_file,
+        config_file=config,
+        verbose=verbose,
+        quiet=quiet,
+        api_timeout=api_timeout,
     )
 
 
@@ -123,8 +172,9 @@ COMMANDS: dict[str, tuple[str, str, str, str | None]] = {
 }
 
 # Global options that take a value (to find the sub-command in argv without parsing it).
-_VALUE_OPTIONS = frozenset({"--profile", "-p", "--api-url", "--org", "--token", "--token-file", "--config",
-                            "--api-timeout"})
+_VALUE_OPTIONS = frozenset(
+    {"--profile", "-p", "--api-url", "--org", "--token", "--token-file", "--config", "--api-timeout"}
+)
 
 
 def build_app(only: str | None = None) -> typer.Typer:
@@ -293,8 +343,10 @@ def _check_text(args: list[str]) -> None:
             shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
             from perianctl.errors import UsageError
 
-            raise UsageError(f"argument '{shown}' is not valid UTF-8 text",
-                             hint="perianctl accepts UTF-8 arguments only (file names included)") from None
+            raise UsageError(
+                f"argument '{shown}' is not valid UTF-8 text",
+                hint="perianctl accepts UTF-8 arguments only (file names included)",
+            ) from None
 
 
 def _skip_pydantic_plugin_scan() -> None:

@@ -190,8 +190,11 @@ def _values(kind: Any, incomplete: str, seen: dict[str, str]) -> Candidates:
         # A comma-separated list (--status done,running) completes its last item.
         head, comma, tail = incomplete.rpartition(",")
         prefix = head + comma
-        return [(prefix + value, help_text) for value, help_text in kind
-                if value.lower().startswith(tail.lower()) and value not in head.split(",")]
+        return [
+            (prefix + value, help_text)
+            for value, help_text in kind
+            if value.lower().startswith(tail.lower()) and value not in head.split(",")
+        ]
     if kind == "job":
         offered = [(job_id, about) for job_id, about in recent_jobs() if job_id.startswith(incomplete)]
         if not offered and incomplete:
@@ -218,8 +221,7 @@ def recent_jobs(limit: int = MAX_JOBS) -> Candidates:
         conn = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True, timeout=0.05)
         try:
             rows = conn.execute(
-                "SELECT job_id, last_status, name, submitted_at FROM jobs "
-                "ORDER BY submitted_at DESC LIMIT ?", (limit,)
+                "SELECT job_id, last_status, name, submitted_at FROM jobs ORDER BY submitted_at DESC LIMIT ?", (limit,)
             ).fetchall()
         finally:
             conn.close()
@@ -259,22 +261,28 @@ def server_jobs(seen: dict[str, str]) -> Candidates:
             token = read_token_file(seen["--token-file"])
         settings = resolve(
             flags={"api_url": seen.get("--api-url"), "organization": seen.get("--org"), "token": token},
-            profile=seen.get("--profile"), config_file=seen.get("--config"),
+            profile=seen.get("--profile"),
+            config_file=seen.get("--config"),
         )
         if not settings.organization or not settings.token:
             return []
         request = urllib.request.Request(
             settings.api_url.rstrip("/") + "/job?limit=50",
-            headers={"X-PERIAN-AUTH-ORG": settings.organization, "Authorization": f"Bearer {settings.token}",
-                     "Accept": "application/json", "User-Agent": "perianctl-completion"},
+            headers={
+                "X-PERIAN-AUTH-ORG": settings.organization,
+                "Authorization": f"Bearer {settings.token}",
+                "Accept": "application/json",
+                "User-Agent": "perianctl-completion",
+            },
         )
         with urllib.request.urlopen(request, timeout=SERVER_TIMEOUT) as response:
             data = json.load(response)
     except Exception:  # a TAB shows nothing rather than an error
         return []
     jobs = data.get("jobs") if isinstance(data, dict) else None
-    return [(str(job["id"]), str(job.get("status") or "")) for job in jobs or []
-            if isinstance(job, dict) and job.get("id")]
+    return [
+        (str(job["id"]), str(job.get("status") or "")) for job in jobs or [] if isinstance(job, dict) and job.get("id")
+    ]
 
 
 def _age(seconds: float) -> str:

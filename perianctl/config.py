@@ -100,8 +100,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         for key, value in values.items():
             if key not in PROFILE_KEYS:
                 raise ConfigError(
-                    f"config file {path}: unknown key {key!r} in profile {name!r} "
-                    f"(known: {', '.join(PROFILE_KEYS)})"
+                    f"config file {path}: unknown key {key!r} in profile {name!r} (known: {', '.join(PROFILE_KEYS)})"
                 )
             if not isinstance(value, str):
                 raise ConfigError(f"config file {path}: profile {name!r} key {key!r} must be a string")
@@ -260,8 +259,10 @@ def resolve(
 ) -> Settings:
     """Resolve settings with precedence flag > env > profile > default."""
     env = os.environ if environ is None else environ
-    path = config_path(config_file) if config_file else (
-        Path(env[CONFIG_ENV]).expanduser() if env.get(CONFIG_ENV) else config_path()
+    path = (
+        config_path(config_file)
+        if config_file
+        else (Path(env[CONFIG_ENV]).expanduser() if env.get(CONFIG_ENV) else config_path())
     )
     data = read_config_file(path)
     profiles: dict[str, dict[str, str]] = data.get("profiles", {})
@@ -318,8 +319,10 @@ def check_header_value(key: str, value: str, *, where: str = "") -> str:
     problem = _header_problem(value)
     if problem:
         name = "token" if key == "token" else key
-        raise ConfigError(f"invalid {name}{where}: it {problem}",
-                          hint="copy the token again; it is one line of printable ASCII" if key == "token" else None)
+        raise ConfigError(
+            f"invalid {name}{where}: it {problem}",
+            hint="copy the token again; it is one line of printable ASCII" if key == "token" else None,
+        )
     return value
 
 
@@ -355,8 +358,10 @@ def validate_api_url(url: str, *, where: str = "") -> str:
     url = url.strip().rstrip("/")
     shown = repr(url) if len(url) <= 200 else repr(url[:200] + "...")
     if "@" in url.split("://", 1)[-1].split("/", 1)[0]:
-        raise ConfigError(f"invalid API URL{where}: credentials in the URL are not supported",
-                          hint="use --org and --token (or --token-file)")
+        raise ConfigError(
+            f"invalid API URL{where}: credentials in the URL are not supported",
+            hint="use --org and --token (or --token-file)",
+        )
     expected = "expected http(s)://host[:port]"
     if not url.isascii() or not url.isprintable() or " " in url:
         raise ConfigError(f"invalid API URL {shown}{where}: {expected} (no spaces, control or non-ASCII characters)")

@@ -132,8 +132,15 @@ class UnavailableError(ApiError):
     exit_code = ExitCode.UNAVAILABLE
 
     def __init__(
-        self, message: str, *, status: int | None = None, detail: str | None = None, hint: str | None = None,
-        reason: str | None = None, attempts: int | None = None, never_sent: bool = False,
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        detail: str | None = None,
+        hint: str | None = None,
+        reason: str | None = None,
+        attempts: int | None = None,
+        never_sent: bool = False,
     ) -> None:
         super().__init__(message, status=status, detail=detail, hint=hint)
         self.reason = reason

@@ -140,8 +140,20 @@ class Journal:
                        connector=excluded.connector, resource_meta=excluded.resource_meta,
                        output_prefix=excluded.output_prefix, idempotency_key=excluded.idempotency_key,
                        submitted_at=COALESCE(jobs.submitted_at, excluded.submitted_at)""",
-                (job_id, profile, api_url, name, image, source, via, connector, resource_meta,
-                 output_prefix, idempotency_key, time.time()),
+                (
+                    job_id,
+                    profile,
+                    api_url,
+                    name,
+                    image,
+                    source,
+                    via,
+                    connector,
+                    resource_meta,
+                    output_prefix,
+                    idempotency_key,
+                    time.time(),
+                ),
             )
 
     def observe(
@@ -203,8 +215,14 @@ class Journal:
         row = self._conn.execute(query + " ORDER BY submitted_at DESC, rowid DESC LIMIT 1", args).fetchone()
         return row[0] if row else None
 
-    def jobs(self, *, limit: int | None = 50, offset: int = 0, submitted_only: bool = True,
-             statuses: Iterable[str] | None = None) -> list[JournalJob]:
+    def jobs(
+        self,
+        *,
+        limit: int | None = 50,
+        offset: int = 0,
+        submitted_only: bool = True,
+        statuses: Iterable[str] | None = None,
+    ) -> list[JournalJob]:
         """Newest first; ``limit=None`` for all; ``statuses`` filters on the last status seen."""
         where, args = _job_filter(submitted_only, statuses)
         rows = self._conn.execute(
@@ -219,8 +237,9 @@ class Journal:
         row = self._conn.execute(f"SELECT COUNT(*) FROM jobs {where}", args).fetchone()
         return int(row[0])
 
-    def ids_with_prefix(self, digits: str, *, api_url: str | None = None,
-                        limit: int = 20) -> list[tuple[str, str | None]]:
+    def ids_with_prefix(
+        self, digits: str, *, api_url: str | None = None, limit: int = 20
+    ) -> list[tuple[str, str | None]]:
         """``(job_id, last_status)`` of the jobs whose id (dashes ignored) starts with the hex ``digits``.
 
         With ``api_url``, only jobs of that API (or of none recorded). Used by :mod:`perianctl.jobs.ids`.
@@ -262,8 +281,9 @@ def open_journal(path: Path | None = None) -> Iterator[Journal]:
         conn = sqlite3.connect(db, timeout=10.0, isolation_level=None)
     except (OSError, sqlite3.Error) as exc:
         reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
-        raise JournalError(f"cannot open the job journal {db}: {reason}",
-                           hint="set PERIANCTL_STATE_DIR to a writable directory") from None
+        raise JournalError(
+            f"cannot open the job journal {db}: {reason}", hint="set PERIANCTL_STATE_DIR to a writable directory"
+        ) from None
     try:
         try:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -274,9 +294,7 @@ def open_journal(path: Path | None = None) -> Iterator[Journal]:
         except sqlite3.OperationalError as exc:  # disk full, I/O error, locked: the file itself is fine
             raise JournalError(f"cannot use the job journal {db} ({exc})") from None
         except sqlite3.DatabaseError as exc:
-            raise JournalError(
-                f"the job journal {db} is damaged ({exc}); move it aside to start a new one"
-            ) from None
+            raise JournalError(f"the job journal {db} is damaged ({exc}); move it aside to start a new one") from None
         conn.isolation_level = "DEFERRED"
         yield Journal(conn)
     finally:
@@ -284,9 +302,7 @@ def open_journal(path: Path | None = None) -> Iterator[Journal]:
 
 
 @contextmanager
-def open_journal_best_effort(
-    path: Path | None = None, *, warn: Callable[[str], None]
-) -> Iterator[Journal | None]:
+def open_journal_best_effort(path: Path | None = None, *, warn: Callable[[str], None]) -> Iterator[Journal | None]:
     """The journal, or ``None`` with a warning when it cannot be used.
 
     For commands whose journalling is a side effect (``get``, ``list``, ``watch``, ``wait``): a

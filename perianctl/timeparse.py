@@ -90,7 +90,6 @@ def parse_duration_nanos(text: str) -> int:
     return sign * int(total.to_integral_value())
 
 
-
 def parse_duration(text: str, *, what: str = "duration") -> float:
     """Seconds for a flag value such as ``90``, ``30s``, ``5m``, ``1h 30m``, ``2d`` (case and
     spaces between parts are forgiven); a one-line UsageError naming ``what`` otherwise."""

@@ -94,11 +94,14 @@ def render_spec() -> str:
     checkout's Typer app in a child process, so the output does not depend on what this one imported)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("_TYPER_COMPLETE", COMPLETE_VAR))}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    code = ("import sys; from perianctl.cli import build_app; "
-            "from perianctl.commands.completion import build_spec, render_spec; "
-            "sys.stdout.write(render_spec(build_spec(build_app())))")
-    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=120, check=False)
+    code = (
+        "import sys; from perianctl.cli import build_app; "
+        "from perianctl.commands.completion import build_spec, render_spec; "
+        "sys.stdout.write(render_spec(build_spec(build_app())))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"could not build the completion spec:\n{proc.stderr}")
     return proc.stdout
@@ -116,8 +119,16 @@ def render_help() -> str:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     env["COLUMNS"] = "200"
     code = "import sys; from perianctl.fasthelp import render_module; sys.stdout.write(render_module())"
-    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
-                          encoding="utf-8", timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+        check=False,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"could not render the help screens:\n{proc.stderr}")
     return proc.stdout

@@ -18,7 +18,13 @@ COLUMNS = ("NAME", "GPU", "VENDOR", "MEMORY", "OFFERS", "FROM PER HOUR")
 def accelerators(
     ctx: typer.Context,
     output: Annotated[str, output_option("table", "json", "yaml", "name")] = "table",
-    prices: Annotated[bool, typer.Option("--prices/--no-prices", help="Count the offers with each accelerator and show the cheapest (one more API request).")] = True,
+    prices: Annotated[
+        bool,
+        typer.Option(
+            "--prices/--no-prices",
+            help="Count the offers with each accelerator and show the cheapest (one more API request).",
+        ),
+    ] = True,
 ) -> None:
     from perianctl.ui.output import OutputFormat, parse_format
 
@@ -48,17 +54,19 @@ def _summary(catalogue: list[AcceleratorTypeView], found: list[Offer]) -> list[d
         mine = [o for o in found if o.accelerator_name in names or set(o.instance.accelerator_names) & names]
         cheapest = mine[0].rate if mine else None
         memory = accel.memory or {}
-        records.append({
-            "name": accel.name,
-            "display_name": accel.display_name,
-            "vendor": accel.vendor,
-            "memory_gb": memory.get("size"),
-            "id": accel.id,
-            "offers": len(mine),
-            "cheapest_per_hour": str(cheapest.per_hour) if cheapest else None,
-            "currency": cheapest.currency if cheapest else None,
-            "cheapest_instance_type": mine[0].id if mine else None,
-        })
+        records.append(
+            {
+                "name": accel.name,
+                "display_name": accel.display_name,
+                "vendor": accel.vendor,
+                "memory_gb": memory.get("size"),
+                "id": accel.id,
+                "offers": len(mine),
+                "cheapest_per_hour": str(cheapest.per_hour) if cheapest else None,
+                "currency": cheapest.currency if cheapest else None,
+                "cheapest_instance_type": mine[0].id if mine else None,
+            }
+        )
     return records
 
 
@@ -84,8 +92,15 @@ def show(catalogue: list[AcceleratorTypeView], found: list[Offer], fmt: object, 
         return
     rows = []
     for r in records:
-        cheapest = (f"{money(Decimal(r['cheapest_per_hour']))} {r['currency']}" if r["cheapest_per_hour"] else "-")
-        rows.append([r["name"] or "-", r["display_name"] or "-", r["vendor"] or "-",
-                     f"{r['memory_gb']} GB" if r["memory_gb"] else "-",
-                     str(r["offers"]) if prices else "-", cheapest if prices else "-"])
+        cheapest = f"{money(Decimal(r['cheapest_per_hour']))} {r['currency']}" if r["cheapest_per_hour"] else "-"
+        rows.append(
+            [
+                r["name"] or "-",
+                r["display_name"] or "-",
+                r["vendor"] or "-",
+                f"{r['memory_gb']} GB" if r["memory_gb"] else "-",
+                str(r["offers"]) if prices else "-",
+                cheapest if prices else "-",
+            ]
+        )
     emit_table(COLUMNS, rows)

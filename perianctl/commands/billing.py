@@ -18,11 +18,27 @@ DEFAULT_WINDOW = "7d"
 
 def billing(
     ctx: typer.Context,
-    since: Annotated[str | None, typer.Option("--since", metavar="WHEN", help="Start: a date/time (2026-11-01, 2026-11-01T08:00Z) or a duration ago (7d, 12h) [default: 7d].")] = None,
-    until: Annotated[str | None, typer.Option("--until", metavar="WHEN", help="End, same forms [default: now].")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="WHEN",
+            help="Start: a date/time (2026-11-01, 2026-11-01T08:00Z) or a duration ago (7d, 12h) [default: 7d].",
+        ),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", metavar="WHEN", help="End, same forms [default: now].")
+    ] = None,
     currency: Annotated[str, typer.Option("--currency", help="Bill currency: EUR, USD or CHF.")] = "EUR",
-    set_limit: Annotated[str | None, typer.Option("--set-limit", metavar="AMOUNT", help="Set the usage limit for --limit-period to AMOUNT, then show it.")] = None,
-    limit_period: Annotated[str, typer.Option("--limit-period", help="Period of the limit --set-limit sets: Day, Week, Month or Year.")] = "Month",
+    set_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--set-limit", metavar="AMOUNT", help="Set the usage limit for --limit-period to AMOUNT, then show it."
+        ),
+    ] = None,
+    limit_period: Annotated[
+        str, typer.Option("--limit-period", help="Period of the limit --set-limit sets: Day, Week, Month or Year.")
+    ] = "Month",
     output: Annotated[str, output_option("table", "json", "yaml")] = "table",
 ) -> None:
     import datetime as dt
@@ -87,8 +103,10 @@ def parse_moment(text: str, now: dt.datetime, *, what: str) -> dt.datetime:
         try:
             return now - dt.timedelta(seconds=parse_duration(value, what=what))
         except UsageError:
-            raise UsageError(f"invalid {what} '{text}': expected a date/time such as 2026-11-01 or "
-                             "2026-11-01T08:00Z, or a duration ago such as 7d or 12h") from None
+            raise UsageError(
+                f"invalid {what} '{text}': expected a date/time such as 2026-11-01 or "
+                "2026-11-01T08:00Z, or a duration ago such as 7d or 12h"
+            ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
@@ -101,35 +119,56 @@ def _iso(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def bill_record(bill: m.Bill, start: dt.datetime, end: dt.datetime, credits: m.RemainingCredits | None,
-                limits: list[m.UsageLimit] | None) -> dict[str, Any]:
+def bill_record(
+    bill: m.Bill,
+    start: dt.datetime,
+    end: dt.datetime,
+    credits: m.RemainingCredits | None,
+    limits: list[m.UsageLimit] | None,
+) -> dict[str, Any]:
     """The machine form (``-o json``): the period, one item per workload, the total, credits, limits."""
-    items = [{
-        "job_id": item.workload_id,
-        "type": item.workload_type,
-        "started_at": _iso(item.started_at),
-        "done_at": _iso(item.done_at),
-        "granularity": item.granularity,
-        "cost": item.price,
-        "currency": item.currency or bill.currency,
-        "original_cost": item.original_price,
-        "original_currency": item.original_currency,
-    } for item in sorted(bill.items, key=lambda i: (_iso(i.done_at) or "", i.workload_id or ""))]
+    items = [
+        {
+            "job_id": item.workload_id,
+            "type": item.workload_type,
+            "started_at": _iso(item.started_at),
+            "done_at": _iso(item.done_at),
+            "granularity": item.granularity,
+            "cost": item.price,
+            "currency": item.currency or bill.currency,
+            "original_cost": item.original_price,
+            "original_currency": item.original_currency,
+        }
+        for item in sorted(bill.items, key=lambda i: (_iso(i.done_at) or "", i.workload_id or ""))
+    ]
     return {
         "since": _iso(start),
         "until": _iso(end),
         "currency": bill.currency,
         "total": bill.total_price,
         "items": items,
-        "remaining_credits": None if credits is None else {
-            "current": credits.current_amount, "original": credits.original_amount, "currency": credits.currency,
+        "remaining_credits": None
+        if credits is None
+        else {
+            "current": credits.current_amount,
+            "original": credits.original_amount,
+            "currency": credits.currency,
             "last_calculated": credits.last_calculated,
         },
-        "usage_limits": None if limits is None else [{
-            "period": limit.duration_type, "amount": limit.amount, "currency": limit.currency,
-            "enabled": limit.is_enabled, "used": limit.usage, "period_start": _iso(limit.start_time),
-            "period_end": _iso(limit.end_time),
-        } for limit in limits],
+        "usage_limits": None
+        if limits is None
+        else [
+            {
+                "period": limit.duration_type,
+                "amount": limit.amount,
+                "currency": limit.currency,
+                "enabled": limit.is_enabled,
+                "used": limit.usage,
+                "period_start": _iso(limit.start_time),
+                "period_end": _iso(limit.end_time),
+            }
+            for limit in limits
+        ],
     }
 
 
@@ -156,19 +195,34 @@ def show(record: dict[str, Any], fmt: object) -> None:
         return
     info(f"bill {record['since']} → {record['until']}")
     if record["items"]:
-        emit_table(("JOB", "TYPE", "STARTED", "DONE", "BILLED", "COST"),
-                   [[i["job_id"] or "-", i["type"] or "-", i["started_at"] or "-", i["done_at"] or "-",
-                     i["granularity"] or "-", _money(i["cost"], i["currency"])] for i in record["items"]])
+        emit_table(
+            ("JOB", "TYPE", "STARTED", "DONE", "BILLED", "COST"),
+            [
+                [
+                    i["job_id"] or "-",
+                    i["type"] or "-",
+                    i["started_at"] or "-",
+                    i["done_at"] or "-",
+                    i["granularity"] or "-",
+                    _money(i["cost"], i["currency"]),
+                ]
+                for i in record["items"]
+            ],
+        )
     else:
         info("no jobs billed in this period")
     info(f"total: {_money(record['total'], record['currency'])} ({len(record['items'])} job(s))")
     credits = record["remaining_credits"]
     if credits is not None:
-        info(f"remaining credits: {_money(credits['current'], credits['currency'])} of "
-             f"{_money(credits['original'], credits['currency'])}")
+        info(
+            f"remaining credits: {_money(credits['current'], credits['currency'])} of "
+            f"{_money(credits['original'], credits['currency'])}"
+        )
     for limit in record["usage_limits"] or []:
         state = "enabled" if limit["enabled"] else "disabled"
-        info(f"usage limit: {_money(limit['amount'], limit['currency'])} per {limit['period']} ({state}); "
-             f"used {_money(limit['used'], limit['currency'])} this period")
+        info(
+            f"usage limit: {_money(limit['amount'], limit['currency'])} per {limit['period']} ({state}); "
+            f"used {_money(limit['used'], limit['currency'])} this period"
+        )
     if record["usage_limits"] == []:
         info("usage limit: none set ('--set-limit AMOUNT' sets one)")

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+
 @dataclass
 class GlobalOptions:
     """What the root callback parsed; settings are resolved lazily (``config`` needs no token)."""
@@ -40,8 +41,12 @@ class GlobalOptions:
             if self.token_file:
                 token = read_token_file(self.token_file)
             self._settings = resolve(
-                flags={"api_url": self.api_url, "organization": self.organization, "token": token,
-                       "api_timeout": self.api_timeout},
+                flags={
+                    "api_url": self.api_url,
+                    "organization": self.organization,
+                    "token": token,
+                    "api_timeout": self.api_timeout,
+                },
                 profile=self.profile,
                 config_file=self.config_file,
             )
@@ -52,8 +57,14 @@ def command_group(name: str | None = None, help: str | None = None) -> typer.Typ
     """A command group (``perianctl connector``, ``sandbox``, ``config``) with the settings every group
     shares: help when called bare and on ``-h``, plain help text, no pretty tracebacks (errors reach
     the one handler in :mod:`perianctl.cli`)."""
-    return typer.Typer(name=name, help=help, no_args_is_help=True, pretty_exceptions_enable=False,
-                       rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
+    return typer.Typer(
+        name=name,
+        help=help,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
 
 
 def options(ctx: typer.Context) -> GlobalOptions:
@@ -113,8 +124,9 @@ def validate_job_id(job_id: str) -> str:
 
     digits, full = parse(job_id)
     if not full:
-        raise UsageError(f"invalid job id '{job_id.strip()}': expected a full UUID such as "
-                         "3f2c1a4e-0b1d-4c5e-9f00-1234567890ab")
+        raise UsageError(
+            f"invalid job id '{job_id.strip()}': expected a full UUID such as 3f2c1a4e-0b1d-4c5e-9f00-1234567890ab"
+        )
     return canonical(digits)
 
 
@@ -142,8 +154,12 @@ def resolve_job_ids(
         return list(dict.fromkeys(canonical(digits) for digits, _ in parsed))
     settings = options(ctx).settings()
     use_api = api or all(settings.values.get(k) for k in ("organization", "token"))
-    return resolve_ids(wanted, api_url=settings.api_url, client=(lambda: make_client(ctx)) if use_api else None,
-                       run=lambda coro: run(coro, status="looking up the job id"))
+    return resolve_ids(
+        wanted,
+        api_url=settings.api_url,
+        client=(lambda: make_client(ctx)) if use_api else None,
+        run=lambda coro: run(coro, status="looking up the job id"),
+    )
 
 
 def last_job_id(ctx: typer.Context) -> str:
@@ -168,30 +184,45 @@ def output_option(*formats: str, default: str | None = None, about: str = "") ->
     """The ``-o/--output`` option: its formats shown as choices in the help and offered on TAB."""
     choices = list(formats)
     return typer.Option(
-        *(() if default is None else (default,)), "--output", "-o", metavar=f"[{'|'.join(choices)}]",
-        help=f"Output format{about}.", autocompletion=lambda: choices, show_default=True,
+        *(() if default is None else (default,)),
+        "--output",
+        "-o",
+        metavar=f"[{'|'.join(choices)}]",
+        help=f"Output format{about}.",
+        autocompletion=lambda: choices,
+        show_default=True,
     )
 
 
 OutputOption = output_option("table", "wide", "json", "yaml", "name", default="table")
 ProtocolOption = typer.Option(
-    None, "--protocol", metavar="v1|v2",
+    None,
+    "--protocol",
+    metavar="v1|v2",
     help="Connector protocol for --connector: v1 (flyteidl, Flyte 1) or v2 (flyteidl2, Flyte 2). Default: what "
     "the server's health service says it serves (v1 when both).",
 )
 LastOption = typer.Option(False, "--last", help="Use the job most recently submitted from this machine.")
 ConnectorOption = typer.Option(
-    None, "--connector", metavar="HOST:PORT",
+    None,
+    "--connector",
+    metavar="HOST:PORT",
     help="Ask a Flyte connector over gRPC (GetTask/DeleteTask/GetTaskLogs, as flytepropeller does) instead of "
     "the PERIAN API; needs no PERIAN credentials. Default: the 'connector' setting; '' turns it off.",
 )
 MIN_INTERVAL = 0.1
 """The shortest poll interval any command accepts (watch, wait, logs --follow, submit --wait)."""
 IntervalOption = typer.Option(
-    2.0, "--interval", min=MIN_INTERVAL, metavar="SECONDS", help=f"Seconds between polls (at least {MIN_INTERVAL:g}).",
+    2.0,
+    "--interval",
+    min=MIN_INTERVAL,
+    metavar="SECONDS",
+    help=f"Seconds between polls (at least {MIN_INTERVAL:g}).",
 )
 WaitTimeoutOption = typer.Option(
-    None, "--wait-timeout", metavar="DURATION",
+    None,
+    "--wait-timeout",
+    metavar="DURATION",
     help="Stop waiting after this long, e.g. 90, 30m, 1h30m (exit 5); the jobs keep running.",
 )
 TimeoutAlias = typer.Option(None, "--timeout", hidden=True, metavar="DURATION", help="Alias of --wait-timeout.")

@@ -12,8 +12,9 @@ import typer
 
 
 def completion(
-    shell: Annotated[str, typer.Argument(metavar="SHELL", help="bash, zsh or fish.",
-                                         autocompletion=lambda: ["bash", "zsh", "fish"])],
+    shell: Annotated[
+        str, typer.Argument(metavar="SHELL", help="bash, zsh or fish.", autocompletion=lambda: ["bash", "zsh", "fish"])
+    ],
 ) -> None:
     from perianctl.completion import SCRIPTS
     from perianctl.errors import UsageError
@@ -51,8 +52,10 @@ def build_spec(app: Any) -> dict[str, Any]:
     static: dict[str, list[list[str]]] = {
         "--status": [[s.value, "PERIAN status"] for s in WorkloadStatus if s.value != "Undefined"],
         "--runtime": [[r, RUNTIME_HELP.get(r, "")] for r in RUNTIMES],
-        "--protocol": [["v1", "flyteidl (Flyte 1) connector protocol"],
-                       ["v2", "flyteidl2 (Flyte 2) connector protocol"]],
+        "--protocol": [
+            ["v1", "flyteidl (Flyte 1) connector protocol"],
+            ["v2", "flyteidl2 (Flyte 2) connector protocol"],
+        ],
     }
     config_keys = [[key, _first_sentence(str(about))] for key, about in PROFILE_KEYS.items()]
 
@@ -78,8 +81,9 @@ def build_spec(app: Any) -> dict[str, Any]:
                         items = param.shell_complete(ctx, "")
                         if items:
                             values = [[str(i.value), str(i.help or "")] for i in items]
-                node["options"].append([[*param.opts, *param.secondary_opts], takes_value, values,
-                                        first_line(param.help)])
+                node["options"].append(
+                    [[*param.opts, *param.secondary_opts], takes_value, values, first_line(param.help)]
+                )
             elif getattr(param, "param_type_name", "") == "argument":
                 kind: Any = DYNAMIC_ARGUMENTS.get(param.name or "")
                 if path == "config set" and param.name == "key":

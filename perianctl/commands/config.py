@@ -133,6 +133,8 @@ def list_cmd(ctx: typer.Context) -> None:
     current = data.get("current_profile")
     emit_table(
         ("CURRENT", "NAME", "API URL", "ORGANIZATION"),
-        [["*" if n == current else "", n, p.get("api_url", "-"), p.get("organization", "-")]
-         for n, p in sorted(data.get("profiles", {}).items())],
+        [
+            ["*" if n == current else "", n, p.get("api_url", "-"), p.get("organization", "-")]
+            for n, p in sorted(data.get("profiles", {}).items())
+        ],
     )

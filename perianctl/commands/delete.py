@@ -31,16 +31,24 @@ if TYPE_CHECKING:
 
 def delete(
     ctx: typer.Context,
-    job_ids: Annotated[list[str] | None, typer.Argument(help="Job ids, unique prefixes of them, or @last.", show_default=False)] = None,
+    job_ids: Annotated[
+        list[str] | None, typer.Argument(help="Job ids, unique prefixes of them, or @last.", show_default=False)
+    ] = None,
     last: bool = LastOption,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 1) if a job had already finished.")] = False,
     ignore_not_found: Annotated[
         bool, typer.Option("--ignore-not-found", help="Treat unknown job ids as already gone (exit 0).")
     ] = False,
-    output: Annotated[str | None, output_option(
-        "json", "yaml", "name", about=": each job's outcome on stdout (default: one message per job on stderr)",
-    )] = None,
+    output: Annotated[
+        str | None,
+        output_option(
+            "json",
+            "yaml",
+            "name",
+            about=": each job's outcome on stdout (default: one message per job on stderr)",
+        ),
+    ] = None,
     connector: str | None = ConnectorOption,
     protocol: str | None = ProtocolOption,
 ) -> None:
@@ -52,8 +60,9 @@ def delete(
     target = connector_target(ctx, connector, protocol)
     ids = resolve_job_ids(ctx, job_ids, last=last, api=not target)
     if target and strict:
-        raise UsageError("--strict cannot be used with --connector: DeleteTask does not say whether the job "
-                         "had already finished")
+        raise UsageError(
+            "--strict cannot be used with --connector: DeleteTask does not say whether the job had already finished"
+        )
     if not yes:
         if not stdin_is_tty():
             raise UsageError(
@@ -64,12 +73,17 @@ def delete(
         if not typer.confirm(f"Cancel {noun}?", default=False, err=True):
             from perianctl.errors import DeclinedError
 
-            raise DeclinedError(f"not confirmed: nothing was cancelled ({noun} keeps running)"
-                                if len(ids) == 1 else f"not confirmed: none of the {noun} was cancelled")
+            raise DeclinedError(
+                f"not confirmed: nothing was cancelled ({noun} keeps running)"
+                if len(ids) == 1
+                else f"not confirmed: none of the {noun} was cancelled"
+            )
     from perianctl.jobs.operations import cancel_jobs
 
-    outcomes = run(cancel_jobs(options(ctx).settings(), ids, connector=target, on_unreadable=warn_unreadable),
-                   status=f"waiting for connector {target}" if target else "waiting for PERIAN")
+    outcomes = run(
+        cancel_jobs(options(ctx).settings(), ids, connector=target, on_unreadable=warn_unreadable),
+        status=f"waiting for connector {target}" if target else "waiting for PERIAN",
+    )
     _report(outcomes, fmt)
     for outcome in outcomes:
         if outcome.result == "error":

@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 
 def get(
     ctx: typer.Context,
-    job_ids: Annotated[list[str] | None, typer.Argument(help="Job ids, unique prefixes of them, or @last.", show_default=False)] = None,
+    job_ids: Annotated[
+        list[str] | None, typer.Argument(help="Job ids, unique prefixes of them, or @last.", show_default=False)
+    ] = None,
     last: bool = LastOption,
     history: Annotated[bool, typer.Option("--history", help="Show observed status transitions.")] = False,
     output: str = OutputOption,
@@ -43,8 +45,10 @@ def get(
     fmt = parse_format(output)
     target = connector_target(ctx, connector, protocol)
     ids = resolve_job_ids(ctx, job_ids, last=last, api=not target)
-    fetched = run(get_jobs(options(ctx).settings(), ids, connector=target, warn=warn, on_unreadable=warn_unreadable),
-                  status=f"waiting for connector {target}" if target else "waiting for PERIAN")
+    fetched = run(
+        get_jobs(options(ctx).settings(), ids, connector=target, warn=warn, on_unreadable=warn_unreadable),
+        status=f"waiting for connector {target}" if target else "waiting for PERIAN",
+    )
     if history:
         _show_history(ids, fmt)
     elif fetched.jobs or not fetched.failures:  # nothing on stdout when every id failed (no "[]" beside an error)
@@ -69,8 +73,10 @@ def _show_history(ids: list[str], fmt: OutputFormat) -> None:
 
     if fmt in (OutputFormat.json, OutputFormat.yaml):
         emit_data(
-            [{"job_id": t.job_id, "at": stamp(t.at), "status": t.status, "phase": t.phase, "message": t.message}
-             for t in rows],
+            [
+                {"job_id": t.job_id, "at": stamp(t.at), "status": t.status, "phase": t.phase, "message": t.message}
+                for t in rows
+            ],
             fmt,
         )
         return

@@ -20,15 +20,30 @@ def list_jobs(
         list[str] | None,
         typer.Option("--status", "-s", help="Only jobs in this PERIAN status (repeatable, or comma-separated)."),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="Jobs per page (with --status: matching jobs per page).")] = 25,
-    page: Annotated[int, typer.Option("--page", min=1, help="Page number (with --status: page of the matches; "
-                                      "with --local: page of the journal).")] = 1,
-    all_pages: Annotated[bool, typer.Option("--all", "-A", help="Every page (with --local: the whole journal).")] = False,
+    limit: Annotated[
+        int,
+        typer.Option("--limit", "-n", min=1, max=1000, help="Jobs per page (with --status: matching jobs per page)."),
+    ] = 25,
+    page: Annotated[
+        int,
+        typer.Option(
+            "--page", min=1, help="Page number (with --status: page of the matches; with --local: page of the journal)."
+        ),
+    ] = 1,
+    all_pages: Annotated[
+        bool, typer.Option("--all", "-A", help="Every page (with --local: the whole journal).")
+    ] = False,
     local: Annotated[bool, typer.Option("--local", help="List jobs from the local journal instead.")] = False,
     output: str = OutputOption,
-    connector: Annotated[str | None, typer.Option(
-        "--connector", metavar="HOST:PORT", hidden=True,
-        help="Not possible: the connector protocol has no list call (exit 2).")] = None,
+    connector: Annotated[
+        str | None,
+        typer.Option(
+            "--connector",
+            metavar="HOST:PORT",
+            hidden=True,
+            help="Not possible: the connector protocol has no list call (exit 2).",
+        ),
+    ] = None,
 ) -> None:
     from perianctl.jobs.observations import record_views
     from perianctl.ui.console import warn
@@ -46,8 +61,9 @@ def list_jobs(
     if local:
         _list_local(fmt, limit=limit, page=page, all_pages=all_pages, statuses=statuses)
         return
-    found = run(_fetch(ctx, limit=limit, page=page, all_pages=all_pages, statuses=statuses),
-                status="waiting for PERIAN")
+    found = run(
+        _fetch(ctx, limit=limit, page=page, all_pages=all_pages, statuses=statuses), status="waiting for PERIAN"
+    )
     record_views(found.jobs, api_url=options(ctx).settings().api_url, warn=warn)
     show_jobs(found.jobs, fmt, single=False)
     _footer(found, page, all_pages=all_pages, statuses=statuses)
@@ -80,16 +96,12 @@ def _parse_statuses(values: list[str] | None) -> set[str] | None:
         for item in filter(None, (part.strip() for part in raw.split(","))):
             status = parse_status(item)
             if status is None:
-                raise UsageError(
-                    f"unknown status '{item}' (choose from: {', '.join(s.value for s in WorkloadStatus)})"
-                )
+                raise UsageError(f"unknown status '{item}' (choose from: {', '.join(s.value for s in WorkloadStatus)})")
             wanted.add(status.value)
     return wanted
 
 
-async def _fetch(
-    ctx: typer.Context, *, limit: int, page: int, all_pages: bool, statuses: set[str] | None
-) -> _Found:
+async def _fetch(ctx: typer.Context, *, limit: int, page: int, all_pages: bool, statuses: set[str] | None) -> _Found:
     async with make_client(ctx) as client:
         if all_pages:
             jobs = [job async for job in client.iter_jobs(page_size=limit if not statuses else MATCH_PAGE_SIZE)]
@@ -138,8 +150,10 @@ def _footer(found: _Found, page: int, *, all_pages: bool, statuses: set[str] | N
             text += f" · next: --page {pagination.next_page}"
         info(text)
     if found.bound_hit:
-        info(f"note: only the newest {found.scanned} jobs ({MAX_MATCH_PAGES} pages) were searched for matches; "
-             "--all searches every page")
+        info(
+            f"note: only the newest {found.scanned} jobs ({MAX_MATCH_PAGES} pages) were searched for matches; "
+            "--all searches every page"
+        )
 
 
 def _list_local(fmt: OutputFormat, *, limit: int, page: int, all_pages: bool, statuses: set[str] | None) -> None:
@@ -150,8 +164,9 @@ def _list_local(fmt: OutputFormat, *, limit: int, page: int, all_pages: bool, st
     from perianctl.ui.output import OutputFormat, emit_data, emit_table
 
     with open_journal() as journal:
-        rows = journal.jobs(limit=None if all_pages else limit, offset=0 if all_pages else (page - 1) * limit,
-                            statuses=statuses)
+        rows = journal.jobs(
+            limit=None if all_pages else limit, offset=0 if all_pages else (page - 1) * limit, statuses=statuses
+        )
         total = journal.count(statuses=statuses)
 
     def stamp(at: float | None) -> str:
@@ -159,9 +174,21 @@ def _list_local(fmt: OutputFormat, *, limit: int, page: int, all_pages: bool, st
 
     if fmt in (OutputFormat.json, OutputFormat.yaml):
         emit_data(
-            [{"id": r.job_id, "profile": r.profile, "api_url": r.api_url, "name": r.name, "image": r.image,
-              "source": r.source, "via": r.via, "submitted_at": stamp(r.submitted_at),
-              "last_status": r.last_status, "last_seen": stamp(r.last_seen)} for r in rows],
+            [
+                {
+                    "id": r.job_id,
+                    "profile": r.profile,
+                    "api_url": r.api_url,
+                    "name": r.name,
+                    "image": r.image,
+                    "source": r.source,
+                    "via": r.via,
+                    "submitted_at": stamp(r.submitted_at),
+                    "last_status": r.last_status,
+                    "last_seen": stamp(r.last_seen),
+                }
+                for r in rows
+            ],
             fmt,
         )
     elif fmt is OutputFormat.name:
@@ -170,12 +197,17 @@ def _list_local(fmt: OutputFormat, *, limit: int, page: int, all_pages: bool, st
     elif rows:
         emit_table(
             ("ID", "NAME", "LAST STATUS", "SUBMITTED", "VIA", "PROFILE"),
-            [[r.job_id, r.name or "-", r.last_status or "-", stamp(r.submitted_at), r.via or "-",
-              r.profile or "-"] for r in rows],
+            [
+                [r.job_id, r.name or "-", r.last_status or "-", stamp(r.submitted_at), r.via or "-", r.profile or "-"]
+                for r in rows
+            ],
         )
     if not rows:
-        what = f"no jobs in the journal match --status {','.join(sorted(statuses))}" if statuses else \
-            "no jobs in the journal"
+        what = (
+            f"no jobs in the journal match --status {','.join(sorted(statuses))}"
+            if statuses
+            else "no jobs in the journal"
+        )
         info(what + (f" on page {page}" if page > 1 and total and not all_pages else ""))
     elif all_pages:
         info(f"{len(rows)} job(s) in the journal")

@@ -26,9 +26,13 @@ from perianctl.commands.common import (
 
 def logs(
     ctx: typer.Context,
-    job_id: Annotated[str | None, typer.Argument(help="Job id, a unique prefix of one, or @last.", show_default=False)] = None,
+    job_id: Annotated[
+        str | None, typer.Argument(help="Job id, a unique prefix of one, or @last.", show_default=False)
+    ] = None,
     last: bool = LastOption,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new output until the job ends.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new output until the job ends.")
+    ] = False,
     tail: Annotated[int | None, typer.Option("--tail", min=0, help="Only the last N lines to start with.")] = None,
     interval: float = IntervalOption,
     output: Annotated[str, output_option("text", "json", about=" (json: NDJSON lines)")] = "text",
@@ -47,9 +51,19 @@ def logs(
 
     sink = _Printer(ids[0], as_json=output == "json")
     waiting = f"waiting for connector {target}" if target else "waiting for PERIAN"
-    code = run(read_logs(options(ctx).settings(), ids[0], connector=target, follow=follow, tail=tail,
-                         interval=interval, sink=sink, on_unreadable=warn_unreadable),
-               status=None if follow else waiting)
+    code = run(
+        read_logs(
+            options(ctx).settings(),
+            ids[0],
+            connector=target,
+            follow=follow,
+            tail=tail,
+            interval=interval,
+            sink=sink,
+            on_unreadable=warn_unreadable,
+        ),
+        status=None if follow else waiting,
+    )
     sink.close()
     if code:
         raise typer.Exit(code)

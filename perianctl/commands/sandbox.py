@@ -30,8 +30,12 @@ class SandboxError(PerianctlError):
 
 
 # Option declarations shared by `start` and `run` (Typer needs them on each command).
-StateDir = Annotated[Path | None, typer.Option("--state-dir", help="Jobs database, credentials, pid and log "
-                                               "[default: <perianctl state dir>/sandbox].")]
+StateDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir", help="Jobs database, credentials, pid and log [default: <perianctl state dir>/sandbox]."
+    ),
+]
 Host = Annotated[str, typer.Option("--host", help="Address to listen on.")]
 Port = Annotated[int, typer.Option("--port", help="Port to listen on (0 = pick a free port).")]
 Runtime = Annotated[str, typer.Option("--runtime", help="How jobs run: simulate, process or docker.")]
@@ -39,15 +43,24 @@ Org = Annotated[str | None, typer.Option("--org", help="Organization to accept [
 Token = Annotated[str | None, typer.Option("--token", help="Token to accept [default: stored, or generated].")]
 Speed = Annotated[float, typer.Option("--speed", help="Simulation speed factor (10 = ten times faster).")]
 Latency = Annotated[str | None, typer.Option("--latency", help="Added latency in seconds: 0.2 or a range 0.1-0.5.")]
-LatencyEndpoints = Annotated[str | None, typer.Option(
-    "--latency-endpoints", help="Where latency applies (comma list of create,get,list,cancel,instance-type,"
-    "accelerator-type,billing) [default: all].")]
+LatencyEndpoints = Annotated[
+    str | None,
+    typer.Option(
+        "--latency-endpoints",
+        help="Where latency applies (comma list of create,get,list,cancel,instance-type,"
+        "accelerator-type,billing) [default: all].",
+    ),
+]
 FaultRate = Annotated[float, typer.Option("--fault-rate", help="Chance (0..1) that a request gets a fault.")]
 FaultKinds = Annotated[str | None, typer.Option("--fault-kinds", help="Comma list of 500,503,reset [default: all].")]
-FaultEndpoints = Annotated[str | None, typer.Option(
-    "--fault-endpoints", help="Where faults apply (same names as --latency-endpoints) [default: all].")]
-FaultPhase = Annotated[str, typer.Option(
-    "--fault-phase", help="before: fail instead of handling; after: handle, then lose the reply; mixed.")]
+FaultEndpoints = Annotated[
+    str | None,
+    typer.Option("--fault-endpoints", help="Where faults apply (same names as --latency-endpoints) [default: all]."),
+]
+FaultPhase = Annotated[
+    str,
+    typer.Option("--fault-phase", help="before: fail instead of handling; after: handle, then lose the reply; mixed."),
+]
 FaultSeed = Annotated[int | None, typer.Option("--fault-seed", help="Seed for reproducible faults and latency.")]
 KillGrace = Annotated[float, typer.Option("--kill-grace", help="Seconds between SIGTERM and SIGKILL on cancel.")]
 MaxParallel = Annotated[int, typer.Option("--max-parallel", help="Jobs run at once by the process/docker runtime.")]
@@ -63,16 +76,37 @@ IMPOLITE_HELP = (
     "*=429:count=20,retry-after=2"
 )
 Impolite = Annotated[list[str] | None, typer.Option("--impolite", metavar="RULE", help=IMPOLITE_HELP)]
-Credits = Annotated[str | None, typer.Option(
-    "--credits", help="Initial credits in EUR; jobs' costs run them down, and at zero running jobs are "
-    "stopped and new ones refused [default: 10000].")]
+Credits = Annotated[
+    str | None,
+    typer.Option(
+        "--credits",
+        help="Initial credits in EUR; jobs' costs run them down, and at zero running jobs are "
+        "stopped and new ones refused [default: 10000].",
+    ),
+]
 
 
 def _build_config(
-    *, state_dir: Path | None, host: str, port: int, runtime: str, org: str | None, token: str | None,
-    speed: float, latency: str | None, latency_endpoints: str | None, fault_rate: float,
-    fault_kinds: str | None, fault_endpoints: str | None, fault_phase: str, fault_seed: int | None,
-    kill_grace: float, max_parallel: int, log_cap: int, access_log: bool, impolite: list[str] | None = None,
+    *,
+    state_dir: Path | None,
+    host: str,
+    port: int,
+    runtime: str,
+    org: str | None,
+    token: str | None,
+    speed: float,
+    latency: str | None,
+    latency_endpoints: str | None,
+    fault_rate: float,
+    fault_kinds: str | None,
+    fault_endpoints: str | None,
+    fault_phase: str,
+    fault_seed: int | None,
+    kill_grace: float,
+    max_parallel: int,
+    log_cap: int,
+    access_log: bool,
+    impolite: list[str] | None = None,
     credits: str | None = None,
 ) -> SandboxConfig:
     from perianctl.sandbox.config import (
@@ -102,9 +136,18 @@ def _build_config(
             seed=fault_seed,
         )
         return SandboxConfig(
-            state_dir=state_dir, host=host, port=port, runtime=runtime.strip().lower(), organization=org,
-            token=token, timings=SimTimings(speed=speed), faults=faults, kill_grace=kill_grace,
-            max_parallel=max_parallel, log_cap_bytes=log_cap, access_log=access_log,
+            state_dir=state_dir,
+            host=host,
+            port=port,
+            runtime=runtime.strip().lower(),
+            organization=org,
+            token=token,
+            timings=SimTimings(speed=speed),
+            faults=faults,
+            kill_grace=kill_grace,
+            max_parallel=max_parallel,
+            log_cap_bytes=log_cap,
+            access_log=access_log,
             impolite=_parse_impolite(impolite or []),
             credits=parse_credits(credits),
         ).validate()
@@ -130,25 +173,59 @@ def _start_error(exc: Exception) -> SandboxError:
 @sandbox_app.command("run")
 def run(
     ctx: typer.Context,
-    state_dir: StateDir = None, host: Host = "127.0.0.1", port: Port = 8080, runtime: Runtime = "simulate",
-    org: Org = None, token: Token = None, speed: Speed = 1.0, latency: Latency = None,
-    latency_endpoints: LatencyEndpoints = None, fault_rate: FaultRate = 0.0, fault_kinds: FaultKinds = None,
-    fault_endpoints: FaultEndpoints = None, fault_phase: FaultPhase = "before", fault_seed: FaultSeed = None,
-    kill_grace: KillGrace = 5.0, max_parallel: MaxParallel = 4, log_cap: LogCap = 1_000_000,
-    access_log: AccessLog = True, impolite: Impolite = None, credits: Credits = None,
-    write_profile: Annotated[bool, typer.Option(
-        "--write-profile/--no-write-profile", help=f"Save a '{PROFILE_NAME}' profile once serving ('{PROFILE_NAME}-PORT' while another "
-        f"running sandbox owns '{PROFILE_NAME}').")] = False,
+    state_dir: StateDir = None,
+    host: Host = "127.0.0.1",
+    port: Port = 8080,
+    runtime: Runtime = "simulate",
+    org: Org = None,
+    token: Token = None,
+    speed: Speed = 1.0,
+    latency: Latency = None,
+    latency_endpoints: LatencyEndpoints = None,
+    fault_rate: FaultRate = 0.0,
+    fault_kinds: FaultKinds = None,
+    fault_endpoints: FaultEndpoints = None,
+    fault_phase: FaultPhase = "before",
+    fault_seed: FaultSeed = None,
+    kill_grace: KillGrace = 5.0,
+    max_parallel: MaxParallel = 4,
+    log_cap: LogCap = 1_000_000,
+    access_log: AccessLog = True,
+    impolite: Impolite = None,
+    credits: Credits = None,
+    write_profile: Annotated[
+        bool,
+        typer.Option(
+            "--write-profile/--no-write-profile",
+            help=f"Save a '{PROFILE_NAME}' profile once serving ('{PROFILE_NAME}-PORT' while another "
+            f"running sandbox owns '{PROFILE_NAME}').",
+        ),
+    ] = False,
 ) -> None:
     """Serve in the foreground until Ctrl-C / SIGTERM (logs on stderr)."""
     from perianctl.sandbox.runtimes.base import SandboxStartError
     from perianctl.sandbox.server import run as serve
 
     config = _build_config(
-        state_dir=state_dir, host=host, port=port, runtime=runtime, org=org, token=token, speed=speed,
-        latency=latency, latency_endpoints=latency_endpoints, fault_rate=fault_rate, fault_kinds=fault_kinds,
-        fault_endpoints=fault_endpoints, fault_phase=fault_phase, fault_seed=fault_seed, kill_grace=kill_grace,
-        max_parallel=max_parallel, log_cap=log_cap, access_log=access_log, impolite=impolite,
+        state_dir=state_dir,
+        host=host,
+        port=port,
+        runtime=runtime,
+        org=org,
+        token=token,
+        speed=speed,
+        latency=latency,
+        latency_endpoints=latency_endpoints,
+        fault_rate=fault_rate,
+        fault_kinds=fault_kinds,
+        fault_endpoints=fault_endpoints,
+        fault_phase=fault_phase,
+        fault_seed=fault_seed,
+        kill_grace=kill_grace,
+        max_parallel=max_parallel,
+        log_cap=log_cap,
+        access_log=access_log,
+        impolite=impolite,
         credits=credits,
     )
     try:
@@ -160,15 +237,34 @@ def run(
 @sandbox_app.command("start")
 def start(
     ctx: typer.Context,
-    state_dir: StateDir = None, host: Host = "127.0.0.1", port: Port = 8080, runtime: Runtime = "simulate",
-    org: Org = None, token: Token = None, speed: Speed = 1.0, latency: Latency = None,
-    latency_endpoints: LatencyEndpoints = None, fault_rate: FaultRate = 0.0, fault_kinds: FaultKinds = None,
-    fault_endpoints: FaultEndpoints = None, fault_phase: FaultPhase = "before", fault_seed: FaultSeed = None,
-    kill_grace: KillGrace = 5.0, max_parallel: MaxParallel = 4, log_cap: LogCap = 1_000_000,
-    access_log: AccessLog = True, impolite: Impolite = None, credits: Credits = None,
-    write_profile: Annotated[bool, typer.Option(
-        "--write-profile/--no-write-profile", help=f"Save a '{PROFILE_NAME}' profile for this sandbox ('{PROFILE_NAME}-PORT' while another "
-        f"running sandbox owns '{PROFILE_NAME}').")] = True,
+    state_dir: StateDir = None,
+    host: Host = "127.0.0.1",
+    port: Port = 8080,
+    runtime: Runtime = "simulate",
+    org: Org = None,
+    token: Token = None,
+    speed: Speed = 1.0,
+    latency: Latency = None,
+    latency_endpoints: LatencyEndpoints = None,
+    fault_rate: FaultRate = 0.0,
+    fault_kinds: FaultKinds = None,
+    fault_endpoints: FaultEndpoints = None,
+    fault_phase: FaultPhase = "before",
+    fault_seed: FaultSeed = None,
+    kill_grace: KillGrace = 5.0,
+    max_parallel: MaxParallel = 4,
+    log_cap: LogCap = 1_000_000,
+    access_log: AccessLog = True,
+    impolite: Impolite = None,
+    credits: Credits = None,
+    write_profile: Annotated[
+        bool,
+        typer.Option(
+            "--write-profile/--no-write-profile",
+            help=f"Save a '{PROFILE_NAME}' profile for this sandbox ('{PROFILE_NAME}-PORT' while another "
+            f"running sandbox owns '{PROFILE_NAME}').",
+        ),
+    ] = True,
     wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for the sandbox to be healthy.")] = 30.0,
 ) -> None:
     """Start a detached sandbox, wait until it is healthy, and save the 'sandbox' profile."""
@@ -177,10 +273,25 @@ def start(
     from perianctl.sandbox.runtimes.base import SandboxStartError
 
     config = _build_config(
-        state_dir=state_dir, host=host, port=port, runtime=runtime, org=org, token=token, speed=speed,
-        latency=latency, latency_endpoints=latency_endpoints, fault_rate=fault_rate, fault_kinds=fault_kinds,
-        fault_endpoints=fault_endpoints, fault_phase=fault_phase, fault_seed=fault_seed, kill_grace=kill_grace,
-        max_parallel=max_parallel, log_cap=log_cap, access_log=access_log, impolite=impolite,
+        state_dir=state_dir,
+        host=host,
+        port=port,
+        runtime=runtime,
+        org=org,
+        token=token,
+        speed=speed,
+        latency=latency,
+        latency_endpoints=latency_endpoints,
+        fault_rate=fault_rate,
+        fault_kinds=fault_kinds,
+        fault_endpoints=fault_endpoints,
+        fault_phase=fault_phase,
+        fault_seed=fault_seed,
+        kill_grace=kill_grace,
+        max_parallel=max_parallel,
+        log_cap=log_cap,
+        access_log=access_log,
+        impolite=impolite,
         credits=credits,
     )
     try:
@@ -190,8 +301,10 @@ def start(
     credentials = load_credentials(result.state_dir)
     if write_profile and credentials and result.url:
         _save_profile(result.url, *credentials, config_file=options(ctx).config_file)
-    _info(f"sandbox running: pid {result.pid}, runtime {result.runtime}, organization {result.organization}; "
-          f"logs in {result.log_file}")
+    _info(
+        f"sandbox running: pid {result.pid}, runtime {result.runtime}, organization {result.organization}; "
+        f"logs in {result.log_file}"
+    )
     print(result.url)
 
 
@@ -222,8 +335,10 @@ def status(
     elif result.running:
         jobs = (result.stats or {}).get("jobs") or {}
         health = "healthy" if result.healthy else "NOT answering"
-        print(f"running: pid {result.pid}, {result.url or '(no url yet)'} ({health}), runtime {result.runtime}, "
-              f"organization {result.organization}, jobs {jobs.get('total', '?')} ({jobs.get('open', '?')} open)")
+        print(
+            f"running: pid {result.pid}, {result.url or '(no url yet)'} ({health}), runtime {result.runtime}, "
+            f"organization {result.organization}, jobs {jobs.get('total', '?')} ({jobs.get('open', '?')} open)"
+        )
     if not result.running:
         if output == "text":
             print(f"not running (state dir {result.state_dir})")
@@ -236,8 +351,9 @@ def status(
 def impolite_command(
     rules: Annotated[list[str] | None, typer.Argument(metavar="RULE", help=IMPOLITE_HELP, show_default=False)] = None,
     clear: Annotated[bool, typer.Option("--clear", help="Remove every impolite rule.")] = False,
-    show: Annotated[bool, typer.Option("--show", help="Print the rules and their hit counters (the default "
-                                       "without RULEs).")] = False,
+    show: Annotated[
+        bool, typer.Option("--show", help="Print the rules and their hit counters (the default without RULEs).")
+    ] = False,
     url: Annotated[str | None, typer.Option("--url", help="Sandbox URL [default: the sandbox of --state-dir].")] = None,
     state_dir: StateDir = None,
     output: Annotated[str, output_option("text", "json")] = "text",
@@ -274,8 +390,10 @@ def _running_url(state_dir: Path | None) -> str:
 
     result = daemon.status(_state_dir(state_dir))
     if not result.running or not result.url:
-        raise SandboxError(f"no sandbox is running for state dir {result.state_dir}",
-                           hint="start one with 'perianctl sandbox start', or pass --url")
+        raise SandboxError(
+            f"no sandbox is running for state dir {result.state_dir}",
+            hint="start one with 'perianctl sandbox start', or pass --url",
+        )
     return str(result.url).rstrip("/")
 
 
@@ -285,8 +403,9 @@ def _admin(base: str, method: str, path: str, body: object = None) -> dict[str, 
     import urllib.request
 
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"{base}{path}", data=data, method=method,
-                                     headers={"content-type": "application/json"})
+    request = urllib.request.Request(
+        f"{base}{path}", data=data, method=method, headers={"content-type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             answer = json.loads(response.read().decode() or "{}")
@@ -308,11 +427,13 @@ def _save_profile(url: str, organization: str, token: str, *, config_file: str |
     from perianctl.config import save_profile
 
     name, owner = _profile_name_for(url, config_file=config_file)
-    path = save_profile(name, {"api_url": url, "organization": organization, "token": token},
-                        config_path=Path(config_file) if config_file else None)
+    path = save_profile(
+        name,
+        {"api_url": url, "organization": organization, "token": token},
+        config_path=Path(config_file) if config_file else None,
+    )
     if owner:
-        _info(f"profile '{PROFILE_NAME}' belongs to the sandbox still serving at {owner}; "
-              f"this one is profile '{name}'")
+        _info(f"profile '{PROFILE_NAME}' belongs to the sandbox still serving at {owner}; this one is profile '{name}'")
     _info(f"saved profile '{name}' in {path}: use 'perianctl --profile {name} ...'")
 
 

@@ -26,9 +26,15 @@ _S = ServeOptions()
 
 def serve(
     ctx: typer.Context,
-    host: Annotated[str | None, typer.Option("--host", help="Address to bind the gRPC and metrics servers to "
-                                              "[default: [::], all interfaces; 127.0.0.1 with --sandbox].",
-                                              show_default=False)] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            help="Address to bind the gRPC and metrics servers to "
+            "[default: [::], all interfaces; 127.0.0.1 with --sandbox].",
+            show_default=False,
+        ),
+    ] = None,
     port: Annotated[int, typer.Option("--port", help="gRPC port (0 picks a free one).", min=0, max=65535)] = _S.port,
     metrics_port: Annotated[
         int, typer.Option("--metrics-port", help="Prometheus /metrics port (0 disables).", min=0, max=65535)
@@ -37,25 +43,42 @@ def serve(
         int, typer.Option("--workers", help="Threads for synchronous connector code.", min=1)
     ] = _S.workers,
     sandbox: Annotated[
-        bool, typer.Option("--sandbox", help="Start an in-process PERIAN sandbox (on 127.0.0.1) and use it; "
-                           "the gRPC server then listens on 127.0.0.1 too unless --host says otherwise.")
+        bool,
+        typer.Option(
+            "--sandbox",
+            help="Start an in-process PERIAN sandbox (on 127.0.0.1) and use it; "
+            "the gRPC server then listens on 127.0.0.1 too unless --host says otherwise.",
+        ),
     ] = _S.sandbox,
     sandbox_runtime: Annotated[
-        str, typer.Option("--sandbox-runtime", metavar="process|simulate|docker",
-                          help="How the --sandbox runs jobs: process (really, as local processes: tasks "
-                          "write outputs), simulate (scripted statuses, nothing runs) or docker.")
+        str,
+        typer.Option(
+            "--sandbox-runtime",
+            metavar="process|simulate|docker",
+            help="How the --sandbox runs jobs: process (really, as local processes: tasks "
+            "write outputs), simulate (scripted statuses, nothing runs) or docker.",
+        ),
     ] = _S.sandbox_runtime,
     sandbox_port: Annotated[
-        int, typer.Option("--sandbox-port", help="Port of the --sandbox's PERIAN API on 127.0.0.1 (0 picks a "
-                          "free one).", min=0, max=65535)
+        int,
+        typer.Option(
+            "--sandbox-port",
+            help="Port of the --sandbox's PERIAN API on 127.0.0.1 (0 picks a free one).",
+            min=0,
+            max=65535,
+        ),
     ] = _S.sandbox_port,
     grace: Annotated[
         float, typer.Option("--grace", help="Seconds in-flight calls get to finish on SIGTERM.", min=0)
     ] = _S.grace,
     shutdown_delay: Annotated[
         float,
-        typer.Option("--shutdown-delay", help="Seconds to keep serving after turning NOT_SERVING on SIGTERM "
-                     "(lets Kubernetes drop the endpoint first).", min=0),
+        typer.Option(
+            "--shutdown-delay",
+            help="Seconds to keep serving after turning NOT_SERVING on SIGTERM "
+            "(lets Kubernetes drop the endpoint first).",
+            min=0,
+        ),
     ] = _S.shutdown_delay,
     max_message_mb: Annotated[
         int, typer.Option("--max-message-mb", help="Largest gRPC message accepted or sent, MiB.", min=1)
@@ -65,60 +88,101 @@ def serve(
     ] = _S.max_concurrent_rpcs,
     log_link_template: Annotated[
         str | None,
-        typer.Option("--log-link-template", help="URI of the log link shown in Flyte; {api_url}, {job_id} and "
-                     "{organization} are filled in. '' disables. Default: {api_url}/job/{job_id}."),
+        typer.Option(
+            "--log-link-template",
+            help="URI of the log link shown in Flyte; {api_url}, {job_id} and "
+            "{organization} are filled in. '' disables. Default: {api_url}/job/{job_id}.",
+        ),
     ] = None,
     reap_orphans: Annotated[
-        bool, typer.Option("--reap-orphans/--no-reap-orphans",
-                           help="Run the sweeper that cancels jobs no task attempt owns (orphans of lost "
-                           "replies and of creates that outlived their call, duplicates).")
+        bool,
+        typer.Option(
+            "--reap-orphans/--no-reap-orphans",
+            help="Run the sweeper that cancels jobs no task attempt owns (orphans of lost "
+            "replies and of creates that outlived their call, duplicates).",
+        ),
     ] = _C.reap_orphans,
     deadline_margin: Annotated[
-        float, typer.Option("--deadline-margin", help="Seconds before a call's gRPC deadline by which its PERIAN "
-                            "work must be done (the answer still has to travel back).", min=0.1)
+        float,
+        typer.Option(
+            "--deadline-margin",
+            help="Seconds before a call's gRPC deadline by which its PERIAN "
+            "work must be done (the answer still has to travel back).",
+            min=0.1,
+        ),
     ] = _C.deadline_margin,
     create_budget: Annotated[
-        float, typer.Option("--create-budget", help="Seconds of PERIAN work for a CreateTask without a gRPC "
-                            "deadline (propeller: timeouts.CreateTask or defaultTimeout).", min=1)
+        float,
+        typer.Option(
+            "--create-budget",
+            help="Seconds of PERIAN work for a CreateTask without a gRPC "
+            "deadline (propeller: timeouts.CreateTask or defaultTimeout).",
+            min=1,
+        ),
     ] = _C.create_budget,
     get_budget: Annotated[
         float, typer.Option("--get-budget", help="The same for GetTask (propeller: timeouts.GetTask).", min=0.5)
     ] = _C.get_budget,
     delete_budget: Annotated[
-        float, typer.Option("--delete-budget", help="The same for DeleteTask (propeller: timeouts.DeleteTask).",
-                            min=0.5)
+        float,
+        typer.Option("--delete-budget", help="The same for DeleteTask (propeller: timeouts.DeleteTask).", min=0.5),
     ] = _C.delete_budget,
     create_reserve: Annotated[
-        float, typer.Option("--create-reserve", help="Seconds a CreateTask keeps after hanging up on a slow "
-                            "POST /job, to look the job up when the reply was lost.", min=0.1)
+        float,
+        typer.Option(
+            "--create-reserve",
+            help="Seconds a CreateTask keeps after hanging up on a slow "
+            "POST /job, to look the job up when the reply was lost.",
+            min=0.1,
+        ),
     ] = _C.create_reserve,
     sweep_interval: Annotated[
-        float, typer.Option("--sweep-interval", help="Seconds between sweeps that cancel jobs no task attempt "
-                            "owns (bounds how long an orphan runs).", min=0.1)
+        float,
+        typer.Option(
+            "--sweep-interval",
+            help="Seconds between sweeps that cancel jobs no task attempt owns (bounds how long an orphan runs).",
+            min=0.1,
+        ),
     ] = _C.sweep_interval,
     sweep_window: Annotated[
-        float, typer.Option("--sweep-window", help="Sweeps look at jobs created in the last this many seconds.",
-                            min=10)
+        float, typer.Option("--sweep-window", help="Sweeps look at jobs created in the last this many seconds.", min=10)
     ] = _C.sweep_window,
     adopt_window: Annotated[
-        float, typer.Option("--adopt-window", help="A re-sent CreateTask finds its attempt's job among the jobs "
-                            "created in the last this many seconds.", min=10)
+        float,
+        typer.Option(
+            "--adopt-window",
+            help="A re-sent CreateTask finds its attempt's job among the jobs created in the last this many seconds.",
+            min=10,
+        ),
     ] = _C.adopt_window,
     clock_skew: Annotated[
-        float, typer.Option("--clock-skew", help="Tolerated difference between PERIAN's clock and this "
-                            "host's, seconds.", min=0)
+        float,
+        typer.Option(
+            "--clock-skew", help="Tolerated difference between PERIAN's clock and this host's, seconds.", min=0
+        ),
     ] = _C.clock_skew,
     http_client: Annotated[
-        str, typer.Option("--http-client", help="HTTP client transport for PERIAN calls: aiohttp (fast) or httpx.",
-                          case_sensitive=False)
+        str,
+        typer.Option(
+            "--http-client",
+            help="HTTP client transport for PERIAN calls: aiohttp (fast) or httpx.",
+            case_sensitive=False,
+        ),
     ] = _C.http_backend,
     all_connectors: Annotated[
-        bool, typer.Option("--all-connectors", help="Advertise every registered flytekit connector in "
-                           "ListAgents, not only PERIAN.")
+        bool,
+        typer.Option(
+            "--all-connectors", help="Advertise every registered flytekit connector in ListAgents, not only PERIAN."
+        ),
     ] = _S.all_connectors,
     protocol: Annotated[
-        str, typer.Option("--protocol", metavar="v1,v2", help="Connector protocols to serve on the port: v1 "
-                          "(flyteidl, Flyte 1 propeller), v2 (flyteidl2, Flyte 2) or both.")
+        str,
+        typer.Option(
+            "--protocol",
+            metavar="v1,v2",
+            help="Connector protocols to serve on the port: v1 "
+            "(flyteidl, Flyte 1 propeller), v2 (flyteidl2, Flyte 2) or both.",
+        ),
     ] = ",".join(_S.protocols),
 ) -> None:
     import asyncio
@@ -153,14 +217,14 @@ def serve(
         raise UsageError(f"invalid --http-client '{http_client}': expected aiohttp or httpx")
     if not logging.getLogger().handlers:
         level = logging.DEBUG if gopts.verbose > 1 else logging.INFO
-        logging.basicConfig(level=level, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         for noisy in ("httpx", "httpcore", "asyncio", "grpc", "hpack", "flytekit"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         # One line per PERIAN request is for debugging (-v); by default a busy connector would write
         # hundreds a second (and a reader that falls behind would stall the server on its stderr).
         logging.getLogger("perianctl.http").setLevel(
-            logging.DEBUG if gopts.verbose > 1 else logging.INFO if gopts.verbose else logging.WARNING)
+            logging.DEBUG if gopts.verbose > 1 else logging.INFO if gopts.verbose else logging.WARNING
+        )
 
     explicit_token = gopts.token
     if gopts.token_file:
@@ -198,11 +262,22 @@ def serve(
         except (KeyError, IndexError, ValueError) as exc:
             raise UsageError(f"invalid --log-link-template: {exc}") from None
     serve_options = ServeOptions(
-        host=host, port=port, metrics_port=metrics_port, workers=workers, grace=grace,
-        shutdown_delay=shutdown_delay, max_message_mb=max_message_mb, max_concurrent_rpcs=max_concurrent_rpcs,
-        metrics_host=metrics_host, sandbox=sandbox, sandbox_runtime=sandbox_runtime, sandbox_port=sandbox_port,
+        host=host,
+        port=port,
+        metrics_port=metrics_port,
+        workers=workers,
+        grace=grace,
+        shutdown_delay=shutdown_delay,
+        max_message_mb=max_message_mb,
+        max_concurrent_rpcs=max_concurrent_rpcs,
+        metrics_host=metrics_host,
+        sandbox=sandbox,
+        sandbox_runtime=sandbox_runtime,
+        sandbox_port=sandbox_port,
         sandbox_factory=_embedded_sandbox if sandbox else None,
-        all_connectors=all_connectors, connector=settings, protocols=protocols,
+        all_connectors=all_connectors,
+        connector=settings,
+        protocols=protocols,
     )
     try:
         code = asyncio.run(serve_until_signalled(serve_options))

@@ -36,8 +36,11 @@ def print_versions(ctx: typer.Context | None, given: dict[str, str] | None = Non
             from perianctl.config import resolve
 
             given = given or {}
-            api_url = resolve(flags={"api_url": given.get("--api-url")}, profile=given.get("--profile"),
-                              config_file=given.get("--config")).api_url
+            api_url = resolve(
+                flags={"api_url": given.get("--api-url")},
+                profile=given.get("--profile"),
+                config_file=given.get("--config"),
+            ).api_url
     except PerianctlError as exc:
         api_url = f"unknown ({exc.message})"
     lines.append(("PERIAN API", api_url))

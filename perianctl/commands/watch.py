@@ -29,8 +29,12 @@ DEFAULT_MAX_UNAVAILABLE = "5m"
 
 def watch(
     ctx: typer.Context,
-    job_ids: Annotated[list[str] | None, typer.Argument(help="Job ids, unique prefixes or @last; none: the job submitted last (as --last).",
-                                                show_default=False)] = None,
+    job_ids: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Job ids, unique prefixes or @last; none: the job submitted last (as --last).", show_default=False
+        ),
+    ] = None,
     last: bool = LastOption,
     all_jobs: Annotated[
         bool,
@@ -40,12 +44,16 @@ def watch(
     output: Annotated[
         str, output_option("table", "json", about=" (table: live on a terminal, lines otherwise; json: NDJSON events)")
     ] = "table",
-    no_live: Annotated[bool, typer.Option("--no-live", help="Plain lines, one per transition, even on a terminal.")] = False,
+    no_live: Annotated[
+        bool, typer.Option("--no-live", help="Plain lines, one per transition, even on a terminal.")
+    ] = False,
     timeout: str | None = WaitTimeoutOption,
     timeout_alias: str | None = TimeoutAlias,
     max_unavailable: Annotated[
-        str, typer.Option("--max-unavailable", help="Give up (exit 8) after the API (or the connector) was "
-                          "unreachable this long.")
+        str,
+        typer.Option(
+            "--max-unavailable", help="Give up (exit 8) after the API (or the connector) was unreachable this long."
+        ),
     ] = DEFAULT_MAX_UNAVAILABLE,
     connector: str | None = ConnectorOption,
     protocol: str | None = ProtocolOption,
@@ -63,13 +71,19 @@ def watch(
 
         raise no_list_error("watch --all")
     # No id and no --all: the job this machine submitted last, as with --last.
-    ids = resolve_job_ids(ctx, job_ids, last=last or (not job_ids and not all_jobs), required=False,
-                          api=not target)
+    ids = resolve_job_ids(ctx, job_ids, last=last or (not job_ids and not all_jobs), required=False, api=not target)
     kind: ViewKind = "json" if output == "json" else ("lines" if no_live else "live")
     code = follow(
-        options(ctx).settings(), ids, connector=target, kind=kind, discover=all_jobs, wait_for=WaitFor.TERMINAL,
-        timeout=wait_timeout(timeout, timeout_alias), on_unreadable=warn_unreadable,
-        interval=interval, give_up_after=parse_duration(max_unavailable, what="--max-unavailable"),
+        options(ctx).settings(),
+        ids,
+        connector=target,
+        kind=kind,
+        discover=all_jobs,
+        wait_for=WaitFor.TERMINAL,
+        timeout=wait_timeout(timeout, timeout_alias),
+        on_unreadable=warn_unreadable,
+        interval=interval,
+        give_up_after=parse_duration(max_unavailable, what="--max-unavailable"),
     ).exit_code
     if code:
         raise typer.Exit(code)

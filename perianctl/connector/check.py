@@ -130,24 +130,45 @@ class Scenario:
     task is polled while PERIAN is impolite."""
 
 
-SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
-    Scenario("polite", (), "PERIAN answers at once"),
-    Scenario("slow-create-5s", ("create=slow:5s",), "POST /job answers after 5 s (committed regardless)"),
-    Scenario("slow-create-9s", ("create=slow:9s",), "POST /job answers after 9 s (committed regardless)"),
-    Scenario("stall-create-15s", ("create=stall:15s,count=1",),
-             "the first POST /job is never answered; PERIAN commits it at 15 s"),
-    Scenario("lost-reply", ("create=stall:0.2s,count=1",),
-             "the first POST /job is committed, then the connection closes without a reply"),
-    Scenario("refused-5s", ("*=refuse:5s",), "connections refused for 5 s"),
-    Scenario("429-storm", ("*=429:count=20,retry-after=1",), "20 requests answered 429, Retry-After 1"),
-    Scenario("slow-get-7s", ("get=slow:7s",), "GET /job/{id} answers after 7 s"),
-    Scenario("resend-in-flight", ("create=slow:4s",),
-             "propeller restarts 1 s into CreateTask and re-sends the same attempt (next replica)",
-             restart_after=1.0),
-    Scenario("abort", (), "the task is aborted once running: DeleteTask", abort_after=0.5),
-)}
-DEFAULT_SCENARIOS = ("polite", "slow-create-5s", "slow-create-9s", "stall-create-15s", "lost-reply",
-                     "refused-5s", "429-storm", "slow-get-7s", "abort")
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("polite", (), "PERIAN answers at once"),
+        Scenario("slow-create-5s", ("create=slow:5s",), "POST /job answers after 5 s (committed regardless)"),
+        Scenario("slow-create-9s", ("create=slow:9s",), "POST /job answers after 9 s (committed regardless)"),
+        Scenario(
+            "stall-create-15s",
+            ("create=stall:15s,count=1",),
+            "the first POST /job is never answered; PERIAN commits it at 15 s",
+        ),
+        Scenario(
+            "lost-reply",
+            ("create=stall:0.2s,count=1",),
+            "the first POST /job is committed, then the connection closes without a reply",
+        ),
+        Scenario("refused-5s", ("*=refuse:5s",), "connections refused for 5 s"),
+        Scenario("429-storm", ("*=429:count=20,retry-after=1",), "20 requests answered 429, Retry-After 1"),
+        Scenario("slow-get-7s", ("get=slow:7s",), "GET /job/{id} answers after 7 s"),
+        Scenario(
+            "resend-in-flight",
+            ("create=slow:4s",),
+            "propeller restarts 1 s into CreateTask and re-sends the same attempt (next replica)",
+            restart_after=1.0,
+        ),
+        Scenario("abort", (), "the task is aborted once running: DeleteTask", abort_after=0.5),
+    )
+}
+DEFAULT_SCENARIOS = (
+    "polite",
+    "slow-create-5s",
+    "slow-create-9s",
+    "stall-create-15s",
+    "lost-reply",
+    "refused-5s",
+    "429-storm",
+    "slow-get-7s",
+    "abort",
+)
 
 
 # --------------------------------------------------------------------------- results
@@ -223,11 +244,20 @@ class ScenarioResult:
             "execution": self.execution,
             "outcome": self.outcome,
             "attempts": [
-                {"attempt": a.attempt, "output_prefix": a.output_prefix, "create_calls": a.creates,
-                 "created": a.created, "job_id": a.job_id, "outcome": a.outcome, "phases": a.phases,
-                 "get_failures": a.get_failures, "jobs": len(a.jobs), "jobs_kept": len(a.kept()),
-                 "job_ids": [j["id"] for j in a.jobs],
-                 "job_statuses": {j["id"]: j["status"] for j in a.jobs}}
+                {
+                    "attempt": a.attempt,
+                    "output_prefix": a.output_prefix,
+                    "create_calls": a.creates,
+                    "created": a.created,
+                    "job_id": a.job_id,
+                    "outcome": a.outcome,
+                    "phases": a.phases,
+                    "get_failures": a.get_failures,
+                    "jobs": len(a.jobs),
+                    "jobs_kept": len(a.kept()),
+                    "job_ids": [j["id"] for j in a.jobs],
+                    "job_statuses": {j["id"]: j["status"] for j in a.jobs},
+                }
                 for a in self.attempts
             ],
             "jobs_per_attempt": [len(a.jobs) for a in self.attempts],
@@ -236,8 +266,16 @@ class ScenarioResult:
             "unowned_not_cancelled": sum(1 for j in self.unowned if not _cancelled(j)),
             "rpc_errors": self.errors_by_code(),
             "rpc_calls": dict(sorted(Counter(c.method for c in self.calls).items())),
-            "calls": [{"method": c.method, "target": c.target, "attempt": c.attempt, "code": c.code,
-                       "seconds": round(c.seconds, 4)} for c in self.calls],
+            "calls": [
+                {
+                    "method": c.method,
+                    "target": c.target,
+                    "attempt": c.attempt,
+                    "code": c.code,
+                    "seconds": round(c.seconds, 4),
+                }
+                for c in self.calls
+            ],
             "latency_s": {"all": self.latency(), **{m: self.latency(m) for m in (CREATE, GET, DELETE)}},
             "seconds": round(self.seconds, 3),
             "settled_in_s": None if self.settled_in is None else round(self.settled_in, 3),
@@ -273,8 +311,9 @@ class SandboxAdmin:
         data = None if body is None else json.dumps(body).encode()
         deadline = time.monotonic() + refused_for
         while True:
-            request = urllib.request.Request(f"{self.url}{path}", data=data, method=method,
-                                             headers={"content-type": "application/json"})
+            request = urllib.request.Request(
+                f"{self.url}{path}", data=data, method=method, headers={"content-type": "application/json"}
+            )
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     return json.loads(response.read().decode() or "null")
@@ -333,8 +372,9 @@ def _job_text(job: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def attribute(jobs: Iterable[dict[str, Any]], execution: str,
-              attempts: Sequence[AttemptResult]) -> tuple[dict[int, list[dict[str, Any]]], list[dict[str, Any]]]:
+def attribute(
+    jobs: Iterable[dict[str, Any]], execution: str, attempts: Sequence[AttemptResult]
+) -> tuple[dict[int, list[dict[str, Any]]], list[dict[str, Any]]]:
     """Jobs of ``execution`` by attempt (their output prefix), and the ones no attempt prefix names."""
     patterns = [(a.attempt, re.compile(re.escape(a.output_prefix) + r"(?![0-9A-Za-z_])")) for a in attempts]
     by_attempt: dict[int, list[dict[str, Any]]] = {a.attempt: [] for a in attempts}
@@ -361,11 +401,20 @@ class RoundRobin:
         if not targets:
             raise ValueError("no connector address")
         limit = max_message_mb * 1024 * 1024
-        self.channels = [grpc.aio.insecure_channel(t, options=[
-            ("grpc.enable_retries", 0), ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", limit)]) for t in targets]
-        self._stubs = [(t, agent_pb2_grpc.AsyncAgentServiceStub(c)) for t, c in zip(targets, self.channels,
-                                                                                    strict=True)]
+        self.channels = [
+            grpc.aio.insecure_channel(
+                t,
+                options=[
+                    ("grpc.enable_retries", 0),
+                    ("grpc.max_receive_message_length", limit),
+                    ("grpc.max_send_message_length", limit),
+                ],
+            )
+            for t in targets
+        ]
+        self._stubs = [
+            (t, agent_pb2_grpc.AsyncAgentServiceStub(c)) for t, c in zip(targets, self.channels, strict=True)
+        ]
         self._next = itertools.cycle(self._stubs).__next__
 
     async def ready(self, timeout: float) -> None:
@@ -407,9 +456,15 @@ def _attempt_template(task: TaskInput, scenario: Scenario, prefix: str, unique_k
 class Propeller:
     """Drives one task through its attempts, recording every call (see the module docstring)."""
 
-    def __init__(self, pool: RoundRobin, config: PropellerConfig, *, sandbox: SandboxAdmin | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 before_resend: Callable[[], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self,
+        pool: RoundRobin,
+        config: PropellerConfig,
+        *,
+        sandbox: SandboxAdmin | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        before_resend: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.pool = pool
         self.config = config
         self.sandbox = sandbox
@@ -432,8 +487,9 @@ class Propeller:
         self.calls.append(Call(method, target, self.clock() - started, code, attempt))
         return response, code
 
-    async def _create(self, request: agent_pb2.CreateTaskRequest, rec: AttemptResult,
-                      restart_after: float | None) -> bytes | None:
+    async def _create(
+        self, request: agent_pb2.CreateTaskRequest, rec: AttemptResult, restart_after: float | None
+    ) -> bytes | None:
         """CreateTask; with ``restart_after``, propeller 'restarts' mid-call and re-sends the same attempt."""
         timeout = self.config.create_timeout
         if restart_after is not None:
@@ -450,8 +506,9 @@ class Propeller:
         response, code = await self._rpc(CREATE, rec.attempt, request, timeout)
         return bytes(response.resource_meta) if code == "OK" else None
 
-    async def run(self, task: TaskInput, scenario: Scenario, execution: str, *,
-                  node_id: str = "n0") -> tuple[list[AttemptResult], str]:
+    async def run(
+        self, task: TaskInput, scenario: Scenario, execution: str, *, node_id: str = "n0"
+    ) -> tuple[list[AttemptResult], str]:
         """All attempts of one task; returns them and the task's outcome."""
         attempts: list[AttemptResult] = []
         outcome = "failed"
@@ -465,8 +522,9 @@ class Propeller:
             rec = AttemptResult(attempt=attempt, output_prefix=prefix)
             attempts.append(rec)
             template = _attempt_template(task, scenario, prefix, f"{execution}-{node_id}-{attempt}")
-            metadata = synthetic_execution_metadata(template, execution_name=execution, node_id=node_id,
-                                                    retry_attempt=attempt)
+            metadata = synthetic_execution_metadata(
+                template, execution_name=execution, node_id=node_id, retry_attempt=attempt
+            )
             request = build_create_request(template, task.inputs, prefix, metadata)
             meta = await self._create(request, rec, scenario.restart_after)
             if meta is not None and scenario.resend_after_success:
@@ -493,16 +551,20 @@ class Propeller:
     async def _monitor(self, rec: AttemptResult, scenario: Scenario, prefix: str) -> str:
         cfg = self.config
         category = agent_pb2.TaskCategory(name=cfg.task_type, version=cfg.task_version)
-        get = agent_pb2.GetTaskRequest(task_type=cfg.task_type, resource_meta=rec.resource_meta,
-                                       task_category=category, output_prefix=prefix)
+        get = agent_pb2.GetTaskRequest(
+            task_type=cfg.task_type, resource_meta=rec.resource_meta, task_category=category, output_prefix=prefix
+        )
         first_ok: float | None = None
         finish_at: float | None = None
         while True:
             if finish_at is not None and self.clock() >= finish_at:
                 finish_at = float("inf")
                 await self._finish_job(rec)
-            if scenario.abort_after is not None and first_ok is not None \
-                    and self.clock() - first_ok >= scenario.abort_after:
+            if (
+                scenario.abort_after is not None
+                and first_ok is not None
+                and self.clock() - first_ok >= scenario.abort_after
+            ):
                 await self._abort(rec, category)
                 return "aborted"
             if self.clock() >= self._deadline:  # the node timeout: propeller aborts the task
@@ -536,8 +598,9 @@ class Propeller:
 
     async def _abort(self, rec: AttemptResult, category: agent_pb2.TaskCategory) -> None:
         cfg = self.config
-        request = agent_pb2.DeleteTaskRequest(task_type=cfg.task_type, resource_meta=rec.resource_meta,
-                                              task_category=category)
+        request = agent_pb2.DeleteTaskRequest(
+            task_type=cfg.task_type, resource_meta=rec.resource_meta, task_category=category
+        )
         for _ in range(cfg.delete_attempts):  # an error makes propeller retry the abort next round
             _, code = await self._rpc(DELETE, rec.attempt, request, cfg.delete_timeout)
             if code == "OK":
@@ -561,8 +624,14 @@ def unowned_jobs(attempts: Sequence[AttemptResult], stray: Sequence[dict[str, An
     return [*(j for rec in attempts for j in rec.jobs if j["id"] not in owned), *stray]
 
 
-def judge(attempts: Sequence[AttemptResult], unowned: Sequence[dict[str, Any]], calls: Sequence[Call],
-          outcome: str, *, max_failures: int = 5) -> list[str]:
+def judge(
+    attempts: Sequence[AttemptResult],
+    unowned: Sequence[dict[str, Any]],
+    calls: Sequence[Call],
+    outcome: str,
+    *,
+    max_failures: int = 5,
+) -> list[str]:
     """What broke exactly-once (or the GetTask promise) in a finished scenario; empty = ok."""
     problems: list[str] = []
     for rec in attempts:
@@ -593,8 +662,13 @@ def judge(attempts: Sequence[AttemptResult], unowned: Sequence[dict[str, Any]], 
 
 
 async def run_scenario(
-    targets: Sequence[str], sandbox: SandboxAdmin, task: TaskInput, scenario: Scenario,
-    config: PropellerConfig | None = None, *, clock: Callable[[], float] = time.monotonic,
+    targets: Sequence[str],
+    sandbox: SandboxAdmin,
+    task: TaskInput,
+    scenario: Scenario,
+    config: PropellerConfig | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
     before_resend: Callable[[], Awaitable[None]] | None = None,
 ) -> ScenarioResult:
     """Apply the scenario's rules, drive one task, clear the rules, take the census until it settles.
@@ -636,14 +710,27 @@ async def run_scenario(
         if not job["terminal"]:
             with contextlib.suppress(SandboxUnavailable):
                 await asyncio.to_thread(sandbox.finish, job["id"], "Cancelled")
-    return ScenarioResult(scenario=scenario, execution=execution, attempts=attempts, calls=propeller.calls,
-                          outcome=outcome, unowned=unowned, seconds=clock() - started, settled_in=settled_in,
-                          problems=problems)
+    return ScenarioResult(
+        scenario=scenario,
+        execution=execution,
+        attempts=attempts,
+        calls=propeller.calls,
+        outcome=outcome,
+        unowned=unowned,
+        seconds=clock() - started,
+        settled_in=settled_in,
+        problems=problems,
+    )
 
 
-async def run_check(targets: Sequence[str], sandbox_url: str, scenarios: Sequence[Scenario], task: TaskInput,
-                    config: PropellerConfig | None = None,
-                    on_result: Callable[[ScenarioResult], None] | None = None) -> list[ScenarioResult]:
+async def run_check(
+    targets: Sequence[str],
+    sandbox_url: str,
+    scenarios: Sequence[Scenario],
+    task: TaskInput,
+    config: PropellerConfig | None = None,
+    on_result: Callable[[ScenarioResult], None] | None = None,
+) -> list[ScenarioResult]:
     """Every scenario in turn (impolite rules are sandbox-wide, so never two at once)."""
     sandbox = SandboxAdmin(sandbox_url)
     await asyncio.to_thread(sandbox.check)
@@ -678,8 +765,10 @@ def load_task(template: str | None, input_pairs: Sequence[str], output_base: str
 
     source = template or (str(default_template_path()) if default_template_path() else None)
     if source is None:
-        raise UsageError("no --template given and perianctl's example templates are not installed",
-                         hint="pass --template FILE (a TaskTemplate .pb/.json, a package, or file.py:task)")
+        raise UsageError(
+            "no --template given and perianctl's example templates are not installed",
+            hint="pass --template FILE (a TaskTemplate .pb/.json, a package, or file.py:task)",
+        )
     loaded = load_template(source)
     pairs = list(input_pairs)
     variables = loaded.template.interface.inputs.variables
@@ -700,19 +789,38 @@ def _ms(value: float | None) -> str:
 
 def format_table(results: Sequence[ScenarioResult]) -> str:
     """The human table: one row per scenario."""
-    headers = ("scenario", "retries", "attempts", "jobs/attempt", "unowned running", "unowned kept",
-               "rpc errors", "p50 ms", "p99 ms", "outcome", "verdict")
+    headers = (
+        "scenario",
+        "retries",
+        "attempts",
+        "jobs/attempt",
+        "unowned running",
+        "unowned kept",
+        "rpc errors",
+        "p50 ms",
+        "p99 ms",
+        "outcome",
+        "verdict",
+    )
     rows = []
     for r in results:
         errors = r.errors_by_code()
         latency = r.latency()
-        rows.append((
-            r.scenario.name, str(r.scenario.retries), str(len(r.attempts)),
-            "/".join(str(len(a.jobs)) for a in r.attempts) or "-",
-            str(len(r.unowned_running())), str(sum(1 for j in r.unowned if not _cancelled(j))),
-            ", ".join(f"{k}×{v}" for k, v in errors.items()) or "none",
-            _ms(latency["p50"]), _ms(latency["p99"]), r.outcome, "ok" if r.ok else "FAIL",
-        ))
+        rows.append(
+            (
+                r.scenario.name,
+                str(r.scenario.retries),
+                str(len(r.attempts)),
+                "/".join(str(len(a.jobs)) for a in r.attempts) or "-",
+                str(len(r.unowned_running())),
+                str(sum(1 for j in r.unowned if not _cancelled(j))),
+                ", ".join(f"{k}×{v}" for k, v in errors.items()) or "none",
+                _ms(latency["p50"]),
+                _ms(latency["p99"]),
+                r.outcome,
+                "ok" if r.ok else "FAIL",
+            )
+        )
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]

@@ -56,7 +56,6 @@ CREATE_ID_ENV = "PERIANCTL_CREATE_ID"
 CLAIM_UNTIL_ENV = "PERIANCTL_CLAIM_UNTIL"
 
 
-
 def new_create_id() -> str:
     return uuid.uuid4().hex[:20]
 
@@ -117,9 +116,14 @@ def facts(job: m.JobView) -> JobFacts | None:
         claim = None
     status = job.status
     return JobFacts(
-        id=job.id, key=env.get(IDEMPOTENCY_ENV) or None, node_tag=env.get(NODE_TAG_ENV) or None,
-        attempt=attempt, create_id=env.get(CREATE_ID_ENV) or None, claim_until=claim,
-        created_at=_timestamp(job.created_at), live=not is_terminal(status),
+        id=job.id,
+        key=env.get(IDEMPOTENCY_ENV) or None,
+        node_tag=env.get(NODE_TAG_ENV) or None,
+        attempt=attempt,
+        create_id=env.get(CREATE_ID_ENV) or None,
+        claim_until=claim,
+        created_at=_timestamp(job.created_at),
+        live=not is_terminal(status),
     )
 
 
@@ -162,12 +166,16 @@ def plan_sweep(jobs: Iterable[JobFacts], *, now: float, skew: float = DEFAULT_CL
         if not job.live:
             continue
         if job.claim_until is not None and not job.claimable(skew):
-            reaps[job.id] = ("its create outlived the CreateTask call that sent it (never returned to propeller)",
-                             "late")
+            reaps[job.id] = (
+                "its create outlived the CreateTask call that sent it (never returned to propeller)",
+                "late",
+            )
             continue
         if job.node_tag is not None and job.attempt is not None and job.attempt < latest_attempt[job.node_tag]:
-            reaps[job.id] = (f"orphan of attempt {job.attempt}: attempt {latest_attempt[job.node_tag]} "
-                             "of the same node exists", "earlier-attempt")
+            reaps[job.id] = (
+                f"orphan of attempt {job.attempt}: attempt {latest_attempt[job.node_tag]} of the same node exists",
+                "earlier-attempt",
+            )
     for group in by_key.values():
         if len(group) < 2:
             continue
@@ -185,8 +193,7 @@ class ScanResult:
     complete: bool  # reached a job older than ``since`` or the end of the list
 
 
-async def scan_recent(client: PerianClient, *, since: float, page_size: int = 100,
-                      max_pages: int = 1000) -> ScanResult:
+async def scan_recent(client: PerianClient, *, since: float, page_size: int = 100, max_pages: int = 1000) -> ScanResult:
     """Every job created at or after ``since`` (Unix time), newest first, by paging until a page
     reaches older jobs. New jobs arriving meanwhile only shift pages (a job may be seen twice,
     never skipped); ``max_pages`` is a safety stop, reported as ``complete=False``."""
@@ -207,8 +214,13 @@ async def scan_recent(client: PerianClient, *, since: float, page_size: int = 10
                     continue
             seen.setdefault(found.id, found)
         pagination = result.pagination
-        if not result.jobs or (oldest is not None and oldest < since) or pagination is None \
-                or not pagination.next_page or pagination.next_page <= page:
+        if (
+            not result.jobs
+            or (oldest is not None and oldest < since)
+            or pagination is None
+            or not pagination.next_page
+            or pagination.next_page <= page
+        ):
             return ScanResult(list(seen.values()), requests, True)
         page = pagination.next_page
     return ScanResult(list(seen.values()), requests, False)

@@ -71,8 +71,14 @@ class PerianFlyte2Connector(AsyncConnector[PerianJobMeta]):
             self._v2 = PerianV2(self._core or PerianConnector(ConnectorSettings.from_env()))
         return self._v2
 
-    async def create(self, task_template: Any, output_prefix: str, inputs: Any = None,
-                     task_execution_metadata: Any = None, **kwargs: Any) -> PerianJobMeta:
+    async def create(
+        self,
+        task_template: Any,
+        output_prefix: str,
+        inputs: Any = None,
+        task_execution_metadata: Any = None,
+        **kwargs: Any,
+    ) -> PerianJobMeta:
         """``inputs``: native values (what the SDK passes), a ``task.Inputs`` or ``None``.
         Keyword arguments are the request's connection secrets and configs."""
         secrets = {k: v for k, v in kwargs.items() if isinstance(v, str)}
@@ -80,8 +86,9 @@ class PerianFlyte2Connector(AsyncConnector[PerianJobMeta]):
         if local:  # every local execution is its own attempt: its own prefix, so its own job
             output_prefix = f"{output_prefix.rstrip('/')}/perian-{uuid.uuid4().hex[:12]}"
         literal_inputs = await _to_inputs(task_template, inputs) if isinstance(inputs, dict) else inputs
-        meta = await self.v2.create(task_template, output_prefix, inputs=literal_inputs,
-                                    metadata=task_execution_metadata, secrets=secrets)
+        meta = await self.v2.create(
+            task_template, output_prefix, inputs=literal_inputs, metadata=task_execution_metadata, secrets=secrets
+        )
         if local:
             self._local[meta.job_id] = (output_prefix, _output_types(task_template))
             while len(self._local) > _LOCAL_RUNS:
@@ -91,13 +98,14 @@ class PerianFlyte2Connector(AsyncConnector[PerianJobMeta]):
     async def get(self, resource_meta: PerianJobMeta, **kwargs: Any) -> Resource:
         secrets = {k: v for k, v in kwargs.items() if isinstance(v, str) and k != "output_prefix"}
         prefix, types = self._local.get(resource_meta.job_id, (str(kwargs.get("output_prefix") or ""), {}))
-        resource = await self.v2.get(PerianMetadata(job_id=resource_meta.job_id), output_prefix=prefix,
-                                     secrets=secrets)
+        resource = await self.v2.get(PerianMetadata(job_id=resource_meta.job_id), output_prefix=prefix, secrets=secrets)
         outputs = None
         if resource.phase == e2.TaskExecution.SUCCEEDED and types and prefix:  # read what the command wrote
             outputs = await _read_outputs(prefix, types)
         return Resource(
-            phase=resource.phase, message=resource.message, log_links=list(resource.log_links),
+            phase=resource.phase,
+            message=resource.message,
+            log_links=list(resource.log_links),
             custom_info=json.loads(json_format.MessageToJson(resource.custom_info)) if resource.custom_info else None,
             outputs=outputs,
         )
@@ -110,8 +118,11 @@ class PerianFlyte2Connector(AsyncConnector[PerianJobMeta]):
         return await self.v2.get_metrics(PerianMetadata(job_id=resource_meta.job_id), kwargs.get("queries"))
 
     async def get_logs(self, resource_meta: PerianJobMeta, **kwargs: Any) -> Any:
-        async for message in self.v2.get_logs(PerianMetadata(job_id=resource_meta.job_id),
-                                              lines=int(kwargs.get("lines") or 0), token=kwargs.get("token") or ""):
+        async for message in self.v2.get_logs(
+            PerianMetadata(job_id=resource_meta.job_id),
+            lines=int(kwargs.get("lines") or 0),
+            token=kwargs.get("token") or "",
+        ):
             yield message
 
 
@@ -121,8 +132,9 @@ async def _to_inputs(template: Any, values: dict[str, Any]) -> Any:
     from flyte.types import TypeEngine
 
     variables = {entry.key: entry.value.type for entry in template.interface.inputs.variables}
-    types: dict[str, Any] = {k: (TypeEngine.guess_python_type(v), inspect.Parameter.empty)
-                             for k, v in variables.items()}
+    types: dict[str, Any] = {
+        k: (TypeEngine.guess_python_type(v), inspect.Parameter.empty) for k, v in variables.items()
+    }
     interface = NativeInterface.from_types(inputs=types, outputs={})
     return (await convert_from_native_to_inputs(interface, **values)).proto_inputs
 
@@ -159,4 +171,3 @@ def register(core: PerianConnector | None = None) -> PerianFlyte2Connector:
         del metadata.supported_task_categories[:]
         metadata.supported_task_categories.extend(unique.values())
     return connector
-

@@ -188,8 +188,11 @@ def synthetic_execution_metadata(
     domain = domain or tid.domain or "development"
     name = execution_name or new_execution_name()
     task_id = identifier_pb2.Identifier(
-        resource_type=identifier_pb2.TASK, project=tid.project or project, domain=tid.domain or domain,
-        name=tid.name or "perian_task", version=tid.version or "v0",
+        resource_type=identifier_pb2.TASK,
+        project=tid.project or project,
+        domain=tid.domain or domain,
+        name=tid.name or "perian_task",
+        version=tid.version or "v0",
     )
     execution = identifier_pb2.WorkflowExecutionIdentifier(project=project, domain=domain, name=name)
     return agent_pb2.TaskExecutionMetadata(
@@ -200,8 +203,13 @@ def synthetic_execution_metadata(
         ),
         namespace=f"{project}-{domain}",
         labels={
-            "domain": domain, "execution-id": name, "interruptible": "false", "node-id": node_id,
-            "project": project, "task-name": _label(task_id.name), "workflow-name": "perianctl-submit",
+            "domain": domain,
+            "execution-id": name,
+            "interruptible": "false",
+            "node-id": node_id,
+            "project": project,
+            "task-name": _label(task_id.name),
+            "workflow-name": "perianctl-submit",
         },
         annotations={"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"},
         k8s_service_account=service_account,
@@ -242,8 +250,9 @@ def error_from_rpc(exc: grpc.aio.AioRpcError, *, op: str, target: str, timeout: 
     detail = first_line(exc.details(), 300) or code.name
     where = f"{op} via connector {target}"
     if code == grpc.StatusCode.UNAVAILABLE:
-        return UnavailableError(f"{where}: unavailable ({detail})",
-                                hint="is 'perianctl serve' (or another connector) listening there?")
+        return UnavailableError(
+            f"{where}: unavailable ({detail})", hint="is 'perianctl serve' (or another connector) listening there?"
+        )
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return UnavailableError(f"{where}: no answer within {timeout:g}s (the deadline propeller uses)")
     if code == grpc.StatusCode.NOT_FOUND:
@@ -289,8 +298,15 @@ def status_from_resource(resource: agent_pb2.Resource, job_id: str | None = None
 class ConnectorClient:
     """One channel to a connector. ``async with ConnectorClient("localhost:8000") as c: ...``"""
 
-    def __init__(self, target: str, *, timeout: float = DEFAULT_TIMEOUT, max_message_mb: int = 64,
-                 channel: grpc.aio.Channel | None = None, protocol: str | None = None) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_message_mb: int = 64,
+        channel: grpc.aio.Channel | None = None,
+        protocol: str | None = None,
+    ) -> None:
         self.target = validate_target(target) if channel is None else target
         self.timeout = timeout
         self.protocol = (protocol or _default_protocol).lower()
@@ -300,11 +316,14 @@ class ConnectorClient:
         limit = max_message_mb * 1024 * 1024
         self._channel = channel or grpc.aio.insecure_channel(
             self.target,
-            options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
-                     ("grpc.enable_retries", 0),
-                     # A CLI following jobs through an outage reconnects within seconds of the
-                     # connector's return (gRPC's default back-off grows to two minutes).
-                     ("grpc.max_reconnect_backoff_ms", 5000)],
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.enable_retries", 0),
+                # A CLI following jobs through an outage reconnects within seconds of the
+                # connector's return (gRPC's default back-off grows to two minutes).
+                ("grpc.max_reconnect_backoff_ms", 5000),
+            ],
         )
         self._async = agent_pb2_grpc.AsyncAgentServiceStub(self._channel)
         self._meta = agent_pb2_grpc.AgentMetadataServiceStub(self._channel)
@@ -332,8 +351,10 @@ class ConnectorClient:
     def _error(self, exc: grpc.aio.AioRpcError, op: str) -> PerianctlError:
         if exc.code() == grpc.StatusCode.UNIMPLEMENTED and self._chosen and _service_missing(exc):
             other = "v1" if self.protocol == "v2" else "v2"
-            return UsageError(f"{op} via connector {self.target}: it does not serve the {self.protocol} connector "
-                              f"protocol", hint=f"use --protocol {other}, or leave --protocol out to detect it")
+            return UsageError(
+                f"{op} via connector {self.target}: it does not serve the {self.protocol} connector protocol",
+                hint=f"use --protocol {other}, or leave --protocol out to detect it",
+            )
         return error_from_rpc(exc, op=op, target=self.target, timeout=self.timeout)
 
     async def resolved_protocol(self) -> str:
@@ -368,8 +389,11 @@ class ConnectorClient:
         if kind not in self._v2:
             stub = s2.AsyncConnectorServiceStub if kind == "async" else s2.ConnectorMetadataServiceStub
             self._v2[kind] = stub(self._channel)
-        return (getattr(self._v2[kind], method), getattr(connector_pb2, request_type),
-                getattr(connector_pb2, response_type))
+        return (
+            getattr(self._v2[kind], method),
+            getattr(connector_pb2, request_type),
+            getattr(connector_pb2, response_type),
+        )
 
     async def _call_v2(self, name: str, request: Any) -> Any:
         """The v1 call over flyteidl2: the same bytes in, the answer read back as the v1 type."""
@@ -381,30 +405,47 @@ class ConnectorClient:
         response = await self._call("create task", self._async.CreateTask, request, "CreateTask")
         return bytes(response.resource_meta)
 
-    async def get_task(self, resource_meta: bytes, *, task_type: str = TASK_TYPE, version: int = 0,
-                       output_prefix: str = "") -> TaskStatus:
-        request = agent_pb2.GetTaskRequest(task_type=task_type, resource_meta=resource_meta,
-                                           task_category=_category(task_type, version), output_prefix=output_prefix)
+    async def get_task(
+        self, resource_meta: bytes, *, task_type: str = TASK_TYPE, version: int = 0, output_prefix: str = ""
+    ) -> TaskStatus:
+        request = agent_pb2.GetTaskRequest(
+            task_type=task_type,
+            resource_meta=resource_meta,
+            task_category=_category(task_type, version),
+            output_prefix=output_prefix,
+        )
         response = await self._call("get task", self._async.GetTask, request, "GetTask")
         return status_from_resource(response.resource, job_id_from_resource_meta(resource_meta))
 
     async def delete_task(self, resource_meta: bytes, *, task_type: str = TASK_TYPE, version: int = 0) -> None:
-        request = agent_pb2.DeleteTaskRequest(task_type=task_type, resource_meta=resource_meta,
-                                              task_category=_category(task_type, version))
+        request = agent_pb2.DeleteTaskRequest(
+            task_type=task_type, resource_meta=resource_meta, task_category=_category(task_type, version)
+        )
         await self._call("delete task", self._async.DeleteTask, request, "DeleteTask")
 
-    async def get_task_metrics(self, resource_meta: bytes, queries: list[str] | None = None, *,
-                               task_type: str = TASK_TYPE, version: int = 0) -> dict[str, Any]:
-        request = agent_pb2.GetTaskMetricsRequest(task_type=task_type, resource_meta=resource_meta,
-                                                  queries=queries or [], task_category=_category(task_type, version))
+    async def get_task_metrics(
+        self, resource_meta: bytes, queries: list[str] | None = None, *, task_type: str = TASK_TYPE, version: int = 0
+    ) -> dict[str, Any]:
+        request = agent_pb2.GetTaskMetricsRequest(
+            task_type=task_type,
+            resource_meta=resource_meta,
+            queries=queries or [],
+            task_category=_category(task_type, version),
+        )
         response = await self._call("get task metrics", self._async.GetTaskMetrics, request, "GetTaskMetrics")
         return {r.metric: json_format.MessageToDict(r.data) for r in response.results}
 
-    async def get_task_logs(self, resource_meta: bytes, *, lines: int = 0, token: str = "",
-                            task_type: str = TASK_TYPE, version: int = 0) -> AsyncIterator[str | LogPage]:
+    async def get_task_logs(
+        self, resource_meta: bytes, *, lines: int = 0, token: str = "", task_type: str = TASK_TYPE, version: int = 0
+    ) -> AsyncIterator[str | LogPage]:
         """Yield a :class:`LogPage` (the header: next-page token) first, then each log line."""
-        request = agent_pb2.GetTaskLogsRequest(task_type=task_type, resource_meta=resource_meta, lines=lines,
-                                               token=token, task_category=_category(task_type, version))
+        request = agent_pb2.GetTaskLogsRequest(
+            task_type=task_type,
+            resource_meta=resource_meta,
+            lines=lines,
+            token=token,
+            task_category=_category(task_type, version),
+        )
         try:
             if await self.resolved_protocol() == "v2":
                 method, request_type, _ = self._v2_parts("GetTaskLogs")
@@ -439,13 +480,15 @@ class ConnectorClient:
             token = next_token
 
     async def list_agents(self) -> list[agent_pb2.Agent]:
-        response = await self._call("list connectors", self._meta.ListAgents, agent_pb2.ListAgentsRequest(),
-                                    "ListAgents")
+        response = await self._call(
+            "list connectors", self._meta.ListAgents, agent_pb2.ListAgentsRequest(), "ListAgents"
+        )
         return list(response.agents)
 
     async def get_agent(self, name: str) -> agent_pb2.Agent:
-        response = await self._call("get connector", self._meta.GetAgent, agent_pb2.GetAgentRequest(name=name),
-                                    "GetAgent")
+        response = await self._call(
+            "get connector", self._meta.GetAgent, agent_pb2.GetAgentRequest(name=name), "GetAgent"
+        )
         return response.agent
 
     async def health(self, service: str = "") -> str:
@@ -463,9 +506,12 @@ def _service_missing(exc: grpc.aio.AioRpcError) -> bool:
 
 
 _V1_RESPONSES: dict[str, Any] = {
-    "CreateTask": agent_pb2.CreateTaskResponse, "GetTask": agent_pb2.GetTaskResponse,
-    "DeleteTask": agent_pb2.DeleteTaskResponse, "GetTaskMetrics": agent_pb2.GetTaskMetricsResponse,
-    "ListAgents": agent_pb2.ListAgentsResponse, "GetAgent": agent_pb2.GetAgentResponse,
+    "CreateTask": agent_pb2.CreateTaskResponse,
+    "GetTask": agent_pb2.GetTaskResponse,
+    "DeleteTask": agent_pb2.DeleteTaskResponse,
+    "GetTaskMetrics": agent_pb2.GetTaskMetricsResponse,
+    "ListAgents": agent_pb2.ListAgentsResponse,
+    "GetAgent": agent_pb2.GetAgentResponse,
 }
 
 
@@ -511,19 +557,30 @@ async def submit_via_connector(
     returns the job it created the first time.
     """
     metadata = synthetic_execution_metadata(
-        template, execution_name=execution_name, project=project, domain=domain, node_id=node_id,
-        retry_attempt=retry_attempt, environment=environment,
+        template,
+        execution_name=execution_name,
+        project=project,
+        domain=domain,
+        node_id=node_id,
+        retry_attempt=retry_attempt,
+        environment=environment,
     )
     request = build_create_request(template, inputs, output_prefix, metadata)
     async with ConnectorClient(target, timeout=timeout) as client:
         meta = await client.create_task(request)
     wf = metadata.task_execution_id.node_execution_id
-    return Submission(resource_meta=meta, job_id=job_id_from_resource_meta(meta),
-                      execution_name=wf.execution_id.name, node_id=wf.node_id, retry_attempt=retry_attempt)
+    return Submission(
+        resource_meta=meta,
+        job_id=job_id_from_resource_meta(meta),
+        execution_name=wf.execution_id.name,
+        node_id=wf.node_id,
+        retry_attempt=retry_attempt,
+    )
 
 
-async def get_via_connector(target: str, job_id: str, *, timeout: float = DEFAULT_TIMEOUT,
-                            output_prefix: str = "") -> TaskStatus:
+async def get_via_connector(
+    target: str, job_id: str, *, timeout: float = DEFAULT_TIMEOUT, output_prefix: str = ""
+) -> TaskStatus:
     """``get --connector``: ``GetTask`` for a PERIAN job id (resource meta ``{"job_id": ...}``).
 
     ``output_prefix`` (propeller sends it too) lets ``perianctl serve`` report a failed task's
@@ -539,8 +596,9 @@ async def delete_via_connector(target: str, job_id: str, *, timeout: float = DEF
         await client.delete_task(resource_meta_for(job_id))
 
 
-async def logs_via_connector(target: str, job_id: str, *, lines: int = 0,
-                             timeout: float = DEFAULT_TIMEOUT) -> list[str]:
+async def logs_via_connector(
+    target: str, job_id: str, *, lines: int = 0, timeout: float = DEFAULT_TIMEOUT
+) -> list[str]:
     """Every page of the ``GetTaskLogs`` stream of ``job_id``, as lines, on a channel of its own."""
     async with ConnectorClient(target, timeout=timeout) as client:
         return await client.all_log_lines(resource_meta_for(job_id), lines=lines)

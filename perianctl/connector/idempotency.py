@@ -149,8 +149,9 @@ def idempotency_for(metadata: Any, output_prefix: str) -> IdempotencyInfo:
     ref = execution_ref(metadata)
     prefix = output_prefix or ""
     if ref is None:
-        return IdempotencyInfo(key=f"{KEY_VERSION}-o-{_digest('output_prefix', prefix)}", node_tag=None,
-                               attempt=0, execution=None)
+        return IdempotencyInfo(
+            key=f"{KEY_VERSION}-o-{_digest('output_prefix', prefix)}", node_tag=None, attempt=0, execution=None
+        )
     ident = (ref.project, ref.domain, ref.name, ref.node_id)
     key = f"{KEY_VERSION}-a-{_digest(*ident, str(ref.retry_attempt), prefix)}"
     tag = f"{KEY_VERSION}-n-{_digest(*ident, strip_attempt(prefix, ref.retry_attempt))}"

@@ -130,8 +130,9 @@ class _Timer:
         RPC_TOTAL.labels(self.method, code).inc()
 
 
-def _wrap_unary(method: str, behavior: Callable[..., Awaitable[Any]],
-                gate: DrainGate | None = None) -> Callable[..., Awaitable[Any]]:
+def _wrap_unary(
+    method: str, behavior: Callable[..., Awaitable[Any]], gate: DrainGate | None = None
+) -> Callable[..., Awaitable[Any]]:
     async def handler(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
         timer = _Timer(method)
         failed = True
@@ -154,8 +155,9 @@ def _wrap_unary(method: str, behavior: Callable[..., Awaitable[Any]],
     return handler
 
 
-def _wrap_stream(method: str, behavior: Callable[..., AsyncIterator[Any]],
-                 gate: DrainGate | None = None) -> Callable[..., AsyncIterator[Any]]:
+def _wrap_stream(
+    method: str, behavior: Callable[..., AsyncIterator[Any]], gate: DrainGate | None = None
+) -> Callable[..., AsyncIterator[Any]]:
     async def handler(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         timer = _Timer(method)
         failed = True
@@ -196,8 +198,10 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
         if handler is None:
             return handler
         method = _method_name(handler_call_details.method)
-        kwargs = {"request_deserializer": handler.request_deserializer,
-                  "response_serializer": handler.response_serializer}
+        kwargs = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
         for kind, factory in (
             ("unary_unary", grpc.unary_unary_rpc_method_handler),
             ("unary_stream", grpc.unary_stream_rpc_method_handler),

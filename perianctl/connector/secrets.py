@@ -85,8 +85,9 @@ class SecretSource:
         return self.directory / f"{self.file_prefix}{key.lower()}"
 
 
-def lookup(key: str, *, source: SecretSource | None = None,
-           environ: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+def lookup(
+    key: str, *, source: SecretSource | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[str, str] | None:
     """``(value, where)`` for one flytekit-style secret, or ``None``. Empty values count as missing."""
     env = os.environ if environ is None else environ
     src = source or SecretSource.from_env(env)
@@ -155,13 +156,17 @@ def env_credentials(environ: Mapping[str, str] | None = None) -> Credentials:
     env = os.environ if environ is None else environ
     found: dict[str, str] = {}
     sources: dict[str, str] = {}
-    for key, names in (("api_url", envvars.API_URL_VARS), ("organization", envvars.ORGANIZATION_VARS),
-                       ("token", envvars.TOKEN_VARS)):
+    for key, names in (
+        ("api_url", envvars.API_URL_VARS),
+        ("organization", envvars.ORGANIZATION_VARS),
+        ("token", envvars.TOKEN_VARS),
+    ):
         var = next((n for n in names if (env.get(n) or "").strip()), None)
         if var is not None:
             found[key], sources[key] = env[var].strip(), f"env {var}"
-    return Credentials(api_url=found.get("api_url"), organization=found.get("organization"),
-                       token=found.get("token"), sources=sources)
+    return Credentials(
+        api_url=found.get("api_url"), organization=found.get("organization"), token=found.get("token"), sources=sources
+    )
 
 
 def resolve_secrets(
@@ -189,8 +194,10 @@ def resolve_secrets(
         if found is not None:
             values[key], sources[key] = found
     if fallback is not None:
-        for key, value, setting in ((ORGANIZATION, fallback.organization, "organization"),
-                                    (TOKEN, fallback.token, "token")):
+        for key, value, setting in (
+            (ORGANIZATION, fallback.organization, "organization"),
+            (TOKEN, fallback.token, "token"),
+        ):
             if key not in values and value:
                 values[key], sources[key] = value, fallback.sources.get(setting, "perianctl settings")
     for key in (TOKEN, "aws_secret_access_key", "docker_registry_password", "google_application_credentials"):
@@ -202,7 +209,8 @@ def resolve_secrets(
 #: over the server-wide ones for the duration of one call; a context variable, so concurrent calls
 #: (and the background work each one spawns) never see each other's credentials.
 _REQUEST_SECRETS: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
-    "perianctl_request_secrets", default=None)
+    "perianctl_request_secrets", default=None
+)
 
 
 @contextlib.contextmanager
@@ -228,5 +236,6 @@ def with_request_secrets(server: ResolvedSecrets) -> ResolvedSecrets:
     extra = _REQUEST_SECRETS.get()
     if not extra:
         return server
-    return ResolvedSecrets(values={**server.values, **extra},
-                           sources={**server.sources, **dict.fromkeys(extra, "request connection")})
+    return ResolvedSecrets(
+        values={**server.values, **extra}, sources={**server.sources, **dict.fromkeys(extra, "request connection")}
+    )

@@ -46,9 +46,7 @@ log = logging.getLogger("perianctl.serve")
 
 QUIET_BEFORE_STOP = 0.3
 
-SERVICE_NAMES: tuple[str, ...] = tuple(
-    s.full_name for s in agent_service_pb2.DESCRIPTOR.services_by_name.values()
-)
+SERVICE_NAMES: tuple[str, ...] = tuple(s.full_name for s in agent_service_pb2.DESCRIPTOR.services_by_name.values())
 
 
 def v2_service_names() -> tuple[str, ...]:
@@ -97,15 +95,18 @@ class RunningServer:
             if await self.gate.wait_idle(grace):
                 log.info("drained %d in-flight calls in %.2fs", handling, grace - (deadline - loop.time()))
             else:
-                log.warning("grace of %.1fs over with %d calls still running; cancelling them",
-                            grace, self.gate.in_flight)
+                log.warning(
+                    "grace of %.1fs over with %d calls still running; cancelling them", grace, self.gate.in_flight
+                )
             # Calls still queued in the transport get UNAVAILABLE from the gate once dispatched.
             # grpc's stop() answers every call it holds at that moment with CANCELLED (which retry
             # policies do not retry), so keep refusing until callers have gone elsewhere: no call
             # for QUIET_BEFORE_STOP seconds, for at most the rest of the grace period.
             if not await self.gate.wait_quiet(QUIET_BEFORE_STOP, max(0.0, deadline - loop.time())):
-                log.warning("calls kept arriving for the whole grace period; stopping anyway (the "
-                            "ones in transit get CANCELLED)")
+                log.warning(
+                    "calls kept arriving for the whole grace period; stopping anyway (the "
+                    "ones in transit get CANCELLED)"
+                )
             log.info("refused %d calls that arrived while draining (UNAVAILABLE)", self.gate.refused)
         await self.server.stop(max(0.0, deadline - loop.time()))
         with contextlib.suppress(Exception):
@@ -130,11 +131,16 @@ def _start_sandbox(settings: ConnectorSettings, options: ServeOptions) -> tuple[
         raise ValueError("ServeOptions(sandbox=True) needs a sandbox_factory")
     sandbox = options.sandbox_factory(options.sandbox_runtime, options.sandbox_port)
     sandbox.start()
-    log.info("in-process PERIAN sandbox at %s (organization %s, runtime %s)", sandbox.url, sandbox.organization,
-             options.sandbox_runtime)
+    log.info(
+        "in-process PERIAN sandbox at %s (organization %s, runtime %s)",
+        sandbox.url,
+        sandbox.organization,
+        options.sandbox_runtime,
+    )
     link = SANDBOX_LOG_LINK if settings.log_link_template == DEFAULT_LOG_LINK else settings.log_link_template
-    return sandbox, replace(settings, api_url=sandbox.url, organization=sandbox.organization, token=sandbox.token,
-                            log_link_template=link)
+    return sandbox, replace(
+        settings, api_url=sandbox.url, organization=sandbox.organization, token=sandbox.token, log_link_template=link
+    )
 
 
 async def start(options: ServeOptions) -> RunningServer:
@@ -165,8 +171,9 @@ async def start(options: ServeOptions) -> RunningServer:
     if "v1" in options.protocols:
         add_AsyncAgentServiceServicer_to_server(PerianAsyncService(), server)
         add_SyncAgentServiceServicer_to_server(PerianSyncService(), server)
-        add_AgentMetadataServiceServicer_to_server(PerianMetadataService(perian_only=not options.all_connectors),
-                                                   server)
+        add_AgentMetadataServiceServicer_to_server(
+            PerianMetadataService(perian_only=not options.all_connectors), server
+        )
         served.extend(SERVICE_NAMES)
     if "v2" in options.protocols:  # flyteidl2, dispatching to the same connector instance
         from flyteidl2.connector.service_pb2_grpc import (
@@ -191,8 +198,16 @@ async def start(options: ServeOptions) -> RunningServer:
     for name in (*served, health.SERVICE_NAME, ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     SERVING.set(1)
-    return RunningServer(server=server, port=port, health=health_servicer, connector=connector,
-                         options=options, stop_metrics=stop_metrics, sandbox=sandbox, gate=gate)
+    return RunningServer(
+        server=server,
+        port=port,
+        health=health_servicer,
+        connector=connector,
+        options=options,
+        stop_metrics=stop_metrics,
+        sandbox=sandbox,
+        gate=gate,
+    )
 
 
 def startup_line(running: RunningServer) -> str:
@@ -244,16 +259,21 @@ async def serve_until_signalled(options: ServeOptions, *, ready: Callable[[Runni
         secrets = running.connector.secrets()
         print(f"perianctl serve: secrets found: {secrets.describe()}", file=sys.stderr, flush=True)
         if secrets.missing_credentials():
-            log.warning("no PERIAN %s: calls will fail until the secret is mounted%s",
-                        " and ".join(secrets.missing_credentials()),
-                        " (Flyte 2 calls that bring them in their Connection work)"
-                        if "v2" in options.protocols else "")
+            log.warning(
+                "no PERIAN %s: calls will fail until the secret is mounted%s",
+                " and ".join(secrets.missing_credentials()),
+                " (Flyte 2 calls that bring them in their Connection work)" if "v2" in options.protocols else "",
+            )
         print(startup_line(running), file=sys.stderr, flush=True)
         if ready is not None:
             ready(running)
         await stop.wait()
-        print(f"perianctl serve: {received[0] if received else 'stop'} received; draining in-flight calls "
-              f"(grace {options.grace:g}s)", file=sys.stderr, flush=True)
+        print(
+            f"perianctl serve: {received[0] if received else 'stop'} received; draining in-flight calls "
+            f"(grace {options.grace:g}s)",
+            file=sys.stderr,
+            flush=True,
+        )
         await running.shutdown()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -87,8 +87,9 @@ METRIC_COST = "PERIAN_JOB_COST_ESTIMATE"
 #: Retries of one PERIAN call; the time they may take is the RPC's budget, not this policy's. A refused
 #: connection is retried too (a CLI gives up at once; a connector call would otherwise burn one of the
 #: task's retries on an API restart that is over in a few seconds).
-CONNECTOR_RETRY = RetryPolicy(attempts=20, timeout=8.0, wait_initial=0.2, wait_max=1.0, wait_jitter=0.2,
-                              max_retry_after=5.0, connect_attempts=20)
+CONNECTOR_RETRY = RetryPolicy(
+    attempts=20, timeout=8.0, wait_initial=0.2, wait_max=1.0, wait_jitter=0.2, max_retry_after=5.0, connect_attempts=20
+)
 
 MAX_RESOURCE_META_BYTES = 4096
 #: PERIAN job ids are UUIDs; accept any short token of URL-safe characters, refuse anything else
@@ -130,20 +131,23 @@ class PerianMetadata(ResourceMeta):  # type: ignore[misc]  # flytekit is untyped
         bad value is INVALID_ARGUMENT (a ValueError), never an internal error."""
         raw = bytes(data)
         if len(raw) > MAX_RESOURCE_META_BYTES:
-            raise ValueError(f"resource_meta is {len(raw)} bytes, more than the {MAX_RESOURCE_META_BYTES} a "
-                             "PERIAN job reference can be; expected {\"job_id\": \"...\"}")
+            raise ValueError(
+                f"resource_meta is {len(raw)} bytes, more than the {MAX_RESOURCE_META_BYTES} a "
+                'PERIAN job reference can be; expected {"job_id": "..."}'
+            )
         try:
             payload = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError):
-            raise ValueError("resource_meta is not JSON; expected {\"job_id\": \"...\"}") from None
+            raise ValueError('resource_meta is not JSON; expected {"job_id": "..."}') from None
         job_id = payload.get("job_id") if isinstance(payload, dict) else None
         if not isinstance(job_id, str) or not job_id.strip():
-            raise ValueError("resource_meta has no job_id; expected {\"job_id\": \"...\"}")
+            raise ValueError('resource_meta has no job_id; expected {"job_id": "..."}')
         job_id = job_id.strip()
         if not JOB_ID_PATTERN.fullmatch(job_id):
             shown = job_id[:40] + ("..." if len(job_id) > 40 else "")
-            raise ValueError(f"resource_meta has an invalid job_id {shown!r} ({len(job_id)} characters; "
-                             "expected a PERIAN job id)")
+            raise ValueError(
+                f"resource_meta has an invalid job_id {shown!r} ({len(job_id)} characters; expected a PERIAN job id)"
+            )
         return cls(job_id=job_id)
 
 
@@ -171,8 +175,9 @@ def _transport(backend: str, max_connections: int) -> httpx.AsyncBaseTransport:
     try:
         from perianctl.perian.transport import default_transport
     except ImportError:  # no aiohttp: httpx's own transport still works, only slower
-        return httpx.AsyncHTTPTransport(retries=0, limits=httpx.Limits(max_connections=max_connections,
-                                                                        max_keepalive_connections=max_connections))
+        return httpx.AsyncHTTPTransport(
+            retries=0, limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        )
     return default_transport(backend, max_connections=max_connections)
 
 
@@ -247,12 +252,9 @@ class PerianConnector(AsyncConnectorBase):  # type: ignore[misc]  # flytekit is 
     name = CONNECTOR_NAME
 
     def __init__(self, settings: ConnectorSettings | None = None) -> None:
-        super().__init__(task_type_name=TASK_TYPE, task_type_version=TASK_TYPE_VERSION,
-                         metadata_type=PerianMetadata)
+        super().__init__(task_type_name=TASK_TYPE, task_type_version=TASK_TYPE_VERSION, metadata_type=PerianMetadata)
         self.settings = settings or ConnectorSettings()
-        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
         self._secrets: ResolvedSecrets | None = None
         self._secrets_at = 0.0
         self._api_url = ""
@@ -271,8 +273,9 @@ class PerianConnector(AsyncConnectorBase):  # type: ignore[misc]  # flytekit is 
         now = time.monotonic()
         if self._secrets is None or now - self._secrets_at > self.settings.secrets_ttl:
             fallback = self.settings.fallback()  # may read a config file: not per call
-            self._secrets = resolve_secrets(organization=self.settings.organization, token=self.settings.token,
-                                            fallback=fallback)
+            self._secrets = resolve_secrets(
+                organization=self.settings.organization, token=self.settings.token, fallback=fallback
+            )
             self._api_url = self.settings.resolved_api_url(fallback)
             self._secrets_at = now
         return with_request_secrets(self._secrets)  # a flyteidl2 request's Connection wins
@@ -309,11 +312,14 @@ class PerianConnector(AsyncConnectorBase):  # type: ignore[misc]  # flytekit is 
             stale = [state.clients.pop(k) for k in list(state.clients) if k[:2] == key[:2]]
             for old in stale:  # credentials rotated: close the old pool once its calls are done
                 closer = asyncio.get_running_loop().create_task(
-                    _close_later(old, delay=max(self.settings.create_budget, self.settings.get_budget) * 2))
+                    _close_later(old, delay=max(self.settings.create_budget, self.settings.get_budget) * 2)
+                )
                 state.closers.add(closer)
                 closer.add_done_callback(state.closers.discard)
             client = PerianClient(
-                api_url, org, token,
+                api_url,
+                org,
+                token,
                 connect_timeout=self.settings.connect_timeout,
                 read_timeout=self.settings.read_timeout,
                 retry=self.settings.retry or CONNECTOR_RETRY,
@@ -399,16 +405,22 @@ class PerianConnector(AsyncConnectorBase):  # type: ignore[misc]  # flytekit is 
             async with _within(cut):
                 request = await with_budget(client, template, request)
         except _Spent:
-            raise UnavailableError("create job: the PERIAN API did not answer the instance-type search within this "
-                                   "call's deadline; no job was created") from None
+            raise UnavailableError(
+                "create job: the PERIAN API did not answer the instance-type search within this "
+                "call's deadline; no job was created"
+            ) from None
         job_id = await self._create_converging(client, request, info, cut)
         self._phases.put(job_id, FlytePhase.QUEUED)
-        log.info("created PERIAN job %s for %s", job_id,
-                 info.execution.display if info.execution else f"output prefix {output_prefix}")
+        log.info(
+            "created PERIAN job %s for %s",
+            job_id,
+            info.execution.display if info.execution else f"output prefix {output_prefix}",
+        )
         return PerianMetadata(job_id=job_id)
 
-    async def _create_converging(self, client: PerianClient, request: m.CreateJobRequest, info: IdempotencyInfo,
-                                 cut: float) -> str:
+    async def _create_converging(
+        self, client: PerianClient, request: m.CreateJobRequest, info: IdempotencyInfo, cut: float
+    ) -> str:
         """Single flight per attempt key on this replica; the answer must be back by ``cut``.
 
         A re-sent CreateTask arriving while the first still waits on PERIAN joins it (a look-up at
@@ -430,12 +442,16 @@ class PerianConnector(AsyncConnectorBase):  # type: ignore[misc]  # flytekit is 
                 raise TimeoutError
             job_id = await asyncio.wait_for(asyncio.shield(flight.task), timeout=left)
         except TimeoutError:
-            raise UnavailableError("create job: PERIAN did not answer within this call's deadline; a job it "
-                                   "makes after all is cancelled by the connector",
-                                   hint="propeller retries the task as a new attempt") from None
+            raise UnavailableError(
+                "create job: PERIAN did not answer within this call's deadline; a job it "
+                "makes after all is cancelled by the connector",
+                hint="propeller retries the task as a new attempt",
+            ) from None
         except _Spent:
-            raise UnavailableError("create job: PERIAN did not answer within this call's deadline; a job it "
-                                   "makes after all is cancelled by the connector") from None
+            raise UnavailableError(
+                "create job: PERIAN did not answer within this call's deadline; a job it "
+                "makes after all is cancelled by the connector"
+            ) from None
         return job_id
 
     def _flight_done(self, key: str, flight: _Flight) -> None:
@@ -446,17 +462,19 @@ class PerianConnector(AsyncConnectorBase):  # type: ignore[misc]  # flytekit is 
         if not flight.task.cancelled():
             flight.task.exception()  # retrieved here, so an abandoned failure is not reported twice
 
-    async def _issue(self, client: PerianClient, request: m.CreateJobRequest, info: IdempotencyInfo,
-                     cut: float) -> str:
+    async def _issue(self, client: PerianClient, request: m.CreateJobRequest, info: IdempotencyInfo, cut: float) -> str:
         """Adopt the attempt's claimable job, or post one; the job id."""
         settings = self.settings
         try:
             async with _within(cut):
-                scan = await cv.scan_recent(client, since=time.time() - settings.adopt_window,
-                                            page_size=settings.list_page_size)
+                scan = await cv.scan_recent(
+                    client, since=time.time() - settings.adopt_window, page_size=settings.list_page_size
+                )
         except _Spent:
-            raise UnavailableError("create job: the PERIAN API did not answer the look-up for an earlier job of "
-                                   "this attempt in time; no job was created") from None
+            raise UnavailableError(
+                "create job: the PERIAN API did not answer the look-up for an earlier job of "
+                "this attempt in time; no job was created"
+            ) from None
         except UnavailableError as exc:
             raise UnavailableError(f"{exc.message}; no job was created") from None
         LOOKUP_REQUESTS.labels("adopt").observe(scan.requests)
@@ -470,8 +488,9 @@ class PerianConnector(AsyncConnectorBase):  # type: ignore[misc]  # flytekit is 
         claim_base = time.time() + _deadline_left(post_cut)
         for attempt in range((settings.retry or CONNECTOR_RETRY).attempts):
             if _deadline_left(post_cut) < 0.1:
-                raise UnavailableError("create job: no time left in this call's deadline to create the job; "
-                                       "no job was created")
+                raise UnavailableError(
+                    "create job: no time left in this call's deadline to create the job; no job was created"
+                )
             create_id = cv.new_create_id()
             # A later POST of this call gets a later stamp, so if an earlier one shows up after all,
             # the sweepers keep the one returned here (the last sent) and cancel the other.
@@ -491,18 +510,22 @@ class PerianConnector(AsyncConnectorBase):  # type: ignore[misc]  # flytekit is 
                 log.info("create %s for %s: no answer by its hang-up time; looking it up", create_id, info.key)
             # PERIAN answered (5xx, reset): one look-up settles it, and if no job carries the create
             # id, another POST is safe. No answer by the hang-up time: look up until the cut.
-            confirmed = await self._confirm(client, info, create_id, since=issued - 60.0,
-                                            cut=post_cut if answered else cut, once=answered)
+            confirmed = await self._confirm(
+                client, info, create_id, since=issued - 60.0, cut=post_cut if answered else cut, once=answered
+            )
             if confirmed is not None:
                 return confirmed
             if not answered:
                 break
-        raise UnavailableError("create job: PERIAN did not answer within this call's deadline; a job it makes after "
-                               "all is returned to a re-sent call or cancelled by the connector",
-                               hint="propeller retries the task as a new attempt")
+        raise UnavailableError(
+            "create job: PERIAN did not answer within this call's deadline; a job it makes after "
+            "all is returned to a re-sent call or cancelled by the connector",
+            hint="propeller retries the task as a new attempt",
+        )
 
-    async def _confirm(self, client: PerianClient, info: IdempotencyInfo, create_id: str, *, since: float,
-                       cut: float, once: bool) -> str | None:
+    async def _confirm(
+        self, client: PerianClient, info: IdempotencyInfo, create_id: str, *, since: float, cut: float, once: bool
+    ) -> str | None:
         """Find the job of an ambiguous POST by its create id, until ``cut`` (``once``: until one
         look-up has answered). None when it was not found.
 
@@ -523,11 +546,16 @@ class PerianConnector(AsyncConnectorBase):  # type: ignore[misc]  # flytekit is 
                 mine = next((j for j in scan.jobs if j.create_id == create_id), None)
                 if mine is not None:
                     if mine.claimable(self.settings.clock_skew):
-                        log.info("create %s for %s: PERIAN made job %s; the reply was lost", create_id, info.key,
-                                 mine.id)
+                        log.info(
+                            "create %s for %s: PERIAN made job %s; the reply was lost", create_id, info.key, mine.id
+                        )
                         return mine.id
-                    log.info("create %s for %s: PERIAN made job %s only after the create gave up", create_id,
-                             info.key, mine.id)
+                    log.info(
+                        "create %s for %s: PERIAN made job %s only after the create gave up",
+                        create_id,
+                        info.key,
+                        mine.id,
+                    )
                     return None
                 if once:
                     return None
@@ -546,8 +574,7 @@ class PerianConnector(AsyncConnectorBase):  # type: ignore[misc]  # flytekit is 
         if state.sweeper is None or state.sweeper.done():
             # A fresh context: started from inside an RPC, the task would otherwise inherit that
             # RPC's budget scope (a context variable) and every later sweep would find it spent.
-            state.sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(),
-                                                                   context=contextvars.Context())
+            state.sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(), context=contextvars.Context())
 
     async def _sweep_forever(self) -> None:
         interval = self.settings.sweep_interval
@@ -569,8 +596,9 @@ class PerianConnector(AsyncConnectorBase):  # type: ignore[misc]  # flytekit is 
         budget = max(5.0, self.settings.sweep_interval * 4)
         try:
             async with _within(time.monotonic() + budget):
-                scan = await cv.scan_recent(client, since=time.time() - self.settings.sweep_window,
-                                            page_size=self.settings.list_page_size)
+                scan = await cv.scan_recent(
+                    client, since=time.time() - self.settings.sweep_window, page_size=self.settings.list_page_size
+                )
         except _Spent:
             log.warning("sweep: the PERIAN API did not list the jobs within %.0fs", budget)
             return 0
@@ -582,8 +610,11 @@ class PerianConnector(AsyncConnectorBase):  # type: ignore[misc]  # flytekit is 
                 async with _within(time.monotonic() + max(3.0, self.settings.delete_budget)):
                     result = await client.cancel_job(job_id)
             except (_Spent, PerianctlError) as exc:
-                log.warning("sweep: could not cancel PERIAN job %s (%s); next sweep retries", job_id,
-                            exc if isinstance(exc, PerianctlError) else "no answer in time")
+                log.warning(
+                    "sweep: could not cancel PERIAN job %s (%s); next sweep retries",
+                    job_id,
+                    exc if isinstance(exc, PerianctlError) else "no answer in time",
+                )
                 continue
             if not result.already_done:
                 cancelled += 1
@@ -595,8 +626,9 @@ class PerianConnector(AsyncConnectorBase):  # type: ignore[misc]  # flytekit is 
 
     # ------------------------------------------------------------------ get
 
-    async def get(self, resource_meta: PerianMetadata, output_prefix: str = "", deadline: float | None = None,
-                  **kwargs: Any) -> Resource:
+    async def get(
+        self, resource_meta: PerianMetadata, output_prefix: str = "", deadline: float | None = None, **kwargs: Any
+    ) -> Resource:
         """Status → phase, always answered by the deadline; never UNDEFINED.
 
         Transient PERIAN trouble (slow, unavailable, credentials refused) answers the last phase this
@@ -615,23 +647,29 @@ class PerianConnector(AsyncConnectorBase):  # type: ignore[misc]  # flytekit is 
             async with _within(cut):
                 job = await self.client().get_job(job_id)
         except NotFoundError:
-            return Resource(phase=TaskExecution.FAILED, log_links=links,
-                            message=f"PERIAN job {job_id} not found (deleted, or another organization?)",
-                            custom_info={"job_id": job_id})
+            return Resource(
+                phase=TaskExecution.FAILED,
+                log_links=links,
+                message=f"PERIAN job {job_id} not found (deleted, or another organization?)",
+                custom_info={"job_id": job_id},
+            )
         except (_Spent, UnavailableError, ProtocolError, AuthError) as exc:
             return self._transient(job_id, last, links, exc)
         self._trouble_since = None
         info = status_to_phase(job.status, errors=job.errors, last_phase=last)
         if info.phase in (FlytePhase.FAILED, FlytePhase.RETRYABLE_FAILED) and output_prefix:
-            info = await self._with_error_document(job_id, info, output_prefix, cut=cut,
-                                                   container_failed=job.workload_status == WorkloadStatus.USER_ERROR)
+            info = await self._with_error_document(
+                job_id, info, output_prefix, cut=cut, container_failed=job.workload_status == WorkloadStatus.USER_ERROR
+            )
         self._phases.put(job_id, info.phase)
         self._spend.observe(job_id, job)
-        return Resource(phase=int(info.phase), message=info.message, log_links=links,
-                        custom_info=_custom_info(job_id, job, info))
+        return Resource(
+            phase=int(info.phase), message=info.message, log_links=links, custom_info=_custom_info(job_id, job, info)
+        )
 
-    def _transient(self, job_id: str, last: FlytePhase | None, links: list[TaskLog] | None,
-                   exc: BaseException) -> Resource:
+    def _transient(
+        self, job_id: str, last: FlytePhase | None, links: list[TaskLog] | None, exc: BaseException
+    ) -> Resource:
         now = time.time()
         if self._trouble_since is None:
             self._trouble_since = now
@@ -644,14 +682,23 @@ class PerianConnector(AsyncConnectorBase):  # type: ignore[misc]  # flytekit is 
             what = "unavailable"
         kept = last if last is not None else FlytePhase.RUNNING
         seen = "last known phase" if last is not None else "no phase seen by this replica yet"
-        log.warning("GetTask %s: PERIAN API %s (%s); reporting %s", job_id, what,
-                    exc if isinstance(exc, PerianctlError) else "no answer within the deadline", kept.name)
-        return Resource(phase=int(kept), message=f"PERIAN API {what} since {since}, retrying ({seen})",
-                        log_links=links, custom_info={"job_id": job_id, "perian_api": what,
-                                                      "perian_api_trouble_since": since})
+        log.warning(
+            "GetTask %s: PERIAN API %s (%s); reporting %s",
+            job_id,
+            what,
+            exc if isinstance(exc, PerianctlError) else "no answer within the deadline",
+            kept.name,
+        )
+        return Resource(
+            phase=int(kept),
+            message=f"PERIAN API {what} since {since}, retrying ({seen})",
+            log_links=links,
+            custom_info={"job_id": job_id, "perian_api": what, "perian_api_trouble_since": since},
+        )
 
-    async def _with_error_document(self, job_id: str, info: PhaseInfo, output_prefix: str, *, cut: float,
-                                   container_failed: bool) -> PhaseInfo:
+    async def _with_error_document(
+        self, job_id: str, info: PhaseInfo, output_prefix: str, *, cut: float, container_failed: bool
+    ) -> PhaseInfo:
         """A failed ``pyflyte-execute`` writes ``error.pb``: its message is the real error, and its
         kind (recoverable or not) is what Flyte's retry semantics need (propeller reads ``error.pb`` only
         after SUCCEEDED: ``writeOutput`` in flyteplugins go/tasks/plugins/webapi/connector/plugin.go, v1.16.x).
@@ -707,14 +754,17 @@ class PerianConnector(AsyncConnectorBase):  # type: ignore[misc]  # flytekit is 
             log.info("DeleteTask %s: no such PERIAN job; nothing to cancel", job_id)
             return
         except _Spent:
-            raise UnavailableError(f"cancel job {job_id}: PERIAN did not confirm within this call's deadline",
-                                   hint="propeller retries the abort; cancelling twice is harmless") from None
+            raise UnavailableError(
+                f"cancel job {job_id}: PERIAN did not confirm within this call's deadline",
+                hint="propeller retries the abort; cancelling twice is harmless",
+            ) from None
         log.info("DeleteTask %s: %s", job_id, "already finished" if result.already_done else "cancelled")
 
     # ------------------------------------------------------------------ logs and metrics
 
-    async def get_logs(self, resource_meta: PerianMetadata, lines: int = 0, token: str = "",
-                       **kwargs: Any) -> AsyncIterator[GetTaskLogsResponse]:
+    async def get_logs(
+        self, resource_meta: PerianMetadata, lines: int = 0, token: str = "", **kwargs: Any
+    ) -> AsyncIterator[GetTaskLogsResponse]:
         """Header (next-page token) then body chunks of the job's log.
 
         ``lines`` > 0 keeps only the last N lines. ``token`` is the line offset to start from;
@@ -724,7 +774,7 @@ class PerianConnector(AsyncConnectorBase):  # type: ignore[misc]  # flytekit is 
         job = await self.client().get_job(resource_meta.job_id)
         all_lines = (job.logs or "").splitlines()
         if lines:
-            all_lines = all_lines[-int(lines):]
+            all_lines = all_lines[-int(lines) :]
         try:
             start = max(0, int(token)) if token else 0
         except ValueError:
@@ -733,14 +783,17 @@ class PerianConnector(AsyncConnectorBase):  # type: ignore[misc]  # flytekit is 
         next_token = str(end) if end < len(all_lines) else ""
         yield GetTaskLogsResponse(header=GetTaskLogsResponseHeader(token=next_token))
         for chunk_start in range(start, end, LOG_CHUNK_LINES):
-            chunk = all_lines[chunk_start:min(end, chunk_start + LOG_CHUNK_LINES)]
-            yield GetTaskLogsResponse(body=GetTaskLogsResponseBody(
-                results=chunk,
-                structured_lines=[LogLine(message=line, originator=LogLineOriginator.USER) for line in chunk],
-            ))
+            chunk = all_lines[chunk_start : min(end, chunk_start + LOG_CHUNK_LINES)]
+            yield GetTaskLogsResponse(
+                body=GetTaskLogsResponseBody(
+                    results=chunk,
+                    structured_lines=[LogLine(message=line, originator=LogLineOriginator.USER) for line in chunk],
+                )
+            )
 
-    async def get_metrics(self, resource_meta: PerianMetadata, queries: list[str] | None = None,
-                          **kwargs: Any) -> GetTaskMetricsResponse:
+    async def get_metrics(
+        self, resource_meta: PerianMetadata, queries: list[str] | None = None, **kwargs: Any
+    ) -> GetTaskMetricsResponse:
         """What PERIAN can tell: runtime so far and the cost (to date, or final) by PERIAN billing semantics.
 
         Results use the Prometheus matrix shape Flyte's UI expects; unknown queries get an empty
@@ -748,15 +801,20 @@ class PerianConnector(AsyncConnectorBase):  # type: ignore[misc]  # flytekit is 
         """
         job = await self.client().get_job(resource_meta.job_id)
         now = dt.datetime.now(dt.UTC)
-        values: dict[str, float | None] = {METRIC_RUNTIME: runtime_seconds(job, now) or 0.0,
-                                           METRIC_COST: cost_amount(job, now)}
+        values: dict[str, float | None] = {
+            METRIC_RUNTIME: runtime_seconds(job, now) or 0.0,
+            METRIC_COST: cost_amount(job, now),
+        }
         wanted = list(queries) if queries else list(values)
         stamp = (job.done_at or now).timestamp()
         results = []
         for query in wanted:
             value = values.get(query)
-            series = [] if value is None else [{"metric": {"job_id": resource_meta.job_id},
-                                                "values": [[stamp, f"{value:.6g}"]]}]
+            series = (
+                []
+                if value is None
+                else [{"metric": {"job_id": resource_meta.job_id}, "values": [[stamp, f"{value:.6g}"]]}]
+            )
             data = json_format.ParseDict({"resultType": "matrix", "result": series}, Struct())
             results.append(ExecutionMetricResult(metric=query, data=data))
         return GetTaskMetricsResponse(results=results)
@@ -793,8 +851,9 @@ def _as_literal_map_proto(inputs: Any) -> Any:
     return to_idl() if callable(to_idl) else inputs
 
 
-def _translate(template: TaskTemplatePb, inputs: Any, output_prefix: str,
-               secrets: ResolvedSecrets) -> m.CreateJobRequest:
+def _translate(
+    template: TaskTemplatePb, inputs: Any, output_prefix: str, secrets: ResolvedSecrets
+) -> m.CreateJobRequest:
     """Template → CreateJobRequest with the flyte layer's pure translation (shared with ``submit``)."""
     from perianctl.flyte.translate import template_to_job_request
 
@@ -828,4 +887,3 @@ def _custom_info(job_id: str, job: m.JobView, info: PhaseInfo) -> dict[str, Any]
         if value is not None:
             custom[key] = value.isoformat()
     return custom
-

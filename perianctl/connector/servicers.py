@@ -102,8 +102,7 @@ async def resource_pb(result: Resource) -> ResourcePb:
         return await result.to_flyte_idl()
     custom_info = Struct()
     custom_info.update(result.custom_info)
-    return ResourcePb(phase=result.phase, message=result.message, log_links=result.log_links,
-                      custom_info=custom_info)
+    return ResourcePb(phase=result.phase, message=result.message, log_links=result.log_links, custom_info=custom_info)
 
 
 def _one_line(text: str) -> str:
@@ -165,8 +164,9 @@ class PerianAsyncService(fk.AsyncConnectorService):  # type: ignore[misc]  # fly
                         task_template=template,
                         output_prefix=request.output_prefix,
                         inputs=request.inputs if request.HasField("inputs") else None,
-                        task_execution_metadata=(request.task_execution_metadata
-                                                 if request.HasField("task_execution_metadata") else None),
+                        task_execution_metadata=(
+                            request.task_execution_metadata if request.HasField("task_execution_metadata") else None
+                        ),
                         deadline=deadline,
                     )
                     response = CreateTaskResponse(resource_meta=meta.encode())
@@ -198,8 +198,7 @@ class PerianAsyncService(fk.AsyncConnectorService):  # type: ignore[misc]  # fly
             with fk.request_latency.labels(task_type=task_type, operation=fk.get_operation).time():
                 meta = connector.metadata_type.decode(request.resource_meta)
                 if isinstance(connector, PerianConnector):  # flytekit drops output_prefix; we use it
-                    result = await connector.get(meta, output_prefix=request.output_prefix,
-                                                 deadline=_deadline(context))
+                    result = await connector.get(meta, output_prefix=request.output_prefix, deadline=_deadline(context))
                 else:
                     result = await mirror_async_methods(connector.get, resource_meta=meta)
                 resource = await resource_pb(result)

@@ -52,8 +52,9 @@ class PerianAsyncServiceV2(AsyncConnectorServiceServicer):  # type: ignore[misc]
         self._check(category.name or TASK_TYPE, category.version)
         return PerianMetadata.decode(request.resource_meta)
 
-    async def CreateTask(self, request: c2.CreateTaskRequest,
-                         context: grpc.aio.ServicerContext) -> c2.CreateTaskResponse:
+    async def CreateTask(
+        self, request: c2.CreateTaskRequest, context: grpc.aio.ServicerContext
+    ) -> c2.CreateTaskResponse:
         task_type = request.template.type
         try:
             self._check(task_type, request.template.task_type_version)
@@ -61,10 +62,12 @@ class PerianAsyncServiceV2(AsyncConnectorServiceServicer):  # type: ignore[misc]
                 fk.input_literal_size.labels(task_type=task_type).observe(request.inputs.ByteSize())
             with fk.request_latency.labels(task_type=task_type, operation=fk.create_operation).time():
                 meta = await self.v2.create(
-                    request.template, request.output_prefix,
+                    request.template,
+                    request.output_prefix,
                     inputs=request.inputs if request.HasField("inputs") else None,
                     metadata=request.task_execution_metadata if request.HasField("task_execution_metadata") else None,
-                    secrets=connection_secrets(request.connection), deadline=_deadline(context),
+                    secrets=connection_secrets(request.connection),
+                    deadline=_deadline(context),
                 )
         except Exception as exc:  # every failure becomes a status code
             await _fail(context, exc, "create", task_type)
@@ -75,28 +78,34 @@ class PerianAsyncServiceV2(AsyncConnectorServiceServicer):  # type: ignore[misc]
         task_type = request.task_category.name or TASK_TYPE
         try:
             with fk.request_latency.labels(task_type=task_type, operation=fk.get_operation).time():
-                resource = await self.v2.get(self._meta(request), output_prefix=request.output_prefix,
-                                             secrets=connection_secrets(request.connection),
-                                             deadline=_deadline(context))
+                resource = await self.v2.get(
+                    self._meta(request),
+                    output_prefix=request.output_prefix,
+                    secrets=connection_secrets(request.connection),
+                    deadline=_deadline(context),
+                )
         except Exception as exc:  # every failure becomes a status code
             await _fail(context, exc, "get", task_type)
         fk.request_success_count.labels(task_type=task_type, operation=fk.get_operation).inc()
         return c2.GetTaskResponse(resource=resource)
 
-    async def DeleteTask(self, request: c2.DeleteTaskRequest,
-                         context: grpc.aio.ServicerContext) -> c2.DeleteTaskResponse:
+    async def DeleteTask(
+        self, request: c2.DeleteTaskRequest, context: grpc.aio.ServicerContext
+    ) -> c2.DeleteTaskResponse:
         task_type = request.task_category.name or TASK_TYPE
         try:
             with fk.request_latency.labels(task_type=task_type, operation=fk.delete_operation).time():
-                await self.v2.delete(self._meta(request), secrets=connection_secrets(request.connection),
-                                     deadline=_deadline(context))
+                await self.v2.delete(
+                    self._meta(request), secrets=connection_secrets(request.connection), deadline=_deadline(context)
+                )
         except Exception as exc:  # every failure becomes a status code
             await _fail(context, exc, "delete", task_type)
         fk.request_success_count.labels(task_type=task_type, operation=fk.delete_operation).inc()
         return c2.DeleteTaskResponse()
 
-    async def GetTaskMetrics(self, request: c2.GetTaskMetricsRequest,
-                             context: grpc.aio.ServicerContext) -> c2.GetTaskMetricsResponse:
+    async def GetTaskMetrics(
+        self, request: c2.GetTaskMetricsRequest, context: grpc.aio.ServicerContext
+    ) -> c2.GetTaskMetricsResponse:
         task_type = request.task_category.name or TASK_TYPE
         try:
             return await self.v2.get_metrics(self._meta(request), list(request.queries))
@@ -123,13 +132,16 @@ class PerianMetadataServiceV2(ConnectorMetadataServiceServicer):  # type: ignore
             supported_task_categories=[c2.TaskCategory(name=TASK_TYPE, version=TASK_TYPE_VERSION)],
         )
 
-    async def ListConnectors(self, request: c2.ListConnectorsRequest,
-                             context: grpc.aio.ServicerContext) -> c2.ListConnectorsResponse:
+    async def ListConnectors(
+        self, request: c2.ListConnectorsRequest, context: grpc.aio.ServicerContext
+    ) -> c2.ListConnectorsResponse:
         return c2.ListConnectorsResponse(connectors=[self.connector_proto])
 
-    async def GetConnector(self, request: c2.GetConnectorRequest,
-                           context: grpc.aio.ServicerContext) -> c2.GetConnectorResponse:
+    async def GetConnector(
+        self, request: c2.GetConnectorRequest, context: grpc.aio.ServicerContext
+    ) -> c2.GetConnectorResponse:
         if request.name != self.connector_proto.name:
-            await context.abort(grpc.StatusCode.NOT_FOUND,
-                                f"no connector named {request.name!r} (known: {self.connector_proto.name!r})")
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"no connector named {request.name!r} (known: {self.connector_proto.name!r})"
+            )
         return c2.GetConnectorResponse(connector=self.connector_proto)

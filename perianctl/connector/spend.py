@@ -63,8 +63,15 @@ def money_info(job: Any, now: datetime | None = None) -> dict[str, Any]:
     info: dict[str, Any] = {}
     price = getattr(job, "price", None)
     if price is not None and price.unit_price:
-        info["price"] = {k: v for k, v in (("unit_price", price.unit_price), ("currency", price.currency),
-                                           ("granularity", price.granularity)) if v}
+        info["price"] = {
+            k: v
+            for k, v in (
+                ("unit_price", price.unit_price),
+                ("currency", price.currency),
+                ("granularity", price.granularity),
+            )
+            if v
+        }
         rate = rate_of(price)
         if rate is not None:
             info["price"]["per_hour"] = str(rate.per_hour)

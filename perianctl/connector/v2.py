@@ -54,8 +54,7 @@ LOG_PAGE_LINES = 5000
 LOG_CHUNK_LINES = 500
 
 # An RFC 3339 stamp at the start of a line, as ``docker logs --timestamps`` and most loggers write it.
-_LEADING_STAMP = re.compile(
-    r"^\[?(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d{1,9})?(?:Z|[+-]\d\d:?\d\d)?)\]?\s")
+_LEADING_STAMP = re.compile(r"^\[?(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d{1,9})?(?:Z|[+-]\d\d:?\d\d)?)\]?\s")
 
 
 # ---------------------------------------------------------------------- wire translations
@@ -71,8 +70,14 @@ def template_to_v1(template: Any) -> v1_tasks.TaskTemplate:
     """
     v1 = v1_tasks.TaskTemplate.FromString(template.SerializeToString())
     container = v1.container if v1.HasField("container") else None
-    if (container is not None and not container.image and not container.command and not container.args
-            and v1.HasField("custom") and "command" in v1.custom.fields):
+    if (
+        container is not None
+        and not container.image
+        and not container.command
+        and not container.args
+        and v1.HasField("custom")
+        and "command" in v1.custom.fields
+    ):
         env = {kv.key: kv.value for kv in container.env}
         if env:
             custom_env = v1.custom.fields["environment"].struct_value if "environment" in v1.custom.fields else None
@@ -190,8 +195,9 @@ def _stamp(line: str, fallback: dt.datetime) -> tuple[Timestamp, str]:
     return stamp, line
 
 
-def log_page(job: m.JobView, *, lines: int = 0, token: str = "",
-             now: dt.datetime | None = None) -> tuple[str, list[payload_pb2.LogLine]]:
+def log_page(
+    job: m.JobView, *, lines: int = 0, token: str = "", now: dt.datetime | None = None
+) -> tuple[str, list[payload_pb2.LogLine]]:
     """``(next token, lines of this page)`` of a job's log.
 
     ``lines`` > 0 without a token starts that many lines before the end (a tail). A running
@@ -212,8 +218,9 @@ def log_page(job: m.JobView, *, lines: int = 0, token: str = "",
     page = []
     for line in all_lines[start:end]:
         stamp, message = _stamp(line, fallback)
-        page.append(payload_pb2.LogLine(timestamp=stamp, message=message,
-                                        originator=payload_pb2.LogLineOriginator.USER))
+        page.append(
+            payload_pb2.LogLine(timestamp=stamp, message=message, originator=payload_pb2.LogLineOriginator.USER)
+        )
     return log_token(all_lines, end) if end else (token.strip() or "0"), page
 
 
@@ -230,33 +237,52 @@ class PerianV2:
     def __init__(self, connector: PerianConnector) -> None:
         self.connector = connector
 
-    async def create(self, template: Any, output_prefix: str, *, inputs: Any = None, metadata: Any = None,
-                     secrets: Mapping[str, str] | None = None, deadline: float | None = None) -> PerianMetadata:
+    async def create(
+        self,
+        template: Any,
+        output_prefix: str,
+        *,
+        inputs: Any = None,
+        metadata: Any = None,
+        secrets: Mapping[str, str] | None = None,
+        deadline: float | None = None,
+    ) -> PerianMetadata:
         """CreateTask: ``template`` (flyteidl2 or flyteidl), ``inputs`` a ``task.Inputs`` or a ``LiteralMap``."""
         v1_template = template if isinstance(template, v1_tasks.TaskTemplate) else template_to_v1(template)
         v1_inputs = inputs if inputs is None or isinstance(inputs, v1_literals.LiteralMap) else inputs_to_v1(inputs)
         with request_secrets(secrets):
             return await self.connector.create(
-                task_template=v1_template, output_prefix=output_prefix, inputs=v1_inputs,
-                task_execution_metadata=metadata_to_v1(metadata), deadline=deadline,
+                task_template=v1_template,
+                output_prefix=output_prefix,
+                inputs=v1_inputs,
+                task_execution_metadata=metadata_to_v1(metadata),
+                deadline=deadline,
             )
 
-    async def get(self, meta: PerianMetadata, *, output_prefix: str = "", secrets: Mapping[str, str] | None = None,
-                  deadline: float | None = None) -> c2.Resource:
+    async def get(
+        self,
+        meta: PerianMetadata,
+        *,
+        output_prefix: str = "",
+        secrets: Mapping[str, str] | None = None,
+        deadline: float | None = None,
+    ) -> c2.Resource:
         with request_secrets(secrets):
             resource = await self.connector.get(meta, output_prefix=output_prefix, deadline=deadline)
         return resource_to_v2(resource)
 
-    async def delete(self, meta: PerianMetadata, *, secrets: Mapping[str, str] | None = None,
-                     deadline: float | None = None) -> None:
+    async def delete(
+        self, meta: PerianMetadata, *, secrets: Mapping[str, str] | None = None, deadline: float | None = None
+    ) -> None:
         with request_secrets(secrets):
             await self.connector.delete(meta, deadline=deadline)
 
     async def get_metrics(self, meta: PerianMetadata, queries: list[str] | None = None) -> c2.GetTaskMetricsResponse:
         return metrics_to_v2(await self.connector.get_metrics(meta, queries=queries))
 
-    async def get_logs(self, meta: PerianMetadata, *, lines: int = 0,
-                       token: str = "") -> AsyncIterator[c2.GetTaskLogsResponse]:
+    async def get_logs(
+        self, meta: PerianMetadata, *, lines: int = 0, token: str = ""
+    ) -> AsyncIterator[c2.GetTaskLogsResponse]:
         """One page: a header with the next token, then the page's lines in bodies of
         :data:`LOG_CHUNK_LINES` (timestamped ``LogLine`` entries; the deprecated ``results`` strings
         are not filled)."""
@@ -264,7 +290,7 @@ class PerianV2:
         next_token, page = log_page(job, lines=lines, token=token)
         yield c2.GetTaskLogsResponse(header=c2.GetTaskLogsResponseHeader(token=next_token))
         for start in range(0, len(page), LOG_CHUNK_LINES):
-            yield c2.GetTaskLogsResponse(body=c2.GetTaskLogsResponseBody(lines=page[start:start + LOG_CHUNK_LINES]))
+            yield c2.GetTaskLogsResponse(body=c2.GetTaskLogsResponseBody(lines=page[start : start + LOG_CHUNK_LINES]))
 
 
 def is_terminal_v2(phase: int) -> bool:

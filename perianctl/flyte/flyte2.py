@@ -71,7 +71,8 @@ def _ensure_connector() -> None:
     if not _registered():
         raise RuntimeError(
             f"no '{TASK_TYPE}' connector is registered with the flyte SDK: install perianctl with its "
-            f"'{ENTRY_POINT_GROUP}' entry point (and leave PERIANCTL_FLYTE_PLUGIN unset)")
+            f"'{ENTRY_POINT_GROUP}' entry point (and leave PERIANCTL_FLYTE_PLUGIN unset)"
+        )
 
 
 def _registered() -> bool:
@@ -113,15 +114,28 @@ class PerianContainerTask(_ThroughTheConnector, TaskTemplate[..., Any, Any]):
     environment: ``flyte.TaskEnvironment.from_task("name", task)``.
     """
 
-    def __init__(self, name: str, image: str, command: list[str], *, plugin_config: PerianConfig | None = None,
-                 inputs: dict[str, type] | None = None, outputs: dict[str, type] | None = None,
-                 connector_secrets: dict[str, str] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        name: str,
+        image: str,
+        command: list[str],
+        *,
+        plugin_config: PerianConfig | None = None,
+        inputs: dict[str, type] | None = None,
+        outputs: dict[str, type] | None = None,
+        connector_secrets: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         if not image or any(not isinstance(c, str) for c in command) or not command:
             raise ValueError("PerianContainerTask needs an image and a command (a list of strings)")
         super().__init__(
-            name=name, task_type=TASK_TYPE, task_type_version=TASK_TYPE_VERSION, image=None,
-            interface=NativeInterface({k: (v, inspect.Parameter.empty) for k, v in (inputs or {}).items()},
-                                      dict(outputs or {})),
+            name=name,
+            task_type=TASK_TYPE,
+            task_type_version=TASK_TYPE_VERSION,
+            image=None,
+            interface=NativeInterface(
+                {k: (v, inspect.Parameter.empty) for k, v in (inputs or {}).items()}, dict(outputs or {})
+            ),
             **kwargs,
         )
         self.plugin_config = plugin_config if plugin_config is not None else PerianConfig()

@@ -173,5 +173,7 @@ def import_hint(template: TaskTemplate, failure: str | None, *, cwd: Path | None
     base = (cwd or Path.cwd()).resolve()
     root = next((d for d in (base, *base.parents) if (d / top).is_dir() or (d / f"{top}.py").is_file()), None)
     where = f"--env PYTHONPATH={root}" if root is not None else "--env PYTHONPATH=DIR (the directory that contains it)"
-    return (f"the job could not import '{module}': on a sandbox on this machine pass {where}; "
-            "on PERIAN use an image that contains the module")
+    return (
+        f"the job could not import '{module}': on a sandbox on this machine pass {where}; "
+        "on PERIAN use an image that contains the module"
+    )

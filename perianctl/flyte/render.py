@@ -84,9 +84,15 @@ class RenderContext:
         attempt). What only the caller knows (retry key, template path, namespace) is passed in;
         the connector does not know them and renders them empty.
         """
-        return cls._layout(output_prefix, raw="raw", checkpoint="checkpoint", inputs=inputs,
-                           per_retry_unique_key=per_retry_unique_key, task_template_path=task_template_path,
-                           namespace=namespace)
+        return cls._layout(
+            output_prefix,
+            raw="raw",
+            checkpoint="checkpoint",
+            inputs=inputs,
+            per_retry_unique_key=per_retry_unique_key,
+            task_template_path=task_template_path,
+            namespace=namespace,
+        )
 
     @classmethod
     def for_output_prefix(
@@ -104,9 +110,15 @@ class RenderContext:
         ``<prefix>/checkpoint_output``; there is no previous checkpoint (first attempt). Used to
         compare our rendering with flytekit's; perianctl's own launches use :meth:`for_launch`.
         """
-        context = cls._layout(output_prefix, raw="raw_output", checkpoint="checkpoint_output", inputs=inputs,
-                              per_retry_unique_key=per_retry_unique_key, task_template_path=None,
-                              namespace=namespace)
+        context = cls._layout(
+            output_prefix,
+            raw="raw_output",
+            checkpoint="checkpoint_output",
+            inputs=inputs,
+            per_retry_unique_key=per_retry_unique_key,
+            task_template_path=None,
+            namespace=namespace,
+        )
         if raw_output_prefix:
             context.raw_output_prefix = raw_output_prefix
         return context

@@ -108,8 +108,11 @@ def _endpoint(uri: str) -> tuple[str, int] | None:
         custom = os.environ.get("STORAGE_EMULATOR_HOST") or os.environ.get("FSSPEC_GCS_ENDPOINT_URL")
         default = ("storage.googleapis.com", 443)
     elif scheme == "s3":
-        custom = (os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-                  or os.environ.get("FSSPEC_S3_ENDPOINT_URL"))
+        custom = (
+            os.environ.get("AWS_ENDPOINT_URL_S3")
+            or os.environ.get("AWS_ENDPOINT_URL")
+            or os.environ.get("FSSPEC_S3_ENDPOINT_URL")
+        )
         default = ("s3.amazonaws.com", 443)
     elif scheme in ("http", "https"):
         custom, default = uri, None

@@ -153,9 +153,7 @@ def _country_code(value: str | None) -> str | None:
     if not value:
         return None
     if len(value) != 2 or not value.isascii() or not value.isalpha():
-        raise ValueError(
-            f"Invalid country code {value!r}. Please provide a valid two-letter country code. (e.g. DE)"
-        )
+        raise ValueError(f"Invalid country code {value!r}. Please provide a valid two-letter country code. (e.g. DE)")
     return value.upper()
 
 

@@ -619,8 +619,9 @@ def _check_not_shadowing(module_name: str, path: Path, root: Path) -> None:
     top = module_name.split(".", 1)[0]
     loaded = sys.modules.get(top)
     where = getattr(loaded, "__file__", None) if loaded is not None else None
-    ours = where is not None and (Path(where).resolve() == path
-                                  or Path(where).resolve().is_relative_to(root.resolve() / top))
+    ours = where is not None and (
+        Path(where).resolve() == path or Path(where).resolve().is_relative_to(root.resolve() / top)
+    )
     if top in sys.stdlib_module_names or (loaded is not None and not ours):
         what = "the standard-library module" if top in sys.stdlib_module_names else "the installed module"
         raise TemplateError(

@@ -421,8 +421,10 @@ def apply_overrides(template: tasks_pb2.TaskTemplate, overrides: JobOverrides) -
     """
     o = overrides
     if o.instance_type_id:
-        raise TemplateError("--instance-type-id cannot be sent through a connector (a task template has no "
-                            "place for it); use --cores/--memory/--accelerators/--accelerator-type instead")
+        raise TemplateError(
+            "--instance-type-id cannot be sent through a connector (a task template has no "
+            "place for it); use --cores/--memory/--accelerators/--accelerator-type instead"
+        )
     out = tasks_pb2.TaskTemplate()
     out.CopyFrom(template)
     custom_values: dict[str, Any] = {}

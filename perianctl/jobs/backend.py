@@ -75,8 +75,9 @@ class JobBackend(Protocol):
 # ---------------------------------------------------------------------- PERIAN
 
 
-def perian_client(settings: Settings, *, on_unreadable: Callable[[str, Unreadable], None] | None = None,
-                  **kwargs: Any) -> PerianClient:
+def perian_client(
+    settings: Settings, *, on_unreadable: Callable[[str, Unreadable], None] | None = None, **kwargs: Any
+) -> PerianClient:
     """The PERIAN client for ``settings`` (credentials required).
 
     Every call is bounded by the ``api_timeout`` setting (``--api-timeout``), retries included; a
@@ -127,8 +128,14 @@ class PerianBackend:
 # ---------------------------------------------------------------------- connector
 
 _STATUS_BY_PHASE = {
-    "SUCCEEDED": "Done", "FAILED": "UserError", "RETRYABLE_FAILED": "ServerError", "ABORTED": "Cancelled",
-    "RUNNING": "Running", "QUEUED": "Queued", "WAITING_FOR_RESOURCES": "Queued", "INITIALIZING": "Initializing",
+    "SUCCEEDED": "Done",
+    "FAILED": "UserError",
+    "RETRYABLE_FAILED": "ServerError",
+    "ABORTED": "Cancelled",
+    "RUNNING": "Running",
+    "QUEUED": "Queued",
+    "WAITING_FOR_RESOURCES": "Queued",
+    "INITIALIZING": "Initializing",
 }
 """A PERIAN status for a connector that does not report one (only the Flyte phase): the exit code
 then follows the phase (SUCCEEDED 0, FAILED 3, ABORTED 4) as it did through a connector before."""
@@ -152,7 +159,7 @@ def view_from_task_status(job_id: str, status: TaskStatus) -> JobView:
     shown = perian_status or _STATUS_BY_PHASE.get(status.phase_name, "Undefined")
     detail = status.message
     if detail.startswith(f"{shown}: "):
-        detail = detail[len(shown) + 2:]
+        detail = detail[len(shown) + 2 :]
     body: dict[str, Any] = {
         "id": status.job_id or job_id,
         "status": shown,
@@ -160,7 +167,9 @@ def view_from_task_status(job_id: str, status: TaskStatus) -> JobView:
         # ..." while the connector cannot reach PERIAN): where the views show a job's message.
         "errors": detail if detail and detail != shown else None,
         "connector": {
-            "phase": status.phase_name, "message": status.message, "derived": derived,
+            "phase": status.phase_name,
+            "message": status.message,
+            "derived": derived,
             "log_links": [{"name": link.name, "uri": link.uri} for link in status.log_links],
             "custom_info": info,
         },

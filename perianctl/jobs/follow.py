@@ -146,11 +146,27 @@ class WatchedJob:
     (the live frame is capped to the screen), so its memory stays near the size of the JSON.
     """
 
-    __slots__ = ("_created", "_json", "_model", "_status", "first_seen", "job_id", "last_seen", "phase",
-                 "phase_message")
+    __slots__ = (
+        "_created",
+        "_json",
+        "_model",
+        "_status",
+        "first_seen",
+        "job_id",
+        "last_seen",
+        "phase",
+        "phase_message",
+    )
 
-    def __init__(self, job_id: str, job: JobView | None = None, phase: FlytePhase | None = None,
-                 phase_message: str = "", first_seen: float | None = None, last_seen: float | None = None) -> None:
+    def __init__(
+        self,
+        job_id: str,
+        job: JobView | None = None,
+        phase: FlytePhase | None = None,
+        phase_message: str = "",
+        first_seen: float | None = None,
+        last_seen: float | None = None,
+    ) -> None:
         self.job_id = job_id
         self._json: str | None = None
         self._model: JobView | None = None
@@ -412,8 +428,12 @@ class Poller:
                     remaining.discard(job_id)
                     found[job_id] = _Seen.of(job)
                     deepest = position
-                elif (self.discover and pages_read <= self.discover_pages and job_id not in self.jobs
-                      and not is_terminal(job.status)):
+                elif (
+                    self.discover
+                    and pages_read <= self.discover_pages
+                    and job_id not in self.jobs
+                    and not is_terminal(job.status)
+                ):
                     self.jobs[job_id] = WatchedJob(job_id)
                     found[job_id] = _Seen.of(job)
             pagination = result.pagination
@@ -467,7 +487,9 @@ class Poller:
                 transient = result
             elif isinstance(result, NotFoundError):
                 raise NotFoundError(
-                    f"job {job_id} not found", status=result.status, detail=result.detail,
+                    f"job {job_id} not found",
+                    status=result.status,
+                    detail=result.detail,
                     hint="check the id (perianctl list) and the profile/API URL",
                 )
             elif isinstance(result, BaseException):
@@ -605,7 +627,10 @@ async def _refresh_ticking(poller: Poller, on_tick: TickHook | None, tick: float
 
 
 async def _sleep_ticking(
-    poller: Poller, delay: float, on_tick: TickHook | None, tick: float,
+    poller: Poller,
+    delay: float,
+    on_tick: TickHook | None,
+    tick: float,
     sleep: Callable[[float], Awaitable[None]],
 ) -> None:
     if on_tick is None or tick <= 0:
@@ -705,16 +730,23 @@ async def follow_jobs(
             if isinstance(backend, ConnectorBackend):
                 for job_id, prefix in (output_prefixes or {}).items():
                     backend.remember_output_prefix(job_id, prefix)
-            poller = Poller(backend, ids, discover=discover, interval=interval, journal=journal,
-                            api_url=backend.api_url if backend.kind == "perian" else None,
-                            give_up_after=give_up_after)
+            poller = Poller(
+                backend,
+                ids,
+                discover=discover,
+                interval=interval,
+                journal=journal,
+                api_url=backend.api_url if backend.kind == "perian" else None,
+                give_up_after=give_up_after,
+            )
             view = make_view(journal)
             result: WaitResult | None = None
             failure: str | None = None
             view.start()
             try:
-                result = await wait_for_(poller, wait_for=wait_for, timeout=timeout, on_refresh=view.on_refresh,
-                                         on_tick=view.on_tick)
+                result = await wait_for_(
+                    poller, wait_for=wait_for, timeout=timeout, on_refresh=view.on_refresh, on_tick=view.on_tick
+                )
             except PerianctlError as exc:
                 failure = exc.message
                 raise

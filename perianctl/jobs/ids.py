@@ -116,15 +116,18 @@ def resolve(
             continue
         matches = found.get(token, [])
         if not matches:
-            where = (f"the journal or the newest {PAGE_SIZE * MAX_PAGES} jobs of the API"
-                     if client is not None else "the journal (give the full id)")
-            raise NotFoundError(f"no job id starts with '{token}' in {where}",
-                                hint="'perianctl list' shows job ids")
+            where = (
+                f"the journal or the newest {PAGE_SIZE * MAX_PAGES} jobs of the API"
+                if client is not None
+                else "the journal (give the full id)"
+            )
+            raise NotFoundError(f"no job id starts with '{token}' in {where}", hint="'perianctl list' shows job ids")
         if len(matches) > 1:
             shown = ", ".join(m.describe() for m in matches[:SHOW_CANDIDATES])
             more = f" and {len(matches) - SHOW_CANDIDATES} more" if len(matches) > SHOW_CANDIDATES else ""
-            raise UsageError(f"job id prefix '{token}' is ambiguous: it matches {shown}{more}",
-                             hint="type more characters of the id")
+            raise UsageError(
+                f"job id prefix '{token}' is ambiguous: it matches {shown}{more}", hint="type more characters of the id"
+            )
         result.setdefault(matches[0].job_id)
     return list(result)
 

@@ -44,13 +44,13 @@ def new_output(previous: str, current: str) -> tuple[str, bool]:
     again (``rewritten=True`` so the caller can say so).
     """
     if current.startswith(previous):
-        return current[len(previous):], False
+        return current[len(previous) :], False
     for size in (4096, 1024, 256, 64):
         anchor = previous[-size:]
         if len(anchor) >= 16:
             index = current.rfind(anchor)
             if index >= 0:
-                return current[index + len(anchor):], False
+                return current[index + len(anchor) :], False
     return current, True
 
 
@@ -76,7 +76,7 @@ class _State:
     def show(self, current: str) -> None:
         if self.first and self.tail is not None:
             lines = current.splitlines(keepends=True)
-            self._emit("".join(lines[-self.tail:]) if self.tail else "")
+            self._emit("".join(lines[-self.tail :]) if self.tail else "")
         else:
             chunk, rewritten = new_output(self.printed, current)
             if rewritten and self.printed:
@@ -90,19 +90,31 @@ class _State:
             self.sink.text(text)
 
 
-async def read_logs(settings: Settings, job_id: str, *, connector: str | None, follow: bool, tail: int | None,
-                    interval: float, sink: LogSink,
-                    on_unreadable: Callable[[str, Any], None] | None = None) -> int:
+async def read_logs(
+    settings: Settings,
+    job_id: str,
+    *,
+    connector: str | None,
+    follow: bool,
+    tail: int | None,
+    interval: float,
+    sink: LogSink,
+    on_unreadable: Callable[[str, Any], None] | None = None,
+) -> int:
     """Print the job's logs to ``sink`` (with ``follow``, until it ends); returns the exit code: 0
     without ``follow``, else the job's outcome (0 done, 3 failed, 4 cancelled, 5 timed out)."""
     async with open_backend(settings, connector=connector, on_unreadable=on_unreadable) as backend:
         return await _read(backend, job_id, follow=follow, tail=tail, interval=interval, sink=sink)
 
 
-async def _read(backend: JobBackend, job_id: str, *, follow: bool, tail: int | None, interval: float,
-                sink: LogSink) -> int:
-    note = ("-- the connector sent different log text; printing it again --" if backend.kind == "connector"
-            else "-- the server rewrote the log text; printing it again --")
+async def _read(
+    backend: JobBackend, job_id: str, *, follow: bool, tail: int | None, interval: float, sink: LogSink
+) -> int:
+    note = (
+        "-- the connector sent different log text; printing it again --"
+        if backend.kind == "connector"
+        else "-- the server rewrote the log text; printing it again --"
+    )
     state = _State(job_id, follow, tail, sink, note)
     while True:
         job, text = await _fetch(state, backend, interval)

@@ -29,8 +29,14 @@ class Fetched:
     via_connector: bool
 
 
-async def get_jobs(settings: Settings, ids: list[str], *, connector: str | None, warn: Callable[[str], None],
-                   on_unreadable: Callable[[str, Any], None] | None = None) -> Fetched:
+async def get_jobs(
+    settings: Settings,
+    ids: list[str],
+    *,
+    connector: str | None,
+    warn: Callable[[str], None],
+    on_unreadable: Callable[[str, Any], None] | None = None,
+) -> Fetched:
     """Each job once (GetTask through a connector); observations go into the journal (``warn`` tells
     the user when it cannot be used)."""
     async with open_backend(settings, connector=connector, on_unreadable=on_unreadable) as backend:
@@ -50,8 +56,13 @@ class CancelOutcome:
     exit_code: int = 0
 
 
-async def cancel_jobs(settings: Settings, ids: list[str], *, connector: str | None,
-                      on_unreadable: Callable[[str, Any], None] | None = None) -> list[CancelOutcome]:
+async def cancel_jobs(
+    settings: Settings,
+    ids: list[str],
+    *,
+    connector: str | None,
+    on_unreadable: Callable[[str, Any], None] | None = None,
+) -> list[CancelOutcome]:
     """Cancel each job (DeleteTask through a connector), concurrently on the command's one backend."""
     async with open_backend(settings, connector=connector, on_unreadable=on_unreadable) as backend:
         results = await asyncio.gather(*(backend.cancel_job(job_id) for job_id in ids), return_exceptions=True)

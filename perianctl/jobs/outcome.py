@@ -35,8 +35,9 @@ class TaskOutcome:
     missing_outputs: bool = False
 
 
-def read_outcome(job_id: str, template: TaskTemplate, output_prefix: str, exit_code: int, *,
-                 failure: str | None = None) -> TaskOutcome:
+def read_outcome(
+    job_id: str, template: TaskTemplate, output_prefix: str, exit_code: int, *, failure: str | None = None
+) -> TaskOutcome:
     """Read ``error.pb`` (first: it overrides a Done) or, for a success, ``outputs.pb``.
 
     ``exit_code`` and ``failure`` are what following the job gave (0 and ``None`` for Done).
@@ -48,9 +49,12 @@ def read_outcome(job_id: str, template: TaskTemplate, output_prefix: str, exit_c
         from perianctl.text import last_line
 
         task_error = last_line(message)
-        return TaskOutcome(exit_code=exit_code or int(ExitCode.JOB_FAILED), task_error=task_error,
-                           error=f"job {job_id} failed: task error: {task_error}",
-                           hint=import_hint(template, message))
+        return TaskOutcome(
+            exit_code=exit_code or int(ExitCode.JOB_FAILED),
+            task_error=task_error,
+            error=f"job {job_id} failed: task error: {task_error}",
+            hint=import_hint(template, message),
+        )
     if failure:
         return TaskOutcome(exit_code=exit_code, error=failure, hint=import_hint(template, failure))
     if exit_code != 0:

@@ -147,8 +147,11 @@ class SubmitPlan:
         """Without a budget, which instance type the job would get now (PERIAN decides at creation)."""
         if self.offer is None or self.offer.budget or self.request is None:
             return None
-        how = ("--instance-type-id" if self.request.instance_type_id
-               else "the cheapest match now; PERIAN chooses at creation")
+        how = (
+            "--instance-type-id"
+            if self.request.instance_type_id
+            else "the cheapest match now; PERIAN chooses at creation"
+        )
         return Note("info", f"would run on {self.offer.describe()} ({how})")
 
     def create_task_request(self) -> CreateTaskRequest:
@@ -183,17 +186,35 @@ def plan(options: SubmitOptions, invocation: Invocation) -> SubmitPlan:
 
     o = options
     if o.connector:
-        lost = [flag for flag, value in (("--instance-type-id", o.instance_type_id), ("--secret-env", o.secret_env),
-                                         ("--storage-credentials", o.storage_credentials)) if value]
+        lost = [
+            flag
+            for flag, value in (
+                ("--instance-type-id", o.instance_type_id),
+                ("--secret-env", o.secret_env),
+                ("--storage-credentials", o.storage_credentials),
+            )
+            if value
+        ]
         if lost:
-            raise UsageError(f"{', '.join(lost)} cannot be sent through a connector (a CreateTaskRequest carries "
-                             "only the template)", hint="the connector forwards its own storage and registry "
-                             "secrets; pass the resources as --cores/--memory/--accelerators/...")
+            raise UsageError(
+                f"{', '.join(lost)} cannot be sent through a connector (a CreateTaskRequest carries only the template)",
+                hint="the connector forwards its own storage and registry "
+                "secrets; pass the resources as --cores/--memory/--accelerators/...",
+            )
     overrides = JobOverrides(
-        cores=o.cores, memory=o.memory, accelerators=o.accelerators, accelerator_type=o.accelerator_type,
-        country_code=o.country_code, provider=o.provider, os_storage_size=o.os_storage_size,
-        timeout_seconds=o.timeout_seconds, image=o.image, env=parse_env(o.env), instance_type_id=o.instance_type_id,
-        max_price_per_hour=o.max_price_per_hour, max_cost=o.max_cost,
+        cores=o.cores,
+        memory=o.memory,
+        accelerators=o.accelerators,
+        accelerator_type=o.accelerator_type,
+        country_code=o.country_code,
+        provider=o.provider,
+        os_storage_size=o.os_storage_size,
+        timeout_seconds=o.timeout_seconds,
+        image=o.image,
+        env=parse_env(o.env),
+        instance_type_id=o.instance_type_id,
+        max_price_per_hour=o.max_price_per_hour,
+        max_cost=o.max_cost,
     )
     loaded = _load(o, invocation.note)
     inputs = _inputs(loaded, o)
@@ -212,8 +233,15 @@ def plan(options: SubmitOptions, invocation: Invocation) -> SubmitPlan:
     else:
         request = _job_request(launch, overrides, secrets, offer, o.secret_env, invocation.environ)
     return SubmitPlan(
-        options=o, loaded=loaded, launch=launch, run_id=run_id, own_prefix=not configured,
-        api_url=settings.api_url, profile=settings.profile, request=request, offer=offer,
+        options=o,
+        loaded=loaded,
+        launch=launch,
+        run_id=run_id,
+        own_prefix=not configured,
+        api_url=settings.api_url,
+        profile=settings.profile,
+        request=request,
+        offer=offer,
     )
 
 
@@ -222,8 +250,11 @@ def _load(o: SubmitOptions, note: Callable[[Note], None]) -> LoadedTemplate:
 
     loaded = load_template(o.template, task=o.task, image=o.image)
     if loaded.template.type != PERIAN_TASK_TYPE:
-        note(Note("warn", f"template type is '{loaded.template.type}', not 'perian_task'; "
-                                  "submitting it to PERIAN anyway"))
+        note(
+            Note(
+                "warn", f"template type is '{loaded.template.type}', not 'perian_task'; submitting it to PERIAN anyway"
+            )
+        )
     return loaded
 
 
@@ -253,8 +284,9 @@ def parse_env(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     return result
 
 
-def forwarded_secrets(secret_env: tuple[str, ...], storage_credentials: bool,
-                      environ: Mapping[str, str]) -> JobSecrets | None:
+def forwarded_secrets(
+    secret_env: tuple[str, ...], storage_credentials: bool, environ: Mapping[str, str]
+) -> JobSecrets | None:
     """Check ``--secret-env`` names and read ``--storage-credentials`` from the local environment.
 
     Every value is registered with :mod:`perianctl.redact` first, so it never shows in output,
@@ -294,8 +326,7 @@ def forwarded_secrets(secret_env: tuple[str, ...], storage_credentials: bool,
     return secrets
 
 
-def _offer(loaded: LoadedTemplate, overrides: JobOverrides, invocation: Invocation, *,
-           dry_run: bool) -> Plan | None:
+def _offer(loaded: LoadedTemplate, overrides: JobOverrides, invocation: Invocation, *, dry_run: bool) -> Plan | None:
     """The instance type the job gets and what its budget allows (``--max-price-per-hour``, ``--max-cost``).
 
     With a budget the answer is binding: no offer within the cap, a budget below one billed unit, or one
@@ -337,8 +368,14 @@ def _offer(loaded: LoadedTemplate, overrides: JobOverrides, invocation: Invocati
     return planned
 
 
-def _job_request(launch: PreparedLaunch, overrides: JobOverrides, secrets: JobSecrets | None, offer: Plan | None,
-                 secret_env: tuple[str, ...], environ: Mapping[str, str]) -> CreateJobRequest:
+def _job_request(
+    launch: PreparedLaunch,
+    overrides: JobOverrides,
+    secrets: JobSecrets | None,
+    offer: Plan | None,
+    secret_env: tuple[str, ...],
+    environ: Mapping[str, str],
+) -> CreateJobRequest:
     """The ``POST /job`` body: the translated template, pinned by a budget, ``--secret-env`` values added."""
     from perianctl.flyte.translate import template_to_job_request
     from perianctl.perian.offers import apply_plan
@@ -379,8 +416,9 @@ def _via_api(planned: SubmitPlan, invocation: Invocation) -> Submitted:
         # have made), so submit is patient: against an API failing 20 % of requests, 5 tries give
         # up once in ~3,000 submits, 10 tries once in ~10 million -- still inside the 60 s budget.
         async with invocation.client() as client:
-            return await client.create_job(request, idempotency_key=planned.idempotency_key, attempts=10,
-                                           fresh_key=True)
+            return await client.create_job(
+                request, idempotency_key=planned.idempotency_key, attempts=10, fresh_key=True
+            )
 
     job_id = _create_or_clean_up(planned, lambda: invocation.run(create(), status="waiting for PERIAN"))
     return Submitted(job_id=job_id, resource_meta=None)
@@ -392,10 +430,13 @@ def _via_connector(planned: SubmitPlan, invocation: Invocation) -> Submitted:
     address = planned.options.connector
     assert address is not None
     launch = planned.launch
-    submission = _create_or_clean_up(planned, lambda: invocation.run(
-        grpc_client.submit_via_connector(address, launch.template, launch.inputs, launch.output_prefix),
-        status=f"waiting for connector {address}",
-    ))
+    submission = _create_or_clean_up(
+        planned,
+        lambda: invocation.run(
+            grpc_client.submit_via_connector(address, launch.template, launch.inputs, launch.output_prefix),
+            status=f"waiting for connector {address}",
+        ),
+    )
     return Submitted(job_id=submission.job_id, resource_meta=submission.resource_meta.decode("utf-8", "replace"))
 
 
@@ -435,8 +476,9 @@ def _write_inputs(launch: PreparedLaunch, *, own_prefix: bool) -> PreparedLaunch
         try:  # private (it holds the journal); `runs/<id>` below would create it 0755
             private_dir(state_dir())
         except OSError as exc:
-            raise UsageError(f"cannot create the state directory {state_dir()}: {exc.strerror or exc}",
-                             hint=STATE_DIR_HINT) from None
+            raise UsageError(
+                f"cannot create the state directory {state_dir()}: {exc.strerror or exc}", hint=STATE_DIR_HINT
+            ) from None
     try:
         return write_inputs_file(launch)
     except UsageError as exc:
@@ -452,10 +494,15 @@ def _journal(planned: SubmitPlan, submitted: Submitted) -> None:
     template = planned.launch.template
     with open_journal() as journal:
         journal.record_submission(
-            submitted.job_id, profile=planned.profile, api_url=planned.api_url,
+            submitted.job_id,
+            profile=planned.profile,
+            api_url=planned.api_url,
             name=template.id.name or planned.loaded.source,
             image=template.container.image if template.HasField("container") else None,
-            source=planned.loaded.source, via=planned.via, connector=planned.options.connector,
-            resource_meta=submitted.resource_meta, output_prefix=planned.launch.output_prefix,
+            source=planned.loaded.source,
+            via=planned.via,
+            connector=planned.options.connector,
+            resource_meta=submitted.resource_meta,
+            output_prefix=planned.launch.output_prefix,
             idempotency_key=planned.idempotency_key,
         )

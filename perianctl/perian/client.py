@@ -97,6 +97,7 @@ def _shown_body(content: bytes, limit: int = 4000) -> str:
         text = scrub(text)
     return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more characters)"
 
+
 IDEMPOTENCY_ENV = stamps.IDEMPOTENCY_ENV
 """Env variable stamped into a job so a retried create can find the job an earlier try made."""
 
@@ -324,8 +325,9 @@ def error_from_response(response: httpx.Response, *, what: str) -> ApiError:
     lowered = detail_text.lower()
     short = first_line(detail_text, 300) or response.reason_phrase or "no detail"
     if status == 400 and any(text in lowered for text in _NO_MATCH_DETAILS):
-        return NoInstanceTypeMatchError(f"{what}: {short}", status=status, detail=detail_text,
-                                        hint="see 'perianctl offers' for what matches")
+        return NoInstanceTypeMatchError(
+            f"{what}: {short}", status=status, detail=detail_text, hint="see 'perianctl offers' for what matches"
+        )
     if "no job found" in lowered or "no instance type found" in lowered or ("not found" in lowered and status == 400):
         return NotFoundError(f"{what}: {short}", status=status, detail=detail_text)
     if "already complete" in lowered:
@@ -338,13 +340,13 @@ def error_from_response(response: httpx.Response, *, what: str) -> ApiError:
             hint="check the organization and token (perianctl config show)",
         )
     if status == 404:
-        return NotFoundError(
-            f"{what}: HTTP 404 {short} (is the API URL right?)", status=status, detail=detail_text
-        )
+        return NotFoundError(f"{what}: HTTP 404 {short} (is the API URL right?)", status=status, detail=detail_text)
     if status == 400:
         if "insufficient credit" in lowered or "insufficient quota" in lowered or "usage limit" in lowered:
             return InsufficientCreditsError(
-                f"{what}: {short}", status=status, detail=detail_text,
+                f"{what}: {short}",
+                status=status,
+                detail=detail_text,
                 hint="check 'perianctl billing' (remaining credits and usage limit)",
             )
         if "header" in lowered:
@@ -470,14 +472,23 @@ class PerianClient:
 
     def _timeouts(self, cap: float) -> httpx.Timeout:
         return httpx.Timeout(
-            min(self.read_timeout, cap), connect=min(self.connect_timeout, cap),
+            min(self.read_timeout, cap),
+            connect=min(self.connect_timeout, cap),
             pool=min(self.connect_timeout * 2, cap),
         )
 
-    async def _send(self, method: str, path: str, *, what: str, budget: Budget,
-                    safe_exc: tuple[type[BaseException], ...],
-                    retry_status: frozenset[int] = IDEMPOTENT_RETRYABLE_STATUS, share: float = 1.0,
-                    **kwargs: Any) -> httpx.Response:
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        budget: Budget,
+        safe_exc: tuple[type[BaseException], ...],
+        retry_status: frozenset[int] = IDEMPOTENT_RETRYABLE_STATUS,
+        share: float = 1.0,
+        **kwargs: Any,
+    ) -> httpx.Response:
         """Send with retries on ``safe_exc`` and ``retry_status`` within ``budget``.
 
         Returns the first response whose status is not retried; raises UnavailableError (see the
@@ -499,8 +510,7 @@ class PerianClient:
             response: httpx.Response | None = None
             try:
                 async with asyncio.timeout(cap + _ATTEMPT_GRACE):
-                    response = await self._http.request(method, self._url(path), timeout=self._timeouts(cap),
-                                                        **kwargs)
+                    response = await self._http.request(method, self._url(path), timeout=self._timeouts(cap), **kwargs)
             except TimeoutError:
                 maybe_sent = True
                 kind, outcome = "no-answer", f"no answer within {_seconds(cap)}"
@@ -545,20 +555,25 @@ class PerianClient:
             if wait + _MIN_ATTEMPT > budget.remaining():
                 if kind == "status" and response is not None and wait > budget.remaining():
                     outcome += f", asked to retry after {_seconds(wait)}"
-                raise self._spent(what, budget, attempts, outcome, never_sent=not maybe_sent,
-                                  response=response)
+                raise self._spent(what, budget, attempts, outcome, never_sent=not maybe_sent, response=response)
             log.info("retry %d of %s %s in %.2fs after %s", attempts, method, path, wait, outcome)
             await asyncio.sleep(wait)
 
-    def _give_up(self, what: str, kind: str, outcome: str, attempts: int, response: httpx.Response | None,
-                 *, never_sent: bool) -> ApiError:
+    def _give_up(
+        self, what: str, kind: str, outcome: str, attempts: int, response: httpx.Response | None, *, never_sent: bool
+    ) -> ApiError:
         tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
         if response is not None:
             error = error_from_response(response, what=what)
             if not isinstance(error, UnavailableError):
                 return error
-            return UnavailableError(f"{error.message}; {tries}", status=error.status, reason="status",
-                                    attempts=attempts, never_sent=never_sent)
+            return UnavailableError(
+                f"{error.message}; {tries}",
+                status=error.status,
+                reason="status",
+                attempts=attempts,
+                never_sent=never_sent,
+            )
         if kind == "refused":
             message = f"{what}: cannot reach the PERIAN API at {self.api_url}: {outcome} ({tries})"
             hint = "is the API up and --api-url right? (perianctl config show)"
@@ -570,15 +585,25 @@ class PerianClient:
             hint = "check --api-url and your network"
         return UnavailableError(message, hint=hint, reason=kind, attempts=attempts, never_sent=never_sent)
 
-    def _spent(self, what: str, budget: Budget, attempts: int, last: str, *, never_sent: bool,
-               response: httpx.Response | None = None) -> UnavailableError:
+    def _spent(
+        self,
+        what: str,
+        budget: Budget,
+        attempts: int,
+        last: str,
+        *,
+        never_sent: bool,
+        response: httpx.Response | None = None,
+    ) -> UnavailableError:
         tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
         return UnavailableError(
             f"{what}: no usable answer from the PERIAN API at {self.api_url}: the {budget.describe()} "
             f"was spent after {tries} (last: {last})",
             status=response.status_code if response is not None else None,
             hint="--api-timeout (or the api_timeout setting) sets how long to wait",
-            reason="budget", attempts=attempts, never_sent=never_sent,
+            reason="budget",
+            attempts=attempts,
+            never_sent=never_sent,
         )
 
     def _parse(self, response: httpx.Response, model: type[_Model], *, what: str) -> _Model:
@@ -595,9 +620,7 @@ class PerianClient:
             raise ProtocolError(f"{what}: the API answered with JSON that is not an object")
         code = payload.get("status_code")
         if isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 599 and code != 200:
-            raise error_from_response(
-                httpx.Response(code, json=payload, request=response.request), what=what
-            )
+            raise error_from_response(httpx.Response(code, json=payload, request=response.request), what=what)
         try:
             result, problems = m.parse_response(model, payload)
         except ValidationError as exc:
@@ -621,18 +644,21 @@ class PerianClient:
         else:
             log.warning("%s: %s", what, problem.describe())
 
-    async def _get(self, path: str, model: type[_Model], *, what: str, budget: BudgetLike | None = None,
-                   **kwargs: Any) -> _Model:
-        response = await self._send("GET", path, what=what, budget=self.budget_for(budget), safe_exc=_TRANSPORT,
-                                    **kwargs)
+    async def _get(
+        self, path: str, model: type[_Model], *, what: str, budget: BudgetLike | None = None, **kwargs: Any
+    ) -> _Model:
+        response = await self._send(
+            "GET", path, what=what, budget=self.budget_for(budget), safe_exc=_TRANSPORT, **kwargs
+        )
         return self._parse(response, model, what=what)
 
     # ------------------------------------------------------------------ jobs
 
     async def get_job(self, job_id: str, *, budget: BudgetLike | None = None) -> m.JobView:
         what = f"get job {job_id}"
-        response = await self._send("GET", f"/job/{quote(job_id, safe='')}", what=what,
-                                    budget=self.budget_for(budget), safe_exc=_TRANSPORT)
+        response = await self._send(
+            "GET", f"/job/{quote(job_id, safe='')}", what=what, budget=self.budget_for(budget), safe_exc=_TRANSPORT
+        )
         result = self._parse(response, m.GetJobsSuccess, what=what)
         if result.jobs:
             return result.jobs[0]
@@ -641,13 +667,15 @@ class PerianClient:
             return m.JobView(id=job_id)
         raise NotFoundError(f"{what}: {m.DETAIL_NO_JOB_FOUND}", status=200)
 
-    async def list_jobs(self, *, limit: int | None = None, page: int | None = None,
-                        budget: BudgetLike | None = None) -> m.GetJobsSuccess:
+    async def list_jobs(
+        self, *, limit: int | None = None, page: int | None = None, budget: BudgetLike | None = None
+    ) -> m.GetJobsSuccess:
         params = {k: v for k, v in (("limit", limit), ("page", page)) if v is not None}
         return await self._get("/job", m.GetJobsSuccess, what="list jobs", params=params, budget=budget)
 
-    async def iter_jobs(self, *, page_size: int = 100, max_pages: int | None = None,
-                        budget: BudgetLike | None = None) -> AsyncIterator[m.JobView]:
+    async def iter_jobs(
+        self, *, page_size: int = 100, max_pages: int | None = None, budget: BudgetLike | None = None
+    ) -> AsyncIterator[m.JobView]:
         """All jobs, newest first, following pagination until the last page (or ``max_pages``).
 
         ``budget`` bounds each page (pass a :class:`Budget` to bound the whole scan).
@@ -670,7 +698,10 @@ class PerianClient:
         """Cancel; a job that is already terminal is reported via ``already_done`` instead of raising."""
         what = f"cancel job {job_id}"
         response = await self._send(
-            "PATCH", f"/job/{quote(job_id, safe='')}/cancel", what=what, budget=self.budget_for(budget),
+            "PATCH",
+            f"/job/{quote(job_id, safe='')}/cancel",
+            what=what,
+            budget=self.budget_for(budget),
             safe_exc=_TRANSPORT,
         )
         try:
@@ -713,8 +744,12 @@ class PerianClient:
                 except UnavailableError as exc:  # nothing was sent yet: nothing can exist because of us
                     raise UnavailableError(
                         f"{what}: could not check for an earlier job with the same key ({exc.message}); "
-                        "no job was created", hint=exc.hint, status=exc.status, reason=exc.reason,
-                        attempts=exc.attempts, never_sent=True,
+                        "no job was created",
+                        hint=exc.hint,
+                        status=exc.status,
+                        reason=exc.reason,
+                        attempts=exc.attempts,
+                        never_sent=True,
                     ) from None
                 if existing is not None:
                     return existing
@@ -725,13 +760,16 @@ class PerianClient:
         for _attempt in range(attempts):
             tried += 1
             try:
-                return await self._create_once(body, what=what, budget=spend,
-                                               share=_CREATE_SHARE if idempotency_key else 1.0)
+                return await self._create_once(
+                    body, what=what, budget=spend, share=_CREATE_SHARE if idempotency_key else 1.0
+                )
             except NoInstanceTypeMatchError as exc:
                 raise NoInstanceTypeMatchError(
                     f"{what}: no instance type matches {describe_requirements(request)} "
                     f"(PERIAN: {first_line(exc.detail or '', 200) or 'no match'}); no job was created",
-                    status=exc.status, detail=exc.detail, hint=exc.hint,
+                    status=exc.status,
+                    detail=exc.detail,
+                    hint=exc.hint,
                 ) from None
             except _AmbiguousCreate as exc:
                 last = exc.cause
@@ -740,13 +778,18 @@ class PerianClient:
                         f"{what}: no reliable answer from the API ({_describe(exc.cause)}); "
                         "the job may or may not exist",
                         hint="run 'perianctl list' before submitting again",
-                        reason=getattr(exc.cause, "reason", None) or "status", never_sent=False,
+                        reason=getattr(exc.cause, "reason", None) or "status",
+                        never_sent=False,
                     ) from None
             except UnavailableError as exc:  # provably not created by this attempt (never sent / 429)
                 if last is None:
                     raise UnavailableError(
-                        f"{exc.message}; no job was created", hint=exc.hint, status=exc.status,
-                        reason=exc.reason, attempts=exc.attempts, never_sent=exc.never_sent,
+                        f"{exc.message}; no job was created",
+                        hint=exc.hint,
+                        status=exc.status,
+                        reason=exc.reason,
+                        attempts=exc.attempts,
+                        never_sent=exc.never_sent,
                     ) from None
                 # Earlier ambiguous attempts were looked up and not found; this one made nothing.
                 last = exc
@@ -762,9 +805,11 @@ class PerianClient:
                 return found
             if spend.expired():
                 break
-        raise UnavailableError(f"{what}: PERIAN API unavailable after {tried} attempts "
-                               f"({_describe(last)}); no job with its key was found",
-                               reason=getattr(last, "reason", None) or "status", never_sent=False)
+        raise UnavailableError(
+            f"{what}: PERIAN API unavailable after {tried} attempts ({_describe(last)}); no job with its key was found",
+            reason=getattr(last, "reason", None) or "status",
+            never_sent=False,
+        )
 
     async def _find_patiently(self, key: str, budget: Budget, *, what: str) -> str | None:
         """:meth:`find_job_by_key` after an ambiguous create, retried until it answers or ``budget`` ends.
@@ -784,7 +829,9 @@ class PerianClient:
                         "the job may or may not exist",
                         hint=f"look for the job whose env has {IDEMPOTENCY_ENV}={key} ('perianctl list -o json') "
                         "before submitting again",
-                        reason=exc.reason, attempts=exc.attempts, never_sent=False,
+                        reason=exc.reason,
+                        attempts=exc.attempts,
+                        never_sent=False,
                     ) from None
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.retry.wait_max)
@@ -795,8 +842,14 @@ class PerianClient:
         try:
             # Only never-sent transport errors and 429 are retried inside; the rest is ambiguous.
             response = await self._send(
-                "POST", "/job", what=what, budget=budget, safe_exc=_NEVER_SENT, retry_status=frozenset({429}),
-                share=share, json=body,
+                "POST",
+                "/job",
+                what=what,
+                budget=budget,
+                safe_exc=_NEVER_SENT,
+                retry_status=frozenset({429}),
+                share=share,
+                json=body,
             )
         except UnavailableError as exc:
             if exc.never_sent or exc.status == 429:
@@ -808,8 +861,9 @@ class PerianClient:
             raise _AmbiguousCreate(error_from_response(response, what=what))
         return self._parse(response, m.CreateJobSuccess, what=what).id
 
-    async def find_job_by_key(self, key: str, *, max_pages: int = 3, page_size: int = 100,
-                              budget: BudgetLike | None = None) -> str | None:
+    async def find_job_by_key(
+        self, key: str, *, max_pages: int = 3, page_size: int = 100, budget: BudgetLike | None = None
+    ) -> str | None:
         """Newest-first scan for a job whose environment carries ``key`` (bounded: ``max_pages``)."""
         async for job in self.iter_jobs(page_size=page_size, max_pages=max_pages, budget=budget):
             params = job.docker_metadata.docker_run_parameters if job.docker_metadata else None
@@ -843,8 +897,13 @@ class PerianClient:
         if page is not None:
             params["page"] = page
         response = await self._send(
-            "POST", "/instance-type", what=what, budget=self.budget_for(), safe_exc=_TRANSPORT,
-            params=params, json={"instance_type_query": query.to_wire()},
+            "POST",
+            "/instance-type",
+            what=what,
+            budget=self.budget_for(),
+            safe_exc=_TRANSPORT,
+            params=params,
+            json={"instance_type_query": query.to_wire()},
         )
         return self._parse(response, m.GetInstanceTypesSuccess, what=what).instance_types
 
@@ -890,10 +949,12 @@ class PerianClient:
         Idempotent (the same PUT twice leaves the same limit), so it is retried like a GET.
         """
         what = "set usage limit"
-        body = m.UsageLimitRequest(limit=str(amount), currency=currency, duration_type=duration_type,
-                                   is_enabled=enabled)
-        response = await self._send("PUT", "/billing/limit", what=what, budget=self.budget_for(),
-                                    safe_exc=_TRANSPORT, json=body.to_wire())
+        body = m.UsageLimitRequest(
+            limit=str(amount), currency=currency, duration_type=duration_type, is_enabled=enabled
+        )
+        response = await self._send(
+            "PUT", "/billing/limit", what=what, budget=self.budget_for(), safe_exc=_TRANSPORT, json=body.to_wire()
+        )
         return self._parse(response, m.SetUsageLimitSuccess, what=what).usage_limit
 
     async def top_up_credits(self, amount: Decimal | str) -> str | None:
@@ -902,8 +963,15 @@ class PerianClient:
         Not idempotent (each call is a new top-up), so it is retried only when it was never sent.
         """
         what = "top up credits"
-        response = await self._send("POST", "/billing/top-up", what=what, budget=self.budget_for(),
-                                    safe_exc=_NEVER_SENT, retry_status=frozenset({429}), json={"amount": str(amount)})
+        response = await self._send(
+            "POST",
+            "/billing/top-up",
+            what=what,
+            budget=self.budget_for(),
+            safe_exc=_NEVER_SENT,
+            retry_status=frozenset({429}),
+            json={"amount": str(amount)},
+        )
         return self._parse(response, m.CreditTopUpSuccess, what=what).payment_url
 
 

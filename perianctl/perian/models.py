@@ -572,7 +572,6 @@ def parse_response(model: type[_W], payload: dict[str, Any]) -> tuple[_W, list[U
     return envelope, problems
 
 
-
 # --------------------------------------------------------------------------- billing
 
 
@@ -668,9 +667,7 @@ DURATION_TYPES = ("Day", "Week", "Month", "Year")
 # Exact ``detail`` strings of the real API (clients match on them; the sandbox must send them).
 DETAIL_NO_JOB_FOUND = "No job found with specified ID"
 DETAIL_JOB_ALREADY_DONE = "The job you are trying to cancel is already complete."
-DETAIL_INCORRECT_CREATE_PARAMETER = (
-    "Please either provide a specific instance type ID or requirements for the job"
-)
+DETAIL_INCORRECT_CREATE_PARAMETER = "Please either provide a specific instance type ID or requirements for the job"
 DETAIL_INSTANCE_TYPE_NOT_FOUND = "The selected Instance Type was not found"
 DETAIL_NO_INSTANCE_TYPE_FOUND = "No instance type found with specified ID"
 DETAIL_NO_ACCELERATOR_TYPE_FOUND = "No accelerator type found"

@@ -132,8 +132,9 @@ class Offer:
         }
 
 
-def with_availability(requirements: m.InstanceTypeQueryInput | None, *, available_only: bool,
-                      granularity: str | None = None) -> m.InstanceTypeQueryInput:
+def with_availability(
+    requirements: m.InstanceTypeQueryInput | None, *, available_only: bool, granularity: str | None = None
+) -> m.InstanceTypeQueryInput:
     query = requirements.model_copy(deep=True) if requirements is not None else m.InstanceTypeQueryInput()
     if available_only:
         query.availability = m.AvailabilityQueryInput(available=True)
@@ -187,20 +188,28 @@ async def choose_offer(
         if max_price_per_hour is not None:
             rate = offer.rate
             if rate is None:
-                raise NoOfferError(f"instance type {instance_type_id} has no usable price to compare with "
-                                   f"--max-price-per-hour {max_price_per_hour}")
+                raise NoOfferError(
+                    f"instance type {instance_type_id} has no usable price to compare with "
+                    f"--max-price-per-hour {max_price_per_hour}"
+                )
             if rate.per_hour > max_price_per_hour:
-                raise NoOfferError(f"instance type {offer.describe()} costs more than "
-                                   f"{max_price_per_hour} {rate.currency}/h")
+                raise NoOfferError(
+                    f"instance type {offer.describe()} costs more than {max_price_per_hour} {rate.currency}/h"
+                )
         return offer
     offers = await find_offers(client, requirements, max_price_per_hour=max_price_per_hour)
     if not offers:
         if max_price_per_hour is not None:
             cheapest = await find_offers(client, requirements)
-            hint = (f"the cheapest match is {cheapest[0].describe()}" if cheapest
-                    else "no instance type matches the requirements at any price")
-            raise NoOfferError(f"no instance type matching the requirements costs at most "
-                               f"{max_price_per_hour} per hour", hint=hint + "; see 'perianctl offers'")
+            hint = (
+                f"the cheapest match is {cheapest[0].describe()}"
+                if cheapest
+                else "no instance type matches the requirements at any price"
+            )
+            raise NoOfferError(
+                f"no instance type matching the requirements costs at most {max_price_per_hour} per hour",
+                hint=hint + "; see 'perianctl offers'",
+            )
         raise NoOfferError("no instance type matches the requirements", hint="see 'perianctl offers'")
     available = [o for o in offers if o.available is not False]  # what PERIAN would give now, if any
     return (available or offers)[0]
@@ -210,15 +219,18 @@ def budget_seconds(offer: Offer, max_cost: Decimal) -> int:
     """The runtime ``max_cost`` buys on ``offer``: whole billed units (:meth:`Rate.max_seconds`)."""
     rate = offer.rate
     if rate is None:
-        raise BudgetError(f"instance type {offer.instance.name or offer.id} has no usable price: "
-                          "a budget cannot be turned into a time limit")
+        raise BudgetError(
+            f"instance type {offer.instance.name or offer.id} has no usable price: "
+            "a budget cannot be turned into a time limit"
+        )
     if rate.unit_price <= 0:
         raise BudgetError(f"instance type {offer.describe()} is free: a budget does not limit it")
     seconds = rate.max_seconds(max_cost)
     if seconds <= 0:
         raise BudgetError(
             f"a budget of {max_cost} {rate.currency} does not buy one billed unit of "
-            f"{offer.describe()} ({money(rate.unit_price)} {rate.currency} per {rate.granularity})")
+            f"{offer.describe()} ({money(rate.unit_price)} {rate.currency} per {rate.granularity})"
+        )
     return seconds
 
 
@@ -236,8 +248,10 @@ class Plan:
         rate = self.offer.rate
         if self.budget.max_cost is not None and self.budget_seconds is not None and rate is not None:
             units = self.budget_seconds // rate.unit_seconds
-            text += (f"; budget {self.budget.max_cost} {rate.currency} buys {units} × {rate.granularity} "
-                     f"= {self.budget_seconds} s")
+            text += (
+                f"; budget {self.budget.max_cost} {rate.currency} buys {units} × {rate.granularity} "
+                f"= {self.budget_seconds} s"
+            )
             if self.timeout_seconds is not None and self.timeout_seconds < self.budget_seconds:
                 text += f" (the job's own timeout, {self.timeout_seconds} s, is shorter and stays)"
             else:
@@ -256,8 +270,12 @@ class Plan:
 
 async def plan_budget(client: PerianClient, request: m.CreateJobRequest, budget: Budget) -> Plan:
     """Choose the instance type for ``request`` under ``budget`` and work out its timeout."""
-    offer = await choose_offer(client, request.requirements, instance_type_id=request.instance_type_id,
-                               max_price_per_hour=budget.max_price_per_hour)
+    offer = await choose_offer(
+        client,
+        request.requirements,
+        instance_type_id=request.instance_type_id,
+        max_price_per_hour=budget.max_price_per_hour,
+    )
     seconds = budget_seconds(offer, budget.max_cost) if budget.max_cost is not None else None
     timeout = request.timeout_seconds
     if seconds is not None:
@@ -267,11 +285,13 @@ async def plan_budget(client: PerianClient, request: m.CreateJobRequest, budget:
 
 def apply_plan(request: m.CreateJobRequest, plan: Plan) -> m.CreateJobRequest:
     """``request`` pinned to the planned instance type, without fail-over, with the planned timeout."""
-    return request.model_copy(update={
-        "instance_type_id": plan.offer.id,
-        "auto_failover_instance_type": False,
-        "timeout_seconds": plan.timeout_seconds,
-    })
+    return request.model_copy(
+        update={
+            "instance_type_id": plan.offer.id,
+            "auto_failover_instance_type": False,
+            "timeout_seconds": plan.timeout_seconds,
+        }
+    )
 
 
 async def check_credits(client: PerianClient, max_cost: Decimal, currency: str) -> str | None:
@@ -295,7 +315,8 @@ async def check_credits(client: PerianClient, max_cost: Decimal, currency: str) 
         elif left < max_cost:
             raise BudgetError(
                 f"the budget {max_cost} {currency} exceeds the remaining credits ({money(left)} {currency})",
-                hint="lower --max-cost, or top up (see 'perianctl billing')")
+                hint="lower --max-cost, or top up (see 'perianctl billing')",
+            )
     for limit in limits:
         amount, used = _amount(limit.amount), _amount(limit.usage) or Decimal(0)
         if not limit.is_enabled or amount is None:
@@ -307,7 +328,8 @@ async def check_credits(client: PerianClient, max_cost: Decimal, currency: str) 
             raise BudgetError(
                 f"the budget {max_cost} {currency} exceeds what the usage limit leaves this {limit.duration_type} "
                 f"({money(amount - used)} of {money(amount)} {currency})",
-                hint="lower --max-cost, or raise the limit ('perianctl billing --set-limit AMOUNT')")
+                hint="lower --max-cost, or raise the limit ('perianctl billing --set-limit AMOUNT')",
+            )
     return f"not compared with the budget: {'; '.join(skipped)}" if skipped else None
 
 

@@ -66,13 +66,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300,
-                                             keepalive_timeout=self._keepalive_timeout)
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, ttl_dns_cache=300, keepalive_timeout=self._keepalive_timeout
+            )
             # No cookies and no decompression (httpx decodes Content-Encoding itself). Proxies from the
             # environment are honoured like httpx does, but looked up once per host (_proxy):
             # aiohttp's trust_env does it in a thread for every request, a third of our CPU.
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                                  cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
+            )
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -87,9 +89,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() not in _HOP_BY_HOP]
         body = await request.aread()
         try:
-            async with session.request(request.method, str(request.url), headers=headers, data=body or None,
-                                       timeout=timeout, allow_redirects=False,
-                                       proxy=self._proxy(request.url)) as response:
+            async with session.request(
+                request.method,
+                str(request.url),
+                headers=headers,
+                data=body or None,
+                timeout=timeout,
+                allow_redirects=False,
+                proxy=self._proxy(request.url),
+            ) as response:
                 content = await response.read()
                 return httpx.Response(
                     status_code=response.status,
@@ -121,5 +129,6 @@ def default_transport(backend: str, *, max_connections: int) -> httpx.AsyncBaseT
     """``aiohttp`` when asked for and importable, else httpx's own (``retries=0``: the client retries)."""
     if backend == "aiohttp":
         return AiohttpTransport(max_connections=max_connections)
-    return httpx.AsyncHTTPTransport(retries=0, limits=httpx.Limits(max_connections=max_connections,
-                                                                    max_keepalive_connections=max_connections))
+    return httpx.AsyncHTTPTransport(
+        retries=0, limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    )

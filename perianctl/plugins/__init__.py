@@ -35,8 +35,12 @@ def profile_credentials(profile: str | None = None, config_file: str | Path | No
             found = resolve(profile=profile, config_file=config_file)
         except PerianctlError:
             return Credentials()
-        return Credentials(api_url=found.values.get("api_url"), organization=found.organization,
-                           token=found.token, sources=dict(found.sources))
+        return Credentials(
+            api_url=found.values.get("api_url"),
+            organization=found.organization,
+            token=found.token,
+            sources=dict(found.sources),
+        )
 
     return read
 

@@ -102,8 +102,13 @@ def create_app(config: SandboxConfig, *, on_ready: Callable[[], None] | None = N
     if not config.organization or not config.token:
         raise ValueError("create_app needs a config with organization and token set")
     billing = Billing(config.state_dir, config.organization, config.credits)
-    state = SandboxState(config=config, organization=config.organization, token=config.token,
-                         faults=FaultState(config.faults), billing=billing)
+    state = SandboxState(
+        config=config,
+        organization=config.organization,
+        token=config.token,
+        faults=FaultState(config.faults),
+        billing=billing,
+    )
     install_log_filter()
 
     @asynccontextmanager
@@ -128,8 +133,15 @@ def create_app(config: SandboxConfig, *, on_ready: Callable[[], None] | None = N
             state.store = None
             store.close()
 
-    app = FastAPI(title="PERIAN sandbox", version=__version__, lifespan=lifespan, docs_url="/_sandbox/docs",
-                  redoc_url=None, openapi_url="/_sandbox/openapi.json", default_response_class=JSONResponse)
+    app = FastAPI(
+        title="PERIAN sandbox",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/_sandbox/docs",
+        redoc_url=None,
+        openapi_url="/_sandbox/openapi.json",
+        default_response_class=JSONResponse,
+    )
     app.router.route_class = StrictJsonRoute  # odd bodies get a 422, never a stored poison (strict.py)
     app.state.sandbox = state
     app.add_middleware(FaultMiddleware, state=state.faults)
@@ -172,8 +184,12 @@ _ENVELOPE_SCHEMA: dict[str, Any] = {
     "title": "ErrorEnvelope",
     "type": "object",
     "required": ["status", "message", "detail", "status_code"],
-    "properties": {"status": {"type": "string"}, "message": {"type": "string"}, "detail": {"type": "string"},
-                   "status_code": {"type": "integer"}},
+    "properties": {
+        "status": {"type": "string"},
+        "message": {"type": "string"},
+        "detail": {"type": "string"},
+        "status_code": {"type": "integer"},
+    },
 }
 
 
@@ -187,19 +203,30 @@ _JOB_VIEW_SCHEMA: dict[str, Any] = {
     "properties": {
         "id": {"type": "string", "format": "uuid"},
         "status": {"type": "string", "enum": [s.value for s in WorkloadStatus]},
-        "started_at": _NULLABLE_TEXT, "done_at": _NULLABLE_TEXT, "logs": _NULLABLE_TEXT, "errors": _NULLABLE_TEXT,
-        "price": _OBJECT_OR_NULL, "docker_metadata": _OBJECT_OR_NULL, "requirement_metadata": _OBJECT_OR_NULL,
+        "started_at": _NULLABLE_TEXT,
+        "done_at": _NULLABLE_TEXT,
+        "logs": _NULLABLE_TEXT,
+        "errors": _NULLABLE_TEXT,
+        "price": _OBJECT_OR_NULL,
+        "docker_metadata": _OBJECT_OR_NULL,
+        "requirement_metadata": _OBJECT_OR_NULL,
         "runtime_metadata": _OBJECT_OR_NULL,
-        "created_at": {"type": "string"}, "updated_at": {"type": "string"},
+        "created_at": {"type": "string"},
+        "updated_at": {"type": "string"},
     },
 }
 _PAGINATION_SCHEMA: dict[str, Any] = {
     "title": "PaginationMetadata",
     "type": "object",
     "required": ["total_items", "items_per_page", "current_page", "total_pages", "next_page", "previous_page"],
-    "properties": {"total_items": {"type": "integer"}, "items_per_page": {"type": "integer"},
-                   "current_page": {"type": "integer"}, "total_pages": {"type": "integer"},
-                   "next_page": _INT_OR_NULL, "previous_page": _INT_OR_NULL},
+    "properties": {
+        "total_items": {"type": "integer"},
+        "items_per_page": {"type": "integer"},
+        "current_page": {"type": "integer"},
+        "total_pages": {"type": "integer"},
+        "next_page": _INT_OR_NULL,
+        "previous_page": _INT_OR_NULL,
+    },
 }
 
 
@@ -210,8 +237,13 @@ def _success(title: str, **fields: dict[str, Any]) -> dict[str, Any]:
     return {"description": "Successful Response", "content": {"application/json": {"schema": schema}}}
 
 
-_JOBS_SUCCESS = _success("GetJobsSuccess", limit={"type": "integer"}, no={"type": "integer"},
-                         jobs={"type": "array", "items": _JOB_VIEW_SCHEMA}, pagination=_PAGINATION_SCHEMA)
+_JOBS_SUCCESS = _success(
+    "GetJobsSuccess",
+    limit={"type": "integer"},
+    no={"type": "integer"},
+    jobs={"type": "array", "items": _JOB_VIEW_SCHEMA},
+    pagination=_PAGINATION_SCHEMA,
+)
 _SUCCESS_RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/job"): _success("CreateJobSuccess", id={"type": "string", "format": "uuid"}),
     ("GET", "/job"): _JOBS_SUCCESS,
@@ -231,6 +263,7 @@ def _declare_error_responses(app: FastAPI) -> None:
     413 (a body over the size cap), 500 (never on purpose: fault injection) and 503 (starting or
     stopping); admin routes only what they answer.
     """
+
     def envelope(description: str) -> dict[str, Any]:
         return {"description": description, "content": {"application/json": {"schema": _ENVELOPE_SCHEMA}}}
 
@@ -239,16 +272,25 @@ def _declare_error_responses(app: FastAPI) -> None:
             continue
         codes: dict[int, str] = {}
         if route.path == "/healthz":
-            route.responses.setdefault(503, {"description": "Starting or stopping",
-                                             "content": {"application/json": {"schema": {"type": "object"}}}})
+            route.responses.setdefault(
+                503,
+                {
+                    "description": "Starting or stopping",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+            )
             continue
         if route.path.startswith("/_sandbox/"):
             codes[503] = "Starting or stopping"
             if "PUT" in (route.methods or ()):
                 codes |= {413: "Request body too large", 422: "Invalid configuration (nothing applied)"}
         else:
-            codes |= {400: "Client error (PERIAN detail text)", 401: "Unknown organization or invalid token",
-                      500: "Server error (injected faults only)", 503: "Starting or stopping"}
+            codes |= {
+                400: "Client error (PERIAN detail text)",
+                401: "Unknown organization or invalid token",
+                500: "Server error (injected faults only)",
+                503: "Starting or stopping",
+            }
             if route.body_field is not None:
                 codes[413] = "Request body too large"
         for code, description in codes.items():
@@ -294,7 +336,8 @@ def _new_job(body: wire.CreateJobBody, org: str, itype: catalogue.InstanceType) 
         },
         "runtime_metadata": {
             "instance_type_id": itype.id,
-            "auto_failover_instance_type": True if body.auto_failover_instance_type is None
+            "auto_failover_instance_type": True
+            if body.auto_failover_instance_type is None
             else bool(body.auto_failover_instance_type),
             "timeout_seconds": body.timeout_seconds,
         },
@@ -310,13 +353,22 @@ def _new_job(body: wire.CreateJobBody, org: str, itype: catalogue.InstanceType) 
     if params.secrets:
         private["secrets"] = params.secrets
     if params.container_files:
-        private["container_files"] = [f.model_dump(include={"path", "read_only", "base64_content"})
-                                      for f in params.container_files]
+        private["container_files"] = [
+            f.model_dump(include={"path", "read_only", "base64_content"}) for f in params.container_files
+        ]
     if body.docker_registry_credentials is not None and body.docker_registry_credentials.password:
         private["registry"] = body.docker_registry_credentials.model_dump(include={"url", "username", "password"})
     now = time.time()
-    return JobRow(id=str(uuid.uuid4()), org=org, status=WorkloadStatus.QUEUED.value, created_at=now,
-                  updated_at=now, view=view, spec=spec, private=private or None)
+    return JobRow(
+        id=str(uuid.uuid4()),
+        org=org,
+        status=WorkloadStatus.QUEUED.value,
+        created_at=now,
+        updated_at=now,
+        view=view,
+        spec=spec,
+        private=private or None,
+    )
 
 
 def _register_job_routes(app: FastAPI, state: SandboxState, authenticate: Callable[..., str]) -> None:
@@ -341,8 +393,9 @@ def _register_job_routes(app: FastAPI, state: SandboxState, authenticate: Callab
         page = max(1, page)
         rows, total = store.page(org, limit=limit, offset=(page - 1) * limit)
         jobs = [wire.job_view(row) for row in rows]
-        return JSONResponse(wire.success(limit=limit, no=len(jobs), jobs=jobs,
-                                         pagination=wire.pagination(total, limit, page)))
+        return JSONResponse(
+            wire.success(limit=limit, no=len(jobs), jobs=jobs, pagination=wire.pagination(total, limit, page))
+        )
 
     @app.get("/job/{job_id}", tags=["job"])
     async def get_job(job_id: uuid.UUID, org: str = Depends(authenticate)) -> JSONResponse:
@@ -350,8 +403,7 @@ def _register_job_routes(app: FastAPI, state: SandboxState, authenticate: Callab
         row = store.get(str(job_id), org)
         if row is None:
             raise ApiFailure(400, m.DETAIL_NO_JOB_FOUND)
-        return JSONResponse(wire.success(limit=1, no=1, jobs=[wire.job_view(row)],
-                                         pagination=wire.pagination(1, 1, 1)))
+        return JSONResponse(wire.success(limit=1, no=1, jobs=[wire.job_view(row)], pagination=wire.pagination(1, 1, 1)))
 
     @app.patch("/job/{job_id}/cancel", tags=["job"])
     async def cancel_job(job_id: uuid.UUID, org: str = Depends(authenticate)) -> JSONResponse:
@@ -378,7 +430,10 @@ def _register_job_routes(app: FastAPI, state: SandboxState, authenticate: Callab
 def _register_catalogue_routes(app: FastAPI, authenticate: Callable[..., str]) -> None:
     @app.post("/instance-type", tags=["instance-type"])
     async def search_instance_types(
-        body: wire.InstanceTypeSearchBody, limit: int = 25, page: int = 1, criterion: str = "PRICE",
+        body: wire.InstanceTypeSearchBody,
+        limit: int = 25,
+        page: int = 1,
+        criterion: str = "PRICE",
         _org: str = Depends(authenticate),
     ) -> JSONResponse:
         query = body.instance_type_query
@@ -389,9 +444,15 @@ def _register_catalogue_routes(app: FastAPI, authenticate: Callable[..., str]) -
             matches.sort(key=lambda t: t.name)
         limit = max(1, min(limit, MAX_PAGE_SIZE))
         page = max(1, page)
-        items = matches[(page - 1) * limit: page * limit]
-        return JSONResponse(wire.success(limit=limit, no=len(items), instance_types=[t.view() for t in items],
-                                         pagination=wire.pagination(len(matches), limit, page)))
+        items = matches[(page - 1) * limit : page * limit]
+        return JSONResponse(
+            wire.success(
+                limit=limit,
+                no=len(items),
+                instance_types=[t.view() for t in items],
+                pagination=wire.pagination(len(matches), limit, page),
+            )
+        )
 
     @app.get("/instance-type/zones/available", tags=["instance-type"])
     async def available_zones(_org: str = Depends(authenticate)) -> JSONResponse:
@@ -407,20 +468,27 @@ def _register_catalogue_routes(app: FastAPI, authenticate: Callable[..., str]) -
         itype = catalogue.instance_type_by_id(instance_type_id)
         if itype is None:
             raise ApiFailure(400, m.DETAIL_NO_INSTANCE_TYPE_FOUND)
-        return JSONResponse(wire.success(limit=1, no=1, instance_types=[itype.view()],
-                                         pagination=wire.pagination(1, 1, 1)))
+        return JSONResponse(
+            wire.success(limit=1, no=1, instance_types=[itype.view()], pagination=wire.pagination(1, 1, 1))
+        )
 
     def accelerators(items: list[catalogue.AcceleratorType]) -> JSONResponse:
-        return JSONResponse(wire.success(no=len(items), accelerator_types=[a.view() for a in items],
-                                         pagination=wire.pagination(len(items), max(25, len(items)), 1)))
+        return JSONResponse(
+            wire.success(
+                no=len(items),
+                accelerator_types=[a.view() for a in items],
+                pagination=wire.pagination(len(items), max(25, len(items)), 1),
+            )
+        )
 
     @app.get("/accelerator-type", tags=["accelerator-type"])
     async def list_accelerator_types(_org: str = Depends(authenticate)) -> JSONResponse:
         return accelerators(list(catalogue.ACCELERATOR_TYPES))
 
     @app.post("/accelerator-type", tags=["accelerator-type"])
-    async def search_accelerator_types(body: wire.AcceleratorTypeSearchBody,
-                                       _org: str = Depends(authenticate)) -> JSONResponse:
+    async def search_accelerator_types(
+        body: wire.AcceleratorTypeSearchBody, _org: str = Depends(authenticate)
+    ) -> JSONResponse:
         if body.accelerator_type_query is None:
             raise ApiFailure(400, DETAIL_ACCELERATOR_QUERY_MISSING)
         found = catalogue.search_accelerators(body.accelerator_type_query)
@@ -497,8 +565,14 @@ def fault_config_from_json(current: FaultConfig, data: dict[str, Any]) -> FaultC
 _FAULTS_BODY_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "latency": {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"},
-                              {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}]},
+        "latency": {
+            "anyOf": [
+                {"type": "number"},
+                {"type": "string"},
+                {"type": "null"},
+                {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+            ]
+        },
         "rate": {"type": "number"},
         "kinds": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
         "endpoints": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
@@ -515,8 +589,13 @@ def _register_admin_routes(app: FastAPI, state: SandboxState) -> None:
     async def healthz() -> JSONResponse:
         ready = state.store is not None
         return JSONResponse(
-            {"status": "ok" if ready else "starting", "runtime": state.config.runtime, "pid": os.getpid(),
-             "version": __version__, "organization": state.organization},
+            {
+                "status": "ok" if ready else "starting",
+                "runtime": state.config.runtime,
+                "pid": os.getpid(),
+                "version": __version__,
+                "organization": state.organization,
+            },
             status_code=200 if ready else 503,
         )
 
@@ -527,25 +606,35 @@ def _register_admin_routes(app: FastAPI, state: SandboxState) -> None:
         counters = store.counters()
         by_status = {s.value: counts.get(s.value, 0) for s in WorkloadStatus}
         by_status.update({k: v for k, v in counts.items() if k not in by_status})
-        return JSONResponse({
-            "runtime": state.config.runtime,
-            "pid": os.getpid(),
-            "uptime_seconds": round(time.time() - state.started_at, 3),
-            "jobs": {"total": sum(counts.values()), "by_status": by_status,
-                     "open": sum(v for k, v in counts.items() if k not in TERMINAL)},
-            "create_calls": counters.get("create_calls", 0),
-            "jobs_created": counters.get("jobs_created", 0),
-            "requests": dict(state.faults.requests),
-            "delaying": {k: v for k, v in state.faults.delaying.items() if v > 0},
-            "faults": state.faults.stats(),
-        })
+        return JSONResponse(
+            {
+                "runtime": state.config.runtime,
+                "pid": os.getpid(),
+                "uptime_seconds": round(time.time() - state.started_at, 3),
+                "jobs": {
+                    "total": sum(counts.values()),
+                    "by_status": by_status,
+                    "open": sum(v for k, v in counts.items() if k not in TERMINAL),
+                },
+                "create_calls": counters.get("create_calls", 0),
+                "jobs_created": counters.get("jobs_created", 0),
+                "requests": dict(state.faults.requests),
+                "delaying": {k: v for k, v in state.faults.delaying.items() if v > 0},
+                "faults": state.faults.stats(),
+            }
+        )
 
     @app.get("/_sandbox/faults", tags=["sandbox"])
     async def get_faults() -> JSONResponse:
         return JSONResponse(state.faults.stats()["config"])
 
-    @app.put("/_sandbox/faults", tags=["sandbox"], openapi_extra={"requestBody": {
-        "required": True, "content": {"application/json": {"schema": _FAULTS_BODY_SCHEMA}}}})
+    @app.put(
+        "/_sandbox/faults",
+        tags=["sandbox"],
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _FAULTS_BODY_SCHEMA}}}
+        },
+    )
     async def put_faults(request: Request) -> JSONResponse:
         """Change fault injection at run time (tests switch faults on after their set-up)."""
         try:
@@ -562,7 +651,6 @@ def _register_admin_routes(app: FastAPI, state: SandboxState) -> None:
             raise ApiFailure(422, f"invalid fault configuration: {exc}") from None
         state.faults.configure(config)
         return JSONResponse(state.faults.stats()["config"])
-
 
 
 def _job_summary(row: JobRow) -> dict[str, Any]:
@@ -614,11 +702,18 @@ def _register_impolite_routes(app: FastAPI, state: SandboxState) -> None:
         await state.impolite.apply(())
         return JSONResponse(state.impolite.snapshot())
 
-    @app.post("/_sandbox/jobs/{job_id}/finish", tags=["sandbox"], responses={
-        400: {"description": "No job with that id", "content": {"application/json": {"schema": _ENVELOPE_SCHEMA}}},
-        409: {"description": "Not the simulate runtime", "content": {"application/json": {"schema": _ENVELOPE_SCHEMA}}},
-        422: {"description": "Invalid status", "content": {"application/json": {"schema": _ENVELOPE_SCHEMA}}},
-    })
+    @app.post(
+        "/_sandbox/jobs/{job_id}/finish",
+        tags=["sandbox"],
+        responses={
+            400: {"description": "No job with that id", "content": {"application/json": {"schema": _ENVELOPE_SCHEMA}}},
+            409: {
+                "description": "Not the simulate runtime",
+                "content": {"application/json": {"schema": _ENVELOPE_SCHEMA}},
+            },
+            422: {"description": "Invalid status", "content": {"application/json": {"schema": _ENVELOPE_SCHEMA}}},
+        },
+    )
     async def finish_job(job_id: str, status: str = "Done") -> JSONResponse:
         """End a simulated job now (``Done`` or ``Cancelled``): a check run finishes the jobs it owns,
         while jobs nobody owns run on until a connector cancels them."""
@@ -636,9 +731,14 @@ def _register_impolite_routes(app: FastAPI, state: SandboxState) -> None:
         assert row is not None
         return JSONResponse({"id": row.id, "status": row.status, "changed": changed})
 
-    @app.get("/_sandbox/jobs/{job_id}/log", tags=["sandbox"], response_class=HTMLResponse, responses={
-        404: {"description": "No job with that id", "content": {"text/html": {}}},
-    })
+    @app.get(
+        "/_sandbox/jobs/{job_id}/log",
+        tags=["sandbox"],
+        response_class=HTMLResponse,
+        responses={
+            404: {"description": "No job with that id", "content": {"text/html": {}}},
+        },
+    )
     async def job_log_page(job_id: str) -> HTMLResponse:
         """The job's status and log as a web page: what the connector's log link opens in the
         sandbox (the PERIAN API's job record needs auth headers a browser does not send). The page
@@ -646,8 +746,10 @@ def _register_impolite_routes(app: FastAPI, state: SandboxState) -> None:
         store, _ = state.require()
         row = store.get(job_id)
         if row is None:
-            return HTMLResponse(f"<!doctype html><title>no such job</title><p>No job {html.escape(job_id)} "
-                                "in this sandbox.</p>", status_code=404)
+            return HTMLResponse(
+                f"<!doctype html><title>no such job</title><p>No job {html.escape(job_id)} in this sandbox.</p>",
+                status_code=404,
+            )
         refresh = "" if row.terminal else '<meta http-equiv="refresh" content="2">'
         errors = f"<h2>Errors</h2><pre>{html.escape(row.errors)}</pre>" if row.errors else ""
         page = (

@@ -226,8 +226,9 @@ class Billing:
     its balance (the spending itself is recomputed from the jobs database).
     """
 
-    def __init__(self, state_dir: Path, organization: str, credits: Decimal | None, *,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, state_dir: Path, organization: str, credits: Decimal | None, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.organization = organization
         self.path = state_dir / BILLING_FILE
         self.credits = DEFAULT_CREDITS if credits is None else credits
@@ -240,8 +241,9 @@ class Billing:
         except (OSError, ValueError):
             loaded = None
         if isinstance(loaded, dict):
-            self._data.update({k: loaded[k] for k in ("top_ups", "usage_limits") if isinstance(loaded.get(k), type(
-                self._data[k]))})
+            self._data.update(
+                {k: loaded[k] for k in ("top_ups", "usage_limits") if isinstance(loaded.get(k), type(self._data[k]))}
+            )
 
     # ------------------------------------------------------------------ life cycle
 
@@ -307,19 +309,32 @@ class Billing:
             if not isinstance(limit, dict):
                 continue
             start, end = period(duration_type, now)
-            out.append({**self._limit_view(limit, start, end),
-                        "usage": decimal_text(self.usage(org, start, end - dt.timedelta(microseconds=1), now_ms))})
+            out.append(
+                {
+                    **self._limit_view(limit, start, end),
+                    "usage": decimal_text(self.usage(org, start, end - dt.timedelta(microseconds=1), now_ms)),
+                }
+            )
         return out
 
     @staticmethod
     def _limit_view(limit: dict[str, Any], start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
-        return {"start_time": _iso(start), "end_time": _iso(end), "amount": limit["amount"],
-                "currency": limit["currency"], "duration_type": limit["duration_type"],
-                "is_enabled": bool(limit["is_enabled"])}
+        return {
+            "start_time": _iso(start),
+            "end_time": _iso(end),
+            "amount": limit["amount"],
+            "currency": limit["currency"],
+            "duration_type": limit["duration_type"],
+            "is_enabled": bool(limit["is_enabled"]),
+        }
 
     def set_usage_limit(self, amount: Decimal, currency: str, duration_type: str, enabled: bool) -> dict[str, Any]:
-        limit = {"amount": decimal_text(amount), "currency": currency, "duration_type": duration_type,
-                 "is_enabled": enabled}
+        limit = {
+            "amount": decimal_text(amount),
+            "currency": currency,
+            "duration_type": duration_type,
+            "is_enabled": enabled,
+        }
         self._data["usage_limits"][duration_type] = limit
         self._save()
         start, end = period(duration_type, dt.datetime.fromtimestamp(self.clock(), dt.UTC))
@@ -349,9 +364,15 @@ class Billing:
         store = self._ledger(max_age=float("inf")).store
         stopped = 0
         for row in store.non_terminal():
-            ended = store.update(JobUpdate(
-                row.id, status=WorkloadStatus.SERVER_ERROR.value, at=now, errors=OUT_OF_CREDITS_ERROR,
-                append_logs="[sandbox] the organization ran out of credits; stopping the job\n"))
+            ended = store.update(
+                JobUpdate(
+                    row.id,
+                    status=WorkloadStatus.SERVER_ERROR.value,
+                    at=now,
+                    errors=OUT_OF_CREDITS_ERROR,
+                    append_logs="[sandbox] the organization ran out of credits; stopping the job\n",
+                )
+            )
             if ended:
                 stopped += 1
                 with contextlib.suppress(Exception):  # stop the work; its own end is refused now
@@ -384,18 +405,20 @@ class Billing:
             original = charge.cost(now_ms)
             price = original * exchange
             total += price
-            items.append({
-                "workload_id": charge.job_id,
-                "price": decimal_text(price),
-                "currency": currency,
-                "original_price": decimal_text(original),
-                "original_currency": charge.rate.currency,
-                "exchange_rate": decimal_text(exchange),
-                "granularity": charge.rate.granularity,
-                "workload_type": "Job",
-                "started_at": iso_ms(charge.started_ms),
-                "done_at": iso_ms(end_ms),
-            })
+            items.append(
+                {
+                    "workload_id": charge.job_id,
+                    "price": decimal_text(price),
+                    "currency": currency,
+                    "original_price": decimal_text(original),
+                    "original_currency": charge.rate.currency,
+                    "exchange_rate": decimal_text(exchange),
+                    "granularity": charge.rate.granularity,
+                    "workload_type": "Job",
+                    "started_at": iso_ms(charge.started_ms),
+                    "done_at": iso_ms(end_ms),
+                }
+            )
         return {
             "organization_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"perian-sandbox-org:{org}")),
             "start_time": _iso(start),
@@ -425,12 +448,22 @@ def parse_moment(value: str | None, name: str) -> dt.datetime | None:
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise BillingError(422, [{"type": "datetime_from_date_parsing", "loc": ["query", name],
-                                  "msg": "Input should be a valid datetime"}]) from None
+        raise BillingError(
+            422,
+            [{"type": "datetime_from_date_parsing", "loc": ["query", name], "msg": "Input should be a valid datetime"}],
+        ) from None
     moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
     if not 1970 < moment.year < 9999:  # outside, epoch arithmetic overflows; no bill lives there
-        raise BillingError(422, [{"type": "datetime_range", "loc": ["query", name],
-                                  "msg": "Input should be a datetime between the years 1971 and 9998"}])
+        raise BillingError(
+            422,
+            [
+                {
+                    "type": "datetime_range",
+                    "loc": ["query", name],
+                    "msg": "Input should be a datetime between the years 1971 and 9998",
+                }
+            ],
+        )
     return moment
 
 
@@ -444,8 +477,16 @@ def _decimal(value: Any, name: str) -> Decimal:
     except (InvalidOperation, ValueError):
         amount = None
     if amount is None or not amount.is_finite() or not 0 <= amount <= MAX_AMOUNT:
-        raise BillingError(422, [{"type": "decimal_parsing", "loc": ["body", name],
-                                  "msg": f"Input should be an amount between 0 and {MAX_AMOUNT}"}])
+        raise BillingError(
+            422,
+            [
+                {
+                    "type": "decimal_parsing",
+                    "loc": ["body", name],
+                    "msg": f"Input should be an amount between 0 and {MAX_AMOUNT}",
+                }
+            ],
+        )
     return amount.quantize(Decimal("0.000001"))  # a millionth of a euro: finer than any unit price
 
 
@@ -489,9 +530,13 @@ def register_billing_routes(app: FastAPI, billing: Billing, authenticate: Callab
         return JSONResponse(wire.failure(exc.status_code, str(exc.detail)), status_code=exc.status_code)
 
     @app.get("/billing/generate", tags=["billing"])
-    async def generate_bill(organization: str | None = None, currency: str | None = None,
-                            start_time: str | None = None, end_time: str | None = None,
-                            org: str = Depends(authenticate)) -> JSONResponse:
+    async def generate_bill(
+        organization: str | None = None,
+        currency: str | None = None,
+        start_time: str | None = None,
+        end_time: str | None = None,
+        org: str = Depends(authenticate),
+    ) -> JSONResponse:
         from perianctl.perian import models as m
 
         if organization is not None and organization.strip() and organization.strip() != org:
@@ -509,9 +554,15 @@ def register_billing_routes(app: FastAPI, billing: Billing, authenticate: Callab
     async def remaining_credits(org: str = Depends(authenticate)) -> JSONResponse:
         now = billing.clock()
         current = billing.remaining(org, millis(now))
-        return JSONResponse(wire.success(detail=DETAIL_CREDITS_RETRIEVED) | {
-            "current_amount": decimal_text(current), "currency": CURRENCY,
-            "original_amount": decimal_text(billing.original()), "last_calculated": wire.iso(now)})
+        return JSONResponse(
+            wire.success(detail=DETAIL_CREDITS_RETRIEVED)
+            | {
+                "current_amount": decimal_text(current),
+                "currency": CURRENCY,
+                "original_amount": decimal_text(billing.original()),
+                "last_calculated": wire.iso(now),
+            }
+        )
 
     @app.get("/billing/limit", tags=["billing"])
     async def get_usage_limits(org: str = Depends(authenticate)) -> JSONResponse:
@@ -525,8 +576,16 @@ def register_billing_routes(app: FastAPI, billing: Billing, authenticate: Callab
             raise BillingError(400, f"The sandbox keeps usage limits in {CURRENCY}")
         duration = next((d for d in DURATION_TYPES if d.lower() == body.duration_type.strip().lower()), None)
         if duration is None:
-            raise BillingError(422, [{"type": "enum", "loc": ["body", "duration_type"],
-                                      "msg": f"Input should be {', '.join(DURATION_TYPES)}"}])
+            raise BillingError(
+                422,
+                [
+                    {
+                        "type": "enum",
+                        "loc": ["body", "duration_type"],
+                        "msg": f"Input should be {', '.join(DURATION_TYPES)}",
+                    }
+                ],
+            )
         usage_limit = billing.set_usage_limit(amount, currency, duration, body.is_enabled)
         return JSONResponse(wire.success(usage_limit=usage_limit))
 
@@ -536,8 +595,13 @@ def register_billing_routes(app: FastAPI, billing: Billing, authenticate: Callab
         url = str(request.base_url).rstrip("/") + f"/_sandbox/top-up/{top_up_id}"
         return JSONResponse(wire.success(payment_url=url))
 
-    @app.get("/_sandbox/top-up/{top_up_id}", tags=["sandbox"], responses={404: {
-        "description": "No such top-up", "content": {"application/json": {"schema": {"type": "object"}}}}})
+    @app.get(
+        "/_sandbox/top-up/{top_up_id}",
+        tags=["sandbox"],
+        responses={
+            404: {"description": "No such top-up", "content": {"application/json": {"schema": {"type": "object"}}}}
+        },
+    )
     async def top_up_receipt(top_up_id: str) -> JSONResponse:
         receipt = billing.receipt(top_up_id)
         if receipt is None:

@@ -206,14 +206,21 @@ class InstanceType:
                 "updated_at": CATALOGUE_TIMESTAMP,
             },
             "region": region,
-            "zone": {"id": stable_id("zone", self.region.name + "-a"), "name": self.region.name + "-a",
-                     "status": "Active"},
+            "zone": {
+                "id": stable_id("zone", self.region.name + "-a"),
+                "name": self.region.name + "-a",
+                "status": "Active",
+            },
             "type": self.kind,
             "cpu": {"no": 1, "cores": self.cores, "threads": self.threads, "cpus": []},
             "accelerator": accelerator,
             "ram": {"size": str(self.ram_gb), "unit": "Gb"},
-            "storage": {"no": 1, "size": {"size": str(self.storage_gb), "unit": "Gb"}, "included": "INCLUDED",
-                        "storages": [{"type": "NVME", "size": {"size": str(self.storage_gb), "unit": "Gb"}}]},
+            "storage": {
+                "no": 1,
+                "size": {"size": str(self.storage_gb), "unit": "Gb"},
+                "included": "INCLUDED",
+                "storages": [{"type": "NVME", "size": {"size": str(self.storage_gb), "unit": "Gb"}}],
+            },
             "network": {"inbound": {"speed": "10", "unit": "Gbits"}, "outbound": {"speed": "10", "unit": "Gbits"}},
             "price": self.price(),
             "availability": {"available": self.available, "source": self.availability_source},
@@ -265,44 +272,135 @@ INSTANCE_TYPES: tuple[InstanceType, ...] = (
     InstanceType("n2-standard-4", GCP, GCP_FRANKFURT, cores=4, ram_gb=16, eur_per_hour="0.2340"),
     InstanceType("n2-standard-16", GCP, IOWA, cores=16, ram_gb=64, eur_per_hour="0.7200"),
     # small GPUs: 0.5 - 1.4 EUR/h
-    InstanceType("n1-standard-4-t4", GCP, GCP_FRANKFURT, cores=4, ram_gb=15, eur_per_hour="0.5400",
-                 accelerator=T4, accelerators=1),
-    InstanceType("g2-standard-8", GCP, IOWA, cores=8, ram_gb=32, eur_per_hour="0.7920",
-                 accelerator=L4, accelerators=1),
-    InstanceType("l4-90", OVH, GRAVELINES, cores=22, ram_gb=90, eur_per_hour="0.8800",
-                 accelerator=L4, accelerators=1),
-    InstanceType("gpu-a10-1", GRIDSCALE, BERLIN, cores=12, ram_gb=48, eur_per_hour="1.0800",
-                 accelerator=A10, accelerators=1),
-    InstanceType("gpu2.small", EXOSCALE, GENEVA, cores=12, ram_gb=56, eur_per_hour="1.3680",
-                 accelerator=V100, accelerators=1),
-    InstanceType("t1-45", OVH, GRAVELINES, cores=8, ram_gb=45, eur_per_hour="1.9300",
-                 accelerator=V100, accelerators=1, available=False),
+    InstanceType(
+        "n1-standard-4-t4",
+        GCP,
+        GCP_FRANKFURT,
+        cores=4,
+        ram_gb=15,
+        eur_per_hour="0.5400",
+        accelerator=T4,
+        accelerators=1,
+    ),
+    InstanceType("g2-standard-8", GCP, IOWA, cores=8, ram_gb=32, eur_per_hour="0.7920", accelerator=L4, accelerators=1),
+    InstanceType("l4-90", OVH, GRAVELINES, cores=22, ram_gb=90, eur_per_hour="0.8800", accelerator=L4, accelerators=1),
+    InstanceType(
+        "gpu-a10-1", GRIDSCALE, BERLIN, cores=12, ram_gb=48, eur_per_hour="1.0800", accelerator=A10, accelerators=1
+    ),
+    InstanceType(
+        "gpu2.small", EXOSCALE, GENEVA, cores=12, ram_gb=56, eur_per_hour="1.3680", accelerator=V100, accelerators=1
+    ),
+    InstanceType(
+        "t1-45",
+        OVH,
+        GRAVELINES,
+        cores=8,
+        ram_gb=45,
+        eur_per_hour="1.9300",
+        accelerator=V100,
+        accelerators=1,
+        available=False,
+    ),
     # A100: 1.2 - 4 EUR/h per GPU
-    InstanceType("1A100.40S.22V", DATACRUNCH, HELSINKI, cores=22, ram_gb=120, eur_per_hour="1.2000",
-                 accelerator=A100_40, accelerators=1),
-    InstanceType("a100-40-1x", TAIGA, FRANKFURT, cores=16, ram_gb=64, eur_per_hour="1.6000",
-                 accelerator=A100_40, accelerators=1, kind="Metal"),
-    InstanceType("1A100.22V", DATACRUNCH, HELSINKI, cores=22, ram_gb=120, eur_per_hour="1.5900",
-                 accelerator=A100_80, accelerators=1),
-    InstanceType("1L40S.20V", DATACRUNCH, HELSINKI, cores=20, ram_gb=60, eur_per_hour="1.0200",
-                 accelerator=L40S, accelerators=1),
-    InstanceType("a2-highgpu-1g", GCP, IOWA, cores=12, ram_gb=85, eur_per_hour="3.4200",
-                 accelerator=A100_40, accelerators=1),
-    InstanceType("8A100.176V", DATACRUNCH, HELSINKI, cores=176, ram_gb=960, eur_per_hour="12.7200",
-                 accelerator=A100_80, accelerators=8, kind="Metal"),
+    InstanceType(
+        "1A100.40S.22V",
+        DATACRUNCH,
+        HELSINKI,
+        cores=22,
+        ram_gb=120,
+        eur_per_hour="1.2000",
+        accelerator=A100_40,
+        accelerators=1,
+    ),
+    InstanceType(
+        "a100-40-1x",
+        TAIGA,
+        FRANKFURT,
+        cores=16,
+        ram_gb=64,
+        eur_per_hour="1.6000",
+        accelerator=A100_40,
+        accelerators=1,
+        kind="Metal",
+    ),
+    InstanceType(
+        "1A100.22V",
+        DATACRUNCH,
+        HELSINKI,
+        cores=22,
+        ram_gb=120,
+        eur_per_hour="1.5900",
+        accelerator=A100_80,
+        accelerators=1,
+    ),
+    InstanceType(
+        "1L40S.20V", DATACRUNCH, HELSINKI, cores=20, ram_gb=60, eur_per_hour="1.0200", accelerator=L40S, accelerators=1
+    ),
+    InstanceType(
+        "a2-highgpu-1g", GCP, IOWA, cores=12, ram_gb=85, eur_per_hour="3.4200", accelerator=A100_40, accelerators=1
+    ),
+    InstanceType(
+        "8A100.176V",
+        DATACRUNCH,
+        HELSINKI,
+        cores=176,
+        ram_gb=960,
+        eur_per_hour="12.7200",
+        accelerator=A100_80,
+        accelerators=8,
+        kind="Metal",
+    ),
     # H100: 2 - 8 EUR/h per GPU
-    InstanceType("h100-1x", TAIGA, FRANKFURT, cores=24, ram_gb=200, eur_per_hour="2.4000",
-                 accelerator=H100, accelerators=1, kind="Metal", available=False, availability_source="Provider_Quota"),
-    InstanceType("1H100.80S.30V", DATACRUNCH, HELSINKI, cores=30, ram_gb=120, eur_per_hour="2.4600",
-                 accelerator=H100, accelerators=1),
-    InstanceType("gpu-h100-1", EXOSCALE, EXO_FRANKFURT, cores=24, ram_gb=180, eur_per_hour="2.8800",
-                 accelerator=H100, accelerators=1),
-    InstanceType("h100-380", OVH, GRAVELINES, cores=30, ram_gb=380, eur_per_hour="2.9900",
-                 accelerator=H100, accelerators=1),
-    InstanceType("h100-760", OVH, GRAVELINES, cores=60, ram_gb=760, eur_per_hour="5.9800",
-                 accelerator=H100, accelerators=2),
-    InstanceType("a3-highgpu-1g", GCP, IOWA, cores=26, ram_gb=234, eur_per_hour="7.9200",
-                 accelerator=H100, accelerators=1, available=False),
+    InstanceType(
+        "h100-1x",
+        TAIGA,
+        FRANKFURT,
+        cores=24,
+        ram_gb=200,
+        eur_per_hour="2.4000",
+        accelerator=H100,
+        accelerators=1,
+        kind="Metal",
+        available=False,
+        availability_source="Provider_Quota",
+    ),
+    InstanceType(
+        "1H100.80S.30V",
+        DATACRUNCH,
+        HELSINKI,
+        cores=30,
+        ram_gb=120,
+        eur_per_hour="2.4600",
+        accelerator=H100,
+        accelerators=1,
+    ),
+    InstanceType(
+        "gpu-h100-1",
+        EXOSCALE,
+        EXO_FRANKFURT,
+        cores=24,
+        ram_gb=180,
+        eur_per_hour="2.8800",
+        accelerator=H100,
+        accelerators=1,
+    ),
+    InstanceType(
+        "h100-380", OVH, GRAVELINES, cores=30, ram_gb=380, eur_per_hour="2.9900", accelerator=H100, accelerators=1
+    ),
+    InstanceType(
+        "h100-760", OVH, GRAVELINES, cores=60, ram_gb=760, eur_per_hour="5.9800", accelerator=H100, accelerators=2
+    ),
+    InstanceType(
+        "a3-highgpu-1g",
+        GCP,
+        IOWA,
+        cores=26,
+        ram_gb=234,
+        eur_per_hour="7.9200",
+        accelerator=H100,
+        accelerators=1,
+        available=False,
+    ),
 )
 
 _BY_ID = {t.id: t for t in INSTANCE_TYPES}
@@ -359,7 +457,7 @@ def _tokens(text: str) -> list[str]:
 
 def _contains_run(haystack: list[str], needle: list[str]) -> bool:
     n = len(needle)
-    return n > 0 and any(haystack[i:i + n] == needle for i in range(len(haystack) - n + 1))
+    return n > 0 and any(haystack[i : i + n] == needle for i in range(len(haystack) - n + 1))
 
 
 def accelerator_name_matches(query: str, accelerator: AcceleratorType) -> bool:
@@ -367,9 +465,7 @@ def accelerator_name_matches(query: str, accelerator: AcceleratorType) -> bool:
     wanted = _tokens(query)
     if not wanted:
         return True
-    return _contains_run(_tokens(accelerator.name), wanted) or _contains_run(
-        _tokens(accelerator.display_name), wanted
-    )
+    return _contains_run(_tokens(accelerator.name), wanted) or _contains_run(_tokens(accelerator.display_name), wanted)
 
 
 def _names(value: Any) -> list[str]:
@@ -429,8 +525,11 @@ def instance_matches(itype: InstanceType, query: Mapping[str, Any] | None) -> bo
 
     cpu = _sub(query, "cpu")
     op = cpu.get("operator")
-    if not (_compare(itype.cores, cpu.get("cores"), op) and _compare(itype.threads, cpu.get("threads"), op)
-            and _compare(1, cpu.get("no"), op)):
+    if not (
+        _compare(itype.cores, cpu.get("cores"), op)
+        and _compare(itype.threads, cpu.get("threads"), op)
+        and _compare(1, cpu.get("no"), op)
+    ):
         return False
 
     ram = _sub(query, "ram")
@@ -442,8 +541,9 @@ def instance_matches(itype: InstanceType, query: Mapping[str, Any] | None) -> bo
         return False
 
     price = _sub(query, "price")
-    if not _compare(float(itype.per_hour), price.get("unit_price"), price.get("operator"),
-                    default="LESS_THAN_OR_EQUAL"):
+    if not _compare(
+        float(itype.per_hour), price.get("unit_price"), price.get("operator"), default="LESS_THAN_OR_EQUAL"
+    ):
         return False
 
     if not _text_eq(itype.billing_granularity, query.get("billing_granularity")):
@@ -466,16 +566,21 @@ def instance_matches(itype: InstanceType, query: Mapping[str, Any] | None) -> bo
             return False
 
     region = _sub(query, "region")
-    if not (_text_eq(itype.region.location, region.get("location")) and _text_eq(itype.region.name, region.get("name"))
-            and _text_eq(itype.region.id, region.get("id"))):
+    if not (
+        _text_eq(itype.region.location, region.get("location"))
+        and _text_eq(itype.region.name, region.get("name"))
+        and _text_eq(itype.region.id, region.get("id"))
+    ):
         return False
     if region.get("sustainable") is True and not itype.region.sustainable:
         return False
 
     provider = _sub(query, "provider")
-    return (_text_eq(itype.provider.name_short, provider.get("name_short"))
-            and _text_eq(itype.provider.name, provider.get("name"))
-            and _text_eq(itype.provider.id, provider.get("id")))
+    return (
+        _text_eq(itype.provider.name_short, provider.get("name_short"))
+        and _text_eq(itype.provider.name, provider.get("name"))
+        and _text_eq(itype.provider.id, provider.get("id"))
+    )
 
 
 def search(query: Mapping[str, Any] | None, types: Iterable[InstanceType] = INSTANCE_TYPES) -> list[InstanceType]:

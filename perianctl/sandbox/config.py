@@ -144,10 +144,22 @@ class SandboxConfig:
         """
         faults = self.faults
         argv = [
-            "--host", self.host, "--port", str(self.port), "--runtime", self.runtime,
-            "--state-dir", str(self.state_dir), "--speed", repr(self.timings.speed),
-            "--kill-grace", repr(self.kill_grace), "--max-parallel", str(self.max_parallel),
-            "--log-cap", str(self.log_cap_bytes),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--runtime",
+            self.runtime,
+            "--state-dir",
+            str(self.state_dir),
+            "--speed",
+            repr(self.timings.speed),
+            "--kill-grace",
+            repr(self.kill_grace),
+            "--max-parallel",
+            str(self.max_parallel),
+            "--log-cap",
+            str(self.log_cap_bytes),
             "--access-log" if self.access_log else "--no-access-log",
         ]
         if self.credits is not None:

@@ -52,9 +52,15 @@ class SandboxStatus:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "running": self.running, "healthy": self.healthy, "pid": self.pid, "url": self.url,
-            "runtime": self.runtime, "organization": self.organization, "started_at": self.started_at,
-            "state_dir": str(self.state_dir), "log_file": str(self.log_file),
+            "running": self.running,
+            "healthy": self.healthy,
+            "pid": self.pid,
+            "url": self.url,
+            "runtime": self.runtime,
+            "organization": self.organization,
+            "started_at": self.started_at,
+            "state_dir": str(self.state_dir),
+            "log_file": str(self.log_file),
             "jobs": (self.stats or {}).get("jobs"),
         }
 
@@ -70,8 +76,9 @@ def process_cmdline(pid: int) -> list[str] | None:
     except OSError:
         return None
     try:
-        out = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True,
-                             timeout=5, check=False)
+        out = subprocess.run(
+            ["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, timeout=5, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.split() if out.returncode == 0 and out.stdout.strip() else None
@@ -153,8 +160,13 @@ def status(state_dir: Path) -> SandboxStatus:
         return SandboxStatus(state_dir=state_dir, running=False)
     url = info.get("url") if info.get("pid") == pid else None
     result = SandboxStatus(
-        state_dir=state_dir, running=True, pid=pid, url=url, runtime=info.get("runtime"),
-        organization=info.get("organization"), started_at=info.get("started_at"),
+        state_dir=state_dir,
+        running=True,
+        pid=pid,
+        url=url,
+        runtime=info.get("runtime"),
+        organization=info.get("organization"),
+        started_at=info.get("started_at"),
     )
     if url:
         result.healthy = _health(url)
@@ -191,8 +203,12 @@ def start(config: SandboxConfig, *, command: Sequence[str], timeout: float = 30.
     try:
         proc = subprocess.Popen(
             [*command, *config.to_argv()],
-            stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, cwd=str(state_dir),
-            start_new_session=True, close_fds=True,
+            stdin=subprocess.DEVNULL,
+            stdout=fd,
+            stderr=fd,
+            cwd=str(state_dir),
+            start_new_session=True,
+            close_fds=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     finally:
@@ -206,7 +222,8 @@ def start(config: SandboxConfig, *, command: Sequence[str], timeout: float = 30.
             tail = _log_tail(state_dir)
             raise SandboxStartError(
                 f"the sandbox exited during start-up (exit code {code})"
-                + (f": {tail}" if tail else "") + f"; see {log_path}"
+                + (f": {tail}" if tail else "")
+                + f"; see {log_path}"
             )
         info = read_info(state_dir)
         if info and info.get("pid") == proc.pid and _health(str(info.get("url")), timeout=1.0):

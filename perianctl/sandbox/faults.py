@@ -182,6 +182,7 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
             return
         if fault.phase == "after":
+
             async def lose_reply(message: Message) -> None:
                 return None
 
@@ -195,17 +196,28 @@ class FaultMiddleware:
     async def _emit(fault: Fault, send: Send) -> None:
         if fault.kind == "reset":
             # Start a response, then fail: the server closes the connection with the body missing.
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", b"512")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"512")],
+                }
+            )
             raise InjectedReset("injected connection reset")
         status = int(fault.kind)
-        body = json.dumps({
-            "status": "Error",
-            "message": m.MESSAGE_SERVER_ERROR,
-            "detail": f"Injected fault: HTTP {status} (PERIAN sandbox fault injection)",
-            "status_code": status,
-        }).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
+        body = json.dumps(
+            {
+                "status": "Error",
+                "message": m.MESSAGE_SERVER_ERROR,
+                "detail": f"Injected fault: HTTP {status} (PERIAN sandbox fault injection)",
+                "status_code": status,
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -76,8 +76,7 @@ def _number(value: Any, what: str, *, allow_none: bool = False) -> float | None:
         raise ImpoliteRuleError(f"{what} must be a number, got {json.dumps(value)}")
     number = float(value)
     if not math.isfinite(number) or number < 0 or number > MAX_SECONDS:
-        raise ImpoliteRuleError(f"{what} must be a finite number of seconds between 0 and {MAX_SECONDS:g}, "
-                                f"got {value}")
+        raise ImpoliteRuleError(f"{what} must be a finite number of seconds between 0 and {MAX_SECONDS:g}, got {value}")
     return number
 
 
@@ -99,8 +98,9 @@ class ImpoliteRule:
             raise ImpoliteRuleError(f"unknown mode '{self.mode}' (choose from {', '.join(MODES)})")
         _number(self.seconds, "seconds")
         _number(self.retry_after, "retry_after")
-        if self.count is not None and (isinstance(self.count, bool) or not isinstance(self.count, int)
-                                       or self.count < 1):
+        if self.count is not None and (
+            isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1
+        ):
             raise ImpoliteRuleError(f"count must be a whole number >= 1 or null, got {self.count!r}")
         if self.mode == "refuse":
             if self.endpoint != "*":
@@ -137,12 +137,23 @@ class ImpoliteRule:
         seconds = _number(data.get("seconds", 0.0), "seconds")
         retry_after = _number(data.get("retry_after", DEFAULT_RETRY_AFTER), "retry_after")
         assert seconds is not None and retry_after is not None
-        return cls(endpoint=data["endpoint"].strip().lower(), mode=mode, seconds=seconds, count=count,
-                   retry_after=retry_after, commit=commit).validate()
+        return cls(
+            endpoint=data["endpoint"].strip().lower(),
+            mode=mode,
+            seconds=seconds,
+            count=count,
+            retry_after=retry_after,
+            commit=commit,
+        ).validate()
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"endpoint": self.endpoint, "mode": self.mode, "seconds": self.seconds,
-                                "count": self.count, "commit": self.commit}
+        data: dict[str, Any] = {
+            "endpoint": self.endpoint,
+            "mode": self.mode,
+            "seconds": self.seconds,
+            "count": self.count,
+            "commit": self.commit,
+        }
         if self.mode == "429":
             data["retry_after"] = self.retry_after
         return data
@@ -180,9 +191,14 @@ def _duration(text: str, what: str) -> float:
     return checked
 
 
-RULE_SYNTAX = ("ENDPOINT=MODE[:ITEM,...] with ENDPOINT one of " + ", ".join(RULE_ENDPOINTS) + ", MODE one of "
-               + ", ".join(MODES) + ", ITEM a duration (7s), count=N, retry-after=DURATION or commit=yes|no; "
-               "e.g. create=slow:7s, create=stall:15s,count=1, *=refuse:10s, *=429:count=20,retry-after=2")
+RULE_SYNTAX = (
+    "ENDPOINT=MODE[:ITEM,...] with ENDPOINT one of "
+    + ", ".join(RULE_ENDPOINTS)
+    + ", MODE one of "
+    + ", ".join(MODES)
+    + ", ITEM a duration (7s), count=N, retry-after=DURATION or commit=yes|no; "
+    "e.g. create=slow:7s, create=stall:15s,count=1, *=refuse:10s, *=429:count=20,retry-after=2"
+)
 
 
 def parse_rule(text: str) -> ImpoliteRule:
@@ -229,7 +245,7 @@ def rules_from_json(data: Any) -> tuple[ImpoliteRule, ...]:
     if isinstance(data, dict):
         extra = sorted(set(data) - {"rules"})
         if extra:
-            raise ImpoliteRuleError(f"unknown field(s) {', '.join(extra)}: expected {{\"rules\": [...]}}")
+            raise ImpoliteRuleError(f'unknown field(s) {", ".join(extra)}: expected {{"rules": [...]}}')
         data = data.get("rules")
     if not isinstance(data, list):
         raise ImpoliteRuleError('expected {"rules": [RULE, ...]}')
@@ -341,12 +357,25 @@ class ImpoliteState:
     def snapshot(self) -> dict[str, Any]:
         now = self.clock()
         with self._lock:
-            rules = [{**a.rule.to_json(), "spec": a.rule.spec(), "hits": a.hits, "committed": a.committed,
-                      "dropped": a.dropped, "active": a.live(now)} for a in self.armed]
+            rules = [
+                {
+                    **a.rule.to_json(),
+                    "spec": a.rule.spec(),
+                    "hits": a.hits,
+                    "committed": a.committed,
+                    "dropped": a.dropped,
+                    "active": a.live(now),
+                }
+                for a in self.armed
+            ]
             refusing = self._refusing_until is not None and now < self._refusing_until
-            return {"rules": rules, "set_at": self.set_at_wall, "in_flight": self.in_flight, "refusing": refusing,
-                    "refusing_for": round(self._refusing_until - now, 3) if refusing and self._refusing_until
-                    else 0.0}
+            return {
+                "rules": rules,
+                "set_at": self.set_at_wall,
+                "in_flight": self.in_flight,
+                "refusing": refusing,
+                "refusing_for": round(self._refusing_until - now, 3) if refusing and self._refusing_until else 0.0,
+            }
 
     # -- refuse window ------------------------------------------------------------
 
@@ -469,8 +498,12 @@ def attach_uvicorn(app: Any, server: Any) -> None:
 
 def too_many_requests(retry_after: float) -> tuple[dict[str, Any], str]:
     """The 429 body (PERIAN's error envelope) and the ``Retry-After`` value."""
-    body = {"status": "Error", "message": "Operation failed due to a client error",
-            "detail": DETAIL_TOO_MANY_REQUESTS, "status_code": 429}
+    body = {
+        "status": "Error",
+        "message": "Operation failed due to a client error",
+        "detail": DETAIL_TOO_MANY_REQUESTS,
+        "status_code": 429,
+    }
     value = _plain(retry_after)
     return body, value
 
@@ -532,6 +565,7 @@ class ImpoliteMiddleware:
         rule = armed.rule
         await asyncio.sleep(rule.seconds)
         if rule.commit:
+
             async def lose_reply(_message: Message) -> None:
                 return None
 
@@ -585,8 +619,15 @@ class ImpoliteMiddleware:
     async def _send_429(send: Send, retry_after: float) -> None:
         body, header = too_many_requests(retry_after)
         payload = json.dumps(body).encode()
-        await send({"type": "http.response.start", "status": 429,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(payload)).encode()),
-                                (b"retry-after", header.encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 429,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                    (b"retry-after", header.encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})

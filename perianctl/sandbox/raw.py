@@ -37,8 +37,10 @@ from perianctl.sandbox.strict import BodyTooLarge, InvalidJson, read_json, too_l
 
 _SERVED = re.compile(r"^/job(/[^/]+)?/?$")
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"description": "No such job (PERIAN's 'No job found' envelope)",
-          "content": {"application/json": {"schema": {"type": "object"}}}},
+    400: {
+        "description": "No such job (PERIAN's 'No job found' envelope)",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    },
 }
 
 
@@ -87,8 +89,12 @@ class RawOverrideMiddleware:
         self.overrides = overrides
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] != "http" or scope.get("method") != "GET" or not self.overrides
-                or not _SERVED.match(scope.get("path", ""))):
+        if (
+            scope["type"] != "http"
+            or scope.get("method") != "GET"
+            or not self.overrides
+            or not _SERVED.match(scope.get("path", ""))
+        ):
             await self.app(scope, receive, send)
             return
         start: Message | None = None
@@ -137,8 +143,12 @@ def install(app: FastAPI) -> None:
         except (ValueError, UnicodeError):  # an id the database cannot even hold
             return False
 
-    @app.put("/_sandbox/jobs/{job_id}/raw", tags=["sandbox"], responses=_RESPONSES, openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}})
+    @app.put(
+        "/_sandbox/jobs/{job_id}/raw",
+        tags=["sandbox"],
+        responses=_RESPONSES,
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}},
+    )
     async def put_raw(job_id: str, request: Request) -> JSONResponse:
         """Serve this job with odd content (test-only; see :mod:`perianctl.sandbox.raw`)."""
         try:  # strictly: what the override holds must be servable (no NaN, lone surrogates, ...)

@@ -146,10 +146,16 @@ def _uvicorn_server(app: Any, config: SandboxConfig, *, quiet: bool) -> Any:
 
     # The impolite PERIAN wraps the whole app (outside Starlette's error middleware): a stall must
     # reach uvicorn's connection to close it without a reply, and `refuse` closes this server's port.
-    server = uvicorn.Server(uvicorn.Config(
-        outermost(app), lifespan="on", log_config=None, access_log=config.access_log and not quiet,
-        timeout_graceful_shutdown=5, timeout_keep_alive=30,
-    ))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            outermost(app),
+            lifespan="on",
+            log_config=None,
+            access_log=config.access_log and not quiet,
+            timeout_graceful_shutdown=5,
+            timeout_keep_alive=30,
+        )
+    )
     attach_uvicorn(app, server)
     return server
 
@@ -161,8 +167,7 @@ def run(config: SandboxConfig, *, on_ready: Callable[[str, str, str], None] | No
     """
     from perianctl.sandbox.app import create_app
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = prepare(config)
     lock = StateDirLock(config.state_dir)
     lock.acquire()
@@ -172,11 +177,18 @@ def run(config: SandboxConfig, *, on_ready: Callable[[str, str, str], None] | No
 
         def ready() -> None:
             _write_info(config, url)
-            log.info("PERIAN sandbox listening on %s (runtime %s, organization %s, state %s)",
-                     url, config.runtime, config.organization, config.state_dir)
+            log.info(
+                "PERIAN sandbox listening on %s (runtime %s, organization %s, state %s)",
+                url,
+                config.runtime,
+                config.organization,
+                config.state_dir,
+            )
             if config.host not in ("127.0.0.1", "::1", "localhost"):
-                log.warning("listening beyond loopback (%s): the /healthz and /_sandbox/* admin routes "
-                            "need no credentials", config.host)
+                log.warning(
+                    "listening beyond loopback (%s): the /healthz and /_sandbox/* admin routes need no credentials",
+                    config.host,
+                )
             if on_ready is not None:
                 assert config.organization and config.token
                 on_ready(url, config.organization, config.token)
@@ -207,8 +219,7 @@ class EmbeddedSandbox:
     :class:`SandboxConfig` fields (``timings``, ``faults``, ``runtime``, ...).
     """
 
-    def __init__(self, config: SandboxConfig | None = None, *, state_dir: Path | None = None,
-                 **overrides: Any) -> None:
+    def __init__(self, config: SandboxConfig | None = None, *, state_dir: Path | None = None, **overrides: Any) -> None:
         self._tmp: str | None = None
         if config is None:
             if state_dir is None:

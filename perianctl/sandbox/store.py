@@ -205,13 +205,41 @@ class JobStore:
 
     @staticmethod
     def _row(values: tuple[Any, ...]) -> JobRow:
-        (seq, job_id, org, status, created, updated, started, done, logs, errors, view, spec, private,
-         cancel_requested, pid, pid_start) = values
+        (
+            seq,
+            job_id,
+            org,
+            status,
+            created,
+            updated,
+            started,
+            done,
+            logs,
+            errors,
+            view,
+            spec,
+            private,
+            cancel_requested,
+            pid,
+            pid_start,
+        ) = values
         return JobRow(
-            id=job_id, org=org, status=status, created_at=created, updated_at=updated, started_at=started,
-            done_at=done, logs=logs, errors=errors, view=_json_object(view), spec=_json_object(spec),
-            private=_json_object(private) or None if private else None, cancel_requested=bool(cancel_requested),
-            pid=pid, pid_start=pid_start, seq=seq,
+            id=job_id,
+            org=org,
+            status=status,
+            created_at=created,
+            updated_at=updated,
+            started_at=started,
+            done_at=done,
+            logs=logs,
+            errors=errors,
+            view=_json_object(view),
+            spec=_json_object(spec),
+            private=_json_object(private) or None if private else None,
+            cancel_requested=bool(cancel_requested),
+            pid=pid,
+            pid_start=pid_start,
+            seq=seq,
         )
 
     def insert(self, job: JobRow, *, count_create_call: bool = True) -> JobRow:
@@ -219,9 +247,20 @@ class JobStore:
             cursor = db.execute(
                 "INSERT INTO jobs (id, org, status, created_at, updated_at, started_at, done_at, logs, errors, "
                 "view, spec, private) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (job.id, job.org, job.status, job.created_at, job.updated_at, job.started_at, job.done_at,
-                 _text(job.logs), _text(job.errors), json.dumps(job.view), json.dumps(job.spec),
-                 json.dumps(job.private) if job.private else None),
+                (
+                    job.id,
+                    job.org,
+                    job.status,
+                    job.created_at,
+                    job.updated_at,
+                    job.started_at,
+                    job.done_at,
+                    _text(job.logs),
+                    _text(job.errors),
+                    json.dumps(job.view),
+                    json.dumps(job.spec),
+                    json.dumps(job.private) if job.private else None,
+                ),
             )
             job.seq = int(cursor.lastrowid or 0)
             self._bump(db, "jobs_created")
@@ -300,9 +339,7 @@ class JobStore:
             sets.append("errors = ?")
             args.append(_text(u.errors))
         args.append(u.job_id)
-        cursor = db.execute(
-            f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? AND status NOT IN {_TERMINAL_SQL}", args
-        )
+        cursor = db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? AND status NOT IN {_TERMINAL_SQL}", args)
         return cursor.rowcount > 0
 
     def mark_cancel_requested(self, job_id: str) -> None:
@@ -315,8 +352,7 @@ class JobStore:
 
     @staticmethod
     def _drop_private(db: sqlite3.Connection, job_id: str) -> bool:
-        return db.execute("UPDATE jobs SET private = NULL WHERE id = ? AND private IS NOT NULL",
-                          (job_id,)).rowcount > 0
+        return db.execute("UPDATE jobs SET private = NULL WHERE id = ? AND private IS NOT NULL", (job_id,)).rowcount > 0
 
     def scrub_private(self, job_id: str) -> None:
         """Forget the job's secrets once the runtime has handed them to the job (no copy left on disk)."""
@@ -337,12 +373,24 @@ class JobStore:
         updates = []
         for job in ended:
             if job.cancel_requested:
-                updates.append(JobUpdate(job.id, status=WorkloadStatus.CANCELLED.value, at=now,
-                                         append_logs="[sandbox] cancelled (sandbox restarted)\n"))
+                updates.append(
+                    JobUpdate(
+                        job.id,
+                        status=WorkloadStatus.CANCELLED.value,
+                        at=now,
+                        append_logs="[sandbox] cancelled (sandbox restarted)\n",
+                    )
+                )
             else:
-                updates.append(JobUpdate(job.id, status=WorkloadStatus.SERVER_ERROR.value, at=now,
-                                         errors=RESTART_ERROR,
-                                         append_logs="[sandbox] sandbox restarted while the job was running\n"))
+                updates.append(
+                    JobUpdate(
+                        job.id,
+                        status=WorkloadStatus.SERVER_ERROR.value,
+                        at=now,
+                        errors=RESTART_ERROR,
+                        append_logs="[sandbox] sandbox restarted while the job was running\n",
+                    )
+                )
         if updates:
             self.apply(updates)
         # Secrets of jobs that ended while a scrub was not yet on disk (a SIGKILL in between).

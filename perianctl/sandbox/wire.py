@@ -117,15 +117,32 @@ _ORDERS = frozenset({"PRICE", "CREATED_AT"})
 # "dict", or the name of a nested schema.
 _SCHEMAS: dict[str, dict[str, str]] = {
     "root": {
-        "all": "bool", "id": "str", "region": "region", "zone": "zone", "name": "str", "cpu": "cpu",
-        "accelerator": "accelerator", "ram": "memory", "storage": "storage", "network": "network",
-        "price": "price", "availability": "availability", "type": "str", "billing_granularity": "str",
-        "provider": "provider", "reference_id": "reference_id", "attributes_hash": "str",
+        "all": "bool",
+        "id": "str",
+        "region": "region",
+        "zone": "zone",
+        "name": "str",
+        "cpu": "cpu",
+        "accelerator": "accelerator",
+        "ram": "memory",
+        "storage": "storage",
+        "network": "network",
+        "price": "price",
+        "availability": "availability",
+        "type": "str",
+        "billing_granularity": "str",
+        "provider": "provider",
+        "reference_id": "reference_id",
+        "attributes_hash": "str",
     },
     "cpu": {"all": "bool", "no": "int", "cores": "int", "threads": "int", "speed": "size"},
     "memory": {"all": "bool", "size": "size"},
     "accelerator": {
-        "no": "int", "memory": "memory", "vendor": "str", "name": "name", "description": "name",
+        "no": "int",
+        "memory": "memory",
+        "vendor": "str",
+        "name": "name",
+        "description": "name",
         "provider_specific_name": "dict",
     },
     "region": {"id": "str", "name": "str", "location": "str", "sustainable": "bool", "status": "str"},
@@ -253,7 +270,9 @@ def docker_metadata(params: DockerRunParametersIn, registry: RegistryCredentials
             "secrets": None,
             "container_files": None,
         },
-        "docker_registry_credentials": None if registry is None else {
+        "docker_registry_credentials": None
+        if registry is None
+        else {
             "url": registry.url or "",
             "username": registry.username or "",
             "password": None,

@@ -78,9 +78,12 @@ def _as_is(stream: TextIO, text: str) -> bool:
     of start-up); ``tests/unit/test_console.py`` checks the two agree."""
     isatty = getattr(stream, "isatty", None)
     return (
-        isatty is not None and not isatty()
-        and "FORCE_COLOR" not in os.environ and "TTY_COMPATIBLE" not in os.environ
-        and text.isprintable() and not _EMOJI_CODE.search(text)
+        isatty is not None
+        and not isatty()
+        and "FORCE_COLOR" not in os.environ
+        and "TTY_COMPATIBLE" not in os.environ
+        and text.isprintable()
+        and not _EMOJI_CODE.search(text)
     )
 
 

@@ -69,11 +69,22 @@ def follow(
         return _make_view(kind, _Labels(journal), interval=interval, to_stderr=to_stderr)
 
     try:
-        result, poller = asyncio.run(follow_jobs(
-            settings, ids, connector=connector, make_view=make_view, wait_for=wait_for, timeout=timeout,
-            interval=interval, discover=discover, give_up_after=give_up_after, output_prefixes=output_prefixes,
-            on_unreadable=on_unreadable, warn=warn,
-        ))
+        result, poller = asyncio.run(
+            follow_jobs(
+                settings,
+                ids,
+                connector=connector,
+                make_view=make_view,
+                wait_for=wait_for,
+                timeout=timeout,
+                interval=interval,
+                discover=discover,
+                give_up_after=give_up_after,
+                output_prefixes=output_prefixes,
+                on_unreadable=on_unreadable,
+                warn=warn,
+            )
+        )
     except KeyboardInterrupt:
         target = ids[0] if len(ids) == 1 else "ID"
         how = f" --connector {connector}" if connector else ""
@@ -206,8 +217,17 @@ def follow_after_submit(
     if mode not in ("wait", "watch"):
         raise UsageError(f"unknown follow mode '{mode}'")
     kind: ViewKind = "quiet" if state.quiet else ("live" if mode == "watch" else "lines")
-    outcome = follow(settings, list(job_ids), connector=connector, kind=kind, to_stderr=True,
-                     wait_for=WaitFor.TERMINAL, timeout=timeout, interval=interval, report_failure=False,
-                     output_prefixes={job_id: output_prefix for job_id in job_ids} if output_prefix else None,
-                     on_unreadable=on_unreadable)
+    outcome = follow(
+        settings,
+        list(job_ids),
+        connector=connector,
+        kind=kind,
+        to_stderr=True,
+        wait_for=WaitFor.TERMINAL,
+        timeout=timeout,
+        interval=interval,
+        report_failure=False,
+        output_prefixes={job_id: output_prefix for job_id in job_ids} if output_prefix else None,
+        on_unreadable=on_unreadable,
+    )
     return outcome.exit_code, outcome.failure

@@ -20,8 +20,18 @@ from perianctl.ui.tables import Fit
 
 TABLE_COLUMNS = ("ID", "STATUS", "PHASE", "IMAGE", "AGE", "DURATION", "COST", "MESSAGE")
 WIDE_COLUMNS = (
-    "ID", "STATUS", "PHASE", "IMAGE", "INSTANCE TYPE", "CREATED", "STARTED", "DONE", "DURATION", "PRICE",
-    "COST", "MESSAGE",
+    "ID",
+    "STATUS",
+    "PHASE",
+    "IMAGE",
+    "INSTANCE TYPE",
+    "CREATED",
+    "STARTED",
+    "DONE",
+    "DURATION",
+    "PRICE",
+    "COST",
+    "MESSAGE",
 )
 
 
@@ -31,10 +41,16 @@ TABLE_FIT = Fit(
     caps={"MESSAGE": 80, "IMAGE": 40},
 )
 WIDE_FIT = Fit(
-    give_way=("MESSAGE", "CREATED", "IMAGE", "INSTANCE TYPE", "STARTED", "PRICE", "DONE", "DURATION", "COST",
-              "PHASE"),
-    floors={"CREATED": None, "STARTED": None, "DONE": None, "PRICE": None, "COST": None, "DURATION": None,
-            "PHASE": None},
+    give_way=("MESSAGE", "CREATED", "IMAGE", "INSTANCE TYPE", "STARTED", "PRICE", "DONE", "DURATION", "COST", "PHASE"),
+    floors={
+        "CREATED": None,
+        "STARTED": None,
+        "DONE": None,
+        "PRICE": None,
+        "COST": None,
+        "DURATION": None,
+        "PHASE": None,
+    },
     caps={"MESSAGE": 80, "IMAGE": 40},
 )
 """How job tables give way on a narrow terminal: the id and status stay whole (:mod:`perianctl.ui.tables`)."""
@@ -138,13 +154,30 @@ def job_row(job: JobView, *, wide: bool = False, now: datetime | None = None) ->
     created = _aware(job.created_at)
     age = human_duration((now - created).total_seconds()) if created else "-"
     if not wide:
-        return [job.id or "-", job.status, phase, job.image or "-", age, human_duration(elapsed(job, now)),
-                cost_text(job, now), message_for(job)]
+        return [
+            job.id or "-",
+            job.status,
+            phase,
+            job.image or "-",
+            age,
+            human_duration(elapsed(job, now)),
+            cost_text(job, now),
+            message_for(job),
+        ]
     instance = job.runtime_metadata.instance_type_id if job.runtime_metadata else None
     return [
-        job.id or "-", job.status, phase, job.image or "-", instance or "-", iso(job.created_at),
-        iso(job.started_at), iso(job.done_at), human_duration(elapsed(job, now)), price_text(job),
-        cost_text(job, now), message_for(job),
+        job.id or "-",
+        job.status,
+        phase,
+        job.image or "-",
+        instance or "-",
+        iso(job.created_at),
+        iso(job.started_at),
+        iso(job.done_at),
+        human_duration(elapsed(job, now)),
+        price_text(job),
+        cost_text(job, now),
+        message_for(job),
     ]
 
 
@@ -186,8 +219,11 @@ def show_jobs(jobs: list[JobView], fmt: Any, *, single: bool) -> None:
         _show_task_table(jobs, wide=fmt is OutputFormat.wide)
     elif jobs:
         wide = fmt is OutputFormat.wide
-        emit_table(WIDE_COLUMNS if wide else TABLE_COLUMNS, [job_row(job, wide=wide) for job in jobs],
-                   fit=WIDE_FIT if wide else TABLE_FIT)
+        emit_table(
+            WIDE_COLUMNS if wide else TABLE_COLUMNS,
+            [job_row(job, wide=wide) for job in jobs],
+            fit=WIDE_FIT if wide else TABLE_FIT,
+        )
 
 
 def _show_task_table(jobs: list[JobView], *, wide: bool) -> None:
@@ -203,8 +239,12 @@ def _show_task_table(jobs: list[JobView], *, wide: bool) -> None:
         if wide:
             info = record["custom_info"]
             links = record["log_links"]
-            row += [str(info.get("instance_type_id") or "-"), str(info.get("started_at") or "-"),
-                    str(info.get("done_at") or "-"), cost_record_text(info.get("cost")),
-                    links[0]["uri"] if links else "-"]
+            row += [
+                str(info.get("instance_type_id") or "-"),
+                str(info.get("started_at") or "-"),
+                str(info.get("done_at") or "-"),
+                cost_record_text(info.get("cost")),
+                links[0]["uri"] if links else "-",
+            ]
         rows.append(row)
     emit_table(columns, rows)

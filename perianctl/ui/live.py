@@ -50,8 +50,14 @@ _TICKING = (5, 6)
 """ELAPSED and COST move with the clock; a change there alone repaints at most once a second."""
 
 PHASE_ORDER: tuple[FlytePhase, ...] = (
-    FlytePhase.QUEUED, FlytePhase.WAITING_FOR_RESOURCES, FlytePhase.INITIALIZING, FlytePhase.RUNNING,
-    FlytePhase.SUCCEEDED, FlytePhase.FAILED, FlytePhase.RETRYABLE_FAILED, FlytePhase.ABORTED,
+    FlytePhase.QUEUED,
+    FlytePhase.WAITING_FOR_RESOURCES,
+    FlytePhase.INITIALIZING,
+    FlytePhase.RUNNING,
+    FlytePhase.SUCCEEDED,
+    FlytePhase.FAILED,
+    FlytePhase.RETRYABLE_FAILED,
+    FlytePhase.ABORTED,
     FlytePhase.UNDEFINED,
 )
 MESSAGE_WIDTH = 60
@@ -136,12 +142,20 @@ def outage_text(poller: Poller, *, now: float | None = None) -> str | None:
     since = iso_time((now if now is not None else time.time()) - seconds)
     last = _one_line(scrub(poller.stats.last_error or "no answer"), 80)
     failed = poller.consecutive_errors
-    return (f"{source_name(poller)} unreachable since {since} ({human_duration(seconds)}, {failed} failed "
-            f"refresh{'es' if failed != 1 else ''}; last: {last})")
+    return (
+        f"{source_name(poller)} unreachable since {since} ({human_duration(seconds)}, {failed} failed "
+        f"refresh{'es' if failed != 1 else ''}; last: {last})"
+    )
 
 
 def header_text(
-    jobs: Sequence[WatchedJob], *, stale: bool, errors: int, interval: float, done: bool, detached: bool = False,
+    jobs: Sequence[WatchedJob],
+    *,
+    stale: bool,
+    errors: int,
+    interval: float,
+    done: bool,
+    detached: bool = False,
     outage: str | None = None,
 ) -> str:
     counts = " · ".join(f"{n} {phase}" for phase, n in phase_counts(jobs)) or "no jobs yet"
@@ -165,8 +179,15 @@ LIVE_FIT = Fit(
     keep=frozenset({"JOB", "STATUS"}),
     give_way=("MESSAGE", "NAME/IMAGE", "INSTANCE", "COST", "ELAPSED", "PHASE"),
     floors={"MESSAGE": 12, "NAME/IMAGE": 10, "INSTANCE": 8, "COST": None, "ELAPSED": None, "PHASE": None},
-    caps={"NAME/IMAGE": 40, "STATUS": 12, "PHASE": 21, "INSTANCE": 14, "ELAPSED": 8, "COST": 14,
-          "MESSAGE": MESSAGE_WIDTH},
+    caps={
+        "NAME/IMAGE": 40,
+        "STATUS": 12,
+        "PHASE": 21,
+        "INSTANCE": 14,
+        "ELAPSED": 8,
+        "COST": 14,
+        "MESSAGE": MESSAGE_WIDTH,
+    },
 )
 """How the watch table gives way on a narrow terminal: JOB and STATUS never shrink (a cut id cannot be
 pasted into ``perianctl delete``); MESSAGE, NAME/IMAGE, ... shrink, then disappear (:mod:`perianctl.ui.tables`).
@@ -193,8 +214,14 @@ def _fit(natural: Sequence[int], width: int | None) -> list[int | None]:
     return fit_natural(COLUMNS, natural, width, LIVE_FIT)
 
 
-def build_table(rows: Sequence[Sequence[str]], *, boxed: bool = True, width: int | None = None,
-                widths: Sequence[int | None] | None = None, show_header: bool = True) -> Any:
+def build_table(
+    rows: Sequence[Sequence[str]],
+    *,
+    boxed: bool = True,
+    width: int | None = None,
+    widths: Sequence[int | None] | None = None,
+    show_header: bool = True,
+) -> Any:
     """A rich Table of watch rows: one-line cells (``no_wrap`` + ellipsis), fitted to ``width``
     (or with the given column ``widths``; ``None``: the column gave way)."""
     from perianctl.ui.tables import rich_table
@@ -208,8 +235,15 @@ FULL_TABLE_CHUNK = 500
 table of 10,000 rows would cost more memory than the watch itself; chunks print the same lines."""
 
 
-def print_full_table(console: Console, jobs: Sequence[WatchedJob], labels: Labeler, *,
-                     width: int | None = None, now: datetime | None = None, chunk: int = FULL_TABLE_CHUNK) -> None:
+def print_full_table(
+    console: Console,
+    jobs: Sequence[WatchedJob],
+    labels: Labeler,
+    *,
+    width: int | None = None,
+    now: datetime | None = None,
+    chunk: int = FULL_TABLE_CHUNK,
+) -> None:
     """Every job's row, as one table with one header, built ``chunk`` rows at a time.
 
     Two passes over the jobs (column widths first, then the rows), so only ``chunk`` rows and
@@ -218,10 +252,10 @@ def print_full_table(console: Console, jobs: Sequence[WatchedJob], labels: Label
     now = now or datetime.now(UTC)
     natural: list[int] | None = None
     for start in range(0, len(jobs), chunk):
-        natural = _natural_widths(snapshot_rows(jobs[start:start + chunk], labels, now), natural)
+        natural = _natural_widths(snapshot_rows(jobs[start : start + chunk], labels, now), natural)
     widths = _fit(natural or [len(name) for name in COLUMNS], width)
     for start in range(0, max(1, len(jobs)), chunk):
-        rows = snapshot_rows(jobs[start:start + chunk], labels, now)
+        rows = snapshot_rows(jobs[start : start + chunk], labels, now)
         console.print(build_table(rows, widths=widths, show_header=start == 0))
 
 
@@ -280,8 +314,13 @@ class LiveTableView:
         from rich.live import Live
 
         self._live = Live(
-            console=self.console, auto_refresh=False, transient=False, screen=False,
-            vertical_overflow="visible", redirect_stdout=False, redirect_stderr=False,
+            console=self.console,
+            auto_refresh=False,
+            transient=False,
+            screen=False,
+            vertical_overflow="visible",
+            redirect_stdout=False,
+            redirect_stderr=False,
         )
         self._live.start(refresh=False)
 
@@ -301,8 +340,14 @@ class LiveTableView:
         if self._live is None:
             return
         jobs = poller.watched()
-        header = header_text(jobs, stale=poller.stale, errors=poller.stats.errors, interval=self.interval,
-                             done=result is not None, detached=result is None and error is None)
+        header = header_text(
+            jobs,
+            stale=poller.stale,
+            errors=poller.stats.errors,
+            interval=self.interval,
+            done=result is not None,
+            detached=result is None and error is None,
+        )
         self._live.transient = True
         self._live.stop()
         self._live = None
@@ -321,15 +366,21 @@ class LiveTableView:
         if len(jobs) <= room:
             return jobs, []
         ordered = sorted(jobs, key=lambda w: w.terminal)
-        return ordered[: room - 1], ordered[room - 1:]
+        return ordered[: room - 1], ordered[room - 1 :]
 
     def _maybe_paint(self, poller: Poller) -> None:
         if self._live is None:
             return
         jobs, hidden = self._visible(poller.watched())
         rows = snapshot_rows(jobs, self.labels)
-        header = header_text(poller.watched(), stale=poller.stale, errors=poller.stats.errors,
-                             interval=self.interval, done=False, outage=outage_text(poller))
+        header = header_text(
+            poller.watched(),
+            stale=poller.stale,
+            errors=poller.stats.errors,
+            interval=self.interval,
+            done=False,
+            outage=outage_text(poller),
+        )
         footer = self._footer(hidden)
         shown = (header, footer, tuple(rows))
         if shown == self._shown:
@@ -357,9 +408,10 @@ class LiveTableView:
         from rich.console import Group
         from rich.text import Text
 
-        parts: list[RenderableType] = [Text(header, style=self._header_style(header), no_wrap=True,
-                                            overflow="ellipsis"),
-                                       build_table(rows, boxed=True, width=self.console.size.width)]
+        parts: list[RenderableType] = [
+            Text(header, style=self._header_style(header), no_wrap=True, overflow="ellipsis"),
+            build_table(rows, boxed=True, width=self.console.size.width),
+        ]
         if hidden:
             parts.append(Text(hidden, style="dim", no_wrap=True, overflow="ellipsis"))
         return Group(*parts)
@@ -373,8 +425,14 @@ class LineView:
     (spinner, since-when, reason, elapsed) that disappears when the API answers again.
     """
 
-    def __init__(self, stream: IO[str] | None = None, *, warn_stream: IO[str] | None = None,
-                 reminder_every: float = 30.0, status_console: Console | None = None) -> None:
+    def __init__(
+        self,
+        stream: IO[str] | None = None,
+        *,
+        warn_stream: IO[str] | None = None,
+        reminder_every: float = 30.0,
+        status_console: Console | None = None,
+    ) -> None:
         self.stream = stream
         self.warn_stream = warn_stream
         self.reminder_every = reminder_every
@@ -398,8 +456,10 @@ class LineView:
             self._warn(f"warning: {iso_time(time.time())} {STALE_MARKER} ({scrub(result.error or '')})")
             self._last_notice = time.monotonic()
         elif result.ok and self._was_stale:
-            self._warn(f"{iso_time(time.time())} {_short(poller, 'API')} reachable again after "
-                       f"{poller.stats.errors} error(s) so far")
+            self._warn(
+                f"{iso_time(time.time())} {_short(poller, 'API')} reachable again after "
+                f"{poller.stats.errors} error(s) so far"
+            )
         self._was_stale = not result.ok
         self.on_tick(poller)
 
@@ -476,8 +536,16 @@ class NdjsonView:
     def on_refresh(self, poller: Poller, result: RefreshResult) -> None:
         now = iso_time(time.time())
         if not result.ok:
-            self._emit({"event": "error", "at": now, "message": result.error, "stale": True,
-                        "consecutive": poller.consecutive_errors, "errors": poller.stats.errors})
+            self._emit(
+                {
+                    "event": "error",
+                    "at": now,
+                    "message": result.error,
+                    "stale": True,
+                    "consecutive": poller.consecutive_errors,
+                    "errors": poller.stats.errors,
+                }
+            )
         if not self._snapshot_sent and result.ok:
             self._snapshot_sent = True
             self._emit({"event": "snapshot", "at": now}, jobs=poller.watched())
@@ -486,9 +554,17 @@ class NdjsonView:
         else:
             events = result.events
         for event in events:
-            self._emit({"event": "transition", "at": event.at_iso, "job_id": event.job_id,
-                        "from": event.old_status, "to": event.new_status, "phase": event.phase,
-                        "message": event.message})
+            self._emit(
+                {
+                    "event": "transition",
+                    "at": event.at_iso,
+                    "job_id": event.job_id,
+                    "from": event.old_status,
+                    "to": event.new_status,
+                    "phase": event.phase,
+                    "message": event.message,
+                }
+            )
 
     def on_tick(self, poller: Poller) -> None:
         return None
@@ -500,14 +576,17 @@ class NdjsonView:
         else:
             reason, message = ("detached", "detached; the jobs keep running") if detached else ("error", error or "")
         record: dict[str, Any] = {
-            "event": "done", "at": iso_time(time.time()),
+            "event": "done",
+            "at": iso_time(time.time()),
             "detached": detached,
             "exit_code": int(result.exit_code) if result is not None else None,
             "reason": reason,
             "message": message,
-            "still_running": result.still_running if result is not None else
-            [w.job_id for w in poller.watched() if not w.terminal],
-            "errors": poller.stats.errors, "refreshes": poller.stats.refreshes,
+            "still_running": result.still_running
+            if result is not None
+            else [w.job_id for w in poller.watched() if not w.terminal],
+            "errors": poller.stats.errors,
+            "refreshes": poller.stats.refreshes,
             "requests": poller.stats.requests,
         }
         self._emit(record, jobs=poller.watched())
@@ -540,8 +619,11 @@ def _cost_record(job: JobView | None, now: datetime) -> dict[str, Any] | None:
 def summary_line(poller: Poller, result: WaitResult | None) -> str:
     """The closing line on stderr: outcome, plus what the watch cost and any API trouble."""
     stats = poller.stats
-    parts = [result.message if result is not None else
-             f"detached while {describe_outcome(poller.watched()) or 'nothing was seen'}"]
+    parts = [
+        result.message
+        if result is not None
+        else f"detached while {describe_outcome(poller.watched()) or 'nothing was seen'}"
+    ]
     cost = f"{stats.refreshes} refreshes, {stats.requests} requests"
     if stats.errors:
         cost += f", {stats.errors} transient API error{'s' if stats.errors != 1 else ''} (last: {stats.last_error})"

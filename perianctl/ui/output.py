@@ -43,8 +43,9 @@ def emit_data(data: Any, fmt: OutputFormat) -> None:
         write_out(dump_json(data))
 
 
-def emit_table(columns: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None,
-               fit: Fit | None = None) -> None:
+def emit_table(
+    columns: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None, fit: Fit | None = None
+) -> None:
     """A table on stdout: fitted to a terminal (ids whole, other columns give way), whole and
     unpadded when piped (:mod:`perianctl.ui.tables`)."""
     from perianctl.ui.tables import DEFAULT_FIT, print_table

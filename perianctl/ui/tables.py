@@ -50,8 +50,9 @@ class Fit:
 DEFAULT_FIT = Fit()
 
 
-def natural_widths(columns: Sequence[str], rows: Sequence[Sequence[str]],
-                   natural: list[int] | None = None) -> list[int]:
+def natural_widths(
+    columns: Sequence[str], rows: Sequence[Sequence[str]], natural: list[int] | None = None
+) -> list[int]:
     """Widest cell per column (at least the header); grown in place when ``natural`` is given, so a
     big table can be measured a chunk of rows at a time."""
     from rich.cells import cell_len
@@ -63,12 +64,14 @@ def natural_widths(columns: Sequence[str], rows: Sequence[Sequence[str]],
     return natural
 
 
-def fit_natural(columns: Sequence[str], natural: Sequence[int], width: int | None, fit: Fit = DEFAULT_FIT, *,
-                gap: int = GAP) -> list[int | None]:
+def fit_natural(
+    columns: Sequence[str], natural: Sequence[int], width: int | None, fit: Fit = DEFAULT_FIT, *, gap: int = GAP
+) -> list[int | None]:
     """The width of each column in ``width`` cells from the natural widths, ``None`` for a column
     that gave way entirely (see the module doc)."""
-    widths: list[int | None] = [min(w, fit.caps[name]) if name in fit.caps else w
-                                for w, name in zip(natural, columns, strict=True)]
+    widths: list[int | None] = [
+        min(w, fit.caps[name]) if name in fit.caps else w for w, name in zip(natural, columns, strict=True)
+    ]
     if width is None:
         return widths
 
@@ -95,8 +98,9 @@ def fit_natural(columns: Sequence[str], natural: Sequence[int], width: int | Non
     return widths
 
 
-def fit_widths(columns: Sequence[str], rows: Sequence[Sequence[str]], width: int | None,
-               fit: Fit = DEFAULT_FIT, *, gap: int = GAP) -> list[int | None]:
+def fit_widths(
+    columns: Sequence[str], rows: Sequence[Sequence[str]], width: int | None, fit: Fit = DEFAULT_FIT, *, gap: int = GAP
+) -> list[int | None]:
     """The width of each column in ``width`` cells, ``None`` for a column that gave way entirely."""
     return fit_natural(columns, natural_widths(columns, rows), width, fit, gap=gap)
 
@@ -114,9 +118,17 @@ def render_plain(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def rich_table(columns: Sequence[str], rows: Sequence[Sequence[str]], width: int | None,
-               fit: Fit = DEFAULT_FIT, *, boxed: bool = True, title: str | None = None,
-               widths: Sequence[int | None] | None = None, show_header: bool = True) -> tuple[Any, int]:
+def rich_table(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    width: int | None,
+    fit: Fit = DEFAULT_FIT,
+    *,
+    boxed: bool = True,
+    title: str | None = None,
+    widths: Sequence[int | None] | None = None,
+    show_header: bool = True,
+) -> tuple[Any, int]:
     """A rich Table fitted to ``width`` (or with the given column ``widths``) and the width it needs
     (more than ``width`` only when the ``keep`` columns alone do not fit)."""
     from rich import box
@@ -124,8 +136,14 @@ def rich_table(columns: Sequence[str], rows: Sequence[Sequence[str]], width: int
 
     if widths is None:
         widths = fit_widths(columns, rows, width, fit)
-    table = Table(box=box.SIMPLE_HEAD if boxed else None, show_edge=False, pad_edge=False, header_style="bold",
-                  title=title, show_header=show_header)
+    table = Table(
+        box=box.SIMPLE_HEAD if boxed else None,
+        show_edge=False,
+        pad_edge=False,
+        header_style="bold",
+        title=title,
+        show_header=show_header,
+    )
     shown = [i for i, w in enumerate(widths) if w is not None]
     for i in shown:
         table.add_column(columns[i], no_wrap=True, overflow="ellipsis", width=max(1, widths[i] or 1))
@@ -135,8 +153,14 @@ def rich_table(columns: Sequence[str], rows: Sequence[Sequence[str]], width: int
     return table, needed
 
 
-def print_table(console: Console, columns: Sequence[str], rows: Sequence[Sequence[str]], *,
-                fit: Fit = DEFAULT_FIT, title: str | None = None) -> None:
+def print_table(
+    console: Console,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    fit: Fit = DEFAULT_FIT,
+    title: str | None = None,
+) -> None:
     """A table on ``console``: fitted on a terminal, plain (never cut, never padded) otherwise."""
     if not console.is_terminal:
         from perianctl.redact import scrub

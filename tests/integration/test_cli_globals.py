@@ -12,12 +12,22 @@ from tests.plugins.cli import CliEnv, CliRunner, assert_one_line_error
 from tests.plugins.sandbox import SandboxHandle
 
 
-def test_config_init_takes_org_and_token_file_after_the_command(run_cli: CliRunner, cli_env: CliEnv,
-                                                                tmp_path: Path) -> None:
+def test_config_init_takes_org_and_token_file_after_the_command(
+    run_cli: CliRunner, cli_env: CliEnv, tmp_path: Path
+) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("s3cret-token\n")
-    r = run_cli("config", "init", "--org", "my-org", "--token-file", str(token_file),
-                "--api-url=http://127.0.0.1:9", "--name", "work")
+    r = run_cli(
+        "config",
+        "init",
+        "--org",
+        "my-org",
+        "--token-file",
+        str(token_file),
+        "--api-url=http://127.0.0.1:9",
+        "--name",
+        "work",
+    )
     assert r.returncode == 0, r
     text = cli_env.config_file.read_text()
     assert "my-org" in text and "s3cret-token" in text and "http://127.0.0.1:9" in text
@@ -29,12 +39,23 @@ def test_config_init_takes_org_and_token_file_after_the_command(run_cli: CliRunn
     assert '"my-org"' in shown.stdout and "s3cret-token" not in shown.stdout
 
 
-def test_list_and_get_take_profile_and_quiet_after_the_command(sandbox: SandboxHandle, run_cli: CliRunner,
-                                                              tmp_path: Path) -> None:
+def test_list_and_get_take_profile_and_quiet_after_the_command(
+    sandbox: SandboxHandle, run_cli: CliRunner, tmp_path: Path
+) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(sandbox.token)
-    r = run_cli("config", "init", "--name", "sb", "--api-url", sandbox.url, "--org", sandbox.org,
-                "--token-file", str(token_file))
+    r = run_cli(
+        "config",
+        "init",
+        "--name",
+        "sb",
+        "--api-url",
+        sandbox.url,
+        "--org",
+        sandbox.org,
+        "--token-file",
+        str(token_file),
+    )
     assert r.returncode == 0, r
     job = sandbox.create_job("echo hi")
 
@@ -51,7 +72,8 @@ def test_list_and_get_take_profile_and_quiet_after_the_command(sandbox: SandboxH
 
 
 def test_verbose_logs_each_request_once_and_vv_adds_masked_headers_and_bodies(
-        sandbox: SandboxHandle, run_cli: CliRunner) -> None:
+    sandbox: SandboxHandle, run_cli: CliRunner
+) -> None:
     job = sandbox.create_job("echo hi")
     quiet = run_cli("get", job, "-o", "name", env=sandbox.env())
     one = run_cli("get", job, "-o", "name", "-v", env=sandbox.env())

@@ -59,8 +59,9 @@ def test_a_unique_prefix_is_accepted_by_every_command(sandbox: SandboxHandle, ru
     sandbox.wait_for_status(slow, ["Cancelled"])
 
 
-def test_the_journal_answers_first_also_for_the_connector(sandbox: SandboxHandle, run_cli: CliRunner,
-                                                         tmp_path: Path) -> None:
+def test_the_journal_answers_first_also_for_the_connector(
+    sandbox: SandboxHandle, run_cli: CliRunner, tmp_path: Path
+) -> None:
     """A prefix of a job the journal knows needs no API: with --connector and no PERIAN credentials
     it still resolves, and the connector is asked about the full id."""
     env = sandbox.env()
@@ -88,8 +89,9 @@ def test_the_journal_answers_first_also_for_the_connector(sandbox: SandboxHandle
     assert code == 0, err
 
 
-def test_an_ambiguous_prefix_is_a_usage_error_listing_the_candidates(sandbox: SandboxHandle,
-                                                                      run_cli: CliRunner) -> None:
+def test_an_ambiguous_prefix_is_a_usage_error_listing_the_candidates(
+    sandbox: SandboxHandle, run_cli: CliRunner
+) -> None:
     env = sandbox.env()
     ids = create_many(sandbox, 20, "slow", duration=60)  # 20 ids over 16 first digits: some share one
     by_digit: dict[str, list[str]] = defaultdict(list)
@@ -113,8 +115,9 @@ def test_an_ambiguous_prefix_is_a_usage_error_listing_the_candidates(sandbox: Sa
 def test_no_match_is_not_found_and_garbage_is_a_usage_error(sandbox: SandboxHandle, run_cli: CliRunner) -> None:
     env = sandbox.env()
     ids = create_many(sandbox, 3, "success")
-    prefix = next(p for p in ("0000000", "fffffff", "abcdef0") if not any(j.replace("-", "").startswith(p)
-                                                                          for j in ids))
+    prefix = next(
+        p for p in ("0000000", "fffffff", "abcdef0") if not any(j.replace("-", "").startswith(p) for j in ids)
+    )
     for command in (["get"], ["logs"], ["wait"], ["delete", "--yes"]):
         r = run_cli(*command, prefix, env=env)
         assert_one_line_error(r, 7)

@@ -60,8 +60,9 @@ def _closed_port() -> int:
 def test_submit_with_invalid_wait_timeout_creates_no_job(
     sandbox: SandboxHandle, run_cli: CliRunner, cli_env: CliEnv
 ) -> None:
-    result = run_cli("submit", str(TEMPLATES / "hello.json"), "-i", "name=x", "--wait", "--wait-timeout", "zz",
-                     env=sandbox.env())
+    result = run_cli(
+        "submit", str(TEMPLATES / "hello.json"), "-i", "name=x", "--wait", "--wait-timeout", "zz", env=sandbox.env()
+    )
     assert "--wait-timeout" in _one_error(result, 2)
     assert result.stdout == ""  # no job id: there is no job
     assert _jobs(sandbox) == []
@@ -146,14 +147,24 @@ def test_unreachable_storage_for_output_prefix_fails_fast(
     # The storage endpoint is a closed loopback port: as unreachable as no network at all, but
     # deterministic on a machine that has one.
     env = {**sandbox.env(), "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{_closed_port()}"}
-    result = run_cli("submit", str(TEMPLATES / "hello.json"), "-i", "name=x", "--output-prefix", "gs://bucket/run",
-                     env=env, timeout=40)  # today: 6 retries and two tracebacks
+    result = run_cli(
+        "submit",
+        str(TEMPLATES / "hello.json"),
+        "-i",
+        "name=x",
+        "--output-prefix",
+        "gs://bucket/run",
+        env=env,
+        timeout=40,
+    )  # today: 6 retries and two tracebacks
     assert "cannot reach the storage endpoint" in _one_error(result, 8)
     assert _jobs(sandbox) == []
 
 
-@pytest.mark.parametrize("target", ["127.0.0.1:99999", "localhost:0", "[::1]:65536", "localhost", ":8000",
-                                    "http://localhost:8000", "host:80:90"])
+@pytest.mark.parametrize(
+    "target",
+    ["127.0.0.1:99999", "localhost:0", "[::1]:65536", "localhost", ":8000", "http://localhost:8000", "host:80:90"],
+)
 def test_malformed_connector_target_is_a_usage_error(run_cli: CliRunner, target: str) -> None:
     result = run_cli("get", A_JOB_ID, "--connector", target, timeout=30)
     line = _one_error(result, 2)
@@ -163,8 +174,15 @@ def test_malformed_connector_target_is_a_usage_error(run_cli: CliRunner, target:
 # --------------------------------------------------------------------------- interrupts, prompts
 
 
-@pytest.mark.parametrize("command", [["list"], ["get", A_JOB_ID], ["wait", A_JOB_ID],
-                                     ["submit", str(TEMPLATES / "add.json"), "-i", "a=1", "-i", "b=2"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["list"],
+        ["get", A_JOB_ID],
+        ["wait", A_JOB_ID],
+        ["submit", str(TEMPLATES / "add.json"), "-i", "a=1", "-i", "b=2"],
+    ],
+)
 def test_sigint_during_start_up_exits_130_without_a_traceback(cli_env: CliEnv, command: list[str]) -> None:
     """Ctrl-C at several moments of the first ~150 ms (later too on a slow machine). A signal that
     lands before the interpreter ran any perianctl code (its own start-up: site, runpy) is the
@@ -173,8 +191,12 @@ def test_sigint_during_start_up_exits_130_without_a_traceback(cli_env: CliEnv, c
     with socket.socket() as silent:  # accepts connections (backlog), never answers: the command stays busy
         silent.bind(("127.0.0.1", 0))
         silent.listen(64)
-        env = {**cli_env.env(), "PERIAN_API_URL": f"http://127.0.0.1:{silent.getsockname()[1]}",
-               "PERIAN_ORGANIZATION": "o", "PERIAN_TOKEN": "t"}
+        env = {
+            **cli_env.env(),
+            "PERIAN_API_URL": f"http://127.0.0.1:{silent.getsockname()[1]}",
+            "PERIAN_ORGANIZATION": "o",
+            "PERIAN_TOKEN": "t",
+        }
         ours = 0
         # Early moments first; later ones only until enough signals landed in perianctl (on a busy
         # machine the interpreter's own start-up can take longer than all the early ones).
@@ -182,8 +204,13 @@ def test_sigint_during_start_up_exits_130_without_a_traceback(cli_env: CliEnv, c
         for index, delay in enumerate(delays):
             if index >= 16 and ours >= 4:
                 break
-            proc = subprocess.Popen([sys.executable, "-m", "perianctl", "--api-timeout", "20s", *command], env=env,
-                                    text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "perianctl", "--api-timeout", "20s", *command],
+                env=env,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
             time.sleep(delay)  # the moment of the Ctrl-C is the input here, not a wait for an event
             proc.send_signal(signal.SIGINT)
             _, err = proc.communicate(timeout=30)
@@ -200,8 +227,7 @@ def test_sigint_during_start_up_exits_130_without_a_traceback(cli_env: CliEnv, c
 def test_delete_declined_at_the_prompt_says_so_and_exits_10(sandbox: SandboxHandle, cli_env: CliEnv) -> None:
     job_id = sandbox.create_job(duration=60)
     env = {**cli_env.env(), **sandbox.env()}
-    child = pexpect.spawn(sys.executable, ["-m", "perianctl", "delete", job_id], env=env, encoding="utf-8",
-                          timeout=30)
+    child = pexpect.spawn(sys.executable, ["-m", "perianctl", "delete", job_id], env=env, encoding="utf-8", timeout=30)
     child.expect(r"Cancel .*\?")
     child.sendline("n")
     child.expect(pexpect.EOF)
@@ -214,8 +240,17 @@ def test_delete_declined_at_the_prompt_says_so_and_exits_10(sandbox: SandboxHand
 
 def test_failed_task_is_one_error_line(sandbox_factory: SandboxFactory, run_cli: CliRunner) -> None:
     sandbox = sandbox_factory(runtime="process")
-    result = run_cli("submit", str(TEMPLATES / "fail.json"), "-i", "name=x", "--env", f"PYTHONPATH={ROOT}",
-                     "--wait", env=sandbox.env(), timeout=180)
+    result = run_cli(
+        "submit",
+        str(TEMPLATES / "fail.json"),
+        "-i",
+        "name=x",
+        "--env",
+        f"PYTHONPATH={ROOT}",
+        "--wait",
+        env=sandbox.env(),
+        timeout=180,
+    )
     line = _one_error(result, 3)
     assert "task error: ValueError" in line and "UserError" not in line.split("task error:")[1]
 
@@ -248,9 +283,26 @@ def _read_until(stream: IO[str] | None, pattern: str, *, timeout: float = 60.0) 
 def test_wait_piped_reports_outage_start_reminders_and_end(sandbox: SandboxHandle, cli_env: CliEnv) -> None:
     job_id = sandbox.create_job(duration=600)
     env = {**cli_env.env(), **sandbox.env()}
-    proc = subprocess.Popen([sys.executable, "-m", "perianctl", "wait", job_id, "--interval", "0.2",
-                             "--max-unavailable", "1h", "-o", "none"],
-                            env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=1)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "perianctl",
+            "wait",
+            job_id,
+            "--interval",
+            "0.2",
+            "--max-unavailable",
+            "1h",
+            "-o",
+            "none",
+        ],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=1,
+    )
     try:
         _read_until(proc.stderr, re.escape(job_id))  # the first observation
         sandbox.kill()
@@ -272,9 +324,15 @@ def test_wait_on_a_terminal_shows_the_outage_as_a_status_line(sandbox: SandboxHa
     job_id = sandbox.create_job(duration=600)
     env = {**cli_env.env(), **sandbox.env(), "TERM": "xterm-256color"}
     env.pop("NO_COLOR", None)
-    child = pexpect.spawn(sys.executable, ["-m", "perianctl", "wait", job_id, "--interval", "0.2",
-                                           "--max-unavailable", "1h", "-o", "none"],
-                          env=env, encoding="utf-8", codec_errors="replace", timeout=60, dimensions=(30, 250))
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "perianctl", "wait", job_id, "--interval", "0.2", "--max-unavailable", "1h", "-o", "none"],
+        env=env,
+        encoding="utf-8",
+        codec_errors="replace",
+        timeout=60,
+        dimensions=(30, 250),
+    )
     try:
         child.expect(re.escape(job_id))
         sandbox.kill()
@@ -294,8 +352,15 @@ def test_wait_on_a_terminal_shows_the_outage_as_a_status_line(sandbox: SandboxHa
 def test_slow_api_shows_a_status_line_on_a_terminal(sandbox_factory: SandboxFactory, cli_env: CliEnv) -> None:
     sandbox = sandbox_factory(latency=2.5, latency_endpoints="list")
     env = {**cli_env.env(), **sandbox.env(), "TERM": "xterm-256color"}
-    child = pexpect.spawn(sys.executable, ["-m", "perianctl", "list"], env=env, encoding="utf-8",
-                          codec_errors="replace", timeout=60, dimensions=(30, 200))
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "perianctl", "list"],
+        env=env,
+        encoding="utf-8",
+        codec_errors="replace",
+        timeout=60,
+        dimensions=(30, 200),
+    )
     child.expect(r"waiting for PERIAN \(\d+ s\)")
     child.expect(pexpect.EOF)
     child.close()
@@ -309,13 +374,18 @@ def test_slow_api_piped_prints_no_status_line(sandbox_factory: SandboxFactory, r
     assert "waiting for PERIAN" not in result.output
 
 
-
 def test_watch_live_table_shows_the_outage_in_its_header(sandbox: SandboxHandle, cli_env: CliEnv) -> None:
     job_id = sandbox.create_job(duration=600)
     env = {**cli_env.env(), **sandbox.env(), "TERM": "xterm-256color", "COLUMNS": "400"}
-    child = pexpect.spawn(sys.executable, ["-m", "perianctl", "watch", job_id, "--interval", "0.2",
-                                           "--max-unavailable", "1h"],
-                          env=env, encoding="utf-8", codec_errors="replace", timeout=60, dimensions=(30, 400))
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "perianctl", "watch", job_id, "--interval", "0.2", "--max-unavailable", "1h"],
+        env=env,
+        encoding="utf-8",
+        codec_errors="replace",
+        timeout=60,
+        dimensions=(30, 400),
+    )
     try:
         child.expect(re.escape(job_id))
         sandbox.kill()
@@ -347,10 +417,14 @@ def test_submit_whose_create_may_have_arrived_keeps_its_inputs_file(run_cli: Cli
     with socket.socket() as silent:  # the kernel accepts (backlog) and takes the request; nobody answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(64)
-        env = {"PERIAN_API_URL": f"http://127.0.0.1:{silent.getsockname()[1]}", "PERIAN_ORGANIZATION": "o",
-               "PERIAN_TOKEN": "t"}
-        result = run_cli("--api-timeout", "3s", "submit", str(TEMPLATES / "add.json"), "-i", "a=1", "-i", "b=2",
-                         env=env, timeout=60)
+        env = {
+            "PERIAN_API_URL": f"http://127.0.0.1:{silent.getsockname()[1]}",
+            "PERIAN_ORGANIZATION": "o",
+            "PERIAN_TOKEN": "t",
+        }
+        result = run_cli(
+            "--api-timeout", "3s", "submit", str(TEMPLATES / "add.json"), "-i", "a=1", "-i", "b=2", env=env, timeout=60
+        )
     _one_error(result, 8)
     kept = _files_under(cli_env.state_dir / "runs")
     assert [p.name for p in kept] == ["inputs.pb"]  # a job that may exist would read it
@@ -359,8 +433,15 @@ def test_submit_whose_create_may_have_arrived_keeps_its_inputs_file(run_cli: Cli
 def test_status_line_on_a_terminal_names_the_retry_reason(sandbox_factory: SandboxFactory, cli_env: CliEnv) -> None:
     sandbox = sandbox_factory(fault_rate=1.0, fault_kinds="503", fault_endpoints="list")
     env = {**cli_env.env(), **sandbox.env(), "TERM": "xterm-256color"}
-    child = pexpect.spawn(sys.executable, ["-m", "perianctl", "--api-timeout", "6s", "list"], env=env,
-                          encoding="utf-8", codec_errors="replace", timeout=60, dimensions=(30, 200))
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "perianctl", "--api-timeout", "6s", "list"],
+        env=env,
+        encoding="utf-8",
+        codec_errors="replace",
+        timeout=60,
+        dimensions=(30, 200),
+    )
     child.expect(r"waiting for PERIAN: HTTP 503, retrying \(\d+ s\)")
     child.expect(r"error: list jobs: ")
     child.expect(pexpect.EOF)
@@ -374,8 +455,15 @@ def test_wait_on_a_terminal_says_when_the_api_is_slow_to_answer(
     sandbox = sandbox_factory(latency=2.5, latency_endpoints="get")
     job_id = sandbox.create_job()
     env = {**cli_env.env(), **sandbox.env(), "TERM": "xterm-256color"}
-    child = pexpect.spawn(sys.executable, ["-m", "perianctl", "wait", job_id, "-o", "none"], env=env,
-                          encoding="utf-8", codec_errors="replace", timeout=60, dimensions=(30, 200))
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "perianctl", "wait", job_id, "-o", "none"],
+        env=env,
+        encoding="utf-8",
+        codec_errors="replace",
+        timeout=60,
+        dimensions=(30, 200),
+    )
     child.expect(r"waiting for PERIAN \(\d+ s\)")
     child.expect(pexpect.EOF)
     child.close()
@@ -390,8 +478,11 @@ def test_unpaired_surrogate_escape_in_an_inputs_file_is_an_input_error(tmp_path:
 
 
 def test_unpaired_surrogate_escape_in_a_json_template_is_a_template_error(tmp_path: Path, run_cli: CliRunner) -> None:
-    text = (TEMPLATES / "hello.json").read_text().replace('"FLYTE_FAIL_ON_ERROR": "true"',
-                                                          '"FLYTE_FAIL_ON_ERROR": "\\ud800"')
+    text = (
+        (TEMPLATES / "hello.json")
+        .read_text()
+        .replace('"FLYTE_FAIL_ON_ERROR": "true"', '"FLYTE_FAIL_ON_ERROR": "\\ud800"')
+    )
     template = tmp_path / "odd.json"
     template.write_text(text)
     result = run_cli("submit", str(template), "-i", "name=x", "--dry-run")

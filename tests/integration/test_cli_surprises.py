@@ -34,8 +34,13 @@ def test_watch_without_an_id_follows_the_last_job(sandbox: SandboxHandle, run_cl
 
 def test_delete_answered_no_cancels_nothing_and_exits_10(sandbox: SandboxHandle, cli_env: CliEnv) -> None:
     [job] = create_many(sandbox, 1, "slow", duration=60)
-    child = pexpect.spawn(sys.executable, ["-m", "perianctl", "delete", job[:8]], env=cli_env_for(cli_env, sandbox),
-                          encoding="utf-8", timeout=60)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "perianctl", "delete", job[:8]],
+        env=cli_env_for(cli_env, sandbox),
+        encoding="utf-8",
+        timeout=60,
+    )
     child.expect(r"Cancel .*\?")
     child.sendline("n")
     child.expect(pexpect.EOF)
@@ -47,8 +52,14 @@ def test_delete_answered_no_cancels_nothing_and_exits_10(sandbox: SandboxHandle,
 
 
 def _sandbox_cli(cli_env: CliEnv, *args: str) -> CliResult:
-    proc = subprocess.run([sys.executable, "-m", "perianctl", "sandbox", *args], env=cli_env.env(),
-                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, "-m", "perianctl", "sandbox", *args],
+        env=cli_env.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     return CliResult(list(args), proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -79,16 +90,29 @@ def test_a_second_sandbox_gets_its_own_profile(cli_env: CliEnv) -> None:
             _sandbox_cli(cli_env, "stop", "--state-dir", str(state), "--timeout", "5")
 
 
-def test_a_module_the_job_cannot_import_gets_a_pythonpath_hint(sandbox_factory: SandboxFactory,
-                                                               run_cli: CliRunner) -> None:
+def test_a_module_the_job_cannot_import_gets_a_pythonpath_hint(
+    sandbox_factory: SandboxFactory, run_cli: CliRunner
+) -> None:
     sb = sandbox_factory(runtime="process")
     r = run_cli("submit", str(HELLO), "--input", "name=Ada", "--wait", env=sb.env(), cwd=REPO, timeout=180)
     assert_one_line_error(r, 3)
     assert "No module named 'examples'" in r.stderr
-    assert f"hint: the job could not import 'examples.hello': on a sandbox on this machine pass " \
-           f"--env PYTHONPATH={REPO}" in r.stderr, r
-    r = run_cli("submit", str(HELLO), "--input", "name=Ada", "--env", f"PYTHONPATH={REPO}", "--wait",
-                env=sb.env(), cwd=REPO, timeout=180)
+    assert (
+        f"hint: the job could not import 'examples.hello': on a sandbox on this machine pass "
+        f"--env PYTHONPATH={REPO}" in r.stderr
+    ), r
+    r = run_cli(
+        "submit",
+        str(HELLO),
+        "--input",
+        "name=Ada",
+        "--env",
+        f"PYTHONPATH={REPO}",
+        "--wait",
+        env=sb.env(),
+        cwd=REPO,
+        timeout=180,
+    )
     assert r.returncode == 0 and "Hello, Ada!" in r.stdout, r
 
 
@@ -103,8 +127,9 @@ def test_logs_follow_says_it_is_waiting_for_a_queued_job(sandbox_factory: Sandbo
 
 
 @pytest.mark.parametrize("command", ["wait", "watch"])
-def test_wait_timeout_is_one_name_with_the_old_one_as_alias(sandbox: SandboxHandle, run_cli: CliRunner,
-                                                            command: str) -> None:
+def test_wait_timeout_is_one_name_with_the_old_one_as_alias(
+    sandbox: SandboxHandle, run_cli: CliRunner, command: str
+) -> None:
     [job] = create_many(sandbox, 1, "slow", duration=60)
     for flag in ("--wait-timeout", "--timeout"):
         r = run_cli(command, job, flag, "0.5", "--interval", "0.1", env=sandbox.env())

@@ -22,8 +22,15 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 
 def _spawn(cli_env: CliEnv, sandbox: SandboxHandle, cols: int, *args: str) -> pexpect.spawn:
     env = cli_env_for(cli_env, sandbox, TERM="xterm-256color", COLUMNS=str(cols), LINES=str(ROWS))
-    return pexpect.spawn(sys.executable, ["-m", "perianctl", *args], env=env, dimensions=(ROWS, cols),
-                         encoding="utf-8", codec_errors="replace", timeout=90)
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "perianctl", *args],
+        env=env,
+        dimensions=(ROWS, cols),
+        encoding="utf-8",
+        codec_errors="replace",
+        timeout=90,
+    )
 
 
 def _run_in_pty(cli_env: CliEnv, sandbox: SandboxHandle, cols: int, *args: str) -> tuple[int, list[str]]:
@@ -43,8 +50,9 @@ def _row(lines: list[str], job_id: str) -> str:
 
 
 @pytest.mark.parametrize("cols", [80, 150])
-def test_list_get_and_wait_keep_full_ids_and_statuses_on_a_terminal(sandbox: SandboxHandle, cli_env: CliEnv,
-                                                                     cols: int) -> None:
+def test_list_get_and_wait_keep_full_ids_and_statuses_on_a_terminal(
+    sandbox: SandboxHandle, cli_env: CliEnv, cols: int
+) -> None:
     ok = create_many(sandbox, 2, "success")
     bad = create_many(sandbox, 1, "fail")
     for job_id in ok + bad:
@@ -55,7 +63,7 @@ def test_list_get_and_wait_keep_full_ids_and_statuses_on_a_terminal(sandbox: San
         code, lines = _run_in_pty(cli_env, sandbox, cols, *args)
         assert code in (0, 3), (args, lines)
         assert all(len(line) <= cols for line in lines), (args, lines)
-        for job_id in (ok if args[0] == "wait" else ok + bad):
+        for job_id in ok if args[0] == "wait" else ok + bad:
             row = _row(lines, job_id)  # the whole id, on one line
             assert re.search(rf"{job_id}\s+{status[job_id]}\b", row), (args, row)
         assert not any("…" in match for line in lines for match in UUID.findall(line))
@@ -116,8 +124,9 @@ def test_piped_tables_are_never_cut_nor_padded(sandbox: SandboxHandle, run_cli: 
         assert header[0] == "ID"
 
 
-def test_list_status_filter_spans_pages_and_says_when_nothing_matches(sandbox: SandboxHandle,
-                                                                       run_cli: CliRunner) -> None:
+def test_list_status_filter_spans_pages_and_says_when_nothing_matches(
+    sandbox: SandboxHandle, run_cli: CliRunner
+) -> None:
     env = sandbox.env()
     done = create_many(sandbox, 3, "success")
     for job_id in done:

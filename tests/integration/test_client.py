@@ -26,8 +26,9 @@ def _env(job: JobView) -> dict[str, Any]:
 def request(command: str = "echo hi", **env: str) -> CreateJobRequest:
     return CreateJobRequest(
         requirements=InstanceTypeQueryInput.model_validate({"cpu": {"cores": 1}}),
-        docker_run_parameters=DockerRunParameters(image_name="ubuntu", image_tag="22.04", command=command,
-                                                  env_variables=env or None),
+        docker_run_parameters=DockerRunParameters(
+            image_name="ubuntu", image_tag="22.04", command=command, env_variables=env or None
+        ),
     )
 
 
@@ -92,8 +93,13 @@ async def test_iter_jobs_follows_pagination(sandbox: SandboxHandle) -> None:
 
 async def test_retries_survive_faults_and_create_is_never_duplicated(sandbox_factory: SandboxFactory) -> None:
     """20% faults (500/503/reset), half of them after the server did the work: every create lands exactly once."""
-    sb = sandbox_factory(fault_rate=0.3, fault_kinds=["500", "503", "reset"], fault_phase="after", fault_seed=7,
-                         fault_endpoints=["create", "get", "list", "cancel"])
+    sb = sandbox_factory(
+        fault_rate=0.3,
+        fault_kinds=["500", "503", "reset"],
+        fault_phase="after",
+        fault_seed=7,
+        fault_endpoints=["create", "get", "list", "cancel"],
+    )
     keys = [f"k-{i}" for i in range(20)]
     async with client_for(sb) as client:
         ids = [await client.create_job(request(), idempotency_key=key) for key in keys]

@@ -154,8 +154,17 @@ def test_a_failed_get_prints_no_data_on_stdout(run_cli: CliRunner, closed_url: s
 
 
 def test_refused_submit_knows_no_job_was_created(run_cli: CliRunner, closed_url: str, cli_env: CliEnv) -> None:
-    result, elapsed = timed(run_cli, *creds(closed_url), "submit", str(HELLO), "-i", "name=X",
-                            "--output-prefix", str(cli_env.root / "out"), timeout=90)
+    result, elapsed = timed(
+        run_cli,
+        *creds(closed_url),
+        "submit",
+        str(HELLO),
+        "-i",
+        "name=X",
+        "--output-prefix",
+        str(cli_env.root / "out"),
+        timeout=90,
+    )
     assert_one_line_error(result, 8)
     stderr = result.stderr
     assert "connection refused" in stderr and "no job was created" in stderr
@@ -167,9 +176,7 @@ def test_refused_submit_knows_no_job_was_created(run_cli: CliRunner, closed_url:
 
 
 @pytest.mark.parametrize("how", ["flag", "env", "profile"])
-def test_a_stalled_api_is_bounded_by_the_api_timeout_setting(
-    run_cli: CliRunner, stall: StallServer, how: str
-) -> None:
+def test_a_stalled_api_is_bounded_by_the_api_timeout_setting(run_cli: CliRunner, stall: StallServer, how: str) -> None:
     args = creds(stall.url)
     env: dict[str, str] = {}
     if how == "flag":
@@ -187,8 +194,19 @@ def test_a_stalled_api_is_bounded_by_the_api_timeout_setting(
 
 def test_a_stalled_create_is_bounded_and_honest(run_cli: CliRunner, stall: StallServer, cli_env: CliEnv) -> None:
     """The POST reached a server that never answered: the job may exist, and the CLI must say so."""
-    result, elapsed = timed(run_cli, *creds(stall.url), "--api-timeout", "3s", "submit", str(HELLO), "-i", "name=X",
-                            "--output-prefix", str(cli_env.root / "out"), timeout=90)
+    result, elapsed = timed(
+        run_cli,
+        *creds(stall.url),
+        "--api-timeout",
+        "3s",
+        "submit",
+        str(HELLO),
+        "-i",
+        "name=X",
+        "--output-prefix",
+        str(cli_env.root / "out"),
+        timeout=90,
+    )
     assert_one_line_error(result, 8)
     stderr = result.stderr
     assert "may or may not exist" in stderr and "no job was created" not in stderr
@@ -197,16 +215,15 @@ def test_a_stalled_create_is_bounded_and_honest(run_cli: CliRunner, stall: Stall
 
 def test_retries_of_503_happen_within_the_budget(run_cli: CliRunner, sandbox_factory: SandboxFactory) -> None:
     sb = sandbox_factory(fault_rate=1.0, fault_kinds=["503"], fault_endpoints=["list"])
-    result = run_cli("--api-url", sb.url, "--org", sb.org, "--token", sb.token, "--api-timeout", "3s", "list",
-                     timeout=60)
+    result = run_cli(
+        "--api-url", sb.url, "--org", sb.org, "--token", sb.token, "--api-timeout", "3s", "list", timeout=60
+    )
     assert_one_line_error(result, 8)
     assert "HTTP 503" in result.stderr
     assert sb.stats()["faults"]["by_endpoint"]["list"] >= 2  # it did retry
 
 
-def test_retry_after_is_capped_by_the_budget(
-    run_cli: CliRunner, retry_after_hour: tuple[str, type[_Scripted]]
-) -> None:
+def test_retry_after_is_capped_by_the_budget(run_cli: CliRunner, retry_after_hour: tuple[str, type[_Scripted]]) -> None:
     url, handler = retry_after_hour
     result, elapsed = timed(run_cli, *creds(url), "--api-timeout", "5s", "list", timeout=60)
     assert_one_line_error(result, 8)
@@ -219,8 +236,10 @@ def test_retry_after_is_capped_by_the_budget(
 
 
 def _request() -> CreateJobRequest:
-    return CreateJobRequest(requirements=InstanceTypeQueryInput.model_validate({"cpu": {"cores": 1}}),
-                            docker_run_parameters=DockerRunParameters(image_name="ubuntu", command="true"))
+    return CreateJobRequest(
+        requirements=InstanceTypeQueryInput.model_validate({"cpu": {"cores": 1}}),
+        docker_run_parameters=DockerRunParameters(image_name="ubuntu", command="true"),
+    )
 
 
 async def test_call_budget_and_scope_bound_a_stalled_call(stall: StallServer) -> None:
@@ -317,11 +336,17 @@ def test_nul_in_the_organization_from_the_config_file_is_exit_2(
     assert stall.accepted == 0
 
 
-@pytest.mark.parametrize(("key", "value"), [("token", ""), ("token", "a\x01b"), ("api_timeout", "never"),
-                                            ("api_url", "http://127.0.0.1:99999"), ("organization", "x\x02")])
-def test_config_set_rejects_values_that_cannot_work(
-    run_cli: CliRunner, cli_env: CliEnv, key: str, value: str
-) -> None:
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("token", ""),
+        ("token", "a\x01b"),
+        ("api_timeout", "never"),
+        ("api_url", "http://127.0.0.1:99999"),
+        ("organization", "x\x02"),
+    ],
+)
+def test_config_set_rejects_values_that_cannot_work(run_cli: CliRunner, cli_env: CliEnv, key: str, value: str) -> None:
     result = run_cli("config", "set", key, value)
     assert_one_line_error(result, 2)
     assert not cli_env.config_file.exists() or value not in cli_env.config_file.read_text()

@@ -104,8 +104,9 @@ def test_delete_is_idempotent_and_safe_without_tty(sandbox: SandboxHandle, run_c
 
     r = run_cli("cancel", job_id, "--yes", "-o", "json", env=env)
     assert r.returncode == 0, r
-    assert json.loads(r.stdout) == [{"id": job_id, "result": "already_done",
-                                     "message": "already finished; nothing to cancel"}]
+    assert json.loads(r.stdout) == [
+        {"id": job_id, "result": "already_done", "message": "already finished; nothing to cancel"}
+    ]
     assert run_cli("delete", job_id, "--yes", "--strict", env=env).returncode == 1
 
     missing = str(uuid.uuid4())
@@ -137,8 +138,9 @@ def test_logs_snapshot_tail_and_follow(sandbox: SandboxHandle, run_cli: CliRunne
     assert r.returncode == 3, r
 
 
-def test_read_commands_work_when_the_journal_is_unusable(sandbox: SandboxHandle, run_cli: CliRunner,
-                                                         tmp_path: Path) -> None:
+def test_read_commands_work_when_the_journal_is_unusable(
+    sandbox: SandboxHandle, run_cli: CliRunner, tmp_path: Path
+) -> None:
     """Journalling is a side effect of get/list/watch: a broken state dir costs a warning, not the answer."""
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")

@@ -43,10 +43,15 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     launcher.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PERIAN", "_PERIANCTL", "_TYPER", "COMP_"))}
     env.update(
-        HOME=str(root), PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+        HOME=str(root),
+        PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
         PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p),
-        PERIANCTL_CONFIG=str(root / "config.toml"), PERIANCTL_STATE_DIR=str(root / "state"),
-        XDG_CONFIG_HOME=str(root / "xdg"), XDG_DATA_HOME=str(root / "xdg-data"), TERM="xterm", LANG="C.UTF-8",
+        PERIANCTL_CONFIG=str(root / "config.toml"),
+        PERIANCTL_STATE_DIR=str(root / "state"),
+        XDG_CONFIG_HOME=str(root / "xdg"),
+        XDG_DATA_HOME=str(root / "xdg-data"),
+        TERM="xterm",
+        LANG="C.UTF-8",
     )
     # The journal and config are written through perianctl's own modules, as submit and config init do.
     saved = {k: os.environ.get(k) for k in ("PERIANCTL_STATE_DIR", "PERIANCTL_CONFIG")}
@@ -81,13 +86,16 @@ class Shell:
         fish_setup = f"source {COMPLETIONS / 'perianctl.fish'}; function fish_prompt; echo -n 'READY> '; end"
         # fish gets its set-up as an init command: a line typed before fish has set up its terminal can be
         # lost with the shell (seen on a loaded box: EOF right after the echo), so nothing is typed early.
-        argv = {"bash": ["--norc", "--noprofile", "-i"], "zsh": ["-f", "-i"],
-                "fish": ["--no-config", "-i", "-C", fish_setup]}[name]
+        argv = {
+            "bash": ["--norc", "--noprofile", "-i"],
+            "zsh": ["-f", "-i"],
+            "fish": ["--no-config", "-i", "-C", fish_setup],
+        }[name]
         setup = {
             "bash": f"source {COMPLETIONS / 'perianctl.bash'}; bind 'set show-all-if-ambiguous on'; "
-                    "bind 'set completion-query-items 0'; bind 'set page-completions off'; PS1='READY> '",
+            "bind 'set completion-query-items 0'; bind 'set page-completions off'; PS1='READY> '",
             "zsh": f"autoload -Uz compinit; compinit -u -D; source {COMPLETIONS / '_perianctl'}; "
-                   "unsetopt beep; PS1='READY> '",
+            "unsetopt beep; PS1='READY> '",
             "fish": "true",
         }[name]
         # A shell that dies while it starts (EOF before it ran the set-up line: seen about once per
@@ -95,8 +103,16 @@ class Shell:
         # another, at most three times, and fail with what the shells showed if none comes up.
         died: list[str] = []
         for _ in range(3):
-            self.child = pexpect.spawn(name, argv, env={**env, "PS1": "READY> "}, dimensions=(50, 220),
-                                       encoding="utf-8", codec_errors="replace", timeout=30, cwd=str(REPO_ROOT))
+            self.child = pexpect.spawn(
+                name,
+                argv,
+                env={**env, "PS1": "READY> "},
+                dimensions=(50, 220),
+                encoding="utf-8",
+                codec_errors="replace",
+                timeout=30,
+                cwd=str(REPO_ROOT),
+            )
             try:
                 if name == "fish":
                     self.child.expect("READY> ")
@@ -194,8 +210,14 @@ def test_a_tab_answers_without_importing_typer(home: dict[str, str]) -> None:
     import subprocess
 
     env = {**home, "_PERIANCTL_COMPLETE": "complete_fish", "_TYPER_COMPLETE_ARGS": "perianctl get "}
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "perianctl"], env=env, capture_output=True,
-                          text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "perianctl"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert all(job_id in proc.stdout for job_id in JOBS)
     imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in proc.stderr.splitlines()}
@@ -206,10 +228,21 @@ def test_a_job_not_in_the_journal_is_completed_from_the_api(sandbox: SandboxHand
     import subprocess
 
     job_id = sandbox.create_job("echo hi")  # created through the API, never journaled here
-    env = {**cli_env.env(), **sandbox.env(), "_PERIANCTL_COMPLETE": "complete_fish",
-           "_TYPER_COMPLETE_ARGS": f"perianctl get {job_id[:6]}"}
-    proc = subprocess.run([sys.executable, "-m", "perianctl"], env=env, capture_output=True, text=True,
-                          timeout=60, check=False, cwd=REPO_ROOT)
+    env = {
+        **cli_env.env(),
+        **sandbox.env(),
+        "_PERIANCTL_COMPLETE": "complete_fish",
+        "_TYPER_COMPLETE_ARGS": f"perianctl get {job_id[:6]}",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "perianctl"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO_ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\t")[0] == job_id, proc.stdout
     assert sandbox.token not in proc.stdout + proc.stderr

@@ -38,8 +38,13 @@ def _env(**extra: str) -> dict[str, str]:
 
 def _complete(**protocol: str) -> list[str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "perianctl"], env=_env(**protocol), cwd=REPO_ROOT,
-        capture_output=True, text=True, timeout=60, check=False,
+        [sys.executable, "-m", "perianctl"],
+        env=_env(**protocol),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.splitlines()
@@ -77,8 +82,9 @@ def test_zsh_and_fish_protocols_offer_submit() -> None:
     zsh = "\n".join(_complete(_TYPER_COMPLETE_ARGS="perianctl su", _PERIANCTL_COMPLETE="complete_zsh"))
     # One candidate a line, VALUE:DESCRIPTION (':' in a value escaped), read by `_describe`.
     assert any(line.startswith("submit:Submit ") for line in zsh.splitlines()), zsh
-    fish = _complete(_TYPER_COMPLETE_ARGS="perianctl su", _TYPER_COMPLETE_FISH_ACTION="get-args",
-                     _PERIANCTL_COMPLETE="complete_fish")
+    fish = _complete(
+        _TYPER_COMPLETE_ARGS="perianctl su", _TYPER_COMPLETE_FISH_ACTION="get-args", _PERIANCTL_COMPLETE="complete_fish"
+    )
     assert any(line.split("\t")[0] == "submit" for line in fish)
 
 
@@ -96,8 +102,15 @@ def test_committed_bash_script_completes_in_bash() -> None:
         'printf "%s\\n" "${COMPREPLY[@]}"\n'
     )
     env = _env(PATH=f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}")
-    proc = subprocess.run(["bash", "--norc", "--noprofile", "-c", script], env=env, cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        ["bash", "--norc", "--noprofile", "-c", script],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     words = proc.stdout.split()
     assert "submit" in words

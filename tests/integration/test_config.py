@@ -10,8 +10,9 @@ from tests.support.config import TOKEN, write_config
 
 
 def test_config_cli_round_trip_redacts_token(run_cli: CliRunner, cli_env: CliEnv) -> None:
-    r = run_cli("--org", "acme", "--api-url", "http://127.0.0.1:9999", "--token-file", "-", "config", "init",
-                input=TOKEN + "\n")
+    r = run_cli(
+        "--org", "acme", "--api-url", "http://127.0.0.1:9999", "--token-file", "-", "config", "init", input=TOKEN + "\n"
+    )
     assert r.returncode == 0, r
     assert stat.S_IMODE(cli_env.config_file.stat().st_mode) == 0o600
     assert TOKEN in cli_env.config_file.read_text()

@@ -105,8 +105,10 @@ async def test_job_commands_follow_any_job_through_one_channel(shared_sandbox: A
 def test_list_through_a_connector_is_a_usage_error(run_cli: CliRunner) -> None:
     r = run_cli("list", "--connector", "127.0.0.1:1")
     assert_one_line_error(r, 2)
-    assert r.stderr.splitlines() == ["error: list is not possible through a connector: the connector protocol has "
-                                     "no list call; use list without --connector"], r
+    assert r.stderr.splitlines() == [
+        "error: list is not possible through a connector: the connector protocol has "
+        "no list call; use list without --connector"
+    ], r
     r = run_cli("watch", "--all", "--connector", "127.0.0.1:1")
     assert_one_line_error(r, 2)
     assert len(r.stderr.splitlines()) == 1 and "watch --all is not possible through a connector" in r.stderr
@@ -128,7 +130,10 @@ async def test_a_connector_outage_during_wait_is_reported_and_survived(shared_sa
     async with relayed_serve(sb) as relay:
         proc = subprocess.Popen(
             [sys.executable, "-m", "perianctl", "wait", slow, "--connector", relay.target, "--interval", "0.2"],
-            env=cli_env.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=cli_env.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         seen: list[str] = []
 

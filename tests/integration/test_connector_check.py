@@ -36,8 +36,9 @@ def replicas(sandbox: SandboxHandle, tmp_path: Path) -> Iterator[list[ServeProce
 
 def check(run_cli: CliRunner, replicas: list[ServeProcess], sandbox: SandboxHandle, *args: str) -> Any:
     targets = ",".join(p.target for p in replicas)
-    result = run_cli("connector", "check", targets, "--sandbox", sandbox.url, "-o", "json", "--keep-jobs", *args,
-                     timeout=200)
+    result = run_cli(
+        "connector", "check", targets, "--sandbox", sandbox.url, "-o", "json", "--keep-jobs", *args, timeout=200
+    )
     assert "Traceback" not in result.stderr, result
     report = json.loads(result.stdout)
     assert result.returncode == (0 if report["ok"] else 3), result
@@ -46,6 +47,7 @@ def check(run_cli: CliRunner, replicas: list[ServeProcess], sandbox: SandboxHand
 
 def sandbox_truth(sandbox: SandboxHandle, execution: str) -> dict[str, dict[str, Any]]:
     """The sandbox's own jobs for one execution (the name is in every job's command)."""
+
     def text(command: str | list[str] | None) -> str:
         return " ".join(command) if isinstance(command, list) else str(command or "")
 
@@ -74,10 +76,24 @@ def assert_truthful(report: dict[str, Any], sandbox: SandboxHandle) -> dict[str,
     return truth
 
 
-def test_polite_scenario_one_job_and_exit_0(run_cli: CliRunner, replicas: list[ServeProcess],
-                                            sandbox: SandboxHandle) -> None:
-    report = check(run_cli, replicas, sandbox, "-s", "polite", "-s", "abort", "--job-seconds", "1",
-                   "--settle", "10", "--poll-interval", "0.2")
+def test_polite_scenario_one_job_and_exit_0(
+    run_cli: CliRunner, replicas: list[ServeProcess], sandbox: SandboxHandle
+) -> None:
+    report = check(
+        run_cli,
+        replicas,
+        sandbox,
+        "-s",
+        "polite",
+        "-s",
+        "abort",
+        "--job-seconds",
+        "1",
+        "--settle",
+        "10",
+        "--poll-interval",
+        "0.2",
+    )
     assert report["ok"] is True
     polite, abort = report["scenarios"]
     for scenario in (polite, abort):
@@ -94,13 +110,27 @@ def test_polite_scenario_one_job_and_exit_0(run_cli: CliRunner, replicas: list[S
     assert all(a != b for a, b in itertools.pairwise(targets)) and len(set(targets)) == 2
 
 
-def test_impolite_create_is_reported_as_the_sandbox_holds_it(run_cli: CliRunner, replicas: list[ServeProcess],
-                                                             sandbox: SandboxHandle) -> None:
+def test_impolite_create_is_reported_as_the_sandbox_holds_it(
+    run_cli: CliRunner, replicas: list[ServeProcess], sandbox: SandboxHandle
+) -> None:
     # PERIAN takes 2 s to create and commits even when the caller has gone; propeller allows 2.5 s,
     # of which the connector keeps 1 s of margin (below that it would not post at all). --settle 70
     # outlasts the connector's documented reaping bound (60 s), so nothing changes after the census.
-    report = check(run_cli, replicas, sandbox, "--impolite", "create=slow:2s", "--create-timeout", "2.5",
-                   "--retries", "1", "--settle", "70", "--poll-interval", "0.2")
+    report = check(
+        run_cli,
+        replicas,
+        sandbox,
+        "--impolite",
+        "create=slow:2s",
+        "--create-timeout",
+        "2.5",
+        "--retries",
+        "1",
+        "--settle",
+        "70",
+        "--poll-interval",
+        "0.2",
+    )
     (custom,) = report["scenarios"]
     truth = assert_truthful(custom, sandbox)
     assert custom["rules"] == ["create=slow:2s"] and len(custom["attempts"]) == 2
@@ -116,11 +146,25 @@ def test_impolite_create_is_reported_as_the_sandbox_holds_it(run_cli: CliRunner,
     assert report["ok"] is (not not_cancelled)
 
 
-def test_restart_resends_the_same_attempt_to_the_next_replica(run_cli: CliRunner, replicas: list[ServeProcess],
-                                                              sandbox: SandboxHandle) -> None:
+def test_restart_resends_the_same_attempt_to_the_next_replica(
+    run_cli: CliRunner, replicas: list[ServeProcess], sandbox: SandboxHandle
+) -> None:
     # propeller "restarts" 0.3 s into a CreateTask that PERIAN answers after 1 s (and commits anyway)
-    report = check(run_cli, replicas, sandbox, "--impolite", "create=slow:1s", "--restart-after", "0.3",
-                   "--job-seconds", "1", "--settle", "20", "--poll-interval", "0.2")
+    report = check(
+        run_cli,
+        replicas,
+        sandbox,
+        "--impolite",
+        "create=slow:1s",
+        "--restart-after",
+        "0.3",
+        "--job-seconds",
+        "1",
+        "--settle",
+        "20",
+        "--poll-interval",
+        "0.2",
+    )
     (custom,) = report["scenarios"]
     assert_truthful(custom, sandbox)
     creates = [c for c in custom["calls"] if c["method"] == "CreateTask"]
@@ -129,11 +173,27 @@ def test_restart_resends_the_same_attempt_to_the_next_replica(run_cli: CliRunner
     assert custom["attempts"][0]["create_calls"] == 2
 
 
-def test_get_failures_freeze_polling_after_five(run_cli: CliRunner, replicas: list[ServeProcess],
-                                                sandbox: SandboxHandle) -> None:
+def test_get_failures_freeze_polling_after_five(
+    run_cli: CliRunner, replicas: list[ServeProcess], sandbox: SandboxHandle
+) -> None:
     # the job outlives the node timeout, so an abort must really cancel it
-    report = check(run_cli, replicas, sandbox, "--impolite", "get=slow:1.5s", "--get-timeout", "0.5",
-                   "--job-seconds", "60", "--settle", "2", "--poll-interval", "0.1", "--task-timeout", "10")
+    report = check(
+        run_cli,
+        replicas,
+        sandbox,
+        "--impolite",
+        "get=slow:1.5s",
+        "--get-timeout",
+        "0.5",
+        "--job-seconds",
+        "60",
+        "--settle",
+        "2",
+        "--poll-interval",
+        "0.1",
+        "--task-timeout",
+        "10",
+    )
     (custom,) = report["scenarios"]
     assert_truthful(custom, sandbox)
     gets = [c for c in custom["calls"] if c["method"] == "GetTask"]
@@ -150,14 +210,16 @@ def test_get_failures_freeze_polling_after_five(run_cli: CliRunner, replicas: li
         assert sandbox.wait_for_status(job_id, {"Cancelled"}, timeout=30)["status"] == "Cancelled"
     else:
         assert custom["outcome"] == "succeeded"
-    assert report["ok"] is (not failures and custom["outcome"] == "succeeded"
-                            and custom["unowned_not_cancelled"] == 0)
+    assert report["ok"] is (not failures and custom["outcome"] == "succeeded" and custom["unowned_not_cancelled"] == 0)
 
 
 def test_bad_input_is_a_usage_error(run_cli: CliRunner, sandbox: SandboxHandle) -> None:
-    for args in (["nohost"], ["127.0.0.1:1", "--sandbox", sandbox.url, "-s", "nope"],
-                 ["127.0.0.1:1", "--sandbox", sandbox.url, "--impolite", "create=nap:1s"],
-                 ["127.0.0.1:1", "--sandbox", sandbox.url, "--poll-interval", "0"]):
+    for args in (
+        ["nohost"],
+        ["127.0.0.1:1", "--sandbox", sandbox.url, "-s", "nope"],
+        ["127.0.0.1:1", "--sandbox", sandbox.url, "--impolite", "create=nap:1s"],
+        ["127.0.0.1:1", "--sandbox", sandbox.url, "--poll-interval", "0"],
+    ):
         assert_one_line_error(run_cli("connector", "check", *args), 2)
 
 

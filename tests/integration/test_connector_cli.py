@@ -28,9 +28,25 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def test_dry_run_shows_the_overrides_in_the_create_task_request(run_cli: CliRunner, tmp_path: Path) -> None:
-    r = run_cli("submit", str(TEMPLATES / "hello.pb"), "-i", "name=Dry", "--connector", "127.0.0.1:1", "--dry-run",
-                "--env", "A=B", "--cores", "4", "--timeout", "5m", "--image", "ghcr.io/acme/img:1",
-                "--output-prefix", str(tmp_path / "dry"))
+    r = run_cli(
+        "submit",
+        str(TEMPLATES / "hello.pb"),
+        "-i",
+        "name=Dry",
+        "--connector",
+        "127.0.0.1:1",
+        "--dry-run",
+        "--env",
+        "A=B",
+        "--cores",
+        "4",
+        "--timeout",
+        "5m",
+        "--image",
+        "ghcr.io/acme/img:1",
+        "--output-prefix",
+        str(tmp_path / "dry"),
+    )
     assert r.returncode == 0, r
     request = json.loads(r.stdout)
     template = request["template"]
@@ -43,8 +59,17 @@ def test_dry_run_shows_the_overrides_in_the_create_task_request(run_cli: CliRunn
 
 
 def test_flags_a_connector_cannot_carry_are_usage_errors(run_cli: CliRunner) -> None:
-    r = run_cli("submit", str(TEMPLATES / "hello.pb"), "-i", "name=X", "--connector", "127.0.0.1:1",
-                "--instance-type-id", "abc", "--dry-run")
+    r = run_cli(
+        "submit",
+        str(TEMPLATES / "hello.pb"),
+        "-i",
+        "name=X",
+        "--connector",
+        "127.0.0.1:1",
+        "--instance-type-id",
+        "abc",
+        "--dry-run",
+    )
     assert_one_line_error(r, 2)
     assert "--instance-type-id" in r.stderr
     r = run_cli("delete", "3f2c1a4e-0b1d-4c5e-9f00-1234567890ab", "--connector", "127.0.0.1:1", "--strict", "--yes")
@@ -69,8 +94,20 @@ def test_readme_demo_through_serve(sandbox_factory: SandboxFactory, run_cli: Cli
     target = serve.target
     try:
         prefix = tmp_path / "hello-run"
-        r = run_cli("submit", str(TEMPLATES / "hello.pb"), "--input", "name=Connector", "--env", f"PYTHONPATH={REPO}",
-                    "--connector", target, "--output-prefix", str(prefix), "--wait", timeout=180)
+        r = run_cli(
+            "submit",
+            str(TEMPLATES / "hello.pb"),
+            "--input",
+            "name=Connector",
+            "--env",
+            f"PYTHONPATH={REPO}",
+            "--connector",
+            target,
+            "--output-prefix",
+            str(prefix),
+            "--wait",
+            timeout=180,
+        )
         assert r.returncode == 0, r
         assert GREETING.format("Connector") in r.stdout
         job_id = r.stdout.splitlines()[0].strip()
@@ -114,8 +151,20 @@ def test_readme_demo_through_serve(sandbox_factory: SandboxFactory, run_cli: Cli
         assert_one_line_error(r, 2)  # no PERIAN credentials in this CLI environment
 
         # A failing task: exit 3 and the task's own error, still without credentials.
-        r = run_cli("submit", str(TEMPLATES / "fail.pb"), "--input", "name=Bob", "--env", f"PYTHONPATH={REPO}",
-                    "--connector", target, "--output-prefix", str(tmp_path / "fail-run"), "--wait", timeout=180)
+        r = run_cli(
+            "submit",
+            str(TEMPLATES / "fail.pb"),
+            "--input",
+            "name=Bob",
+            "--env",
+            f"PYTHONPATH={REPO}",
+            "--connector",
+            target,
+            "--output-prefix",
+            str(tmp_path / "fail-run"),
+            "--wait",
+            timeout=180,
+        )
         assert r.returncode == 3, r
         assert "perianctl example failure" in r.stderr and "Traceback" not in r.stderr
     finally:

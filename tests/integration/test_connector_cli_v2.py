@@ -37,8 +37,9 @@ async def serving(api: Api, *protocols: str) -> AsyncIterator[str]:
     from perianctl.connector.settings import ConnectorSettings, ServeOptions
 
     settings = ConnectorSettings(api_url=api.url, organization=api.organization, token=api.token)
-    running = await start(ServeOptions(host="127.0.0.1", port=0, metrics_port=0, connector=settings,
-                                       protocols=protocols))
+    running = await start(
+        ServeOptions(host="127.0.0.1", port=0, metrics_port=0, connector=settings, protocols=protocols)
+    )
     try:
         yield f"127.0.0.1:{running.port}"
     finally:
@@ -57,13 +58,26 @@ async def wait_status(api: Api, job_id: str, status: str, timeout: float = 30.0)
 
 
 @pytest.mark.parametrize("protocol", ["v1", "v2"])
-async def test_job_commands_work_through_either_protocol(api: Api, run_cli: CliRunner, tmp_path: Path,
-                                                         protocol: str) -> None:
+async def test_job_commands_work_through_either_protocol(
+    api: Api, run_cli: CliRunner, tmp_path: Path, protocol: str
+) -> None:
     """Against a server offering only ``protocol``: submit, get, logs, delete all go through it."""
     async with serving(api, protocol) as target:
-        r = await cli(run_cli, "submit", str(TEMPLATES / "hello.pb"), "--input", "name=Ada", "--connector", target,
-                      "--protocol", protocol, "--output-prefix", str(tmp_path / "run"),
-                      "--env", "PERIAN_SANDBOX_DURATION=30")
+        r = await cli(
+            run_cli,
+            "submit",
+            str(TEMPLATES / "hello.pb"),
+            "--input",
+            "name=Ada",
+            "--connector",
+            target,
+            "--protocol",
+            protocol,
+            "--output-prefix",
+            str(tmp_path / "run"),
+            "--env",
+            "PERIAN_SANDBOX_DURATION=30",
+        )
         assert r.returncode == 0, r
         job_id = r.stdout.splitlines()[0].strip()
         await wait_status(api, job_id, "Running")
@@ -100,7 +114,8 @@ async def test_the_protocol_is_detected_from_the_server(api: Api, run_cli: CliRu
         assert r.returncode == 2 and "Traceback" not in r.stderr, r
         assert r.stderr.splitlines() == [
             f"error: get task via connector {target}: it does not serve the v1 connector protocol",
-            "hint: use --protocol v2, or leave --protocol out to detect it"], r
+            "hint: use --protocol v2, or leave --protocol out to detect it",
+        ], r
 
 
 def test_an_unknown_protocol_is_a_usage_error(run_cli: CliRunner) -> None:

@@ -45,8 +45,9 @@ pytestmark = pytest.mark.timeout(180)
 
 DEADLINE = 6.0  # propeller's CreateTask/GetTask deadline (10 s in our deployment snippet), scaled by 0.6
 REAP_BOUND = 60.0  # the documented bound for an orphan to be cancelled (with default flags: ~15 s)
-CONFIG = sim.PropellerConfig(create_timeout=DEADLINE, get_timeout=DEADLINE, delete_timeout=DEADLINE,
-                             poll_interval=0.3, settle=REAP_BOUND)
+CONFIG = sim.PropellerConfig(
+    create_timeout=DEADLINE, get_timeout=DEADLINE, delete_timeout=DEADLINE, poll_interval=0.3, settle=REAP_BOUND
+)
 SWEEP_INTERVAL = "0.5"
 
 
@@ -123,8 +124,15 @@ MATRIX: dict[str, tuple[str, ...]] = {
 }
 RUNS = [(name, retries) for name in MATRIX for retries in (0, 2)]
 #: Rough cost of a run (seconds at scale): the longest are taken first, so two stacks finish together.
-COST = {("slow-create-9s", 2): 20, ("stall-create-15s", 0): 12, ("stall-create-15s", 2): 12,
-        ("slow-get-7s", 0): 10, ("slow-get-7s", 2): 10, ("429-storm", 0): 8, ("429-storm", 2): 8}
+COST = {
+    ("slow-create-9s", 2): 20,
+    ("stall-create-15s", 0): 12,
+    ("stall-create-15s", 2): 12,
+    ("slow-get-7s", 0): 10,
+    ("slow-get-7s", 2): 10,
+    ("429-storm", 0): 8,
+    ("429-storm", 2): 8,
+}
 
 
 def _scenario(name: str, retries: int) -> sim.Scenario:
@@ -133,8 +141,9 @@ def _scenario(name: str, retries: int) -> sim.Scenario:
     return replace(base, rules=MATRIX[name], retries=retries, job_seconds=1.2, restart_after=restart)
 
 
-async def _worker(stack: Stack, queue: asyncio.Queue[tuple[str, int]], task: sim.TaskInput,
-                  results: list[sim.ScenarioResult]) -> None:
+async def _worker(
+    stack: Stack, queue: asyncio.Queue[tuple[str, int]], task: sim.TaskInput, results: list[sim.ScenarioResult]
+) -> None:
     admin = sim.SandboxAdmin(stack.sandbox.url)
     targets = [p.target for p in stack.replicas]
     while not queue.empty():
@@ -171,14 +180,16 @@ async def test_impolite_matrix_with_retries_0_and_2(stack: Stack, second_stack: 
 # ---------------------------------------------------------------------- the harness's hooks
 
 
-async def test_refused_window_answers_every_poll_of_an_existing_task_and_creates_one_job(stack: Stack,
-                                                                                       tmp_path: Path) -> None:
+async def test_refused_window_answers_every_poll_of_an_existing_task_and_creates_one_job(
+    stack: Stack, tmp_path: Path
+) -> None:
     """The window opens once the task's CreateTask succeeded: it is polled during the window (the
     last phase, never an error), then finishes with its one job."""
     scenario = sim.Scenario("refused-while-polled", ("*=refuse:3s",), rules_after_create=True, job_seconds=4.0)
     task = sim.load_task(None, [], str(tmp_path))
-    result = await sim.run_scenario([p.target for p in stack.replicas], sim.SandboxAdmin(stack.sandbox.url), task,
-                                    scenario, CONFIG)
+    result = await sim.run_scenario(
+        [p.target for p in stack.replicas], sim.SandboxAdmin(stack.sandbox.url), task, scenario, CONFIG
+    )
     assert result.verdict == "ok", sim.format_table([result])  # no GetTask error among them
     assert result.outcome == "succeeded"
     assert [len(a.jobs) for a in result.attempts] == [1]
@@ -191,8 +202,10 @@ async def test_a_thousand_other_jobs_during_an_ambiguous_create_do_not_hide_it(s
 
     def post_all() -> None:
         with httpx.Client(base_url=stack.sandbox.url, headers=stack.sandbox.headers(), timeout=30) as client:
-            body = {"docker_run_parameters": {"image_name": "ubuntu", "image_tag": "22.04", "command": "echo other"},
-                    "requirements": {"cpu": {"cores": 1}}}
+            body = {
+                "docker_run_parameters": {"image_name": "ubuntu", "image_tag": "22.04", "command": "echo other"},
+                "requirements": {"cpu": {"cores": 1}},
+            }
             for _ in range(1000):
                 client.post("/job", json=body).raise_for_status()
 
@@ -202,11 +215,21 @@ async def test_a_thousand_other_jobs_during_an_ambiguous_create_do_not_hide_it(s
     scenario = sim.Scenario("thousand-before-resend", ("create=stall:2s,count=1",), resend_after_success=True)
     task = sim.load_task(None, [], str(tmp_path))
     seen = [len(p.lines) for p in stack.replicas]
-    result = await sim.run_scenario([p.target for p in stack.replicas], sim.SandboxAdmin(stack.sandbox.url), task,
-                                    scenario, CONFIG, before_resend=thousand)
+    result = await sim.run_scenario(
+        [p.target for p in stack.replicas],
+        sim.SandboxAdmin(stack.sandbox.url),
+        task,
+        scenario,
+        CONFIG,
+        before_resend=thousand,
+    )
     assert result.verdict == "ok", sim.format_table([result])
     assert result.outcome == "succeeded"
     assert [(a.creates, len(a.jobs)) for a in result.attempts] == [(2, 1)]  # the re-send found it: no second job
-    notes = [line for p, n in zip(stack.replicas, seen, strict=True) for line in p.lines[n:]
-             if "returning its existing" in line]
+    notes = [
+        line
+        for p, n in zip(stack.replicas, seen, strict=True)
+        for line in p.lines[n:]
+        if "returning its existing" in line
+    ]
     assert notes  # the re-send was answered by adoption, not by a second POST

@@ -37,8 +37,13 @@ pytestmark = pytest.mark.timeout(120)
 
 TASKS = int(os.environ.get("PERIANCTL_FAULT_TASKS", "40"))
 CONCURRENCY = 8
-FAULTS: dict[str, Any] = {"rate": 0.2, "kinds": ["500", "503", "reset"], "phase": "mixed",
-                          "latency": [0.0, 0.05], "seed": int(os.environ.get("PERIANCTL_FAULT_SEED", "20240607"))}
+FAULTS: dict[str, Any] = {
+    "rate": 0.2,
+    "kinds": ["500", "503", "reset"],
+    "phase": "mixed",
+    "latency": [0.0, 0.05],
+    "seed": int(os.environ.get("PERIANCTL_FAULT_SEED", "20240607")),
+}
 TERMINAL = {"SUCCEEDED", "FAILED", "ABORTED", "RETRYABLE_FAILED"}
 
 
@@ -47,10 +52,17 @@ def _execution(i: int) -> str:
 
 
 async def _drive(target: str) -> dict[str, Any]:
-    report: dict[str, Any] = {"create_errors": Counter(), "get_errors": Counter(), "get_calls": 0,
-                              "outage_answers": 0, "jobs": {}, "phases": {}}
-    requests = {_execution(i): support.create_request("success", execution=_execution(i), duration=1.0)
-                for i in range(TASKS)}
+    report: dict[str, Any] = {
+        "create_errors": Counter(),
+        "get_errors": Counter(),
+        "get_calls": 0,
+        "outage_answers": 0,
+        "jobs": {},
+        "phases": {},
+    }
+    requests = {
+        _execution(i): support.create_request("success", execution=_execution(i), duration=1.0) for i in range(TASKS)
+    }
     gate = asyncio.Semaphore(CONCURRENCY)
     async with grpc.aio.insecure_channel(target) as channel:
         stub = agent_pb2_grpc.AsyncAgentServiceStub(channel)
@@ -111,9 +123,11 @@ def test_served_connector_under_faults_creates_one_job_per_task_execution(
         sb.set_faults(rate=0.0, latency=0)
         code, err = serve.terminate()
     assert code == 0, err
-    print(f"\nfaults injected {stats['faults']['injected']} ({stats['faults']['by_endpoint']}); "
-          f"CreateTask errors {dict(report['create_errors'])}; GetTask calls {report['get_calls']}, "
-          f"outage answers {report['outage_answers']}")
+    print(
+        f"\nfaults injected {stats['faults']['injected']} ({stats['faults']['by_endpoint']}); "
+        f"CreateTask errors {dict(report['create_errors'])}; GetTask calls {report['get_calls']}, "
+        f"outage answers {report['outage_answers']}"
+    )
     assert stats["faults"]["injected"] >= TASKS  # the faults really happened, on many routes
     assert {"create", "get", "list"} <= set(stats["faults"]["by_endpoint"])
 

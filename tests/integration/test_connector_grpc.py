@@ -54,11 +54,14 @@ async def test_create_get_succeeds_with_official_resource_meta(server, api: Api)
     assert job["requirement_metadata"]["requirements"]["accelerator"]["name"] == "A100"
 
 
-@pytest.mark.parametrize(("scenario", "phase", "fragment"), [
-    ("fail", "FAILED", "UserError: Container exited with code 1"),
-    ("server-error", "RETRYABLE_FAILED", "ServerError"),
-    ("timeout", "FAILED", "Timeout"),
-])
+@pytest.mark.parametrize(
+    ("scenario", "phase", "fragment"),
+    [
+        ("fail", "FAILED", "UserError: Container exited with code 1"),
+        ("server-error", "RETRYABLE_FAILED", "ServerError"),
+        ("timeout", "FAILED", "Timeout"),
+    ],
+)
 async def test_failure_phases_have_short_messages(server, scenario: str, phase: str, fragment: str) -> None:
     meta = (await server.tasks.CreateTask(create_request(scenario), timeout=10)).resource_meta
     resource = await wait_phase(server.tasks, meta, {phase})
@@ -75,9 +78,13 @@ async def test_failed_task_reports_error_pb(server, tmp_path, kind: str, phase: 
     prefix = str(tmp_path / "n0" / "data" / "0")
     meta = (await server.tasks.CreateTask(create_request("fail", prefix=prefix), timeout=10)).resource_meta
     (tmp_path / "n0" / "data" / "0").mkdir(parents=True)
-    document = errors_pb2.ErrorDocument(error=errors_pb2.ContainerError(
-        code="USER", kind=getattr(errors_pb2.ContainerError, kind),
-        message="Traceback (most recent call last):\n  File \"t.py\", line 3\nValueError: boom\n"))
+    document = errors_pb2.ErrorDocument(
+        error=errors_pb2.ContainerError(
+            code="USER",
+            kind=getattr(errors_pb2.ContainerError, kind),
+            message='Traceback (most recent call last):\n  File "t.py", line 3\nValueError: boom\n',
+        )
+    )
     (tmp_path / "n0" / "data" / "0" / "error.pb").write_bytes(document.SerializeToString())
     deadline = time.monotonic() + HANG
     while time.monotonic() < deadline:
@@ -157,19 +164,33 @@ async def test_propeller_deadline_then_resend_is_one_job(server, api: Api) -> No
 async def test_next_attempt_reaps_the_orphan(server, api: Api) -> None:
     """A lost reply on attempt 0 → propeller's attempt 1 creates a job and cancels the orphan."""
     execution = "reap" + "0" * 16
-    orphan = json.loads((await server.tasks.CreateTask(
-        create_request("success", execution=execution, attempt=0, duration=30), timeout=10)).resource_meta)["job_id"]
-    retry = json.loads((await server.tasks.CreateTask(
-        create_request("success", execution=execution, attempt=1, duration=30), timeout=10)).resource_meta)["job_id"]
+    orphan = json.loads(
+        (
+            await server.tasks.CreateTask(
+                create_request("success", execution=execution, attempt=0, duration=30), timeout=10
+            )
+        ).resource_meta
+    )["job_id"]
+    retry = json.loads(
+        (
+            await server.tasks.CreateTask(
+                create_request("success", execution=execution, attempt=1, duration=30), timeout=10
+            )
+        ).resource_meta
+    )["job_id"]
     assert orphan != retry
     await server.running.connector.sweep_once()
     statuses = {j["id"]: j["status"] for j in api.jobs()}
     assert statuses[orphan] == "Cancelled"
     assert statuses[retry] != "Cancelled"
     # a sibling node of the same execution is never touched
-    other = json.loads((await server.tasks.CreateTask(
-        create_request("success", execution=execution, node="n1", attempt=2, duration=30),
-        timeout=10)).resource_meta)["job_id"]
+    other = json.loads(
+        (
+            await server.tasks.CreateTask(
+                create_request("success", execution=execution, node="n1", attempt=2, duration=30), timeout=10
+            )
+        ).resource_meta
+    )["job_id"]
     await server.running.connector.sweep_once()
     statuses = {j["id"]: j["status"] for j in api.jobs()}
     assert statuses[retry] != "Cancelled" and statuses[other] != "Cancelled"
@@ -192,7 +213,8 @@ async def test_delete_is_idempotent(server, api: Api) -> None:
     resource = await wait_phase(server.tasks, meta, {"ABORTED"})
     assert "Cancelled" in resource.message
     unknown = agent_pb2.DeleteTaskRequest(
-        resource_meta=b'{"job_id": "00000000-0000-4000-8000-000000000000"}', task_category=category())
+        resource_meta=b'{"job_id": "00000000-0000-4000-8000-000000000000"}', task_category=category()
+    )
     await server.tasks.DeleteTask(unknown, timeout=10)  # unknown job: OK too
 
 
@@ -211,8 +233,9 @@ async def test_bad_resource_meta_is_invalid_argument(server) -> None:
 
 
 async def test_unknown_task_type_is_not_found(server) -> None:
-    request = agent_pb2.GetTaskRequest(resource_meta=b'{"job_id": "x"}',
-                                       task_category=agent_pb2.TaskCategory(name="nope", version=0))
+    request = agent_pb2.GetTaskRequest(
+        resource_meta=b'{"job_id": "x"}', task_category=agent_pb2.TaskCategory(name="nope", version=0)
+    )
     with pytest.raises(grpc.aio.AioRpcError) as excinfo:
         await server.tasks.GetTask(request, timeout=10)
     assert excinfo.value.code() == grpc.StatusCode.NOT_FOUND
@@ -237,8 +260,9 @@ async def test_api_outage_keeps_last_phase(server, api: Api) -> None:
     finally:
         api.set_faults(rate=0.0)
     assert resource.phase == TaskExecution.RUNNING
-    assert re.fullmatch(r"PERIAN API unavailable since \d\d:\d\d:\d\dZ, retrying \(last known phase\)",
-                        resource.message), resource.message
+    assert re.fullmatch(
+        r"PERIAN API unavailable since \d\d:\d\d:\d\dZ, retrying \(last known phase\)", resource.message
+    ), resource.message
 
 
 async def test_logs_stream_header_then_lines(server) -> None:
@@ -250,8 +274,12 @@ async def test_logs_stream_header_then_lines(server) -> None:
     lines = [line.message for part in parts[1:] for line in part.body.structured_lines]
     assert lines and any("RuntimeError" in line for line in lines)
     assert [r for part in parts[1:] for r in part.body.results] == lines
-    last = [part async for part in server.tasks.GetTaskLogs(
-        agent_pb2.GetTaskLogsRequest(resource_meta=meta, lines=1, task_category=category()), timeout=10)]
+    last = [
+        part
+        async for part in server.tasks.GetTaskLogs(
+            agent_pb2.GetTaskLogsRequest(resource_meta=meta, lines=1, task_category=category()), timeout=10
+        )
+    ]
     assert [line.message for part in last[1:] for line in part.body.structured_lines] == lines[-1:]
 
 
@@ -259,9 +287,13 @@ async def test_metrics_rpc(server) -> None:
     meta = (await server.tasks.CreateTask(create_request("success"), timeout=10)).resource_meta
     await wait_phase(server.tasks, meta, {"SUCCEEDED"})
     response = await server.tasks.GetTaskMetrics(
-        agent_pb2.GetTaskMetricsRequest(resource_meta=meta, task_category=category(),
-                                        queries=["PERIAN_JOB_RUNTIME_SECONDS", "EXECUTION_METRIC_USED_CPU_AVG"]),
-        timeout=10)
+        agent_pb2.GetTaskMetricsRequest(
+            resource_meta=meta,
+            task_category=category(),
+            queries=["PERIAN_JOB_RUNTIME_SECONDS", "EXECUTION_METRIC_USED_CPU_AVG"],
+        ),
+        timeout=10,
+    )
     results = {r.metric: r for r in response.results}
     runtime = results["PERIAN_JOB_RUNTIME_SECONDS"].data["result"][0]["values"][0][1]
     assert float(runtime) > 0
@@ -284,8 +316,9 @@ async def test_metadata_and_sync_services(server) -> None:
     request = create_request("success")
 
     async def requests():
-        yield agent_pb2.ExecuteTaskSyncRequest(header=agent_pb2.CreateRequestHeader(
-            template=request.template, output_prefix=request.output_prefix))
+        yield agent_pb2.ExecuteTaskSyncRequest(
+            header=agent_pb2.CreateRequestHeader(template=request.template, output_prefix=request.output_prefix)
+        )
         yield agent_pb2.ExecuteTaskSyncRequest(inputs=request.inputs)
 
     with pytest.raises(grpc.aio.AioRpcError) as excinfo:
@@ -296,8 +329,13 @@ async def test_metadata_and_sync_services(server) -> None:
 
 async def test_health_serving_then_not_serving_on_shutdown(api: Api) -> None:
     async with inprocess_server(api) as stubs:
-        for service in ("", "flyteidl.service.AsyncAgentService", "flyteidl.service.SyncAgentService",
-                        "flyteidl.service.AgentMetadataService", "grpc.health.v1.Health"):
+        for service in (
+            "",
+            "flyteidl.service.AsyncAgentService",
+            "flyteidl.service.SyncAgentService",
+            "flyteidl.service.AgentMetadataService",
+            "grpc.health.v1.Health",
+        ):
             status = (await stubs.health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)).status
             assert status == health_pb2.HealthCheckResponse.SERVING, service
         await stubs.running.health.enter_graceful_shutdown()
@@ -363,28 +401,33 @@ async def test_rotated_secret_is_picked_up_without_restart(api: Api, tmp_path, m
         assert json.loads(created.resource_meta)["job_id"]
 
 
-@pytest.mark.parametrize("meta", [
-    json.dumps({"job_id": "a" * 100_000}).encode(),  # a 100 kB job id
-    b'{"job_id": ' + b"[" * 3000 + b"]" * 3000 + b"}",  # nested deeper than the JSON parser recurses
-    b"[" * 50_000 + b"]" * 50_000,
-    json.dumps({"job_id": "../../job/x?y"}).encode(),
-], ids=["100kB-id", "deep-nesting", "huge-nesting", "path-characters"])
+@pytest.mark.parametrize(
+    "meta",
+    [
+        json.dumps({"job_id": "a" * 100_000}).encode(),  # a 100 kB job id
+        b'{"job_id": ' + b"[" * 3000 + b"]" * 3000 + b"}",  # nested deeper than the JSON parser recurses
+        b"[" * 50_000 + b"]" * 50_000,
+        json.dumps({"job_id": "../../job/x?y"}).encode(),
+    ],
+    ids=["100kB-id", "deep-nesting", "huge-nesting", "path-characters"],
+)
 async def test_odd_resource_meta_is_invalid_argument_on_every_rpc(server, meta: bytes) -> None:
     """Whatever propeller hands back is checked before use: INVALID_ARGUMENT, never INTERNAL."""
     calls = [
         server.tasks.GetTask(get_request(meta), timeout=10),
-        server.tasks.DeleteTask(agent_pb2.DeleteTaskRequest(resource_meta=meta, task_category=category()),
-                                timeout=10),
-        server.tasks.GetTaskMetrics(agent_pb2.GetTaskMetricsRequest(resource_meta=meta, task_category=category()),
-                                    timeout=10),
+        server.tasks.DeleteTask(agent_pb2.DeleteTaskRequest(resource_meta=meta, task_category=category()), timeout=10),
+        server.tasks.GetTaskMetrics(
+            agent_pb2.GetTaskMetricsRequest(resource_meta=meta, task_category=category()), timeout=10
+        ),
     ]
     for call in calls:
         with pytest.raises(grpc.aio.AioRpcError) as excinfo:
             await call
         assert excinfo.value.code() == grpc.StatusCode.INVALID_ARGUMENT, excinfo.value
         assert len(excinfo.value.details()) < 400
-    logs = server.tasks.GetTaskLogs(agent_pb2.GetTaskLogsRequest(resource_meta=meta, task_category=category()),
-                                    timeout=10)
+    logs = server.tasks.GetTaskLogs(
+        agent_pb2.GetTaskLogsRequest(resource_meta=meta, task_category=category()), timeout=10
+    )
     with pytest.raises(grpc.aio.AioRpcError) as excinfo:
         _ = [part async for part in logs]
     assert excinfo.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -401,11 +444,21 @@ async def test_sweeper_started_by_a_get_task_reaps_a_late_job(api: Api) -> None:
         meta = b'{"job_id": "00000000-0000-4000-8000-000000000002"}'
         await stubs.tasks.GetTask(get_request(meta), timeout=1.5)  # starts the sweeper; budget 0.5 s
         await asyncio.sleep(0.6)  # that call's budget is over
-        env = {cv.IDEMPOTENCY_ENV: "pk1-a-late", "PERIANCTL_FLYTE_NODE": "pk1-n-late", "PERIANCTL_FLYTE_ATTEMPT": "0",
-               **cv.stamps("late-create", time.time() - 30)}  # its sender hung up 30 s ago
-        body = {"requirements": {"cpu": {"cores": 1}},
-                "docker_run_parameters": {"image_name": "ubuntu", "image_tag": "22.04", "command": "sleep 600",
-                                          "env_variables": env}}
+        env = {
+            cv.IDEMPOTENCY_ENV: "pk1-a-late",
+            "PERIANCTL_FLYTE_NODE": "pk1-n-late",
+            "PERIANCTL_FLYTE_ATTEMPT": "0",
+            **cv.stamps("late-create", time.time() - 30),
+        }  # its sender hung up 30 s ago
+        body = {
+            "requirements": {"cpu": {"cores": 1}},
+            "docker_run_parameters": {
+                "image_name": "ubuntu",
+                "image_tag": "22.04",
+                "command": "sleep 600",
+                "env_variables": env,
+            },
+        }
         async with httpx.AsyncClient(base_url=api.url, headers=api.headers()) as http:
             job_id = (await http.post("/job", json=body)).json()["id"]
             deadline = time.monotonic() + 20

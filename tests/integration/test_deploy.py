@@ -17,8 +17,9 @@ from tests.support.deploy import K8S, _container, _dockerfile_cmd, _docs
 def test_serve_arguments_are_accepted(source: str) -> None:
     """The CLI parses the exact arguments the image and the Deployment pass (``--help`` stops there)."""
     args = _dockerfile_cmd()[1] if source == "dockerfile" else [str(a) for a in _container()["args"]]
-    proc = subprocess.run([sys.executable, "-m", "perianctl", *args, "--help"], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "perianctl", *args, "--help"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, f"{shlex.join(args)}\n{proc.stderr}"
 
 

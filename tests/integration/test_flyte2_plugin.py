@@ -54,8 +54,13 @@ RUN_LOCAL = textwrap.dedent(f"""
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PERIAN", "_FSEC_"))}
-    env.update(PYTHONPATH=str(ROOT), PERIANCTL_CONFIG="/nonexistent/config.toml",
-               FLYTE_SECRETS_DEFAULT_DIR="/nonexistent", NO_COLOR="1", **extra)
+    env.update(
+        PYTHONPATH=str(ROOT),
+        PERIANCTL_CONFIG="/nonexistent/config.toml",
+        FLYTE_SECRETS_DEFAULT_DIR="/nonexistent",
+        NO_COLOR="1",
+        **extra,
+    )
     return env
 
 
@@ -69,8 +74,9 @@ def test_flyte2_task_runs_through_the_sdk_connector_machinery_against_the_sandbo
     script.write_text(RUN_LOCAL)
     with EmbeddedSandbox(runtime="process", state_dir=tmp_path / "sandbox") as sb:
         env = _env(PERIAN_API_URL=sb.url, MY_PERIAN_ORG=sb.organization, MY_PERIAN_TOKEN=sb.token)
-        proc = subprocess.run([sys.executable, str(script), "21"], env=env, cwd=tmp_path, capture_output=True,
-                              text=True, timeout=100)
+        proc = subprocess.run(
+            [sys.executable, str(script), "21"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=100
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "RESULT 42" in proc.stdout
         assert sb.token not in proc.stdout + proc.stderr
@@ -91,8 +97,7 @@ def _dist_info(tmp_path: Path) -> Path:
     info = site / "perianctl_entry_check-0.0.0.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: perianctl-entry-check\nVersion: 0.0.0\n")
-    (info / "entry_points.txt").write_text(
-        "[flyte.connectors]\nperianctl = perianctl.plugins.flyte_entry\n")
+    (info / "entry_points.txt").write_text("[flyte.connectors]\nperianctl = perianctl.plugins.flyte_entry\n")
     return site
 
 
@@ -124,8 +129,12 @@ def test_the_sdk_discovers_the_connector_through_its_entry_point(tmp_path: Path,
     proc = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=90)
     assert proc.returncode == 0, proc.stderr[-3000:]
     found = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert found == {"v2": "PerianFlyte2Connector", "v1": "PerianConnector",
-                     "listed": ["PERIAN Connector (perianctl)"], "same_core": "PerianConnector"}
+    assert found == {
+        "v2": "PerianFlyte2Connector",
+        "v1": "PerianConnector",
+        "listed": ["PERIAN Connector (perianctl)"],
+        "same_core": "PerianConnector",
+    }
     assert "not registered" not in proc.stderr
 
 
@@ -152,9 +161,18 @@ def test_plugin_config_makes_a_perian_task_with_the_flyte1_custom_keys() -> None
     assert proc.returncode == 0, proc.stderr[-3000:]
     found = json.loads(proc.stdout.strip().splitlines()[-1])
     assert found["type"] == "perian_task"
-    assert found["custom"] == found["flyte1"] == {
-        "cores": 2.0, "memory": 8.0, "accelerators": 1.0, "accelerator_type": "A100", "country_code": "DE",
-        "max_cost": "3.50"}
+    assert (
+        found["custom"]
+        == found["flyte1"]
+        == {
+            "cores": 2.0,
+            "memory": 8.0,
+            "accelerators": 1.0,
+            "accelerator_type": "A100",
+            "country_code": "DE",
+            "max_cost": "3.50",
+        }
+    )
 
 
 def test_opt_out_and_a_broken_plugin_never_break_the_sdk(tmp_path: Path) -> None:
@@ -168,8 +186,9 @@ def test_opt_out_and_a_broken_plugin_never_break_the_sdk(tmp_path: Path) -> None
         import flyte, flytekit
         print("registered" if ConnectorRegistry._list_connectors() else "none")
     """)
-    off = subprocess.run([sys.executable, "-c", code], env=_env(PERIANCTL_FLYTE_PLUGIN="off"), capture_output=True,
-                         text=True, timeout=90)
+    off = subprocess.run(
+        [sys.executable, "-c", code], env=_env(PERIANCTL_FLYTE_PLUGIN="off"), capture_output=True, text=True, timeout=90
+    )
     assert off.returncode == 0 and off.stdout.strip().endswith("none"), off.stderr[-2000:]
     # A perianctl whose Flyte 2 plugin cannot be imported: logged, and both SDKs carry on.
     import shutil
@@ -179,15 +198,21 @@ def test_opt_out_and_a_broken_plugin_never_break_the_sdk(tmp_path: Path) -> None
     (broken / "perianctl" / "connector" / "flyte2.py").write_text("raise ImportError('simulated breakage')\n")
     env = _env()
     env["PYTHONPATH"] = str(broken)
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=90,
-                          cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=90, cwd=tmp_path
+    )
     assert proc.returncode == 0 and proc.stdout.strip().endswith("none"), proc.stderr[-2000:]
     assert "perianctl: PERIAN connector not registered with flyte (ImportError: simulated breakage)" in proc.stderr
 
 
 def test_help_imports_neither_flyte_nor_flyteidl2() -> None:
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "perianctl", "--help"], env=_env(),
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "perianctl", "--help"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0
     modules = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert modules, "importtime printed nothing"
@@ -216,14 +241,20 @@ async def test_the_sdks_own_connector_server_serves_perian_task(tmp_path: Path) 
         ConnectorService.run(port={port}, prometheus_port={free_port()}, worker=2, timeout=60, modules=None)
     """)
     with embedded_sandbox() as api:
-        proc = subprocess.Popen([sys.executable, "-c", code], env=_env(PERIAN_API_URL=api.url), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            env=_env(PERIAN_API_URL=api.url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 meta_stub = s2.ConnectorMetadataServiceStub(channel)
                 listed = await meta_stub.ListConnectors(c2.ListConnectorsRequest(), timeout=60, wait_for_ready=True)
                 assert [(c.name, c.version) for x in listed.connectors for c in x.supported_task_categories] == [
-                    ("perian_task", 0)]
+                    ("perian_task", 0)
+                ]
                 tasks = s2.AsyncConnectorServiceStub(channel)
                 secrets = {"perian_organization": api.organization, "perian_token": api.token}
                 request = create_v2("success", secrets=secrets)
@@ -234,9 +265,14 @@ async def test_the_sdks_own_connector_server_serves_perian_task(tmp_path: Path) 
                 assert dict(done.custom_info)["status"] == "Done"
                 job = api.jobs()[0]
                 assert job["docker_metadata"]["docker_run_parameters"]["env_variables"][
-                    "PERIANCTL_IDEMPOTENCY_KEY"].startswith("pk1-")
-                await tasks.DeleteTask(c2.DeleteTaskRequest(resource_meta=meta, task_category=CATEGORY,
-                                                            connection=get_v2(meta, secrets).connection), timeout=20)
+                    "PERIANCTL_IDEMPOTENCY_KEY"
+                ].startswith("pk1-")
+                await tasks.DeleteTask(
+                    c2.DeleteTaskRequest(
+                        resource_meta=meta, task_category=CATEGORY, connection=get_v2(meta, secrets).connection
+                    ),
+                    timeout=20,
+                )
         finally:
             proc.terminate()
             _, err = await asyncio.to_thread(proc.communicate, timeout=30)

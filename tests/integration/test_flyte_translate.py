@@ -47,9 +47,7 @@ def _official_connector(monkeypatch: pytest.MonkeyPatch) -> Any:
     return module.PerianConnector()
 
 
-def test_official_connector_ignores_the_budget_keys(
-    artifacts: FlyteArtifacts, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_official_connector_ignores_the_budget_keys(artifacts: FlyteArtifacts, monkeypatch: pytest.MonkeyPatch) -> None:
     """PerianConfig(max_price_per_hour=..., max_cost=...) templates still run on the official connector."""
     connector = _official_connector(monkeypatch)
     from flytekit.models.task import TaskTemplate
@@ -61,8 +59,9 @@ def test_official_connector_ignores_the_budget_keys(
     budgeted.CopyFrom(plain)
     budgeted.custom["max_price_per_hour"] = "2.5"
     budgeted.custom["max_cost"] = "12"
-    theirs = [connector._build_create_job_request(TaskTemplate.from_flyte_idl(t), None).to_dict()
-              for t in (plain, budgeted)]
+    theirs = [
+        connector._build_create_job_request(TaskTemplate.from_flyte_idl(t), None).to_dict() for t in (plain, budgeted)
+    ]
     assert theirs[0] == theirs[1]
 
 

@@ -69,16 +69,27 @@ def test_output_formats_are_shown_as_choices(run_cli: CliRunner) -> None:
 def test_root_help_in_workflow_order_with_get_started_and_exit_codes(run_cli: CliRunner) -> None:
     text = run_cli("--help").stdout
     commands = text.split("Commands:", 1)[1]
-    order = [line.split()[0] for line in commands.splitlines() if line.startswith("  ") and line.split()
-             and not line.startswith("    ")]
+    order = [
+        line.split()[0]
+        for line in commands.splitlines()
+        if line.startswith("  ") and line.split() and not line.startswith("    ")
+    ]
     wanted = ["submit", "wait", "watch", "get", "list", "logs", "delete", "offers", "serve", "sandbox", "config"]
     positions = [order.index(name) for name in wanted]
     assert positions == sorted(positions), order
     assert "Get started" in text and "perianctl sandbox start" in text
     codes = text.split("Exit codes:", 1)[1].split("Options:", 1)[0]
-    for code, word in (("0", "ok"), ("2", "bad input"), ("3", "job failed"), ("5", "timed out"), ("6", "auth"),
-                       ("7", "not found"), ("8", "API/network unavailable"), ("10", "declined"),
-                       ("130", "interrupted")):
+    for code, word in (
+        ("0", "ok"),
+        ("2", "bad input"),
+        ("3", "job failed"),
+        ("5", "timed out"),
+        ("6", "auth"),
+        ("7", "not found"),
+        ("8", "API/network unavailable"),
+        ("10", "declined"),
+        ("130", "interrupted"),
+    ):
         assert re.search(rf"\b{code} {word}", codes), codes
     for member in ExitCode:  # every documented code, a new one included
         assert re.search(rf"(^|\s){member.value} \w", codes), (member, codes)
@@ -92,8 +103,7 @@ def test_submit_help_says_what_submit_does_before_the_connector(run_cli: CliRunn
 
 
 @pytest.mark.parametrize("args", [("version",), ("-V",), ("--version",)])
-def test_version_names_perianctl_flytekit_flyteidl_and_the_api_url(run_cli: CliRunner,
-                                                                  args: tuple[str, ...]) -> None:
+def test_version_names_perianctl_flytekit_flyteidl_and_the_api_url(run_cli: CliRunner, args: tuple[str, ...]) -> None:
     r = run_cli(*args, env={"PERIAN_API_URL": "http://127.0.0.1:9"})
     assert r.returncode == 0, r
     from perianctl import __version__
@@ -105,8 +115,11 @@ def test_version_names_perianctl_flytekit_flyteidl_and_the_api_url(run_cli: CliR
 
 
 def test_version_honours_the_profile_and_imports_no_flytekit(run_cli: CliRunner) -> None:
-    for args in (("version", "--api-url", "http://127.0.0.1:7"), ("--api-url", "http://127.0.0.1:7", "-V"),
-                 ("-V", "--api-url=http://127.0.0.1:7")):
+    for args in (
+        ("version", "--api-url", "http://127.0.0.1:7"),
+        ("--api-url", "http://127.0.0.1:7", "-V"),
+        ("-V", "--api-url=http://127.0.0.1:7"),
+    ):
         r = run_cli(*args)
         assert r.returncode == 0 and "http://127.0.0.1:7" in r.stdout, r
     r = run_cli("-V", "--profile", "nope")
@@ -137,8 +150,11 @@ def test_prerendered_help_is_what_typer_renders_for_this_checkout() -> None:
     assert fasthelp.fingerprint() == _help_text.FINGERPRINT
 
 
-@pytest.mark.parametrize("args", [("--help",), ("-h",), ("get", "--help"), ("connector", "check", "-h"), ()],
-                         ids=lambda a: " ".join(a) or "no arguments")
+@pytest.mark.parametrize(
+    "args",
+    [("--help",), ("-h",), ("get", "--help"), ("connector", "check", "-h"), ()],
+    ids=lambda a: " ".join(a) or "no arguments",
+)
 def test_help_is_served_without_importing_typer_and_reads_as_typer_prints_it(
     cli_env: CliEnv, args: tuple[str, ...]
 ) -> None:

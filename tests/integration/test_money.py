@@ -34,9 +34,10 @@ GRANULARITY_SECONDS = {"PER_SECOND": 1, "PER_MINUTE": 60, "PER_10_MINUTES": 600,
 
 
 def _spend(instance_type: str, currency: str) -> float:
-    value = REGISTRY.get_sample_value("perianctl_connector_spend_total",
-                                      {"task_type": "perian_task", "instance_type": instance_type,
-                                       "currency": currency})
+    value = REGISTRY.get_sample_value(
+        "perianctl_connector_spend_total",
+        {"task_type": "perian_task", "instance_type": instance_type, "currency": currency},
+    )
     return value or 0.0
 
 
@@ -64,8 +65,11 @@ async def test_connector_and_cli_report_the_same_cost(server: Stubs, api: Api, r
 
     # GetTaskMetrics reports the same figure.
     response = await server.tasks.GetTaskMetrics(
-        agent_pb2.GetTaskMetricsRequest(resource_meta=meta, task_category=category(),
-                                        queries=["PERIAN_JOB_COST_ESTIMATE"]), timeout=10)
+        agent_pb2.GetTaskMetricsRequest(
+            resource_meta=meta, task_category=category(), queries=["PERIAN_JOB_COST_ESTIMATE"]
+        ),
+        timeout=10,
+    )
     value = response.results[0].data["result"][0]["values"][0][1]
     assert math.isclose(float(value), float(connector_cost["amount"]), rel_tol=1e-5)
 
@@ -78,8 +82,7 @@ async def test_spend_counter_counts_a_finished_job_once(server: Stubs, api: Api)
     after_first = _spend(*labels)
     assert after_first >= float(info["cost"]["amount"]) > 0
     for _ in range(2):  # more GetTasks of the finished job: counted once
-        await server.tasks.GetTask(agent_pb2.GetTaskRequest(resource_meta=meta, task_category=category()),
-                                   timeout=10)
+        await server.tasks.GetTask(agent_pb2.GetTaskRequest(resource_meta=meta, task_category=category()), timeout=10)
     assert _spend(*labels) == after_first
 
 
@@ -108,8 +111,13 @@ UNIT_SECONDS = GRANULARITY_SECONDS
 def _cheapest_match(api: Api, query: dict[str, object]) -> dict[str, object]:
     import httpx
 
-    body = httpx.post(f"{api.url}/instance-type", params={"limit": 1000}, headers=api.headers(),
-                      json={"instance_type_query": query}, timeout=10).json()
+    body = httpx.post(
+        f"{api.url}/instance-type",
+        params={"limit": 1000},
+        headers=api.headers(),
+        json={"instance_type_query": query},
+        timeout=10,
+    ).json()
 
     def per_hour(t: dict[str, Any]) -> Decimal:
         return Decimal(t["price"]["unit_price"]) * 3600 / UNIT_SECONDS[t["price"]["granularity"]]
@@ -120,9 +128,12 @@ def _cheapest_match(api: Api, query: dict[str, object]) -> dict[str, object]:
 async def test_connector_turns_a_template_budget_into_the_job_timeout(server: Stubs, api: Api) -> None:
     request = create_request("success")
     custom = json_format.MessageToDict(request.template.custom)
-    query = {"cpu": {"cores": int(custom["cores"])}, "ram": {"size": str(int(custom["memory"]))},
-             "accelerator": {"no": int(custom["accelerators"]), "name": custom["accelerator_type"]},
-             "region": {"location": custom["country_code"]}}
+    query = {
+        "cpu": {"cores": int(custom["cores"])},
+        "ram": {"size": str(int(custom["memory"]))},
+        "accelerator": {"no": int(custom["accelerators"]), "name": custom["accelerator_type"]},
+        "region": {"location": custom["country_code"]},
+    }
     itype: dict[str, Any] = _cheapest_match(api, query)
     unit = Decimal(itype["price"]["unit_price"])
     request.template.custom["max_cost"] = str(unit * 4 + unit / 3)  # 4 whole units
@@ -159,8 +170,18 @@ HELLO = str(Path(__file__).resolve().parents[2] / "examples" / "templates" / "he
 def test_a_job_is_on_the_bill_with_the_cost_wait_printed(
     sandbox: SandboxHandle, run_cli: CliRunner, tmp_path: Path
 ) -> None:
-    r = run_cli("submit", HELLO, "-i", "name=x", "--output-prefix", str(tmp_path / "run"), "--wait", "-o", "name",
-                env=sandbox.env())
+    r = run_cli(
+        "submit",
+        HELLO,
+        "-i",
+        "name=x",
+        "--output-prefix",
+        str(tmp_path / "run"),
+        "--wait",
+        "-o",
+        "name",
+        env=sandbox.env(),
+    )
     assert r.returncode == 0, r
     job_id = r.stdout.splitlines()[0].strip()
     printed = next(line for line in r.stderr.splitlines() if line.startswith(f"job {job_id}: final cost "))
@@ -203,30 +224,62 @@ def test_usage_limit_set_shown_and_it_refuses_a_larger_budget(
     assert_one_line_error(r, 2)
     assert "usage limit" in r.stderr and "hint:" in r.stderr
     assert sandbox.stats()["jobs_created"] == 0 and not prefix.exists()
-    r = run_cli("submit", HELLO, "-i", "name=x", "--max-cost", "1", "--output-prefix", str(prefix), "-o", "name",
-                env=sandbox.env())
+    r = run_cli(
+        "submit",
+        HELLO,
+        "-i",
+        "name=x",
+        "--max-cost",
+        "1",
+        "--output-prefix",
+        str(prefix),
+        "-o",
+        "name",
+        env=sandbox.env(),
+    )
     assert r.returncode == 0, r
 
 
-@pytest.mark.parametrize("args", [["--since", "yesterday-ish"], ["--since", "1d", "--until", "2d"],
-                                  ["--set-limit", "-3"], ["--limit-period", "Fortnight", "--set-limit", "3"],
-                                  ["--currency", "GBP"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--since", "yesterday-ish"],
+        ["--since", "1d", "--until", "2d"],
+        ["--set-limit", "-3"],
+        ["--limit-period", "Fortnight", "--set-limit", "3"],
+        ["--currency", "GBP"],
+    ],
+)
 def test_billing_bad_input_is_one_error_line(run_cli: CliRunner, args: list[str]) -> None:
-    r = run_cli("billing", *args, env={"PERIAN_API_URL": "http://127.0.0.1:9", "PERIAN_ORGANIZATION": "o",
-                                       "PERIAN_TOKEN": "t"})
+    r = run_cli(
+        "billing", *args, env={"PERIAN_API_URL": "http://127.0.0.1:9", "PERIAN_ORGANIZATION": "o", "PERIAN_TOKEN": "t"}
+    )
     assert_one_line_error(r, 2)
 
 
-def test_a_budget_beyond_the_remaining_credits_is_refused(sandbox_factory: SandboxFactory, run_cli: CliRunner,
-                                                          tmp_path: Path) -> None:
+def test_a_budget_beyond_the_remaining_credits_is_refused(
+    sandbox_factory: SandboxFactory, run_cli: CliRunner, tmp_path: Path
+) -> None:
     sb = sandbox_factory(extra_args=["--credits", "3"])
-    r = run_cli("submit", HELLO, "-i", "name=x", "--max-cost", "4", "--output-prefix", str(tmp_path / "run"),
-                env=sb.env())
+    r = run_cli(
+        "submit", HELLO, "-i", "name=x", "--max-cost", "4", "--output-prefix", str(tmp_path / "run"), env=sb.env()
+    )
     assert_one_line_error(r, 2)
     assert "remaining credits (3.00 EUR)" in r.stderr and "hint:" in r.stderr
     assert sb.stats()["jobs_created"] == 0 and not (tmp_path / "run").exists()
-    r = run_cli("submit", HELLO, "-i", "name=x", "--max-cost", "2", "--output-prefix", str(tmp_path / "run"),
-                "-o", "name", env=sb.env())
+    r = run_cli(
+        "submit",
+        HELLO,
+        "-i",
+        "name=x",
+        "--max-cost",
+        "2",
+        "--output-prefix",
+        str(tmp_path / "run"),
+        "-o",
+        "name",
+        env=sb.env(),
+    )
     assert r.returncode == 0, r
 
 
@@ -245,8 +298,9 @@ def test_serve_exports_the_spend_of_a_finished_task(api: Api, tmp_path: Path) ->
         prefix = output_prefix(execution)
 
         async def run_task() -> dict[str, Any]:
-            sub = await gc.submit_via_connector(serve.target, perian_template("success", prefix=prefix), inputs(),
-                                                prefix, execution_name=execution)
+            sub = await gc.submit_via_connector(
+                serve.target, perian_template("success", prefix=prefix), inputs(), prefix, execution_name=execution
+            )
             assert sub.job_id is not None
             for _ in range(400):
                 status = await gc.get_via_connector(serve.target, sub.job_id)
@@ -257,8 +311,10 @@ def test_serve_exports_the_spend_of_a_finished_task(api: Api, tmp_path: Path) ->
 
         info = asyncio.run(run_task())
         text = httpx.get(f"http://127.0.0.1:{serve.metrics_port}/metrics", timeout=10).text
-        wanted = (f'perianctl_connector_spend_total{{currency="{info["cost"]["currency"]}",'
-                  f'instance_type="{info["instance_type_id"]}",task_type="perian_task"}}')
+        wanted = (
+            f'perianctl_connector_spend_total{{currency="{info["cost"]["currency"]}",'
+            f'instance_type="{info["instance_type_id"]}",task_type="perian_task"}}'
+        )
         line = next(line for line in text.splitlines() if line.startswith(wanted))
         assert math.isclose(float(line.split()[-1]), float(info["cost"]["amount"]), rel_tol=1e-9)
     finally:

@@ -24,8 +24,18 @@ HELLO = str(Path(__file__).resolve().parents[2] / "examples" / "templates" / "he
 def test_submit_whose_requirements_match_nothing_is_exit_2_naming_them(
     run_cli: CliRunner, sandbox: SandboxHandle
 ) -> None:
-    result = run_cli("submit", HELLO, "-i", "name=x", "--accelerator-type", "A100", "--accelerators", "64",
-                     env=sandbox.env(), timeout=60)
+    result = run_cli(
+        "submit",
+        HELLO,
+        "-i",
+        "name=x",
+        "--accelerator-type",
+        "A100",
+        "--accelerators",
+        "64",
+        env=sandbox.env(),
+        timeout=60,
+    )
     assert_one_line_error(result, 2)
     assert "no instance type matches" in result.stderr and "A100" in result.stderr and "no=64" in result.stderr
     assert "no job was created" in result.stderr and "unknown job" not in result.stderr
@@ -35,7 +45,8 @@ def test_submit_whose_requirements_match_nothing_is_exit_2_naming_them(
 async def test_the_client_raises_one_class_for_the_rule(sandbox: SandboxHandle) -> None:
     request = CreateJobRequest(
         requirements=InstanceTypeQueryInput.model_validate({"accelerator": {"name": "A100", "no": 64}}),
-        docker_run_parameters=DockerRunParameters(image_name="ubuntu", command="true"))
+        docker_run_parameters=DockerRunParameters(image_name="ubuntu", command="true"),
+    )
     async with PerianClient(sandbox.url, sandbox.org, sandbox.token) as client:
         with pytest.raises(NoOfferError) as caught:  # the local pre-check's class catches it too
             await client.create_job(request, idempotency_key="no-match-1")

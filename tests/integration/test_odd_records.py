@@ -42,8 +42,11 @@ ODD: dict[str, tuple[dict[str, Any], str | None, dict[str, Any]]] = {
     "unknown-status": ({"status": "Hibernating"}, None, {"status": "Hibernating"}),
     "bad-date": ({"started_at": "yesterday-ish"}, "started_at", {"started_at": None}),
     "wrong-nesting": ({"docker_metadata": "ubuntu:22.04"}, "docker_metadata", {}),
-    "env-as-list": ({"docker_metadata": {"docker_run_parameters": {"env_variables": ["A=1"]}}},
-                    "docker_metadata.docker_run_parameters.env_variables", {}),
+    "env-as-list": (
+        {"docker_metadata": {"docker_run_parameters": {"env_variables": ["A=1"]}}},
+        "docker_metadata.docker_run_parameters.env_variables",
+        {},
+    ),
     "timeout-text": ({"runtime_metadata": {"timeout_seconds": "soon"}}, "runtime_metadata.timeout_seconds", {}),
     "bool-for-text": ({"logs": True}, "logs", {}),
 }
@@ -99,13 +102,24 @@ def test_watch_keeps_working_with_an_odd_job(run_cli: CliRunner, sandbox: Sandbo
 
 def test_null_secrets_are_read_silently(run_cli: CliRunner, sandbox: SandboxHandle) -> None:
     """What the real service answers after a create with registry credentials and container files."""
-    job = sandbox.create_job("echo hi", docker_registry_credentials={"url": "r.example", "username": "u",
-                                                                     "password": "p4ss"})
-    serve_raw(sandbox.url, job, {"docker_registry_credentials": {"password": None},
-                                 "docker_metadata": {"docker_registry_credentials": {"url": None, "password": None},
-                                                     "docker_run_parameters": {
-                                                         "image_name": None, "secrets": None,
-                                                         "container_files": [{"path": "/k", "base64_content": None}]}}})
+    job = sandbox.create_job(
+        "echo hi", docker_registry_credentials={"url": "r.example", "username": "u", "password": "p4ss"}
+    )
+    serve_raw(
+        sandbox.url,
+        job,
+        {
+            "docker_registry_credentials": {"password": None},
+            "docker_metadata": {
+                "docker_registry_credentials": {"url": None, "password": None},
+                "docker_run_parameters": {
+                    "image_name": None,
+                    "secrets": None,
+                    "container_files": [{"path": "/k", "base64_content": None}],
+                },
+            },
+        },
+    )
     for args in (["list"], ["get", job]):
         result = cli(run_cli, sandbox, *args)
         assert result.returncode == 0 and warnings(result.stderr) == [], result
@@ -116,10 +130,13 @@ async def test_idempotency_look_up_survives_odd_jobs(sandbox: SandboxHandle) -> 
     odd = sandbox.create_job("echo odd")
     serve_raw(sandbox.url, odd, {"docker_metadata": {"docker_run_parameters": {"env_variables": "A=1"}}})
     seen: list[Unreadable] = []
-    request = CreateJobRequest(requirements=InstanceTypeQueryInput.model_validate({"cpu": {"cores": 1}}),
-                               docker_run_parameters=DockerRunParameters(image_name="ubuntu", command="true"))
-    async with PerianClient(sandbox.url, sandbox.org, sandbox.token,
-                            on_unreadable=lambda _what, problem: seen.append(problem)) as client:
+    request = CreateJobRequest(
+        requirements=InstanceTypeQueryInput.model_validate({"cpu": {"cores": 1}}),
+        docker_run_parameters=DockerRunParameters(image_name="ubuntu", command="true"),
+    )
+    async with PerianClient(
+        sandbox.url, sandbox.org, sandbox.token, on_unreadable=lambda _what, problem: seen.append(problem)
+    ) as client:
         first = await client.create_job(request, idempotency_key="odd-neighbour-1")
         again = await client.create_job(request, idempotency_key="odd-neighbour-1")
     assert first == again

@@ -25,8 +25,7 @@ UNIT_SECONDS = {"PER_SECOND": 1, "PER_MINUTE": 60, "PER_10_MINUTES": 600, "PER_H
 
 def _catalogue(sandbox: Any, query: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     with sandbox.http() as client:
-        response = client.post("/instance-type", params={"limit": 1000},
-                               json={"instance_type_query": query or {}})
+        response = client.post("/instance-type", params={"limit": 1000}, json={"instance_type_query": query or {}})
     assert response.status_code == 200, response.text
     return list(response.json()["instance_types"])
 
@@ -72,16 +71,19 @@ def test_offers_filters_by_price_and_accelerator(sandbox: SandboxHandle, run_cli
     gpus = _catalogue(sandbox, {"accelerator": {"name": "A100"}})
     assert gpus
     cap = sorted(_per_hour(t) for t in gpus)[len(gpus) // 2]
-    r = run_cli("offers", "--accelerator-type", "A100", "--max-price-per-hour", str(cap), "-o", "json",
-                env=sandbox.env())
+    r = run_cli(
+        "offers", "--accelerator-type", "A100", "--max-price-per-hour", str(cap), "-o", "json", env=sandbox.env()
+    )
     assert r.returncode == 0, r
     offers = json.loads(r.stdout)
     assert offers and all(Decimal(o["per_hour"]) <= cap for o in offers)
     assert {o["id"] for o in offers} == {t["id"] for t in gpus if _per_hour(t) <= cap}
     assert all("A100" in (o["accelerator"] or "") for o in offers)
     r = run_cli("offers", "--accelerator-type", "A100", "-o", "name", env=sandbox.env())
-    assert r.stdout.split() == [o["id"] for o in json.loads(
-        run_cli("offers", "--accelerator-type", "A100", "-o", "json", env=sandbox.env()).stdout)]
+    assert r.stdout.split() == [
+        o["id"]
+        for o in json.loads(run_cli("offers", "--accelerator-type", "A100", "-o", "json", env=sandbox.env()).stdout)
+    ]
 
 
 def test_offers_filters_by_provider_on_our_side_too(sandbox: SandboxHandle, run_cli: CliRunner) -> None:
@@ -111,8 +113,19 @@ def test_max_price_per_hour_refuses_before_creating_anything(
     sandbox: SandboxHandle, run_cli: CliRunner, tmp_path: Path
 ) -> None:
     prefix = tmp_path / "run"
-    r = run_cli("submit", HELLO, "-i", "name=x", "--accelerator-type", "A100", "--max-price-per-hour", "0.01",
-                "--output-prefix", str(prefix), env=sandbox.env())
+    r = run_cli(
+        "submit",
+        HELLO,
+        "-i",
+        "name=x",
+        "--accelerator-type",
+        "A100",
+        "--max-price-per-hour",
+        "0.01",
+        "--output-prefix",
+        str(prefix),
+        env=sandbox.env(),
+    )
     assert_one_line_error(r, 2)
     assert "0.01" in r.stderr and "hint:" in r.stderr and "cheapest match" in r.stderr
     assert sandbox.stats()["jobs_created"] == 0
@@ -135,8 +148,18 @@ def test_max_cost_becomes_the_documented_timeout_for_each_granularity(
     for granularity, itype in kinds.items():
         unit = Decimal(itype["price"]["unit_price"])
         budget = unit * 7 + unit / 2  # 7.5 units: 7 whole ones are bought
-        r = run_cli("submit", HELLO, "-i", "name=x", "--instance-type-id", itype["id"], "--max-cost", str(budget),
-                    "--dry-run", env=sandbox.env())
+        r = run_cli(
+            "submit",
+            HELLO,
+            "-i",
+            "name=x",
+            "--instance-type-id",
+            itype["id"],
+            "--max-cost",
+            str(budget),
+            "--dry-run",
+            env=sandbox.env(),
+        )
         assert r.returncode == 0, r
         dry = json.loads(r.stdout)
         expected = 7 * UNIT_SECONDS[granularity]
@@ -147,8 +170,17 @@ def test_max_cost_becomes_the_documented_timeout_for_each_granularity(
         assert f"buys 7 × {granularity}" in r.stderr
     # A budget below one unit buys nothing: refused.
     granularity, itype = next(iter(kinds.items()))
-    r = run_cli("submit", HELLO, "-i", "name=x", "--instance-type-id", itype["id"], "--max-cost",
-                str(Decimal(itype["price"]["unit_price"]) / 2), env=sandbox.env())
+    r = run_cli(
+        "submit",
+        HELLO,
+        "-i",
+        "name=x",
+        "--instance-type-id",
+        itype["id"],
+        "--max-cost",
+        str(Decimal(itype["price"]["unit_price"]) / 2),
+        env=sandbox.env(),
+    )
     assert_one_line_error(r, 2)
     assert "does not buy one billed unit" in r.stderr
     assert sandbox.stats()["jobs_created"] == 0
@@ -161,13 +193,39 @@ def test_max_cost_keeps_a_shorter_own_timeout_and_the_job_gets_it(
     itype = kinds.get("PER_HOUR") or next(iter(kinds.values()))
     unit = Decimal(itype["price"]["unit_price"])
     seconds = UNIT_SECONDS[itype["price"]["granularity"]]
-    r = run_cli("submit", HELLO, "-i", "name=x", "--instance-type-id", itype["id"], "--max-cost", str(unit * 3),
-                "--output-prefix", str(tmp_path / "p"), "-o", "name",
-                "--env", "PERIAN_SANDBOX_SCENARIO=success", env=sandbox.env())
+    r = run_cli(
+        "submit",
+        HELLO,
+        "-i",
+        "name=x",
+        "--instance-type-id",
+        itype["id"],
+        "--max-cost",
+        str(unit * 3),
+        "--output-prefix",
+        str(tmp_path / "p"),
+        "-o",
+        "name",
+        "--env",
+        "PERIAN_SANDBOX_SCENARIO=success",
+        env=sandbox.env(),
+    )
     assert r.returncode == 0, r
     job = sandbox.get_job(r.stdout.strip())
     assert job["runtime_metadata"]["timeout_seconds"] == 3 * seconds
     assert job["runtime_metadata"]["instance_type_id"] == itype["id"]
-    r = run_cli("submit", HELLO, "-i", "name=x", "--instance-type-id", itype["id"], "--max-cost", str(unit * 3),
-                "--timeout", "1s", "--dry-run", env=sandbox.env())
+    r = run_cli(
+        "submit",
+        HELLO,
+        "-i",
+        "name=x",
+        "--instance-type-id",
+        itype["id"],
+        "--max-cost",
+        str(unit * 3),
+        "--timeout",
+        "1s",
+        "--dry-run",
+        env=sandbox.env(),
+    )
     assert json.loads(r.stdout)["body"]["timeout_seconds"] == 1

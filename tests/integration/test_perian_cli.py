@@ -49,8 +49,14 @@ def run_perian(sb: SandboxHandle, home: Path, *args: str) -> subprocess.Complete
     db = config / "db.json"
     if not db.exists():
         db.write_text(json.dumps({"organization": {"name": sb.org, "token": sb.token}, "base_currency": "EUR"}))
-    env = {"HOME": str(home), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PERIAN_ENDPOINT": sb.url,
-           "COLUMNS": "250", "TERM": "dumb", "NO_COLOR": "1"}
+    env = {
+        "HOME": str(home),
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PERIAN_ENDPOINT": sb.url,
+        "COLUMNS": "250",
+        "TERM": "dumb",
+        "NO_COLOR": "1",
+    }
     assert PERIAN is not None
     return subprocess.run([PERIAN, *args], env=env, capture_output=True, text=True, timeout=90, check=False)
 
@@ -66,8 +72,9 @@ def test_perian_cli_lists_realistic_prices(shared_sandbox: SandboxHandle, tmp_pa
     assert hourly == sorted(hourly) and max(hourly) < 15  # was 4,257 EUR/h for an A100 with per-hour unit prices
     two_core_vm = next(line for line in result.stdout.splitlines() if " b3-8 " in line)
     assert "0.058 +" in two_core_vm  # 0.058 EUR/h, as in the catalogue (was 224 EUR/h)
-    assert min(hourly) == min(t.per_hour for t in catalogue.INSTANCE_TYPES if t.cores >= 2).quantize(Decimal("0.001"),
-                                                                                                     "ROUND_DOWN")
+    assert min(hourly) == min(t.per_hour for t in catalogue.INSTANCE_TYPES if t.cores >= 2).quantize(
+        Decimal("0.001"), "ROUND_DOWN"
+    )
 
     accelerators = run_perian(shared_sandbox, tmp_path, "accelerator-type", "get", "--all")
     assert accelerators.returncode == 0, accelerators.stdout + accelerators.stderr

@@ -86,40 +86,115 @@ def _jobs_body(**changes: Any) -> bytes:
 _CLI_CASES: list[tuple[str, list[str], dict[str, bytes], tuple[int, bytes] | None, str | None, set[int]]] = [
     ("garbage template", ["submit", "{d}/t.pb", "--dry-run"], {"t.pb": os.urandom(300)}, None, None, {2}),
     ("json array template", ["submit", "{d}/t.json", "--dry-run"], {"t.json": b"[1, 2, 3]"}, None, None, {2}),
-    ("truncated template", ["submit", "{d}/t.pb", "--dry-run"],
-     {"t.pb": (TEMPLATES / "hello.pb").read_bytes()[:57]}, None, None, {2}),
-    ("yaml bomb template", ["submit", "{d}/t.yaml", "--dry-run"],
-     {"t.yaml": b"a: &a [x, x, x, x, x, x, x, x, x]\n" + b"".join(
-         f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n".encode()
-         for p, c in zip("abcdefgh", "bcdefghi", strict=True))}, None, None, {2}),
-    ("bad int input", ["submit", str(TEMPLATES / "add.json"), "--input", "a=1e309", "--input", "b=x", "--dry-run"],
-     {}, None, None, {2}),
-    ("newline input name", ["submit", str(TEMPLATES / "hello.json"), "--input", "na\nme=\x1b[2J", "--dry-run"],
-     {}, None, None, {2}),
-    ("garbage inputs file", ["submit", str(TEMPLATES / "hello.json"), "--inputs-file", "{d}/in.yaml", "--dry-run"],
-     {"in.yaml": b"name: [unclosed\n  - : :"}, None, None, {2}),
+    (
+        "truncated template",
+        ["submit", "{d}/t.pb", "--dry-run"],
+        {"t.pb": (TEMPLATES / "hello.pb").read_bytes()[:57]},
+        None,
+        None,
+        {2},
+    ),
+    (
+        "yaml bomb template",
+        ["submit", "{d}/t.yaml", "--dry-run"],
+        {
+            "t.yaml": b"a: &a [x, x, x, x, x, x, x, x, x]\n"
+            + b"".join(
+                f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n".encode()
+                for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+            )
+        },
+        None,
+        None,
+        {2},
+    ),
+    (
+        "bad int input",
+        ["submit", str(TEMPLATES / "add.json"), "--input", "a=1e309", "--input", "b=x", "--dry-run"],
+        {},
+        None,
+        None,
+        {2},
+    ),
+    (
+        "newline input name",
+        ["submit", str(TEMPLATES / "hello.json"), "--input", "na\nme=\x1b[2J", "--dry-run"],
+        {},
+        None,
+        None,
+        {2},
+    ),
+    (
+        "garbage inputs file",
+        ["submit", str(TEMPLATES / "hello.json"), "--inputs-file", "{d}/in.yaml", "--dry-run"],
+        {"in.yaml": b"name: [unclosed\n  - : :"},
+        None,
+        None,
+        {2},
+    ),
     ("binary config", ["get", JOB_ID], {}, None, "\x00\xff\xfe garbage", {2}),
     ("config profiles not tables", ["get", JOB_ID], {}, None, "profiles = 5\n", {2}),
     ("config key with newline", ["get", JOB_ID], {}, None, '[profiles.default]\n"a\\nb\\rc" = "x"\n', {2}),
-    ("config bad url", ["get", JOB_ID], {}, None,
-     '[profiles.default]\napi_url = "ftp://x"\norganization = "o"\ntoken = "t"\n', {2}),
+    (
+        "config bad url",
+        ["get", JOB_ID],
+        {},
+        None,
+        '[profiles.default]\napi_url = "ftp://x"\norganization = "o"\ntoken = "t"\n',
+        {2},
+    ),
     ("token file is a directory", ["--token-file", "{d}", "get", JOB_ID], {}, None, None, {2}),
     ("api not json", ["get", JOB_ID], {}, (200, b"<html>oops</html>"), None, {8}),
     ("api wrong types", ["list"], {}, (200, b'{"status_code": 200, "jobs": "nope"}'), None, {8}),
     ("api logs a number", ["logs", JOB_ID], {}, (200, _jobs_body(logs=12345)), None, {0, 8}),
-    ("api odd dates", ["get", JOB_ID, "-o", "wide"], {},
-     (200, _jobs_body(created_at="0001-01-01T00:00:00+23:59", started_at="0001-01-01T00:00:00+23:59")), None,
-     {0, 8}),
-    ("api price NaN", ["watch", JOB_ID, "-o", "json", "--timeout", "1", "--interval", "0.5"], {},
-     (200, _jobs_body(price={"unit_price": "NaN", "currency": "EUR", "granularity": "PER_HOUR"})), None, {5}),
-    ("api price Infinity", ["get", JOB_ID, "-o", "json"], {},
-     (200, _jobs_body(price={"unit_price": "Infinity", "currency": "EUR", "granularity": "PER_SECOND"})), None, {0}),
-    ("api 5 MB logs", ["list", "-o", "wide"], {},
-     (200, _jobs_body(logs="y" * 5_000_000, status="Done", done_at="2026-01-01T00:10:00Z")), None, {0}),
-    ("api status a number", ["wait", JOB_ID, "--timeout", "1", "--interval", "0.5"], {},
-     (200, _jobs_body(status=12345)), None, {5}),
-    ("api 422 odd detail", ["delete", JOB_ID, "--yes"], {},
-     (422, b'{"detail": [{"loc": 5, "msg": ["a\\nb"]}, "x", {"loc": null}]}'), None, {2}),
+    (
+        "api odd dates",
+        ["get", JOB_ID, "-o", "wide"],
+        {},
+        (200, _jobs_body(created_at="0001-01-01T00:00:00+23:59", started_at="0001-01-01T00:00:00+23:59")),
+        None,
+        {0, 8},
+    ),
+    (
+        "api price NaN",
+        ["watch", JOB_ID, "-o", "json", "--timeout", "1", "--interval", "0.5"],
+        {},
+        (200, _jobs_body(price={"unit_price": "NaN", "currency": "EUR", "granularity": "PER_HOUR"})),
+        None,
+        {5},
+    ),
+    (
+        "api price Infinity",
+        ["get", JOB_ID, "-o", "json"],
+        {},
+        (200, _jobs_body(price={"unit_price": "Infinity", "currency": "EUR", "granularity": "PER_SECOND"})),
+        None,
+        {0},
+    ),
+    (
+        "api 5 MB logs",
+        ["list", "-o", "wide"],
+        {},
+        (200, _jobs_body(logs="y" * 5_000_000, status="Done", done_at="2026-01-01T00:10:00Z")),
+        None,
+        {0},
+    ),
+    (
+        "api status a number",
+        ["wait", JOB_ID, "--timeout", "1", "--interval", "0.5"],
+        {},
+        (200, _jobs_body(status=12345)),
+        None,
+        {5},
+    ),
+    (
+        "api 422 odd detail",
+        ["delete", JOB_ID, "--yes"],
+        {},
+        (422, b'{"detail": [{"loc": 5, "msg": ["a\\nb"]}, "x", {"loc": null}]}'),
+        None,
+        {2},
+    ),
     ("api 500 nested detail", ["get", JOB_ID], {}, (500, b'{"detail": {"a": [1, {"b": null}]}}'), None, {8}),
     ("api status_code lies", ["get", JOB_ID], {}, (200, b'{"status_code": true, "jobs": []}'), None, {0, 7, 8}),
 ]
@@ -128,7 +203,8 @@ _CLI_CASES: list[tuple[str, list[str], dict[str, bytes], tuple[int, bytes] | Non
 @pytest.mark.parametrize("case", _CLI_CASES, ids=[c[0] for c in _CLI_CASES])
 def test_e_nasty_cli_cases_are_one_line_errors_with_documented_codes(
     case: tuple[str, list[str], dict[str, bytes], tuple[int, bytes] | None, str | None, set[int]],
-    cli_env: CliEnv, tmp_path: Path,
+    cli_env: CliEnv,
+    tmp_path: Path,
 ) -> None:
     _name, args, files, api, config, allowed = case
     for file_name, data in files.items():
@@ -161,7 +237,7 @@ def _assert_clean_exit(result: CliResult, allowed: set[int]) -> None:
 
 # --------------------------------------------------------------------------- (f) crash safety
 
-_CONFIG_WRITER = textwrap.dedent('''
+_CONFIG_WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
     from perianctl.config import save_profile
@@ -173,7 +249,7 @@ _CONFIG_WRITER = textwrap.dedent('''
         save_profile("default", {"organization": f"org-{i}", "token": f"{i}-" + "t" * 200_000}, config_path=path)
         sys.stdout.write(f"{i}\\n")
         sys.stdout.flush()
-''')
+""")
 
 
 def test_f_config_file_is_old_or_new_never_partial_under_sigkill(tmp_path: Path) -> None:
@@ -183,8 +259,7 @@ def test_f_config_file_is_old_or_new_never_partial_under_sigkill(tmp_path: Path)
     rnd = random.Random(7)
     seen_versions = set()
     for _ in range(12):
-        proc = subprocess.Popen([sys.executable, "-c", _CONFIG_WRITER, str(path)], stdout=subprocess.PIPE,
-                                text=True)
+        proc = subprocess.Popen([sys.executable, "-c", _CONFIG_WRITER, str(path)], stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None
         complete = rnd.randint(1, 4)
         for _ in range(complete):  # wait for that many complete writes (an event, not a sleep) ...
@@ -215,8 +290,12 @@ def test_f_config_set_killed_at_random_points_through_the_cli(run_cli: Any, cli_
     for i in range(1, 9):
         value = f"org-{i}"
         values.add(value)
-        proc = subprocess.Popen([sys.executable, "-m", "perianctl", "config", "set", "organization", value],
-                                env=cli_env.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "perianctl", "config", "set", "organization", value],
+            env=cli_env.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(rnd.uniform(0.1, 0.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
@@ -236,8 +315,14 @@ def test_f_a_failed_config_write_is_one_line_and_keeps_the_old_file(cli_env: Cli
     env = cli_env.env()
     assert run_perianctl(["config", "set", "organization", "small"], env=env).returncode == 0
     before = cli_env.config_file.read_bytes()
-    proc = subprocess.run([sys.executable, "-m", "perianctl", "config", "set", "token", "t" * 20_000], env=env,
-                          capture_output=True, text=True, preexec_fn=_limited(4096), timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "perianctl", "config", "set", "token", "t" * 20_000],
+        env=env,
+        capture_output=True,
+        text=True,
+        preexec_fn=_limited(4096),
+        timeout=60,
+    )
     result = CliResult(["config", "set"], proc.returncode, proc.stdout, proc.stderr)
     _assert_clean_exit(result, {2})
     assert "cannot write config file" in result.stderr
@@ -245,7 +330,7 @@ def test_f_a_failed_config_write_is_one_line_and_keeps_the_old_file(cli_env: Cli
     assert sorted(p.name for p in cli_env.config_file.parent.iterdir()) == ["config.toml", "config.toml.lock"]
 
 
-_JOURNAL_WRITER = textwrap.dedent('''
+_JOURNAL_WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from perianctl.journal import Observation, open_journal
@@ -259,15 +344,16 @@ _JOURNAL_WRITER = textwrap.dedent('''
             journal.observe_many([Observation(job, f"S{k}", "RUNNING", "m" * 500) for k in range(50)])
             sys.stdout.write("go\\n")  # this batch is committed
             sys.stdout.flush()
-''')
+""")
 
 
 def test_f_journal_survives_sigkill_during_a_burst_of_writes(tmp_path: Path) -> None:
     db = tmp_path / "state" / "journal.db"
     rnd = random.Random(5)
     for run in range(8):
-        proc = subprocess.Popen([sys.executable, "-c", _JOURNAL_WRITER, str(db), f"run{run}"],
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _JOURNAL_WRITER, str(db), f"run{run}"], stdout=subprocess.PIPE, text=True
+        )
         assert proc.stdout is not None
         for _ in range(1 + run % 3):  # that many batches committed (an event), then a kill at a random moment
             assert proc.stdout.readline() == "go\n"
@@ -280,7 +366,8 @@ def test_f_journal_survives_sigkill_during_a_burst_of_writes(tmp_path: Path) -> 
             counts = conn.execute("SELECT job_id, COUNT(*) FROM transitions GROUP BY job_id").fetchall()
             assert {n for _, n in counts} <= {50}, counts  # every batch whole, none half-written
             orphans = conn.execute(
-                "SELECT COUNT(*) FROM transitions WHERE job_id NOT IN (SELECT job_id FROM jobs)").fetchone()
+                "SELECT COUNT(*) FROM transitions WHERE job_id NOT IN (SELECT job_id FROM jobs)"
+            ).fetchone()
             assert orphans == (0,)
     from perianctl.journal import open_journal
 
@@ -290,15 +377,19 @@ def test_f_journal_survives_sigkill_during_a_burst_of_writes(tmp_path: Path) -> 
         assert len(journal.jobs(limit=100_000)) > 8
 
 
-def test_f_submit_prints_the_job_id_even_when_the_journal_cannot_be_written(
-    cli_env: CliEnv, sandbox: Any
-) -> None:
+def test_f_submit_prints_the_job_id_even_when_the_journal_cannot_be_written(cli_env: CliEnv, sandbox: Any) -> None:
     """The job exists once the API said so: a journal write failing afterwards must not hide its id."""
     env = cli_env.env() | sandbox.env()
     args = ["submit", str(TEMPLATES / "hello.json"), "--input", "name=x", "-o", "name"]
     assert run_perianctl(args, env=env).returncode == 0  # creates the journal
-    proc = subprocess.run([sys.executable, "-m", "perianctl", *args], env=env, capture_output=True, text=True,
-                          preexec_fn=_limited(3000), timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "perianctl", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        preexec_fn=_limited(3000),
+        timeout=60,
+    )
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     job_id = proc.stdout.strip()
     assert "was not recorded in the local journal" in proc.stderr

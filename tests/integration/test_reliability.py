@@ -107,10 +107,20 @@ def test_wait_and_watch_under_faults_see_every_job_finish(
     assert len(set(ids)) == n
     base = cli_env.env() | sb.env()
     common = ["--interval", "0.2", "--timeout", "60"]
-    wait = subprocess.Popen([sys.executable, "-m", "perianctl", "wait", *ids, *common, "-o", "json"], env=base,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    watch = subprocess.Popen([sys.executable, "-m", "perianctl", "watch", *ids, *common, "-o", "json"], env=base,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait = subprocess.Popen(
+        [sys.executable, "-m", "perianctl", "wait", *ids, *common, "-o", "json"],
+        env=base,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "perianctl", "watch", *ids, *common, "-o", "json"],
+        env=base,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_out, wait_err = wait.communicate(timeout=90)
         watch_out, watch_err = watch.communicate(timeout=90)
@@ -236,8 +246,10 @@ async def test_create_whose_reply_is_lost_while_lookups_fail_is_neither_lost_nor
     thread = threading.Thread(target=outage)
     thread.start()
     policy = RetryPolicy(attempts=3, timeout=30, wait_initial=0.3, wait_max=0.5, wait_jitter=0.05)
-    request = m.CreateJobRequest(requirements=m.InstanceTypeQueryInput(cpu=m.CpuQueryInput(cores=1)),
-                                 docker_run_parameters=m.DockerRunParameters(image_name="ubuntu", command="true"))
+    request = m.CreateJobRequest(
+        requirements=m.InstanceTypeQueryInput(cpu=m.CpuQueryInput(cores=1)),
+        docker_run_parameters=m.DockerRunParameters(image_name="ubuntu", command="true"),
+    )
     try:
         async with PerianClient(sb.url, sb.org, sb.token, retry=policy) as client:
             job_id = await asyncio.wait_for(client.create_job(request, idempotency_key="lost-reply-1"), 30)

@@ -142,7 +142,8 @@ async def test_each_job_is_billed_at_its_price_and_granularity(sandbox_factory: 
             assert set(items) == set(ids)
         else:  # it got to Running before the cancel landed: billed like any other run
             assert set(items) == {*ids, cancelled} and Decimal(items[cancelled].price or "") == expected_cost(
-                cancelled_job)
+                cancelled_job
+            )
             del items[cancelled]
         total = Decimal(0)
         for job in jobs:
@@ -185,12 +186,14 @@ async def test_running_out_of_credits_stops_jobs_and_refuses_new_ones(sandbox_fa
         spent = expected_cost(job)
         credits = await client.remaining_credits()
         assert Decimal(credits.current_amount or "") == Decimal("0.002") - spent <= 0
-        bill = await client.generate_bill(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1),
-                                          dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1))
+        bill = await client.generate_bill(
+            dt.datetime.now(dt.UTC) - dt.timedelta(hours=1), dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+        )
         assert [(i.workload_id, Decimal(i.price or "")) for i in bill.items] == [(job_id, spent)]
 
-        request = m.CreateJobRequest(requirements=query(gpu),
-                                     docker_run_parameters=m.DockerRunParameters(image_name="ubuntu"))
+        request = m.CreateJobRequest(
+            requirements=query(gpu), docker_run_parameters=m.DockerRunParameters(image_name="ubuntu")
+        )
         with pytest.raises(InsufficientCreditsError) as refused:
             await client.create_job(request)
         assert refused.value.exit_code == 2 and "insufficient credits" in refused.value.message
@@ -216,8 +219,9 @@ async def test_usage_limit_blocks_new_jobs_in_its_period(sandbox_factory: Sandbo
         listed = await client.get_usage_limits()
         assert [(u.duration_type, Decimal(u.usage or "")) for u in listed] == [("Day", used)]
 
-        request = m.CreateJobRequest(requirements=query({"cpu": {"cores": 1}}),
-                                     docker_run_parameters=m.DockerRunParameters(image_name="ubuntu"))
+        request = m.CreateJobRequest(
+            requirements=query({"cpu": {"cores": 1}}), docker_run_parameters=m.DockerRunParameters(image_name="ubuntu")
+        )
         with pytest.raises(InsufficientCreditsError, match="usage limit"):
             await client.create_job(request)
         await client.set_usage_limit(used, duration_type="Day", enabled=False)
@@ -228,8 +232,9 @@ async def test_usage_limit_blocks_new_jobs_in_its_period(sandbox_factory: Sandbo
 
 def test_billing_requests_are_checked(shared_sandbox: SandboxHandle) -> None:
     with shared_sandbox.http() as http:
-        inverted = http.get("/billing/generate", params={"start_time": "2025-02-01T00:00:00",
-                                                         "end_time": "2025-01-01T00:00:00"})
+        inverted = http.get(
+            "/billing/generate", params={"start_time": "2025-02-01T00:00:00", "end_time": "2025-01-01T00:00:00"}
+        )
         assert inverted.status_code == 400 and inverted.json()["detail"] == billing.DETAIL_DATE_ORDER
         other = http.get("/billing/generate", params={"organization": "someone-else"})
         assert other.status_code == 400 and other.json()["detail"] == m.DETAIL_ORG_NOT_FOUND
@@ -239,9 +244,11 @@ def test_billing_requests_are_checked(shared_sandbox: SandboxHandle) -> None:
         default = http.get("/billing/generate").json()  # last month, as the SDK documents
         start = dt.datetime.fromisoformat(default["start_time"])
         assert start.day == 1 and start < dt.datetime.now(dt.UTC).replace(day=1)
-        for body in ({"limit": "-1", "currency": "EUR", "duration_type": "Day", "is_enabled": True},
-                     {"limit": "5", "currency": "EUR", "duration_type": "Fortnight", "is_enabled": True},
-                     {"limit": "5", "currency": "EUR", "duration_type": "Day"}):
+        for body in (
+            {"limit": "-1", "currency": "EUR", "duration_type": "Day", "is_enabled": True},
+            {"limit": "5", "currency": "EUR", "duration_type": "Fortnight", "is_enabled": True},
+            {"limit": "5", "currency": "EUR", "duration_type": "Day"},
+        ):
             assert http.put("/billing/limit", json=body).status_code == 422, body
         unauthenticated = http.get("/billing/remaining-credits", headers={"Authorization": "Bearer nope"})
         assert unauthenticated.status_code == 401
@@ -269,8 +276,10 @@ def test_out_of_credits_really_stops_a_running_process(sandbox_factory: SandboxF
     """The process runtime: the job's process is terminated, not just marked (it would go on 'costing')."""
     sb = sandbox_factory(runtime="process", kill_grace=0.5, extra_args=["--credits", "0.002"])
     code = "import os, time\nprint('pid', os.getpid(), flush=True)\ntime.sleep(120)"
-    job_id = sb.create_job(shlex.join([sys.executable, "-c", code]),
-                           requirements={"accelerator": {"name": "H100"}, "billing_granularity": "PER_SECOND"})
+    job_id = sb.create_job(
+        shlex.join([sys.executable, "-c", code]),
+        requirements={"accelerator": {"name": "H100"}, "billing_granularity": "PER_SECOND"},
+    )
     deadline = time.monotonic() + 20
     while "pid" not in (sb.get_job(job_id)["logs"] or ""):
         assert time.monotonic() < deadline, sb.get_job(job_id)

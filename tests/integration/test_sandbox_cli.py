@@ -22,8 +22,14 @@ pytestmark = pytest.mark.timeout(90)
 
 def _sandbox_cli(cli_env: CliEnv, *args: str, timeout: float = 60) -> CliResult:
     """``python -m perianctl.commands.sandbox ...`` (no root CLI) with the isolated config/state."""
-    proc = subprocess.run([sys.executable, "-m", "perianctl.commands.sandbox", *args], env=cli_env.env(),
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, "-m", "perianctl.commands.sandbox", *args],
+        env=cli_env.env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     return CliResult(list(args), proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -92,9 +98,25 @@ def test_run_in_the_foreground_via_the_root_cli(cli_env: CliEnv) -> None:
     """``perianctl sandbox run`` with the default state dir: profile on request, ``stop`` finds it."""
     state = cli_env.state_dir / "sandbox"
     server = subprocess.Popen(
-        [sys.executable, "-m", "perianctl", "sandbox", "run", "--port", "0", "--org", "acme",
-         "--token", "tok-foreground", "--write-profile"],
-        env=cli_env.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "perianctl",
+            "sandbox",
+            "run",
+            "--port",
+            "0",
+            "--org",
+            "acme",
+            "--token",
+            "tok-foreground",
+            "--write-profile",
+        ],
+        env=cli_env.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while not cli_env.config_file.exists():
@@ -102,8 +124,9 @@ def test_run_in_the_foreground_via_the_root_cli(cli_env: CliEnv) -> None:
             time.sleep(0.05)
         profile = tomli.loads(cli_env.config_file.read_text())["profiles"]["sandbox"]
         assert profile["organization"] == "acme" and profile["token"] == "tok-foreground"
-        with http_client(profile["api_url"], headers={"X-PERIAN-AUTH-ORG": "acme",
-                                                      "Authorization": "Bearer tok-foreground"}) as client:
+        with http_client(
+            profile["api_url"], headers={"X-PERIAN-AUTH-ORG": "acme", "Authorization": "Bearer tok-foreground"}
+        ) as client:
             assert client.get("/job").json()["status_code"] == 200
         status = _sandbox_cli(cli_env, "status", "--state-dir", str(state))
         assert status.returncode == 0 and profile["api_url"] in status.stdout
@@ -148,15 +171,18 @@ def test_docker_runtime_without_engine_fails_clearly(cli_env: CliEnv, state: Pat
     assert_one_line_error(foreground, 8)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--runtime", "kubernetes"], "unknown runtime"),
-    (["--fault-kinds", "teapot"], "fault kind"),
-    (["--fault-endpoints", "everything"], "endpoint"),
-    (["--latency", "soon"], "invalid latency"),
-    (["--fault-rate", "1.5"], "fault rate"),
-    (["--fault-phase", "during"], "fault phase"),
-    (["--speed", "0"], "speed"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--runtime", "kubernetes"], "unknown runtime"),
+        (["--fault-kinds", "teapot"], "fault kind"),
+        (["--fault-endpoints", "everything"], "endpoint"),
+        (["--latency", "soon"], "invalid latency"),
+        (["--fault-rate", "1.5"], "fault rate"),
+        (["--fault-phase", "during"], "fault phase"),
+        (["--speed", "0"], "speed"),
+    ],
+)
 def test_usage_errors(cli_env: CliEnv, state: Path, args: list[str], message: str) -> None:
     result = _sandbox_cli(cli_env, "run", "--state-dir", str(state), "--port", "0", *args)
     assert_one_line_error(result, 2)
@@ -185,8 +211,10 @@ def test_root_cli_has_the_sandbox_group(run_cli: CliRunner, cli_env: CliEnv) -> 
 
 
 def test_command_module_is_light() -> None:
-    code = ("import sys; import perianctl.commands.sandbox; "
-            "heavy = [m for m in ('fastapi', 'uvicorn', 'httpx', 'starlette') if m in sys.modules]; "
-            "print(heavy); sys.exit(1 if heavy else 0)")
+    code = (
+        "import sys; import perianctl.commands.sandbox; "
+        "heavy = [m for m in ('fastapi', 'uvicorn', 'httpx', 'starlette') if m in sys.modules]; "
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr

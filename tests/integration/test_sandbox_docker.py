@@ -75,22 +75,28 @@ def _calls(state: Path) -> list[list[str]]:
 def test_docker_run_line_env_and_mounts(sandbox_factory: SandboxFactory, fake_docker: Path) -> None:
     sb = sandbox_factory(runtime="docker")
     code = "import os; print(os.environ['IMAGE'], os.environ['TOKEN'], os.environ['MODE'], os.environ['MOUNT_c.json'])"
-    job_id = sb.create_job(shlex.join(["python", "-c", code]), docker_run_parameters={
-        "image_name": "ghcr.io/acme/app", "image_tag": "v1", "env_variables": {"MODE": "fast"},
-        "secrets": {"TOKEN": "secret-value-123"},
-        "container_files": [{"path": "/etc/app/c.json", "read_only": True,
-                             "base64_content": base64.b64encode(b"{}").decode()}],
-    })
+    job_id = sb.create_job(
+        shlex.join(["python", "-c", code]),
+        docker_run_parameters={
+            "image_name": "ghcr.io/acme/app",
+            "image_tag": "v1",
+            "env_variables": {"MODE": "fast"},
+            "secrets": {"TOKEN": "secret-value-123"},
+            "container_files": [
+                {"path": "/etc/app/c.json", "read_only": True, "base64_content": base64.b64encode(b"{}").decode()}
+            ],
+        },
+    )
     job = sb.wait_for_status(job_id)
     assert job["status"] == "Done", (job["errors"], job["logs"])
     assert job["logs"].strip() == "ghcr.io/acme/app:v1 secret-value-123 fast {}"
     run = next(call for call in _calls(fake_docker) if call[0] == "run")
     assert run[:5] == ["run", "--rm", "--name", f"perian-sandbox-{job_id}", "--label"]
     assert "secret-value-123" not in " ".join(run)  # by name only: not visible in a process listing
-    assert run[run.index("TOKEN") - 1: run.index("TOKEN") + 1] == ["--env", "TOKEN"]
+    assert run[run.index("TOKEN") - 1 : run.index("TOKEN") + 1] == ["--env", "TOKEN"]
     volume = run[run.index("--volume") + 1]
     assert volume.endswith(":/etc/app/c.json:ro") and f"jobs/{job_id}/root/etc/app/c.json" in volume
-    assert run[run.index("ghcr.io/acme/app:v1") + 1:] == ["python", "-c", code]
+    assert run[run.index("ghcr.io/acme/app:v1") + 1 :] == ["python", "-c", code]
 
 
 def test_docker_cancel_uses_docker_kill(sandbox_factory: SandboxFactory, fake_docker: Path) -> None:

@@ -180,24 +180,27 @@ def test_429_storm_bounded_by_time(sandbox: SandboxHandle) -> None:
 # --------------------------------------------------------------------------- admin API
 
 
-@pytest.mark.parametrize("body", [
-    '{"rules": [{"endpoint": "create", "mode": "slow", "seconds": NaN}]}',
-    '{"rules": [{"endpoint": "create", "mode": "slow", "seconds": Infinity}]}',
-    '{"rules": [{"endpoint": "create", "mode": "slow", "seconds": -1}]}',
-    '{"rules": [{"endpoint": "create", "mode": "slow"}]}',
-    '{"rules": [{"endpoint": "create", "mode": "nap", "seconds": 1}]}',
-    '{"rules": [{"endpoint": "jobs", "mode": "slow", "seconds": 1}]}',
-    '{"rules": [{"endpoint": "create", "mode": "refuse", "seconds": 1}]}',
-    '{"rules": [{"endpoint": "*", "mode": "refuse", "seconds": 1, "count": 2}]}',
-    '{"rules": [{"endpoint": "create", "mode": "slow", "seconds": 1, "retry_after": 2}]}',
-    '{"rules": [{"endpoint": "create", "mode": "429", "count": 0}]}',
-    '{"rules": [{"endpoint": "create", "mode": "429", "count": 1.5}]}',
-    '{"rules": [{"endpoint": "create", "mode": "429", "commit": "yes"}]}',
-    '{"rules": [{"endpoint": "create", "mode": "429", "colour": "red"}]}',
-    '{"rules": [{"endpoint": "get", "mode": "429"}, "create=slow:1s"]}',
-    '{"rules": {"endpoint": "get", "mode": "429"}}',
-    'not json',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"rules": [{"endpoint": "create", "mode": "slow", "seconds": NaN}]}',
+        '{"rules": [{"endpoint": "create", "mode": "slow", "seconds": Infinity}]}',
+        '{"rules": [{"endpoint": "create", "mode": "slow", "seconds": -1}]}',
+        '{"rules": [{"endpoint": "create", "mode": "slow"}]}',
+        '{"rules": [{"endpoint": "create", "mode": "nap", "seconds": 1}]}',
+        '{"rules": [{"endpoint": "jobs", "mode": "slow", "seconds": 1}]}',
+        '{"rules": [{"endpoint": "create", "mode": "refuse", "seconds": 1}]}',
+        '{"rules": [{"endpoint": "*", "mode": "refuse", "seconds": 1, "count": 2}]}',
+        '{"rules": [{"endpoint": "create", "mode": "slow", "seconds": 1, "retry_after": 2}]}',
+        '{"rules": [{"endpoint": "create", "mode": "429", "count": 0}]}',
+        '{"rules": [{"endpoint": "create", "mode": "429", "count": 1.5}]}',
+        '{"rules": [{"endpoint": "create", "mode": "429", "commit": "yes"}]}',
+        '{"rules": [{"endpoint": "create", "mode": "429", "colour": "red"}]}',
+        '{"rules": [{"endpoint": "get", "mode": "429"}, "create=slow:1s"]}',
+        '{"rules": {"endpoint": "get", "mode": "429"}}',
+        "not json",
+    ],
+)
 def test_invalid_rules_are_422_and_change_nothing(sandbox: SandboxHandle, body: str) -> None:
     sb = sandbox
     before = sb.set_impolite(["get=429:count=5"])
@@ -266,10 +269,22 @@ def test_cli_sets_shows_and_clears_rules(sandbox: SandboxHandle, run_cli: CliRun
     assert sb.impolite()["rules"] == []
 
 
-@pytest.mark.parametrize("rule", ["create=nap:1s", "create", "create=slow", "create=refuse:2s", "*=slow:fast",
-                                  "get=429:count=x", "get=slow:1s,colour=red", "get=slow:NaNs"])
-def test_cli_rejects_bad_rules_before_contacting_the_sandbox(sandbox: SandboxHandle, run_cli: CliRunner,
-                                                              rule: str) -> None:
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "create=nap:1s",
+        "create",
+        "create=slow",
+        "create=refuse:2s",
+        "*=slow:fast",
+        "get=429:count=x",
+        "get=slow:1s,colour=red",
+        "get=slow:NaNs",
+    ],
+)
+def test_cli_rejects_bad_rules_before_contacting_the_sandbox(
+    sandbox: SandboxHandle, run_cli: CliRunner, rule: str
+) -> None:
     sb = sandbox
     sb.set_impolite(["list=429:count=1"])
     result = run_cli("sandbox", "impolite", rule, "--url", sb.url)
@@ -278,8 +293,9 @@ def test_cli_rejects_bad_rules_before_contacting_the_sandbox(sandbox: SandboxHan
 
 
 def test_cli_bad_rule_at_start_is_a_usage_error(run_cli: CliRunner, tmp_path: Any) -> None:
-    result = run_cli("sandbox", "run", "--port", "0", "--state-dir", str(tmp_path / "sb"),
-                     "--impolite", "create=slow:-1s")
+    result = run_cli(
+        "sandbox", "run", "--port", "0", "--state-dir", str(tmp_path / "sb"), "--impolite", "create=slow:-1s"
+    )
     assert_one_line_error(result, 2)
     assert not (tmp_path / "sb").exists()  # nothing created before the input is known valid
 

@@ -48,18 +48,35 @@ def test_env_secrets_files_and_logs(proc_sandbox: SandboxHandle) -> None:
         "print('to-stderr', file=sys.stderr)\n"
     )
     job_id = _create(
-        proc_sandbox, _python(code), image_name="ignored/image",
-        env_variables={"GREETING": "hello world", "N": 3,
-                       "GOOGLE_APPLICATION_CREDENTIALS": "/data/gcp-credentials.json"},
+        proc_sandbox,
+        _python(code),
+        image_name="ignored/image",
+        env_variables={
+            "GREETING": "hello world",
+            "N": 3,
+            "GOOGLE_APPLICATION_CREDENTIALS": "/data/gcp-credentials.json",
+        },
         secrets={"API_KEY": "sk-abcdef"},
-        container_files=[{"path": "/data/gcp-credentials.json", "read_only": True,
-                          "base64_content": base64.b64encode(b'{"k": "v"}').decode()}],
+        container_files=[
+            {
+                "path": "/data/gcp-credentials.json",
+                "read_only": True,
+                "base64_content": base64.b64encode(b'{"k": "v"}').decode(),
+            }
+        ],
     )
     job = proc_sandbox.wait_for_status(job_id)
     assert job["status"] == "Done", job
     logs = job["logs"]
-    for line in ("greeting hello world 3", "secret-len 9", "file v 0o400", "bin-first True", "inherited False",
-                 "cwd work True", "to-stderr"):
+    for line in (
+        "greeting hello world 3",
+        "secret-len 9",
+        "file v 0o400",
+        "bin-first True",
+        "inherited False",
+        "cwd work True",
+        "to-stderr",
+    ):
         assert line in logs, logs
     assert job["errors"] is None and job["started_at"] and job["done_at"]
     # the per-job root with the secret file is gone once the job ended
@@ -84,14 +101,16 @@ def test_bad_commands_are_user_errors(proc_sandbox: SandboxHandle) -> None:
     assert unparsable["status"] == "UserError" and "cannot parse" in unparsable["errors"]
     no_shell = proc_sandbox.wait_for_status(_create(proc_sandbox, "echo $HOME && echo x"))
     assert no_shell["status"] == "Done" and no_shell["logs"] == "$HOME && echo x\n"
-    bad_file = proc_sandbox.wait_for_status(_create(
-        proc_sandbox, "true", container_files=[{"path": "/../../etc/x", "base64_content": "eA=="}]))
+    bad_file = proc_sandbox.wait_for_status(
+        _create(proc_sandbox, "true", container_files=[{"path": "/../../etc/x", "base64_content": "eA=="}])
+    )
     assert bad_file["status"] == "UserError" and "invalid container file path" in bad_file["errors"]
 
 
 def test_timeout(proc_sandbox: SandboxHandle) -> None:
-    job_id = _create(proc_sandbox, _python("import time; print('start', flush=True); time.sleep(60)"),
-                     timeout_seconds=1)
+    job_id = _create(
+        proc_sandbox, _python("import time; print('start', flush=True); time.sleep(60)"), timeout_seconds=1
+    )
     started = time.monotonic()
     job = proc_sandbox.wait_for_status(job_id)
     assert job["status"] == "Timeout" and "timeout of 1 s" in job["errors"]
@@ -99,8 +118,10 @@ def test_timeout(proc_sandbox: SandboxHandle) -> None:
 
 
 def test_cancel_escalates_to_sigkill(proc_sandbox: SandboxHandle) -> None:
-    code = ("import signal, time, os\nsignal.signal(signal.SIGTERM, lambda *a: print('got TERM', flush=True))\n"
-            "print('pid', os.getpid(), flush=True)\ntime.sleep(60)")
+    code = (
+        "import signal, time, os\nsignal.signal(signal.SIGTERM, lambda *a: print('got TERM', flush=True))\n"
+        "print('pid', os.getpid(), flush=True)\ntime.sleep(60)"
+    )
     job_id = _create(proc_sandbox, _python(code))
     deadline = time.monotonic() + 60  # a hang detector
     while "pid" not in (proc_sandbox.get_job(job_id)["logs"] or ""):
@@ -119,8 +140,10 @@ def test_cancel_escalates_to_sigkill(proc_sandbox: SandboxHandle) -> None:
 def test_logs_refresh_while_running_and_are_capped(sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
     sb = sandbox_factory(runtime="process", extra_args=["--log-cap", "2000"])
     release = tmp_path / "release"  # the job runs until the test has seen its logs (an event, not a time)
-    code = ("import os, time\nfor i in range(40):\n    print('line', i, 'x' * 80, flush=True)\n    time.sleep(0.05)\n"
-            f"while not os.path.exists({str(release)!r}):\n    time.sleep(0.05)\n")
+    code = (
+        "import os, time\nfor i in range(40):\n    print('line', i, 'x' * 80, flush=True)\n    time.sleep(0.05)\n"
+        f"while not os.path.exists({str(release)!r}):\n    time.sleep(0.05)\n"
+    )
     job_id = _create(sb, _python(code))
     sb.wait_for_status(job_id, {"Running"})
     deadline = time.monotonic() + 60  # a hang detector

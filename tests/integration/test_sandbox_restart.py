@@ -35,8 +35,10 @@ def test_sigkill_and_restart_loses_no_job(sandbox_factory: SandboxFactory) -> No
     sb.wait_for_status(cancel_pending, {"Running"})
     with sb.http() as client:
         assert client.patch(f"/job/{cancel_pending}/cancel").status_code == 200
-        burst = [client.post("/job", json={"requirements": {}, "docker_run_parameters": {"image_name": "x"}})
-                 for _ in range(50)]
+        burst = [
+            client.post("/job", json={"requirements": {}, "docker_run_parameters": {"image_name": "x"}})
+            for _ in range(50)
+        ]
     queued = [r.json()["id"] for r in burst]
     # Freeze the server, note what the database says, then kill it: the snapshot is the crash state.
     sb.proc.send_signal(signal.SIGSTOP)

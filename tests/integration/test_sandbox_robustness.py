@@ -26,8 +26,12 @@ CPU = b'{"cores": 1}'
 
 
 def _is_validation_error(body: Any) -> bool:
-    return (isinstance(body, dict) and isinstance(body.get("detail"), list) and bool(body["detail"])
-            and all({"loc", "msg", "type"} <= set(item) for item in body["detail"]))
+    return (
+        isinstance(body, dict)
+        and isinstance(body.get("detail"), list)
+        and bool(body["detail"])
+        and all({"loc", "msg", "type"} <= set(item) for item in body["detail"])
+    )
 
 
 def _jobs_created(sandbox: SandboxHandle) -> int:
@@ -38,34 +42,49 @@ def _jobs_created(sandbox: SandboxHandle) -> int:
 # Raw bodies: Python's json accepts each of them, and none can be stored and served back as JSON.
 UNSTORABLE = {
     "lone surrogate and NUL in a name": (
-        b'{"requirements":{"accelerator":{"name":"\\u0000\\ud800"}}}', ["body", "requirements", "accelerator", "name"]),
+        b'{"requirements":{"accelerator":{"name":"\\u0000\\ud800"}}}',
+        ["body", "requirements", "accelerator", "name"],
+    ),
     "lone surrogate in the command": (
         b'{"requirements":{"cpu":' + CPU + b'},"docker_run_parameters":{"command":"echo \\udfff"}}',
-        ["body", "docker_run_parameters", "command"]),
+        ["body", "docker_run_parameters", "command"],
+    ),
     "NUL in an env variable": (
         b'{"requirements":{"cpu":' + CPU + b'},"docker_run_parameters":{"env_variables":{"A":"x\\u0000y"}}}',
-        ["body", "docker_run_parameters", "env_variables", "A"]),
+        ["body", "docker_run_parameters", "env_variables", "A"],
+    ),
     "lone surrogate in a key": (
         b'{"requirements":{"cpu":' + CPU + b'},"docker_run_parameters":{"env_variables":{"\\ud800":"x"}}}',
-        ["body", "docker_run_parameters", "env_variables"]),
+        ["body", "docker_run_parameters", "env_variables"],
+    ),
     "NaN": (b'{"requirements":{"cpu":{"cores":NaN}}}', ["body", "requirements", "cpu", "cores"]),
     "Infinity in an env variable": (
         b'{"requirements":{"cpu":' + CPU + b'},"docker_run_parameters":{"env_variables":{"A":-Infinity}}}',
-        ["body", "docker_run_parameters", "env_variables", "A"]),
+        ["body", "docker_run_parameters", "env_variables", "A"],
+    ),
     "a float that overflows to inf": (
-        b'{"requirements":{"cpu":{"cores":1e400}}}', ["body", "requirements", "cpu", "cores"]),
+        b'{"requirements":{"cpu":{"cores":1e400}}}',
+        ["body", "requirements", "cpu", "cores"],
+    ),
     "an integer past 64 bits": (
         b'{"requirements":{"cpu":' + CPU + b'},"timeout_seconds":99999999999999999999999}',
-        ["body", "timeout_seconds"]),
-    "an integer of 5000 digits": (b'{"requirements":{"cpu":{"cores":' + b"9" * 5000 + b"}}}",
-                                  ["body", "requirements", "cpu", "cores"]),
+        ["body", "timeout_seconds"],
+    ),
+    "an integer of 5000 digits": (
+        b'{"requirements":{"cpu":{"cores":' + b"9" * 5000 + b"}}}",
+        ["body", "requirements", "cpu", "cores"],
+    ),
 }
 
 
 def test_bodies_that_cannot_be_stored_or_served_get_a_422_and_create_nothing(sandbox: SandboxHandle) -> None:
     with sandbox.http() as client:
-        good = client.post("/job", content=b'{"requirements":{"cpu":' + CPU + b'},"docker_run_parameters":'
-                                           b'{"command":"echo \\ud83d\\ude00 caf\\u00e9"}}', headers=JSON)
+        good = client.post(
+            "/job",
+            content=b'{"requirements":{"cpu":' + CPU + b'},"docker_run_parameters":'
+            b'{"command":"echo \\ud83d\\ude00 caf\\u00e9"}}',
+            headers=JSON,
+        )
         assert good.status_code == 200, good.text  # a surrogate *pair* is an emoji: accepted
         for name, (body, loc) in UNSTORABLE.items():
             response = client.post("/job", content=body, headers=JSON)
@@ -88,7 +107,10 @@ def test_odd_bytes_sizes_nesting_and_content_types_never_get_a_500(sandbox: Sand
         "invalid UTF-8 in a JSON body": (b'{"requirements":{"cpu":{"cores":1}},"x":"\xff\xfe"}', JSON, 422),
         "invalid UTF-8 sent as text/plain": (b"\xff\xfe\x00", {"content-type": "text/plain"}, 422),
         "a JSON body sent as text/plain": (
-            b'{"requirements":{"cpu":{"cores":1}}}', {"content-type": "text/plain"}, 422),
+            b'{"requirements":{"cpu":{"cores":1}}}',
+            {"content-type": "text/plain"},
+            422,
+        ),
         "a form content type": (b"a=%FF", {"content-type": "application/x-www-form-urlencoded"}, 422),
         "100 000 nested arrays": (b"[" * 100_000 + b"]" * 100_000, JSON, 422),
         "nested deeper than 64 objects": (b'{"requirements":' + b'{"a":' * 100 + b"1" + b"}" * 101, JSON, 422),
@@ -118,12 +140,33 @@ def test_a_page_far_past_the_end_is_an_empty_page(shared_sandbox: SandboxHandle,
 
 
 BAD_FAULTS = [
-    b'{"latency": [0, Infinity]}', b'{"latency": Infinity}', b'{"latency": [NaN, NaN]}', b'{"rate": NaN}',
-    b'{"rate": Infinity}', b'{"rate": -0.5}', b'{"latency": -1}', b'{"latency": [2, 1]}', b'{"latency": 1e300}',
-    b'{"latency": "1e300"}', b'{"rate": 1e400}', b'{"seed": 1.5}', b'{"seed": 99999999999999999999999}',
-    b'{"seed": true}', b'{"rate": true}', b'{"rate": "x"}', b'{"kinds": 5}', b'{"kinds": [1, 2]}',
-    b'{"endpoints": {"a": 1}}', b'{"phase": 3}', b'{"phase": "sometimes"}', b'{"kinds": []}', b"[1, 2]",
-    b'"rate"', b"not json", b'{"rate": 0.5, "latency": [0, Infinity]}', b'{"rate": 1, "seed": "x"}',
+    b'{"latency": [0, Infinity]}',
+    b'{"latency": Infinity}',
+    b'{"latency": [NaN, NaN]}',
+    b'{"rate": NaN}',
+    b'{"rate": Infinity}',
+    b'{"rate": -0.5}',
+    b'{"latency": -1}',
+    b'{"latency": [2, 1]}',
+    b'{"latency": 1e300}',
+    b'{"latency": "1e300"}',
+    b'{"rate": 1e400}',
+    b'{"seed": 1.5}',
+    b'{"seed": 99999999999999999999999}',
+    b'{"seed": true}',
+    b'{"rate": true}',
+    b'{"rate": "x"}',
+    b'{"kinds": 5}',
+    b'{"kinds": [1, 2]}',
+    b'{"endpoints": {"a": 1}}',
+    b'{"phase": 3}',
+    b'{"phase": "sometimes"}',
+    b'{"kinds": []}',
+    b"[1, 2]",
+    b'"rate"',
+    b"not json",
+    b'{"rate": 0.5, "latency": [0, Infinity]}',
+    b'{"rate": 1, "seed": "x"}',
 ]
 
 

@@ -45,8 +45,9 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 QUIET_FAULTS = {"rate": 0, "latency": 0}
 
 
-def _fuzz(operation: Any, mode: Any, sandbox: SandboxHandle, admin: Any, failures: list[str],
-          calls: dict[str, int]) -> None:
+def _fuzz(
+    operation: Any, mode: Any, sandbox: SandboxHandle, admin: Any, failures: list[str], calls: dict[str, int]
+) -> None:
     """Call ``operation`` with up to :data:`EXAMPLES` generated requests of ``mode``; collect failures."""
     headers = sandbox.headers()
 

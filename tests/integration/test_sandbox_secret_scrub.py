@@ -30,7 +30,8 @@ def _secrets() -> dict[str, str]:
 def _create(sandbox: SandboxHandle, values: dict[str, str], command: str = "true", **options: Any) -> str:
     content = base64.b64encode(values["file"].encode()).decode()  # > one page: overflow pages too
     return sandbox.create_job(
-        command, docker_run_parameters={
+        command,
+        docker_run_parameters={
             "secrets": {"API_KEY": values["env"]},
             "container_files": [{"path": "/data/key.json", "read_only": True, "base64_content": content}],
         },
@@ -41,8 +42,11 @@ def _create(sandbox: SandboxHandle, values: dict[str, str], command: str = "true
 
 def _found(state_dir: Path, values: dict[str, str]) -> dict[str, list[str]]:
     """Which secrets (raw, or as the base64 text that was sent) are in which database file."""
-    needles = {"env": values["env"].encode(), "registry": values["registry"].encode(),
-               "file": base64.b64encode(values["file"].encode())[:64]}
+    needles = {
+        "env": values["env"].encode(),
+        "registry": values["registry"].encode(),
+        "file": base64.b64encode(values["file"].encode())[:64],
+    }
     found: dict[str, list[str]] = {}
     for path in sorted(state_dir.glob("sandbox.db*")):
         data = path.read_bytes()
@@ -54,7 +58,8 @@ def _found(state_dir: Path, values: dict[str, str]) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize("runtime", ["simulate", "process"])
 def test_secrets_leave_no_trace_in_the_database_files_once_the_job_ended(
-        sandbox_factory: SandboxFactory, runtime: str) -> None:
+    sandbox_factory: SandboxFactory, runtime: str
+) -> None:
     sandbox = sandbox_factory(runtime=runtime)
     values = _secrets()
     job_id = _create(sandbox, values)

@@ -109,7 +109,8 @@ def test_cancel_queued_running_and_resistant(sandbox_factory: SandboxFactory) ->
         assert done["status"] == "Cancelled" and time.monotonic() - asked >= 0.5
         assert "received a cancel request" in done["logs"]
         assert client.patch(f"/job/{resistant}/cancel").json()["detail"] == (
-            "The job you are trying to cancel is already complete.")
+            "The job you are trying to cancel is already complete."
+        )
 
 
 @pytest.mark.timeout(240)
@@ -119,13 +120,16 @@ def test_a_burst_of_jobs_all_complete_none_lost(sandbox: SandboxHandle) -> None:
     How fast is a speed figure: ``bench/bench_sandbox.py`` (1,000 jobs, against a baseline).
     """
     started = time.monotonic()
-    body = {"requirements": {"cpu": {"cores": 1}},
-            "docker_run_parameters": {"image_name": "busybox", "command": "true"}}
+    body = {
+        "requirements": {"cpu": {"cores": 1}},
+        "docker_run_parameters": {"image_name": "busybox", "command": "true"},
+    }
 
     async def create_all() -> list[str]:
         limits = httpx.Limits(max_connections=20)
-        async with httpx.AsyncClient(base_url=sandbox.url, headers=sandbox.headers(), limits=limits,
-                                     timeout=30) as client:
+        async with httpx.AsyncClient(
+            base_url=sandbox.url, headers=sandbox.headers(), limits=limits, timeout=30
+        ) as client:
             queue = list(range(JOBS))
             ids: list[str] = []
 

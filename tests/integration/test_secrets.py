@@ -49,16 +49,27 @@ REGISTRY_PW = "reg-SECRET-ZZ91-password"
 API_KEY = "key-SECRET-ZZ91-api"
 FSEC = "fsec-SECRET-ZZ91-connector"
 GCP_MARKER = "gcp-SECRET-ZZ91-private"
-GCP_JSON = json.dumps({
-    "type": "service_account", "project_id": "demo", "private_key_id": "0123",
-    "private_key": f"-----BEGIN PRIVATE KEY-----\n{GCP_MARKER}\n-----END PRIVATE KEY-----\n",
-    "client_email": "ci@demo.iam.gserviceaccount.com",
-}, indent=2)
+GCP_JSON = json.dumps(
+    {
+        "type": "service_account",
+        "project_id": "demo",
+        "private_key_id": "0123",
+        "private_key": f"-----BEGIN PRIVATE KEY-----\n{GCP_MARKER}\n-----END PRIVATE KEY-----\n",
+        "client_email": "ci@demo.iam.gserviceaccount.com",
+    },
+    indent=2,
+)
 GCP_B64 = base64.b64encode(GCP_JSON.encode()).decode()
 
 TOKENS = {"token": TOKEN, "token2": TOKEN2}
-JOB_SECRETS = {"aws_id": AWS_ID, "aws_key": AWS_KEY, "registry": REGISTRY_PW, "api_key": API_KEY,
-               "gcp": GCP_MARKER, "gcp_b64": GCP_B64}
+JOB_SECRETS = {
+    "aws_id": AWS_ID,
+    "aws_key": AWS_KEY,
+    "registry": REGISTRY_PW,
+    "api_key": API_KEY,
+    "gcp": GCP_MARKER,
+    "gcp_b64": GCP_B64,
+}
 OTHER = {"wrong": WRONG_TOKEN, "fsec": FSEC}
 ALL = {**TOKENS, **JOB_SECRETS, **OTHER}
 
@@ -101,8 +112,11 @@ class Scenario:
 def _env(home: CliEnv, inputs: Path, *, aws: bool = True, gcp: bool = False) -> dict[str, str]:
     env = home.env()
     env.update(
-        PERIAN_ORGANIZATION=ORG, DOCKER_REGISTRY_PASSWORD=REGISTRY_PW, MY_API_KEY=API_KEY,
-        _FSEC_PERIAN_TOKEN=FSEC, _FSEC_DOCKER_REGISTRY_PASSWORD=FSEC,
+        PERIAN_ORGANIZATION=ORG,
+        DOCKER_REGISTRY_PASSWORD=REGISTRY_PW,
+        MY_API_KEY=API_KEY,
+        _FSEC_PERIAN_TOKEN=FSEC,
+        _FSEC_DOCKER_REGISTRY_PASSWORD=FSEC,
     )
     if aws:
         env.update(AWS_ACCESS_KEY_ID=AWS_ID, AWS_SECRET_ACCESS_KEY=AWS_KEY)
@@ -132,8 +146,9 @@ _FORCED_TRACEBACK = textwrap.dedent('''
 
 
 def _forced(args: list[str], env: dict[str, str]) -> CliResult:
-    proc = subprocess.run([sys.executable, "-c", _FORCED_TRACEBACK, *args], env=env, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", _FORCED_TRACEBACK, *args], env=env, capture_output=True, text=True, timeout=60
+    )
     return CliResult(args, proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -157,8 +172,14 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
 
         # -- config: the token arrives by file, stdin and flag; every view of it is redacted
         run(["--api-url", sb.url, "--org", ORG, "--token-file", str(inputs / "token.txt"), "config", "init"], env)
-        for args in (["config", "show"], ["config", "show", "-o", "json"], ["config", "show", "-o", "yaml"],
-                     ["config", "list"], ["config", "path"], ["-v", "config", "show"]):
+        for args in (
+            ["config", "show"],
+            ["config", "show", "-o", "json"],
+            ["config", "show", "-o", "yaml"],
+            ["config", "list"],
+            ["config", "path"],
+            ["-v", "config", "show"],
+        ):
             run(args, env)
         run(["config", "set", "token", "-"], env, input=TOKEN + "\n")
         run(["--token", TOKEN, "config", "show", "-o", "json"], env)
@@ -166,8 +187,13 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
         run(["config", "show"], env_tok)
 
         # -- dry runs: the request with every kind of secret, redacted
-        secret_flags = ["--secret-env", "DOCKER_REGISTRY_PASSWORD", "--secret-env", "MY_API_KEY",
-                        "--storage-credentials"]
+        secret_flags = [
+            "--secret-env",
+            "DOCKER_REGISTRY_PASSWORD",
+            "--secret-env",
+            "MY_API_KEY",
+            "--storage-credentials",
+        ]
         base = ["submit", TEMPLATE, "--input", "name=s", *secret_flags]
         for extra in (["--dry-run"], ["--dry-run", "-o", "yaml"], ["--dry-run", "-o", "json"]):
             run([*base, *extra], env)
@@ -180,12 +206,23 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
         ids = [first, second]
 
         # -- everything that shows a job
-        for args in (["get", first, "-o", "json"], ["get", first, "-o", "yaml"], ["get", *ids, "-o", "wide"],
-                     ["get", "--last", "--history", "-o", "json"], ["list"], ["list", "-o", "json"],
-                     ["list", "--local", "-o", "json"], ["logs", first], ["-vv", "get", second, "-o", "json"],
-                     ["watch", *ids, "-o", "json"], ["watch", *ids, "--no-live"], ["wait", *ids, "-o", "yaml"],
-                     ["-vv", "wait", *ids, "-o", "json"], ["delete", first, "--yes"],
-                     ["-v", "delete", second, "--yes"]):
+        for args in (
+            ["get", first, "-o", "json"],
+            ["get", first, "-o", "yaml"],
+            ["get", *ids, "-o", "wide"],
+            ["get", "--last", "--history", "-o", "json"],
+            ["list"],
+            ["list", "-o", "json"],
+            ["list", "--local", "-o", "json"],
+            ["logs", first],
+            ["-vv", "get", second, "-o", "json"],
+            ["watch", *ids, "-o", "json"],
+            ["watch", *ids, "--no-live"],
+            ["wait", *ids, "-o", "yaml"],
+            ["-vv", "wait", *ids, "-o", "json"],
+            ["delete", first, "--yes"],
+            ["-v", "delete", second, "--yes"],
+        ):
             run(args, env)
 
         # -- failures: wrong token (flag), missing secret-env, unreachable API -- with -v and -vv
@@ -209,8 +246,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
             run(["sandbox", "status"], env)
             env_profile = {k: v for k, v in env.items() if k != "PERIAN_ORGANIZATION"}  # env would beat the profile
             run(["--profile", "sandbox", "config", "show", "-o", "json"], env_profile)
-            run(["--profile", "sandbox", "submit", TEMPLATE, "--input", "name=z", *secret_flags, "--wait"],
-                env_profile)
+            run(["--profile", "sandbox", "submit", TEMPLATE, "--input", "name=z", *secret_flags, "--wait"], env_profile)
         finally:  # never leave a detached sandbox behind, even when a check above failed
             run(["sandbox", "stop"], env)
     finally:
@@ -243,16 +279,18 @@ def test_redaction_is_visible_not_silent(scenario: Scenario) -> None:
     """The scenario really exercised what it claims: secrets were redacted, tracebacks printed."""
     out = "\n".join(r.output for r in scenario.transcript.runs)
     assert "***" in out  # config show, dry-run bodies
-    dry = next(r for r in scenario.transcript.runs if "--dry-run" in r.args and "-o" not in r.args
-               and r.returncode == 0)
+    dry = next(
+        r for r in scenario.transcript.runs if "--dry-run" in r.args and "-o" not in r.args and r.returncode == 0
+    )
     body = json.loads(dry.stdout)["body"]["docker_run_parameters"]
     assert set(body["secrets"]) >= {"DOCKER_REGISTRY_PASSWORD", "MY_API_KEY"}  # names shown, values masked
     assert set(body["secrets"].values()) == {"***"}
     forced = [r for r in scenario.transcript.runs if r.returncode == 1]
     assert forced and all("error: unexpected" in r.stderr for r in forced)
     assert sum("Traceback (most recent call last)" in r.stderr for r in forced) == 3  # the three with -v
-    assert any("HTTP Request" in r.stderr or "-> 200" in r.stderr for r in scenario.transcript.runs
-               if "-vv" in r.args)  # -vv really logged HTTP
+    assert any(
+        "HTTP Request" in r.stderr or "-> 200" in r.stderr for r in scenario.transcript.runs if "-vv" in r.args
+    )  # -vv really logged HTTP
 
 
 def _files(root: Path) -> list[Path]:
@@ -296,10 +334,15 @@ def test_sandbox_store_and_api_and_permissions(scenario: Scenario) -> None:
     """Private files are 0600 in 0700 dirs; the API never echoes a job's secrets (they are not in
     any ``get``/``list``/``watch`` output above); the sandbox store is the one place that holds them."""
     home = scenario.home
-    private_files = [home.config_file, home.config_file.with_name("config.toml.lock"),
-                     home.state_dir / "journal.db", scenario.sandbox.state_dir / "credentials.json",
-                     scenario.sandbox.state_dir / "sandbox.db", scenario.sandbox2_dir / "credentials.json",
-                     scenario.sandbox2_dir / "sandbox.db"]
+    private_files = [
+        home.config_file,
+        home.config_file.with_name("config.toml.lock"),
+        home.state_dir / "journal.db",
+        scenario.sandbox.state_dir / "credentials.json",
+        scenario.sandbox.state_dir / "sandbox.db",
+        scenario.sandbox2_dir / "credentials.json",
+        scenario.sandbox2_dir / "sandbox.db",
+    ]
     private_files += [p for p in home.state_dir.glob("journal.db-*")]
     private_dirs = [home.config_file.parent, home.state_dir, scenario.sandbox.state_dir, scenario.sandbox2_dir]
     wrong = {str(p): oct(_mode(p)) for p in private_files if p.exists() and _mode(p) != 0o600}

@@ -49,10 +49,12 @@ def test_cli_client_round_trip_and_metrics(serve_proc: ServeProcess, api: Api) -
     template = perian_template("success", duration=30, prefix=output_prefix("abcdefghijklmnopqrst"))
 
     async def scenario() -> None:
-        sub = await gc.submit_via_connector(target, template, inputs(), output_prefix("abcdefghijklmnopqrst"),
-                                            execution_name="abcdefghijklmnopqrst")
-        again = await gc.submit_via_connector(target, template, inputs(), output_prefix("abcdefghijklmnopqrst"),
-                                              execution_name="abcdefghijklmnopqrst")
+        sub = await gc.submit_via_connector(
+            target, template, inputs(), output_prefix("abcdefghijklmnopqrst"), execution_name="abcdefghijklmnopqrst"
+        )
+        again = await gc.submit_via_connector(
+            target, template, inputs(), output_prefix("abcdefghijklmnopqrst"), execution_name="abcdefghijklmnopqrst"
+        )
         assert sub.job_id and again.job_id == sub.job_id  # same execution → same job
         status = await gc.get_via_connector(target, sub.job_id)
         assert status.phase_name in ("QUEUED", "INITIALIZING", "RUNNING") and status.job_id == sub.job_id
@@ -89,7 +91,7 @@ def test_cli_client_round_trip_and_metrics(serve_proc: ServeProcess, api: Api) -
     assert f'{histogram}{{code="OK",method="AsyncAgentService/GetTask"}}' in text
     assert f'{histogram}{{code="INVALID_ARGUMENT",method="AsyncAgentService/GetTask"}}' in text
     assert 'perianctl_perian_api_requests_total{method="POST",route="/job",status="200"} 1.0' in text
-    assert 'perianctl_connector_serving 1.0' in text
+    assert "perianctl_connector_serving 1.0" in text
     # requests per look-up: both creates looked for the attempt's job (one found it), each in one page
     assert 'perianctl_connector_lookup_requests_count{purpose="adopt"} 2.0' in text
     assert 'perianctl_connector_lookup_requests_bucket{le="1.0",purpose="adopt"} 2.0' in text
@@ -149,8 +151,9 @@ def test_profile_flags_reach_the_connector_without_touching_the_environment(api:
     (site / "sitecustomize.py").write_text(_ENV_AT_EXIT)
     dump = tmp_path / "env-at-exit.json"
     env = {"ENV_AT_EXIT": str(dump), "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    proc = ServeProcess(api, "--profile", "p", "--config", str(config), use_fsec=False, tmp=tmp_path,
-                        env=env).wait_ready()
+    proc = ServeProcess(
+        api, "--profile", "p", "--config", str(config), use_fsec=False, tmp=tmp_path, env=env
+    ).wait_ready()
     try:
         assert any(f"perian_token (profile p ({config}))" in line for line in proc.lines), proc.lines
         with grpc.insecure_channel(proc.target) as channel:
@@ -199,8 +202,10 @@ def test_calls_during_a_sigterm_drain_are_unavailable_never_cancelled(api: Api, 
     async def flood() -> None:
         async with grpc.aio.insecure_channel(proc.target) as channel:
             stub = agent_pb2_grpc.AsyncAgentServiceStub(channel)
-            metas = [bytes((await stub.CreateTask(create_request("success", duration=600), timeout=10)).resource_meta)
-                     for _ in range(5)]
+            metas = [
+                bytes((await stub.CreateTask(create_request("success", duration=600), timeout=10)).resource_meta)
+                for _ in range(5)
+            ]
             until = time.monotonic() + 4.5
 
             async def worker(n: int) -> None:
@@ -230,8 +235,24 @@ def test_calls_during_a_sigterm_drain_are_unavailable_never_cancelled(api: Api, 
 def test_serve_sandbox_flag_needs_no_credentials(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PERIAN", "_FSEC_"))}
     env.update(PERIANCTL_CONFIG=str(tmp_path / "none.toml"), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "perianctl", "serve", "--sandbox", "--host", "127.0.0.1",
-                             "--port", "0", "--metrics-port", "0"], env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "perianctl",
+            "serve",
+            "--sandbox",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--metrics-port",
+            "0",
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stderr is not None
         port = 0
@@ -260,9 +281,24 @@ def test_port_in_use_is_a_usage_error(api: Api, tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PERIAN", "_FSEC_"))}
         env.update(api.env(), PERIANCTL_CONFIG=str(tmp_path / "none.toml"))
-        proc = subprocess.run([sys.executable, "-m", "perianctl", "serve", "--host", "127.0.0.1", "--port",
-                               str(port), "--metrics-port", "0"], env=env, capture_output=True, text=True,
-                              timeout=60)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "perianctl",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--metrics-port",
+                "0",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "cannot bind" in proc.stderr
 
@@ -299,12 +335,14 @@ def test_entry_point_registers_perian_connector() -> None:
 def test_importing_the_connector_first_registers_nothing_and_warns_nothing() -> None:
     """connector/service.py imports flytekit, whose entry point would import service.py half-done:
     the entry point leaves registration to such a process (no import loop, no warning)."""
-    code = ("import perianctl.connector.service as c\n"
-            "from flytekit.extend.backend.base_connector import ConnectorRegistry\n"
-            "from perianctl.connector.register import register\n"
-            "assert 'perian_task' not in str(ConnectorRegistry._REGISTRY)\n"
-            "connector = register(c.PerianConnector())\n"
-            "assert ConnectorRegistry.get_connector('perian_task') is connector\n")
+    code = (
+        "import perianctl.connector.service as c\n"
+        "from flytekit.extend.backend.base_connector import ConnectorRegistry\n"
+        "from perianctl.connector.register import register\n"
+        "assert 'perian_task' not in str(ConnectorRegistry._REGISTRY)\n"
+        "connector = register(c.PerianConnector())\n"
+        "assert ConnectorRegistry.get_connector('perian_task') is connector\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "not registered" not in proc.stderr
@@ -315,10 +353,12 @@ def test_the_entry_point_connector_reads_perian_env_then_the_named_profile(tmp_p
     credential fallback like the CLI: ``PERIAN_*`` first, then the profile ``PERIANCTL_PROFILE`` names
     in ``PERIANCTL_CONFIG`` -- never another profile, and the connector package itself reads no config."""
     config = tmp_path / "config.toml"
-    config.write_text('current_profile = "other"\n'
-                      '[profiles.other]\napi_url = "http://127.0.0.1:5"\norganization = "wrong"\ntoken = "wrong"\n'
-                      '[profiles.p]\napi_url = "http://127.0.0.1:9"\n'
-                      'organization = "from-profile"\ntoken = "profile-token"\n')
+    config.write_text(
+        'current_profile = "other"\n'
+        '[profiles.other]\napi_url = "http://127.0.0.1:5"\norganization = "wrong"\ntoken = "wrong"\n'
+        '[profiles.p]\napi_url = "http://127.0.0.1:9"\n'
+        'organization = "from-profile"\ntoken = "profile-token"\n'
+    )
     code = textwrap.dedent("""
         import flytekit
         from flytekit.extend.backend.base_connector import ConnectorRegistry
@@ -328,8 +368,13 @@ def test_the_entry_point_connector_reads_perian_env_then_the_named_profile(tmp_p
         print("TOKEN", secrets.token == "profile-token", secrets.sources.get("perian_token"))
     """)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PERIAN", "_FSEC_"))}
-    env.update(PERIANCTL_CONFIG=str(config), PERIANCTL_PROFILE="p", PERIAN_API_URL="http://127.0.0.1:7/",
-               PERIAN_ORG="env-org", FLYTE_SECRETS_DEFAULT_DIR=str(tmp_path))
+    env.update(
+        PERIANCTL_CONFIG=str(config),
+        PERIANCTL_PROFILE="p",
+        PERIAN_API_URL="http://127.0.0.1:7/",
+        PERIAN_ORG="env-org",
+        FLYTE_SECRETS_DEFAULT_DIR=str(tmp_path),
+    )
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "URL http://127.0.0.1:7 ORG env-org env PERIAN_ORG" in proc.stdout
@@ -338,7 +383,8 @@ def test_the_entry_point_connector_reads_perian_env_then_the_named_profile(tmp_p
 
 
 def test_broken_registration_does_not_break_import_flytekit(tmp_path: Path) -> None:
-    (tmp_path / "sitecustomize.py").write_text(textwrap.dedent("""
+    (tmp_path / "sitecustomize.py").write_text(
+        textwrap.dedent("""
         import sys
         class _Break:
             def find_spec(self, name, path=None, target=None):
@@ -346,7 +392,8 @@ def test_broken_registration_does_not_break_import_flytekit(tmp_path: Path) -> N
                     raise ImportError("simulated broken dependency")
                 return None
         sys.meta_path.insert(0, _Break())
-    """))
+    """)
+    )
     proc = _probe(pythonpath=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "NONE FlyteConnectorNotFound" in proc.stdout
@@ -363,12 +410,31 @@ def test_pyflyte_serve_connector_discovers_it(api: Api, tmp_path: Path) -> None:
     """flytekit's own server loads the connector through the entry point and serves perian_task."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PERIAN", "_FSEC_"))}
-    env.update(_FSEC_PERIAN_ORGANIZATION=api.organization, _FSEC_PERIAN_TOKEN=api.token, PERIAN_API_URL=api.url,
-               PERIANCTL_CONFIG=str(tmp_path / "none.toml"), FLYTE_SECRETS_DEFAULT_DIR=str(tmp_path))
+    env.update(
+        _FSEC_PERIAN_ORGANIZATION=api.organization,
+        _FSEC_PERIAN_TOKEN=api.token,
+        PERIAN_API_URL=api.url,
+        PERIANCTL_CONFIG=str(tmp_path / "none.toml"),
+        FLYTE_SECRETS_DEFAULT_DIR=str(tmp_path),
+    )
     pyflyte = Path(sys.executable).with_name("pyflyte")
-    proc = subprocess.Popen([str(pyflyte), "serve", "connector", "--port", str(port), "--prometheus_port",
-                             str(free_port()), "--timeout", "40"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            str(pyflyte),
+            "serve",
+            "connector",
+            "--port",
+            str(port),
+            "--prometheus_port",
+            str(free_port()),
+            "--timeout",
+            "40",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             grpc.channel_ready_future(channel).result(timeout=60)  # flytekit starts slowly on a busy box
@@ -388,8 +454,10 @@ def test_pyflyte_serve_connector_discovers_it(api: Api, tmp_path: Path) -> None:
 
 def test_serve_command_module_is_light() -> None:
     """``perianctl --help`` stays fast: the serve command imports grpc/flytekit only when it runs."""
-    code = ("import sys, perianctl.cli; heavy = [m for m in ('grpc', 'flytekit', 'httpx', 'aiohttp', "
-            "'prometheus_client') if m in sys.modules]; print(heavy)")
+    code = (
+        "import sys, perianctl.cli; heavy = [m for m in ('grpc', 'flytekit', 'httpx', 'aiohttp', "
+        "'prometheus_client') if m in sys.modules]; print(heavy)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"

@@ -66,8 +66,13 @@ async def _create(stub: agent_pb2_grpc.AsyncAgentServiceStub) -> list[bytes]:
     return [bytes(r.resource_meta) for r in responses]
 
 
-async def _load(stub: agent_pb2_grpc.AsyncAgentServiceStub, metas: list[bytes], *, rounds: int | None = None,
-                stop: asyncio.Event | None = None) -> Load:
+async def _load(
+    stub: agent_pb2_grpc.AsyncAgentServiceStub,
+    metas: list[bytes],
+    *,
+    rounds: int | None = None,
+    stop: asyncio.Event | None = None,
+) -> Load:
     """``STREAMS`` workers calling GetTask back to back, ``rounds`` calls each, or until the server refuses.
 
     With ``stop`` (the server is shutting down), a worker stops at its first failure that started
@@ -107,8 +112,7 @@ def test_200_get_task_streams_without_errors_then_sigterm_drains_under_load(
     sandbox_factory: SandboxFactory, tmp_path: Path
 ) -> None:
     sb = sandbox_factory(access_log=False)
-    serve = support.ServeProcess(support.Api(sb.url, sb.org, sb.token), "--grace", "30",
-                                 tmp=tmp_path).wait_ready()
+    serve = support.ServeProcess(support.Api(sb.url, sb.org, sb.token), "--grace", "30", tmp=tmp_path).wait_ready()
 
     def when_waiting_then_sigterm() -> tuple[int, float]:
         # The event "half the streams' calls are waiting on PERIAN", then SIGTERM right away.
@@ -151,8 +155,10 @@ def test_200_get_task_streams_without_errors_then_sigterm_drains_under_load(
         code, err = serve.terminate()
 
     ok = [c.ended - c.started for c in steady.calls if c.code == "OK"]
-    print(f"\n{STREAMS} streams x {ROUNDS} calls: {len(ok)} GetTask OK in {steady_seconds:.1f} s, "
-          f"p50 {_pct(ok, 50) * 1000:.0f} ms, p99 {_pct(ok, 99) * 1000:.0f} ms, codes {steady.codes()}")
+    print(
+        f"\n{STREAMS} streams x {ROUNDS} calls: {len(ok)} GetTask OK in {steady_seconds:.1f} s, "
+        f"p50 {_pct(ok, 50) * 1000:.0f} ms, p99 {_pct(ok, 99) * 1000:.0f} ms, codes {steady.codes()}"
+    )
     assert steady.codes() == {"OK": STREAMS * ROUNDS}, steady.codes()  # every call answered, zero errors
 
     # The calls waiting on PERIAN when SIGTERM came (held there until the server said NOT_SERVING)

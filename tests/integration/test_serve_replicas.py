@@ -27,11 +27,21 @@ api = support.api  # fixture
 pytestmark = pytest.mark.timeout(120)
 
 # Lifecycle order of the phases a job passes through (terminal ones last).
-RANK = {TaskExecution.QUEUED: 0, TaskExecution.INITIALIZING: 1, TaskExecution.RUNNING: 2,
-        TaskExecution.SUCCEEDED: 3, TaskExecution.FAILED: 3, TaskExecution.RETRYABLE_FAILED: 3,
-        TaskExecution.ABORTED: 3}
-EXPECTED = {"success": TaskExecution.SUCCEEDED, "fail": TaskExecution.FAILED,
-            "server-error": TaskExecution.RETRYABLE_FAILED, "cancel": TaskExecution.ABORTED}
+RANK = {
+    TaskExecution.QUEUED: 0,
+    TaskExecution.INITIALIZING: 1,
+    TaskExecution.RUNNING: 2,
+    TaskExecution.SUCCEEDED: 3,
+    TaskExecution.FAILED: 3,
+    TaskExecution.RETRYABLE_FAILED: 3,
+    TaskExecution.ABORTED: 3,
+}
+EXPECTED = {
+    "success": TaskExecution.SUCCEEDED,
+    "fail": TaskExecution.FAILED,
+    "server-error": TaskExecution.RETRYABLE_FAILED,
+    "cancel": TaskExecution.ABORTED,
+}
 
 
 @pytest.fixture
@@ -54,8 +64,7 @@ def test_round_robin_over_three_replicas_is_consistent(replicas: list[ServeProce
         tasks = []
         for i, scenario in enumerate(scenarios):
             duration = 30 if scenario == "cancel" else None
-            request = create_request("success" if scenario == "cancel" else scenario, node=f"n{i}",
-                                     duration=duration)
+            request = create_request("success" if scenario == "cancel" else scenario, node=f"n{i}", duration=duration)
             meta = next_stub().CreateTask(request, timeout=10).resource_meta
             # the reply "was lost": propeller re-sends, and the retry lands on another replica
             again = next_stub().CreateTask(request, timeout=10).resource_meta
@@ -64,8 +73,9 @@ def test_round_robin_over_three_replicas_is_consistent(replicas: list[ServeProce
 
         for scenario, meta in tasks:
             if scenario == "cancel":
-                delete = agent_pb2.DeleteTaskRequest(task_type="perian_task", resource_meta=meta,
-                                                     task_category=category())
+                delete = agent_pb2.DeleteTaskRequest(
+                    task_type="perian_task", resource_meta=meta, task_category=category()
+                )
                 next_stub().DeleteTask(delete, timeout=10)
                 next_stub().DeleteTask(delete, timeout=10)  # abort retried on another replica
 

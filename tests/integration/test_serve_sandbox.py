@@ -34,10 +34,18 @@ class Served:
 
 def _start(tmp_path: Path, *args: str) -> Served:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PERIAN", "_FSEC_"))}
-    env.update(PERIANCTL_CONFIG=str(tmp_path / "none.toml"), PERIANCTL_STATE_DIR=str(tmp_path / "serve-state"),
-               PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "perianctl", "serve", "--sandbox", "--port", "0", *args],
-                            env=env, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    env.update(
+        PERIANCTL_CONFIG=str(tmp_path / "none.toml"),
+        PERIANCTL_STATE_DIR=str(tmp_path / "serve-state"),
+        PYTHONUNBUFFERED="1",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "perianctl", "serve", "--sandbox", "--port", "0", *args],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.stderr is not None
     seen = []
     for line in proc.stderr:  # ends when the process exits: no wait without an event
@@ -72,7 +80,7 @@ def _listening_addresses(port: int) -> set[str]:
                 if width == 32 and address.startswith("0000000000000000FFFF0000"):  # ::ffff:a.b.c.d
                     address, width = address[24:], 8
                 if width == 8:
-                    found.add(".".join(str(int(address[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+                    found.add(".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0)))
                 else:
                     found.add("::" if set(address) == {"0"} else address)
     return found
@@ -86,9 +94,18 @@ def served(tmp_path: Path) -> Iterator[Served]:
 
 
 def test_try_it_runs_the_task_and_returns_its_outputs(served: Served, run_cli: CliRunner) -> None:
-    r = run_cli("submit", str(REPO_ROOT / "examples" / "templates" / "hello.pb"), "-i", "name=Ada",
-                "--env", f"PYTHONPATH={REPO_ROOT}", "--connector", f"127.0.0.1:{served.port}", "--wait",
-                timeout=180)
+    r = run_cli(
+        "submit",
+        str(REPO_ROOT / "examples" / "templates" / "hello.pb"),
+        "-i",
+        "name=Ada",
+        "--env",
+        f"PYTHONPATH={REPO_ROOT}",
+        "--connector",
+        f"127.0.0.1:{served.port}",
+        "--wait",
+        timeout=180,
+    )
     assert r.returncode == 0, r
     assert "Hello, Ada! Greetings from a PERIAN job." in r.stdout, r
     assert "wrote no outputs" not in r.output
@@ -160,11 +177,22 @@ def test_pyflyte_run_of_the_readme_example_runs_through_the_connector(
     pyflyte-execute, and the output comes back from outputs.pb."""
     sandbox = sandbox_factory(runtime="process")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PERIAN", "_FSEC_", "FLYTE"))}
-    env.update(sandbox.env(), PERIANCTL_CONFIG=str(tmp_path / "none.toml"),
-               PERIANCTL_STATE_DIR=str(tmp_path / "state"), HOME=str(tmp_path), COLUMNS="200")
+    env.update(
+        sandbox.env(),
+        PERIANCTL_CONFIG=str(tmp_path / "none.toml"),
+        PERIANCTL_STATE_DIR=str(tmp_path / "state"),
+        HOME=str(tmp_path),
+        COLUMNS="200",
+    )
     pyflyte = Path(sys.executable).with_name("pyflyte")
-    proc = subprocess.run([str(pyflyte), "run", "examples/train.py", "wf", "--epochs", "4"], cwd=REPO_ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(pyflyte), "run", "examples/train.py", "wf", "--epochs", "4"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "An image is required" not in proc.stdout + proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "0.0625", proc.stdout

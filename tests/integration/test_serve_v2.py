@@ -51,32 +51,44 @@ def v2_inputs(name: str = "perian") -> common_pb2.Inputs:
 def v2_metadata(execution: str, *, node: str = "n0", attempt: int = 0) -> c2.TaskExecutionMetadata:
     return c2.TaskExecutionMetadata(
         task_execution_id=i2.TaskExecutionIdentifier(
-            task_id=i2.Identifier(resource_type=i2.TASK, project="flytesnacks", domain="development",
-                                  name="hello_gpu", version="v1"),
+            task_id=i2.Identifier(
+                resource_type=i2.TASK, project="flytesnacks", domain="development", name="hello_gpu", version="v1"
+            ),
             node_execution_id=i2.NodeExecutionIdentifier(
                 node_id=node,
-                execution_id=i2.WorkflowExecutionIdentifier(project="flytesnacks", domain="development",
-                                                            name=execution)),
+                execution_id=i2.WorkflowExecutionIdentifier(
+                    project="flytesnacks", domain="development", name=execution
+                ),
+            ),
             retry_attempt=attempt,
         ),
         namespace="flytesnacks-development",
     )
 
 
-def create_v2(scenario: str = "success", *, execution: str | None = None, attempt: int = 0,
-              duration: float | None = None, secrets: dict[str, str] | None = None) -> c2.CreateTaskRequest:
+def create_v2(
+    scenario: str = "success",
+    *,
+    execution: str | None = None,
+    attempt: int = 0,
+    duration: float | None = None,
+    secrets: dict[str, str] | None = None,
+) -> c2.CreateTaskRequest:
     execution = execution or "a" + uuid.uuid4().hex[:19]
     prefix = output_prefix(execution, "n0", attempt)
     return c2.CreateTaskRequest(
-        template=v2_template(scenario, duration=duration, prefix=prefix), inputs=v2_inputs(), output_prefix=prefix,
+        template=v2_template(scenario, duration=duration, prefix=prefix),
+        inputs=v2_inputs(),
+        output_prefix=prefix,
         task_execution_metadata=v2_metadata(execution, attempt=attempt),
         connection=security_pb2.Connection(task_type="perian_task", secrets=secrets or {}),
     )
 
 
 def get_v2(meta: bytes, secrets: dict[str, str] | None = None) -> c2.GetTaskRequest:
-    return c2.GetTaskRequest(resource_meta=meta, task_category=CATEGORY,
-                             connection=security_pb2.Connection(secrets=secrets or {}))
+    return c2.GetTaskRequest(
+        resource_meta=meta, task_category=CATEGORY, connection=security_pb2.Connection(secrets=secrets or {})
+    )
 
 
 class V2:
@@ -85,8 +97,14 @@ class V2:
         self.meta = s2.ConnectorMetadataServiceStub(channel)
 
 
-async def wait_v2(stub: s2.AsyncConnectorServiceStub, meta: bytes, phases: set[str], *,
-                  secrets: dict[str, str] | None = None, timeout: float = 20.0) -> c2.Resource:
+async def wait_v2(
+    stub: s2.AsyncConnectorServiceStub,
+    meta: bytes,
+    phases: set[str],
+    *,
+    secrets: dict[str, str] | None = None,
+    timeout: float = 20.0,
+) -> c2.Resource:
     deadline = time.monotonic() + timeout
     while True:
         resource = (await stub.GetTask(get_v2(meta, secrets), timeout=10)).resource
@@ -97,8 +115,9 @@ async def wait_v2(stub: s2.AsyncConnectorServiceStub, meta: bytes, phases: set[s
         await asyncio.sleep(0.05)
 
 
-async def read_pages(stub: s2.AsyncConnectorServiceStub, meta: bytes, token: str = "",
-                     lines: int = 0) -> tuple[list[c2.GetTaskLogsResponse], str, list[Any]]:
+async def read_pages(
+    stub: s2.AsyncConnectorServiceStub, meta: bytes, token: str = "", lines: int = 0
+) -> tuple[list[c2.GetTaskLogsResponse], str, list[Any]]:
     """One GetTaskLogs call: (messages, header token, LogLines)."""
     request = c2.GetTaskLogsRequest(resource_meta=meta, task_category=CATEGORY, token=token, lines=lines)
     messages = [m async for m in stub.GetTaskLogs(request, timeout=10)]
@@ -124,9 +143,13 @@ async def test_one_server_serves_both_protocols_and_health_covers_both(api: Api)
         with pytest.raises(grpc.aio.AioRpcError) as missing:
             await v2.meta.GetConnector(c2.GetConnectorRequest(name="nope"), timeout=5)
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
-        for service in ("flyteidl.service.AsyncAgentService", "flyteidl.service.AgentMetadataService",
-                        "flyteidl2.connector.AsyncConnectorService", "flyteidl2.connector.ConnectorMetadataService",
-                        ""):
+        for service in (
+            "flyteidl.service.AsyncAgentService",
+            "flyteidl.service.AgentMetadataService",
+            "flyteidl2.connector.AsyncConnectorService",
+            "flyteidl2.connector.ConnectorMetadataService",
+            "",
+        ):
             status = (await server.health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)).status
             assert status == health_pb2.HealthCheckResponse.SERVING, service
 
@@ -135,8 +158,9 @@ def _created() -> float:
     """flytekit's ``flyte_connector_requests_success_total`` for perian_task creates (one registry)."""
     from prometheus_client import REGISTRY
 
-    value = REGISTRY.get_sample_value("flyte_connector_requests_success_total",
-                                      {"task_type": "perian_task", "operation": "create"})
+    value = REGISTRY.get_sample_value(
+        "flyte_connector_requests_success_total", {"task_type": "perian_task", "operation": "create"}
+    )
     return value or 0.0
 
 
@@ -164,16 +188,22 @@ async def test_v2_create_get_metrics_delete_and_the_same_job_over_v1(api: Api) -
         assert job["requirement_metadata"]["requirements"]["accelerator"]["name"] == "A100"
 
         metrics = await v2.tasks.GetTaskMetrics(
-            c2.GetTaskMetricsRequest(resource_meta=response.resource_meta, task_category=CATEGORY,
-                                     queries=["PERIAN_JOB_RUNTIME_SECONDS", "NOT_A_METRIC"]), timeout=10)
+            c2.GetTaskMetricsRequest(
+                resource_meta=response.resource_meta,
+                task_category=CATEGORY,
+                queries=["PERIAN_JOB_RUNTIME_SECONDS", "NOT_A_METRIC"],
+            ),
+            timeout=10,
+        )
         assert [r.metric for r in metrics.results] == ["PERIAN_JOB_RUNTIME_SECONDS", "NOT_A_METRIC"]
         series = metrics.results[0].data["result"]
         assert series[0]["metric"]["job_id"] == meta["job_id"] and float(series[0]["values"][0][1]) > 0
         assert list(metrics.results[1].data["result"]) == []
 
         # DeleteTask of a finished job is fine; of a running one it cancels (ABORTED).
-        await v2.tasks.DeleteTask(c2.DeleteTaskRequest(resource_meta=response.resource_meta,
-                                                       task_category=CATEGORY), timeout=10)
+        await v2.tasks.DeleteTask(
+            c2.DeleteTaskRequest(resource_meta=response.resource_meta, task_category=CATEGORY), timeout=10
+        )
         running = (await v2.tasks.CreateTask(create_v2("success", duration=30), timeout=10)).resource_meta
         await wait_v2(v2.tasks, running, {"RUNNING"})
         await v2.tasks.DeleteTask(c2.DeleteTaskRequest(resource_meta=running, task_category=CATEGORY), timeout=10)
@@ -185,8 +215,9 @@ async def test_same_attempt_resent_over_either_protocol_makes_one_job(api: Api) 
         v2 = V2(server.channel)
         execution = "a" + uuid.uuid4().hex[:19]
         request = create_v2("success", execution=execution, duration=5)
-        first, again = await asyncio.gather(v2.tasks.CreateTask(request, timeout=10),
-                                            v2.tasks.CreateTask(request, timeout=10))
+        first, again = await asyncio.gather(
+            v2.tasks.CreateTask(request, timeout=10), v2.tasks.CreateTask(request, timeout=10)
+        )
         later = await v2.tasks.CreateTask(request, timeout=10)
         assert first.resource_meta == again.resource_meta == later.resource_meta
         # The v1 form of the same attempt (same execution, node, attempt) is the same job, too:
@@ -196,7 +227,9 @@ async def test_same_attempt_resent_over_either_protocol_makes_one_job(api: Api) 
             inputs=v1_literals.LiteralMap.FromString(request.inputs.SerializeToString()),
             output_prefix=request.output_prefix,
             task_execution_metadata=agent_pb2.TaskExecutionMetadata.FromString(
-                request.task_execution_metadata.SerializeToString()))
+                request.task_execution_metadata.SerializeToString()
+            ),
+        )
         assert (await server.tasks.CreateTask(v1_request, timeout=10)).resource_meta == first.resource_meta
         job_id = json.loads(first.resource_meta)["job_id"]
         assert [j["id"] for j in api.jobs()] == [job_id]
@@ -274,8 +307,12 @@ async def test_connection_secrets_win_over_server_secrets(api: Api) -> None:
         # so GetTask keeps the last phase it knows and says why.
         kept = (await v2.tasks.GetTask(get_v2(meta), timeout=10)).resource
         assert kept.phase == e2.TaskExecution.SUCCEEDED and "refused the credentials" in kept.message
-        await v2.tasks.DeleteTask(c2.DeleteTaskRequest(resource_meta=meta, task_category=CATEGORY,
-                                                       connection=security_pb2.Connection(secrets=good)), timeout=10)
+        await v2.tasks.DeleteTask(
+            c2.DeleteTaskRequest(
+                resource_meta=meta, task_category=CATEGORY, connection=security_pb2.Connection(secrets=good)
+            ),
+            timeout=10,
+        )
 
 
 async def test_v2_errors_are_status_codes(api: Api) -> None:
@@ -298,14 +335,15 @@ async def test_protocols_can_be_served_alone(api: Api) -> None:
 
     settings = ConnectorSettings(api_url=api.url, organization=api.organization, token=api.token)
     for only in ("v1", "v2"):
-        running = await start(ServeOptions(host="127.0.0.1", port=0, metrics_port=0, connector=settings,
-                                           protocols=(only,)))
+        running = await start(
+            ServeOptions(host="127.0.0.1", port=0, metrics_port=0, connector=settings, protocols=(only,))
+        )
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-                v1_call = agent_pb2_grpc.AgentMetadataServiceStub(channel).ListAgents(agent_pb2.ListAgentsRequest(),
-                                                                                      timeout=5)
-                v2_call = s2.ConnectorMetadataServiceStub(channel).ListConnectors(c2.ListConnectorsRequest(),
-                                                                                  timeout=5)
+                v1_call = agent_pb2_grpc.AgentMetadataServiceStub(channel).ListAgents(
+                    agent_pb2.ListAgentsRequest(), timeout=5
+                )
+                v2_call = s2.ConnectorMetadataServiceStub(channel).ListConnectors(c2.ListConnectorsRequest(), timeout=5)
                 served, refused = (v1_call, v2_call) if only == "v1" else (v2_call, v1_call)
                 await served
                 with pytest.raises(grpc.aio.AioRpcError) as off:

@@ -16,11 +16,17 @@ from tests.plugins.cli import CliEnv
 from tests.plugins.sandbox import SandboxHandle
 
 
-def _get_with_importtime(sandbox: SandboxHandle, cli_env: CliEnv, job_id: str,
-                         **extra: str) -> tuple[dict[str, object], set[str]]:
+def _get_with_importtime(
+    sandbox: SandboxHandle, cli_env: CliEnv, job_id: str, **extra: str
+) -> tuple[dict[str, object], set[str]]:
     env = {**cli_env.env(), **sandbox.env(), **extra}
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "perianctl", "get", job_id, "-o", "json"],
-                          env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "perianctl", "get", job_id, "-o", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     modules = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert "perianctl.perian.models" in modules, "importtime printed nothing useful"
@@ -56,8 +62,13 @@ def test_piped_list_json_does_not_load_rich(shared_sandbox: SandboxHandle, cli_e
     """list's footer ("page 1/1 · N job(s) in total") on a piped stderr is written without rich."""
     job_id = shared_sandbox.create_job()
     env = {**cli_env.env(), **shared_sandbox.env()}
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "perianctl", "list", "-o", "json"],
-                          env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "perianctl", "list", "-o", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert job_id in proc.stdout
     lines = proc.stderr.splitlines()

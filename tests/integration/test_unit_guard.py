@@ -14,7 +14,7 @@ from xml.etree import ElementTree
 
 GUARD = Path(__file__).resolve().parents[1] / "unit" / "conftest.py"
 
-TESTS = '''
+TESTS = """
 import asyncio, os, pty, socket, subprocess, sys
 
 import pytest
@@ -74,7 +74,7 @@ async def test_asyncio_loop_is_fine():
 
 def test_pure_is_fine():
     assert sorted([3, 1, 2]) == [1, 2, 3]
-'''
+"""
 
 
 def test_unit_guard_fails_impure_tests_and_passes_pure_ones(tmp_path: Path) -> None:
@@ -91,8 +91,14 @@ def test_unit_guard_fails_impure_tests_and_passes_pure_ones(tmp_path: Path) -> N
         for problem in (*case.iter("failure"), *case.iter("error")):
             problems[case.attrib["name"]] = problem.attrib.get("message", "")
     assert set(problems) == {
-        "test_subprocess", "test_swallowed", "test_fork", "test_pty", "test_tcp", "test_udp6",
-        "test_asyncio_subprocess", "test_teardown",
+        "test_subprocess",
+        "test_swallowed",
+        "test_fork",
+        "test_pty",
+        "test_tcp",
+        "test_udp6",
+        "test_asyncio_subprocess",
+        "test_teardown",
     }, out
     assert proc.returncode == 1, out
     assert "started a process" in problems["test_subprocess"], out

@@ -61,8 +61,9 @@ def test_wait_for_succeeded_stops_at_the_first_failure(shared_sandbox: SandboxHa
     slow = create_many(shared_sandbox, 1, "slow", duration=30)
     bad = create_many(shared_sandbox, 1, "fail", duration=0.2)
     started = time.monotonic()
-    result = run_cli("wait", *slow, *bad, "--for", "succeeded", "--interval", "0.2", "-o", "none",
-                     env=shared_sandbox.env())
+    result = run_cli(
+        "wait", *slow, *bad, "--for", "succeeded", "--interval", "0.2", "-o", "none", env=shared_sandbox.env()
+    )
     assert result.returncode == 3, result
     assert time.monotonic() - started < 30  # a hang detector: the slow job runs for minutes
     assert "stopped early: --for succeeded" in result.stderr and result.stdout == ""
@@ -100,8 +101,19 @@ def test_wait_api_unreachable_is_8(run_cli: CliRunner) -> None:
 
 
 def test_submit_wait_uses_the_same_exit_codes(sandbox: SandboxHandle, run_cli: CliRunner) -> None:
-    result = run_cli("submit", "examples/templates/hello.json", "--input", "name=ci", "--wait", "-o", "name",
-                     "--env", "PERIAN_SANDBOX_SCENARIO=fail", env=sandbox.env(), timeout=120)
+    result = run_cli(
+        "submit",
+        "examples/templates/hello.json",
+        "--input",
+        "name=ci",
+        "--wait",
+        "-o",
+        "name",
+        "--env",
+        "PERIAN_SANDBOX_SCENARIO=fail",
+        env=sandbox.env(),
+        timeout=120,
+    )
     assert result.returncode == 3, result
     job = result.stdout.strip()  # stdout keeps only the id; progress went to stderr
     assert re.fullmatch(r"[0-9a-f-]{36}", job), result

@@ -21,8 +21,17 @@ LINE = re.compile(
     r"^(?P<at>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) (?P<id>[0-9a-f-]{36}) "
     r"(?:(?P<old>\w+) -> )?(?P<new>\w+) \((?P<phase>[A-Z_]+)\)(?: (?P<message>.*))?$"
 )
-LIFECYCLE = ["Queued", "Undefined", "Initializing", "Running", "Done", "UserError", "ServerError", "Timeout",
-             "Cancelled"]
+LIFECYCLE = [
+    "Queued",
+    "Undefined",
+    "Initializing",
+    "Running",
+    "Done",
+    "UserError",
+    "ServerError",
+    "Timeout",
+    "Cancelled",
+]
 
 
 def _transitions(stdout: str) -> dict[str, list[re.Match[str]]]:
@@ -82,7 +91,10 @@ def test_watch_cancelled_mid_run_exits_4(shared_sandbox: SandboxHandle, cli_env:
     [job] = create_many(shared_sandbox, 1, "slow", duration=30)
     proc = subprocess.Popen(
         [sys.executable, "-m", "perianctl", "watch", job, "--interval", "0.2"],
-        env=cli_env_for(cli_env, shared_sandbox), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=cli_env_for(cli_env, shared_sandbox),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         seen = _read_until(proc, f"{job} ", "Running")  # the watch has shown it running
@@ -163,7 +175,10 @@ def test_watch_survives_api_faults_and_reports_them(sandbox_factory: SandboxFact
     ids = create_many(sandbox, 5, "success", duration=10)  # outlasts the CLI's start-up on a busy 2-core box
     proc = subprocess.Popen(
         [sys.executable, "-m", "perianctl", "watch", *ids, "--interval", "0.2"],
-        env=cli_env_for(cli_env, sandbox), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=cli_env_for(cli_env, sandbox),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     errors: list[str] = []
     stale = threading.Event()

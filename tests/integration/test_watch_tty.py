@@ -23,8 +23,15 @@ ROWS, COLS = 40, 200
 
 def _spawn(cli_env: CliEnv, sandbox: SandboxHandle, *args: str) -> pexpect.spawn:
     env = cli_env_for(cli_env, sandbox, TERM="xterm-256color", COLUMNS=str(COLS), LINES=str(ROWS))
-    return pexpect.spawn(sys.executable, ["-m", "perianctl", *args], env=env, dimensions=(ROWS, COLS),
-                         encoding="utf-8", codec_errors="replace", timeout=60)
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "perianctl", *args],
+        env=env,
+        dimensions=(ROWS, COLS),
+        encoding="utf-8",
+        codec_errors="replace",
+        timeout=60,
+    )
 
 
 def _finish(child: pexpect.spawn, captured: str = "") -> tuple[int, str, Screen]:

@@ -26,8 +26,10 @@ class CliResult:
         return self.stdout + self.stderr
 
     def __repr__(self) -> str:  # shown by pytest on assertion failures
-        return (f"CliResult(args={self.args!r}, rc={self.returncode},\n--- stdout ---\n{self.stdout}"
-                f"\n--- stderr ---\n{self.stderr})")
+        return (
+            f"CliResult(args={self.args!r}, rc={self.returncode},\n--- stdout ---\n{self.stdout}"
+            f"\n--- stderr ---\n{self.stderr})"
+        )
 
 
 @dataclass
@@ -87,8 +89,13 @@ def run_perianctl(
 def run_cli(cli_env: CliEnv) -> CliRunner:
     """``run_cli("get", id, env={...extra}, input=..., timeout=...)`` → CliResult."""
 
-    def runner(*args: str, env: Mapping[str, str] | None = None, input: str | None = None,
-               timeout: float = 60, cwd: Path | None = None) -> CliResult:
+    def runner(
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        input: str | None = None,
+        timeout: float = 60,
+        cwd: Path | None = None,
+    ) -> CliResult:
         full = cli_env.env()
         full.update(env or {})
         return run_perianctl(list(args), env=full, input=input, timeout=timeout, cwd=cwd)

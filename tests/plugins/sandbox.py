@@ -173,9 +173,15 @@ class SandboxHandle:
 
     # ------------------------------------------------------------------ job helpers
 
-    def create_job(self, command: str | None = "echo hello", *, scenario: str | None = None,
-                   duration: float | None = None, env: dict[str, Any] | None = None,
-                   **body: Any) -> str:
+    def create_job(
+        self,
+        command: str | None = "echo hello",
+        *,
+        scenario: str | None = None,
+        duration: float | None = None,
+        env: dict[str, Any] | None = None,
+        **body: Any,
+    ) -> str:
         """Create a job (cheapest CPU type unless ``body`` says otherwise) and return its id."""
         variables = dict(env or {})
         if scenario is not None:
@@ -200,8 +206,9 @@ class SandboxHandle:
         job: dict[str, Any] = response.json()["jobs"][0]
         return job
 
-    def wait_for_status(self, job_id: str, statuses: Iterable[str] = TERMINAL, *, timeout: float = 60.0,
-                        interval: float = 0.05) -> dict[str, Any]:
+    def wait_for_status(
+        self, job_id: str, statuses: Iterable[str] = TERMINAL, *, timeout: float = 60.0, interval: float = 0.05
+    ) -> dict[str, Any]:
         """Poll until the job's status is one of ``statuses``; returns the job.
 
         ``timeout`` only detects a hang: a busy CI box can be many times slower than a laptop.
@@ -330,8 +337,13 @@ class _ForkServer:
         self.log_path = log_path
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.support.forkserver"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=log, env=_child_env(), start_new_session=True, text=True,
+                [sys.executable, "-m", "tests.support.forkserver"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=_child_env(),
+                start_new_session=True,
+                text=True,
                 cwd=_REPO,  # ``-m tests.support.forkserver`` is found from the repository root
             )
         assert self.proc.stdout is not None
@@ -418,7 +430,11 @@ def _spawn(argv: list[str], state_dir: Path) -> ProcessLike:
         with open(state_dir / "sandbox.log", "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "perianctl.commands.sandbox", "run", *argv],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=_child_env(), start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=_child_env(),
+                start_new_session=True,
             )
     _launched[:] = [p for p in _launched if getattr(p, "returncode", None) is None]  # drop reaped ones
     _launched.append(proc)
@@ -490,9 +506,23 @@ def launch_sandbox(
     def csv(value: str | Iterable[str]) -> str:
         return value if isinstance(value, str) else ",".join(value)
 
-    argv = ["--host", "127.0.0.1", "--port", str(port), "--state-dir", str(state_dir), "--runtime", runtime,
-            "--speed", repr(float(speed)), "--kill-grace", repr(float(kill_grace)),
-            "--max-parallel", str(max_parallel), "--access-log" if access_log else "--no-access-log"]
+    argv = [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--state-dir",
+        str(state_dir),
+        "--runtime",
+        runtime,
+        "--speed",
+        repr(float(speed)),
+        "--kill-grace",
+        repr(float(kill_grace)),
+        "--max-parallel",
+        str(max_parallel),
+        "--access-log" if access_log else "--no-access-log",
+    ]
     if latency is not None:
         argv += ["--latency", str(latency)]
     if latency_endpoints is not None:
@@ -511,8 +541,9 @@ def launch_sandbox(
     argv += list(extra_args)
     proc = _spawn(argv, state_dir)
     info = _wait_ready(proc, state_dir, timeout)
-    return SandboxHandle(url=info["url"], org=org, token=token, state_dir=state_dir, port=int(info["port"]),
-                         argv=argv, proc=proc)
+    return SandboxHandle(
+        url=info["url"], org=org, token=token, state_dir=state_dir, port=int(info["port"]), argv=argv, proc=proc
+    )
 
 
 SandboxFactory = Callable[..., SandboxHandle]

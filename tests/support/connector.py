@@ -65,8 +65,9 @@ def raw_template() -> tasks_pb2.TaskTemplate:
     from flytekit.configuration import ImageConfig, SerializationSettings
     from flytekit.tools.translator import get_serializable
 
-    settings = SerializationSettings(image_config=ImageConfig.auto(img_name=IMAGE), project="flytesnacks",
-                                     domain="development", version="v1")
+    settings = SerializationSettings(
+        image_config=ImageConfig.auto(img_name=IMAGE), project="flytesnacks", domain="development", version="v1"
+    )
     return get_serializable(OrderedDict(), settings, gpu_hello).template.to_flyte_idl()
 
 
@@ -77,18 +78,25 @@ def output_prefix(execution: str, node: str = "n0", attempt: int = 0) -> str:
     return f"s3://flyte-bucket/metadata/propeller/flytesnacks-development-{execution}/{node}/data/{attempt}"
 
 
-def perian_template(scenario: str = "success", *, duration: float | None = None,
-                    prefix: str = "s3://flyte-bucket/data/x") -> tasks_pb2.TaskTemplate:
+def perian_template(
+    scenario: str = "success", *, duration: float | None = None, prefix: str = "s3://flyte-bucket/data/x"
+) -> tasks_pb2.TaskTemplate:
     """A rendered template (as in CreateTask from propeller), with a sandbox scenario in its env."""
     from perianctl.flyte.render import RenderContext, render_template
 
     if not _RAW:
         _RAW.append(raw_template())
     ctx = RenderContext(
-        input_path=f"{prefix}/inputs.pb", input_prefix=prefix, output_prefix=prefix,
-        raw_output_prefix="s3://flyte-bucket/raw/ab/x", checkpoint_prefix="s3://flyte-bucket/raw/ab/x/_flytecheckpoints",
-        prev_checkpoint_prefix="", per_retry_unique_key="x-n0-0", task_template_path=f"{prefix}/task.pb",
-        namespace="flytesnacks-development", inputs=literals_pb2.LiteralMap(),
+        input_path=f"{prefix}/inputs.pb",
+        input_prefix=prefix,
+        output_prefix=prefix,
+        raw_output_prefix="s3://flyte-bucket/raw/ab/x",
+        checkpoint_prefix="s3://flyte-bucket/raw/ab/x/_flytecheckpoints",
+        prev_checkpoint_prefix="",
+        per_retry_unique_key="x-n0-0",
+        task_template_path=f"{prefix}/task.pb",
+        namespace="flytesnacks-development",
+        inputs=literals_pb2.LiteralMap(),
     )
     template = render_template(_RAW[0], ctx)
     template.container.env.add(key="PERIAN_SANDBOX_SCENARIO", value=scenario)
@@ -103,22 +111,31 @@ def inputs(name: str = "perian") -> literals_pb2.LiteralMap:
     return lm
 
 
-def execution_metadata(template: tasks_pb2.TaskTemplate, execution: str, *, node: str = "n0",
-                       attempt: int = 0) -> agent_pb2.TaskExecutionMetadata:
+def execution_metadata(
+    template: tasks_pb2.TaskTemplate, execution: str, *, node: str = "n0", attempt: int = 0
+) -> agent_pb2.TaskExecutionMetadata:
     from perianctl.connector.grpc_client import synthetic_execution_metadata
 
     return synthetic_execution_metadata(template, execution_name=execution, node_id=node, retry_attempt=attempt)
 
 
-def create_request(scenario: str = "success", *, execution: str | None = None, node: str = "n0", attempt: int = 0,
-                   duration: float | None = None, metadata: bool = True,
-                   prefix: str | None = None) -> agent_pb2.CreateTaskRequest:
+def create_request(
+    scenario: str = "success",
+    *,
+    execution: str | None = None,
+    node: str = "n0",
+    attempt: int = 0,
+    duration: float | None = None,
+    metadata: bool = True,
+    prefix: str | None = None,
+) -> agent_pb2.CreateTaskRequest:
     execution = execution or "a" + uuid.uuid4().hex[:19]
     prefix = prefix or output_prefix(execution, node, attempt)
     template = perian_template(scenario, duration=duration, prefix=prefix)
     meta = execution_metadata(template, execution, node=node, attempt=attempt) if metadata else None
-    return agent_pb2.CreateTaskRequest(template=template, inputs=inputs(), output_prefix=prefix,
-                                       task_execution_metadata=meta)
+    return agent_pb2.CreateTaskRequest(
+        template=template, inputs=inputs(), output_prefix=prefix, task_execution_metadata=meta
+    )
 
 
 def category() -> agent_pb2.TaskCategory:
@@ -126,8 +143,9 @@ def category() -> agent_pb2.TaskCategory:
 
 
 def get_request(meta: bytes, output_prefix: str = "") -> agent_pb2.GetTaskRequest:
-    return agent_pb2.GetTaskRequest(task_type="perian_task", resource_meta=meta, task_category=category(),
-                                    output_prefix=output_prefix)
+    return agent_pb2.GetTaskRequest(
+        task_type="perian_task", resource_meta=meta, task_category=category(), output_prefix=output_prefix
+    )
 
 
 def free_port() -> int:
@@ -207,7 +225,6 @@ def api(request: pytest.FixtureRequest) -> Iterator[Api]:
 # ---------------------------------------------------------------------- in-process server
 
 
-
 def wait_not_serving(target: str, timeout: float = 60.0) -> None:
     """Wait until ``target``'s health reports NOT_SERVING (SIGTERM was handled) or the server is gone."""
     deadline = time.monotonic() + timeout
@@ -223,6 +240,7 @@ def wait_not_serving(target: str, timeout: float = 60.0) -> None:
             if time.monotonic() > deadline:
                 raise AssertionError(f"serve still SERVING {timeout} s after SIGTERM")
             time.sleep(0.02)
+
 
 @dataclass
 class Stubs:
@@ -251,9 +269,14 @@ async def inprocess_server(api: Api, **settings: Any) -> AsyncIterator[Stubs]:
     running = await start(ServeOptions(host="127.0.0.1", port=0, metrics_port=0, grace=5, connector=connector))
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
     try:
-        yield Stubs(running, channel, agent_pb2_grpc.AsyncAgentServiceStub(channel),
-                    agent_pb2_grpc.SyncAgentServiceStub(channel), agent_pb2_grpc.AgentMetadataServiceStub(channel),
-                    health_pb2_grpc.HealthStub(channel))
+        yield Stubs(
+            running,
+            channel,
+            agent_pb2_grpc.AsyncAgentServiceStub(channel),
+            agent_pb2_grpc.SyncAgentServiceStub(channel),
+            agent_pb2_grpc.AgentMetadataServiceStub(channel),
+            health_pb2_grpc.HealthStub(channel),
+        )
     finally:
         await channel.close()
         await running.shutdown(grace=1)
@@ -265,8 +288,9 @@ async def server(api: Api) -> AsyncIterator[Stubs]:
         yield stubs
 
 
-async def wait_phase(stub: agent_pb2_grpc.AsyncAgentServiceStub, meta: bytes, phases: set[str],
-                     timeout: float = 60.0) -> agent_pb2.Resource:
+async def wait_phase(
+    stub: agent_pb2_grpc.AsyncAgentServiceStub, meta: bytes, phases: set[str], timeout: float = 60.0
+) -> agent_pb2.Resource:
     from flyteidl.core.execution_pb2 import TaskExecution
 
     deadline = time.monotonic() + timeout
@@ -287,18 +311,41 @@ _LISTEN = re.compile(r"listening on \S*:(\d+)")
 class ServeProcess:
     """``python -m perianctl serve`` in a subprocess; the port is read from its start-up line."""
 
-    def __init__(self, api: Api, *args: str, env: dict[str, str] | None = None, use_fsec: bool = True,
-                 metrics_port: int = 0, tmp: Path | None = None) -> None:
+    def __init__(
+        self,
+        api: Api,
+        *args: str,
+        env: dict[str, str] | None = None,
+        use_fsec: bool = True,
+        metrics_port: int = 0,
+        tmp: Path | None = None,
+    ) -> None:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("PERIAN", "_FSEC_"))}
-        base.update(PYTHONUNBUFFERED="1", NO_COLOR="1",
-                    PERIANCTL_CONFIG=str((tmp or Path("/nonexistent")) / "config.toml"),
-                    FLYTE_SECRETS_DEFAULT_DIR=str((tmp or Path("/nonexistent")) / "secrets"))
+        base.update(
+            PYTHONUNBUFFERED="1",
+            NO_COLOR="1",
+            PERIANCTL_CONFIG=str((tmp or Path("/nonexistent")) / "config.toml"),
+            FLYTE_SECRETS_DEFAULT_DIR=str((tmp or Path("/nonexistent")) / "secrets"),
+        )
         if use_fsec:
             base.update(_FSEC_PERIAN_ORGANIZATION=api.organization, _FSEC_PERIAN_TOKEN=api.token)
         base.update(env or {})
         self.metrics_port = metrics_port
-        cmd = [sys.executable, "-m", "perianctl", "--api-url", api.url, "serve", "--host", "127.0.0.1",
-               "--port", "0", "--metrics-port", str(metrics_port), *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "perianctl",
+            "--api-url",
+            api.url,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--metrics-port",
+            str(metrics_port),
+            *args,
+        ]
         self.proc = subprocess.Popen(cmd, env=base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.port = 0
         self.lines: list[str] = []

@@ -32,9 +32,15 @@ _exited: dict[int, int] = {}
 
 
 _PRELOAD = (
-    "fastapi", "uvicorn", "uvicorn.lifespan.on", "uvicorn.protocols.http.h11_impl",
-    "perianctl.commands.sandbox", "perianctl.sandbox.app", "perianctl.sandbox.server",
-    "perianctl.sandbox.runtimes.simulate", "perianctl.sandbox.runtimes.process",
+    "fastapi",
+    "uvicorn",
+    "uvicorn.lifespan.on",
+    "uvicorn.protocols.http.h11_impl",
+    "perianctl.commands.sandbox",
+    "perianctl.sandbox.app",
+    "perianctl.sandbox.server",
+    "perianctl.sandbox.runtimes.simulate",
+    "perianctl.sandbox.runtimes.process",
 )
 
 
@@ -118,8 +124,9 @@ def serve() -> None:
                 if pid == 0:
                     control_in.close()
                     control_out.close()
-                    _child([str(a) for a in request["argv"]], str(request["log"]), request.get("env"),
-                           request.get("cwd"))
+                    _child(
+                        [str(a) for a in request["argv"]], str(request["log"]), request.get("env"), request.get("cwd")
+                    )
                 _exited.pop(pid, None)  # a reused pid must not report an old exit
                 _answer(control_out, {"pid": pid})
             elif op == "poll":

@@ -62,7 +62,7 @@ class Screen:
         elif final == "K":
             line = self.grid[self.row]
             if n == 0:
-                line[self.col:] = [" "] * (self.cols - self.col)
+                line[self.col :] = [" "] * (self.cols - self.col)
             elif n == 1:
                 line[: self.col + 1] = [" "] * (self.col + 1)
             else:
@@ -71,7 +71,7 @@ class Screen:
             if n == 2:
                 self.grid = [[" "] * self.cols for _ in range(self.rows)]
             elif n == 0:
-                self.grid[self.row][self.col:] = [" "] * (self.cols - self.col)
+                self.grid[self.row][self.col :] = [" "] * (self.cols - self.col)
                 for r in range(self.row + 1, self.rows):
                     self.grid[r] = [" "] * self.cols
         # "m" (colours) and anything else: ignored
@@ -138,8 +138,10 @@ def create_many(sandbox: Any, count: int, scenario: str = "success", duration: f
     env = {"PERIAN_SANDBOX_SCENARIO": scenario}
     if duration is not None:
         env["PERIAN_SANDBOX_DURATION"] = str(duration)
-    body = {"requirements": {"cpu": {"cores": 1}},
-            "docker_run_parameters": {"image_name": "ubuntu", "image_tag": "22.04", "env_variables": env}}
+    body = {
+        "requirements": {"cpu": {"cores": 1}},
+        "docker_run_parameters": {"image_name": "ubuntu", "image_tag": "22.04", "env_variables": env},
+    }
     ids = []
     with sandbox.http() as client:
         for _ in range(count):

@@ -68,8 +68,9 @@ def test_save_profile_is_0600_atomic_and_serialised(tmp_path: Path) -> None:
     assert stat.S_IMODE(cfg.stat().st_mode) == 0o600
     # Concurrent writers of different keys never lose an update.
     keys = [f"prof{i}" for i in range(16)]
-    threads = [threading.Thread(target=save_profile, args=(k, {"organization": k}), kwargs={"config_path": cfg})
-               for k in keys]
+    threads = [
+        threading.Thread(target=save_profile, args=(k, {"organization": k}), kwargs={"config_path": cfg}) for k in keys
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -46,8 +46,14 @@ def test_secret_lookup_order_env_then_file_then_config(tmp_path: Path) -> None:
 
 def test_secret_prefixes_and_no_bare_env_for_storage_keys(tmp_path: Path) -> None:
     (tmp_path / "pfx_perian_token").write_text("tok")
-    env = _env(tmp_path, FLYTE_SECRETS_FILE_PREFIX="pfx_", FLYTE_SECRETS_ENV_PREFIX="MY_",
-               MY_PERIAN_ORGANIZATION="org", AWS_ACCESS_KEY_ID="pod-own-key", _FSEC_AWS_SECRET_ACCESS_KEY="ignored")
+    env = _env(
+        tmp_path,
+        FLYTE_SECRETS_FILE_PREFIX="pfx_",
+        FLYTE_SECRETS_ENV_PREFIX="MY_",
+        MY_PERIAN_ORGANIZATION="org",
+        AWS_ACCESS_KEY_ID="pod-own-key",
+        _FSEC_AWS_SECRET_ACCESS_KEY="ignored",
+    )
     resolved = resolve_secrets(environ=env)
     assert (resolved.organization, resolved.token) == ("org", "tok")
     assert resolved.get("aws_access_key_id") is None  # the pod's own AWS variables are never forwarded
@@ -57,8 +63,12 @@ def test_secret_prefixes_and_no_bare_env_for_storage_keys(tmp_path: Path) -> Non
 
 
 def test_job_secrets_for_the_translator(tmp_path: Path) -> None:
-    env = _env(tmp_path, _FSEC_AWS_ACCESS_KEY_ID="AKIA", _FSEC_AWS_SECRET_ACCESS_KEY="s3cr3t",
-               _FSEC_DOCKER_REGISTRY_URL="ghcr.io")
+    env = _env(
+        tmp_path,
+        _FSEC_AWS_ACCESS_KEY_ID="AKIA",
+        _FSEC_AWS_SECRET_ACCESS_KEY="s3cr3t",
+        _FSEC_DOCKER_REGISTRY_URL="ghcr.io",
+    )
     job = resolve_secrets(environ=env).job_secrets()
     assert (job.aws_access_key_id, job.aws_secret_access_key, job.docker_registry_url) == ("AKIA", "s3cr3t", "ghcr.io")
     assert job.google_application_credentials is None
@@ -205,12 +215,20 @@ def test_settings_from_the_environment_are_read_at_every_refresh() -> None:
 
 
 _JOBS = [
-    {"id": "6f1c0d3e-1b7a-4c55-9d0e-5a1f2b3c4d5e", "status": "Running", "started_at": "2026-11-28T06:27:40.538Z",
-     "price": {"unit_price": "0.000006", "currency": "EUR", "granularity": "PER_SECOND"},
-     "runtime_metadata": {"instance_type_id": "it-standard-small", "provider": "aws"}},
-    {"id": "0b9e8f7a-2c3d-4e5f-8a9b-0c1d2e3f4a5b", "status": "Done", "started_at": "2026-11-28T06:00:00Z",
-     "done_at": "2026-11-28T06:20:00.250Z",
-     "price": {"unit_price": "1.0", "currency": "EUR", "granularity": "PER_10_MINUTES"}},
+    {
+        "id": "6f1c0d3e-1b7a-4c55-9d0e-5a1f2b3c4d5e",
+        "status": "Running",
+        "started_at": "2026-11-28T06:27:40.538Z",
+        "price": {"unit_price": "0.000006", "currency": "EUR", "granularity": "PER_SECOND"},
+        "runtime_metadata": {"instance_type_id": "it-standard-small", "provider": "aws"},
+    },
+    {
+        "id": "0b9e8f7a-2c3d-4e5f-8a9b-0c1d2e3f4a5b",
+        "status": "Done",
+        "started_at": "2026-11-28T06:00:00Z",
+        "done_at": "2026-11-28T06:20:00.250Z",
+        "price": {"unit_price": "1.0", "currency": "EUR", "granularity": "PER_10_MINUTES"},
+    },
     {"id": "job-ü-✓", "status": "ServerError", "errors": "OOMKilled\nsecond line", "price": None},
     {"id": "queued", "status": "Queued"},
 ]
@@ -234,10 +252,17 @@ def test_get_task_resource_is_what_flytekit_builds(raw: dict[str, object]) -> No
     custom = _custom_info(str(raw["id"]), job, info)
     assert custom["job_id"] == raw["id"]
     variants = [
-        Resource(phase=int(info.phase), message=info.message, custom_info=custom,
-                 log_links=[TaskLog(uri="http://logs.example/1", name="PERIAN job")]),
-        Resource(phase=int(info.phase), message=None, custom_info={**custom, "nested": {"list": [1, 2.5, "x", None,
-                                                                                                 True, {"k": []}]}}),
+        Resource(
+            phase=int(info.phase),
+            message=info.message,
+            custom_info=custom,
+            log_links=[TaskLog(uri="http://logs.example/1", name="PERIAN job")],
+        ),
+        Resource(
+            phase=int(info.phase),
+            message=None,
+            custom_info={**custom, "nested": {"list": [1, 2.5, "x", None, True, {"k": []}]}},
+        ),
         Resource(phase=int(info.phase), custom_info={}),
     ]
     for resource in variants:

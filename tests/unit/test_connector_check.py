@@ -20,18 +20,28 @@ from perianctl.connector.check import (
 
 
 def job(job_id: str, prefix: str, status: str = "Running", cancel_requested: bool = False) -> dict[str, Any]:
-    return {"id": job_id, "status": status, "terminal": status in ("Done", "Cancelled"),
-            "cancel_requested": cancel_requested, "command": ["pyflyte-execute", "--output-prefix", prefix],
-            "env": {}}
+    return {
+        "id": job_id,
+        "status": status,
+        "terminal": status in ("Done", "Cancelled"),
+        "cancel_requested": cancel_requested,
+        "command": ["pyflyte-execute", "--output-prefix", prefix],
+        "env": {},
+    }
 
 
 def test_census_attributes_by_output_prefix_and_judges_ownership() -> None:
     base = "/tmp/x/aexec/n0/data"
     attempts = [AttemptResult(attempt=n, output_prefix=f"{base}/{n}") for n in range(2)]
     attempts[1].resource_meta, attempts[1].job_id = b'{"job_id": "b"}', "b"
-    jobs = [job("a", f"{base}/0"), job("b", f"{base}/1"), job("c", f"{base}/1", "Cancelled"),
-            job("d", "/tmp/x/aexec/n0/other"), job("e", "/tmp/x/other-exec/n0/data/0"),
-            {**job("f", f"{base}/10"), "command": ["x", f"{base}/10"]}]
+    jobs = [
+        job("a", f"{base}/0"),
+        job("b", f"{base}/1"),
+        job("c", f"{base}/1", "Cancelled"),
+        job("d", "/tmp/x/aexec/n0/other"),
+        job("e", "/tmp/x/other-exec/n0/data/0"),
+        {**job("f", f"{base}/10"), "command": ["x", f"{base}/10"]},
+    ]
     by_attempt, stray = attribute(jobs, "aexec", attempts)
     assert [j["id"] for j in by_attempt[0]] == ["a"]  # .../data/1 never matches .../data/10
     assert [j["id"] for j in by_attempt[1]] == ["b", "c"]

@@ -17,9 +17,18 @@ from perianctl.flyte.translate import JobOverrides, apply_overrides, template_to
 from tests.support import connector as support
 from tests.support.connector_cli import TEMPLATES
 
-FULL = JobOverrides(cores=8, memory=32, accelerators=2, accelerator_type="H100", country_code="fr",
-                    provider="ovh", os_storage_size=200, timeout_seconds=90, image="registry:5000/team/img:v2",
-                    env={"A": "1", "FLYTE_FAIL_ON_ERROR": "false"})
+FULL = JobOverrides(
+    cores=8,
+    memory=32,
+    accelerators=2,
+    accelerator_type="H100",
+    country_code="fr",
+    provider="ovh",
+    os_storage_size=200,
+    timeout_seconds=90,
+    image="registry:5000/team/img:v2",
+    env={"A": "1", "FLYTE_FAIL_ON_ERROR": "false"},
+)
 
 
 def _hello() -> tasks_pb2.TaskTemplate:
@@ -29,13 +38,16 @@ def _hello() -> tasks_pb2.TaskTemplate:
 # ---------------------------------------------------------------------- apply_overrides (pure)
 
 
-@pytest.mark.parametrize("overrides", [
-    FULL,
-    JobOverrides(),
-    JobOverrides(env={"ONLY": "env"}),
-    JobOverrides(memory="512Mi", accelerators=0, country_code="de"),
-    JobOverrides(timeout_seconds=1),
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        FULL,
+        JobOverrides(),
+        JobOverrides(env={"ONLY": "env"}),
+        JobOverrides(memory="512Mi", accelerators=0, country_code="de"),
+        JobOverrides(timeout_seconds=1),
+    ],
+)
 def test_overridden_template_translates_like_the_direct_path(overrides: JobOverrides) -> None:
     for template in (_hello(), support.perian_template("success")):
         direct = template_to_job_request(template, overrides=overrides).to_wire()
@@ -49,10 +61,18 @@ def test_overrides_land_where_every_connector_reads_them() -> None:
     out = apply_overrides(template, FULL)
     assert template.SerializeToString() == before  # a copy; the input is untouched
     custom = json_format.MessageToDict(out.custom)
-    assert {k: custom[k] for k in ("cores", "memory", "accelerators", "accelerator_type", "country_code",
-                                   "provider", "os_storage_size")} == {
-        "cores": 8, "memory": 32, "accelerators": 2, "accelerator_type": "H100", "country_code": "FR",
-        "provider": "ovh", "os_storage_size": 200}
+    assert {
+        k: custom[k]
+        for k in ("cores", "memory", "accelerators", "accelerator_type", "country_code", "provider", "os_storage_size")
+    } == {
+        "cores": 8,
+        "memory": 32,
+        "accelerators": 2,
+        "accelerator_type": "H100",
+        "country_code": "FR",
+        "provider": "ovh",
+        "os_storage_size": 200,
+    }
     # The official connector reads only custom["environment"]; ours reads container.env too.
     assert custom["environment"] == {"FLYTE_FAIL_ON_ERROR": "false", "A": "1"}
     env = {kv.key: kv.value for kv in out.container.env}
@@ -72,13 +92,16 @@ def test_container_less_template_gets_custom_image() -> None:
     assert not out.HasField("container")
 
 
-@pytest.mark.parametrize(("overrides", "fragment"), [
-    (JobOverrides(instance_type_id="abc"), "--instance-type-id"),
-    (JobOverrides(country_code="Germany"), "two letters"),
-    (JobOverrides(memory="lots"), "--memory"),
-    (JobOverrides(image="bad image"), "invalid container image"),
-    (JobOverrides(timeout_seconds=0), "positive"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        (JobOverrides(instance_type_id="abc"), "--instance-type-id"),
+        (JobOverrides(country_code="Germany"), "two letters"),
+        (JobOverrides(memory="lots"), "--memory"),
+        (JobOverrides(image="bad image"), "invalid container image"),
+        (JobOverrides(timeout_seconds=0), "positive"),
+    ],
+)
 def test_bad_overrides_fail_before_anything_is_sent(overrides: JobOverrides, fragment: str) -> None:
     with pytest.raises(TemplateError, match=fragment):
         apply_overrides(_hello(), overrides)

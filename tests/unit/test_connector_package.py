@@ -46,8 +46,11 @@ def _package(name: str) -> dict[str, set[str]]:
 
 
 def test_the_connector_never_imports_the_cli_config() -> None:
-    offenders = {m for m, imports in _package("connector").items()
-                 if "perianctl.config" in imports or any(i.startswith("perianctl.commands") for i in imports)}
+    offenders = {
+        m
+        for m, imports in _package("connector").items()
+        if "perianctl.config" in imports or any(i.startswith("perianctl.commands") for i in imports)
+    }
     assert offenders == set()
 
 
@@ -57,7 +60,7 @@ def test_no_import_loop_inside_the_connector_package() -> None:
     done: set[str] = set()
 
     def visit(node: str, path: list[str]) -> None:
-        assert node not in path, f"import loop: {' -> '.join([*path[path.index(node):], node])}"
+        assert node not in path, f"import loop: {' -> '.join([*path[path.index(node) :], node])}"
         if node in done:
             return
         for nxt in sorted(graph[node]):
@@ -71,8 +74,9 @@ def test_no_import_loop_inside_the_connector_package() -> None:
 
 
 def test_the_flyte_library_imports_nothing_of_the_connector() -> None:
-    offenders = {m: sorted(i for i in imports if i.startswith("perianctl.connector"))
-                 for m, imports in _package("flyte").items()}
+    offenders = {
+        m: sorted(i for i in imports if i.startswith("perianctl.connector")) for m, imports in _package("flyte").items()
+    }
     assert {m: i for m, i in offenders.items() if i} == {}
 
 

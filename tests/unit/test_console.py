@@ -20,15 +20,22 @@ AS_IS = [
     "x" * 500,
     "",
 ]
-THROUGH_RICH = ["an emoji code :warning: here", "time 12:30:45 (rich looks for an emoji code in :30:)",
-                "tab\tseparated", "two\nlines", "bell \x07", "escape \x1b[31m"]
+THROUGH_RICH = [
+    "an emoji code :warning: here",
+    "time 12:30:45 (rich looks for an emoji code in :30:)",
+    "tab\tseparated",
+    "two\nlines",
+    "bell \x07",
+    "escape \x1b[31m",
+]
 
 
 def _rich(text: str, style: str | None) -> str:
     """What perianctl's stderr console (ui.console._make) prints for ``text`` on a pipe."""
     out = io.StringIO()
-    Console(file=out, no_color=False, highlight=False, soft_wrap=True, width=100_000,
-            color_system="auto").print(text, style=style, markup=False)
+    Console(file=out, no_color=False, highlight=False, soft_wrap=True, width=100_000, color_system="auto").print(
+        text, style=style, markup=False
+    )
     return out.getvalue()
 
 
@@ -40,8 +47,9 @@ def no_forced_colour(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("style", [None, "green", "yellow"])
 @pytest.mark.parametrize("text", AS_IS)
-def test_plain_messages_are_written_as_rich_writes_them(capsys: pytest.CaptureFixture[str], text: str,
-                                                        style: str | None) -> None:
+def test_plain_messages_are_written_as_rich_writes_them(
+    capsys: pytest.CaptureFixture[str], text: str, style: str | None
+) -> None:
     assert console._as_is(sys.stderr, text)  # pytest's capture: not a terminal, like a pipe
     console._message(text, style=style)
     assert capsys.readouterr().err == _rich(text, style) == text + "\n"

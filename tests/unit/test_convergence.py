@@ -6,11 +6,27 @@ from perianctl.connector import convergence as cv
 from perianctl.connector.convergence import JobFacts
 
 
-def job(job_id: str, *, key: str | None = "k", tag: str | None = "n", attempt: int | None = 0,
-        created: float = 100.0, claim: float | None = 105.0, live: bool = True,
-        create_id: str | None = None) -> JobFacts:
-    return JobFacts(id=job_id, key=key, node_tag=tag, attempt=attempt, create_id=create_id or f"c-{job_id}",
-                    claim_until=claim, created_at=created, live=live)
+def job(
+    job_id: str,
+    *,
+    key: str | None = "k",
+    tag: str | None = "n",
+    attempt: int | None = 0,
+    created: float = 100.0,
+    claim: float | None = 105.0,
+    live: bool = True,
+    create_id: str | None = None,
+) -> JobFacts:
+    return JobFacts(
+        id=job_id,
+        key=key,
+        node_tag=tag,
+        attempt=attempt,
+        create_id=create_id or f"c-{job_id}",
+        claim_until=claim,
+        created_at=created,
+        live=live,
+    )
 
 
 def reaped(jobs: list[JobFacts], now: float = 1000.0) -> set[str]:
@@ -25,8 +41,11 @@ def test_a_create_that_outlived_its_call_is_reaped_even_without_a_later_attempt(
 
 
 def test_jobs_of_earlier_attempts_are_reaped_once_a_later_attempt_exists() -> None:
-    jobs = [job("a0", attempt=0, key="k0"), job("a1", attempt=1, key="k1", live=False),
-            job("other-node", tag="m", attempt=0, key="m0")]
+    jobs = [
+        job("a0", attempt=0, key="k0"),
+        job("a1", attempt=1, key="k1", live=False),
+        job("other-node", tag="m", attempt=0, key="m0"),
+    ]
     assert reaped(jobs) == {"a0"}
 
 

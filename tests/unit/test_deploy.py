@@ -13,9 +13,16 @@ import yaml
 
 from tests.support.deploy import K8S, ROOT, _container, _dockerfile_cmd, _docs, _kind
 
-OFFICIAL_SECRET_KEYS = {"perian_organization", "perian_token", "aws_access_key_id", "aws_secret_access_key",
-                        "google_application_credentials", "docker_registry_url", "docker_registry_username",
-                        "docker_registry_password"}
+OFFICIAL_SECRET_KEYS = {
+    "perian_organization",
+    "perian_token",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "google_application_credentials",
+    "docker_registry_url",
+    "docker_registry_username",
+    "docker_registry_password",
+}
 
 
 def test_every_manifest_parses_and_is_listed_in_kustomization() -> None:

@@ -20,8 +20,16 @@ from perianctl.perian.models import CreateJobRequest, DockerRunParameters
 
 # ---------------------------------------------------------------------- one render layout
 
-_EVERY_PLACEHOLDER = ["run", "{{.input}}", "{{.inputPrefix}}", "{{.outputPrefix}}", "{{.rawOutputDataPrefix}}",
-                      "{{.checkpointOutputPrefix}}", "{{.prevCheckpointPrefix}}", "{{.inputs.name}}"]
+_EVERY_PLACEHOLDER = [
+    "run",
+    "{{.input}}",
+    "{{.inputPrefix}}",
+    "{{.outputPrefix}}",
+    "{{.rawOutputDataPrefix}}",
+    "{{.checkpointOutputPrefix}}",
+    "{{.prevCheckpointPrefix}}",
+    "{{.inputs.name}}",
+]
 
 
 def _custom_command_template() -> tasks_pb2.TaskTemplate:
@@ -42,8 +50,14 @@ def test_launch_layout() -> None:
     ctx = RenderContext.for_launch("s3://bucket/run/", inputs=_inputs())
     rendered = render_template(_custom_command_template(), ctx)
     assert list(rendered.custom["command"]) == [
-        "run", "s3://bucket/run/inputs.pb", "s3://bucket/run", "s3://bucket/run", "s3://bucket/run/raw",
-        "s3://bucket/run/checkpoint", '""', "world",
+        "run",
+        "s3://bucket/run/inputs.pb",
+        "s3://bucket/run",
+        "s3://bucket/run",
+        "s3://bucket/run/raw",
+        "s3://bucket/run/checkpoint",
+        '""',
+        "world",
     ]
 
 
@@ -74,13 +88,17 @@ def test_launch_fills_what_only_submit_knows() -> None:
 
 
 def _request() -> CreateJobRequest:
-    return CreateJobRequest(docker_run_parameters=DockerRunParameters(
-        image_name="img", env_variables={"A": "template", "B": "template"}, secrets={"S": "storage"}))
+    return CreateJobRequest(
+        docker_run_parameters=DockerRunParameters(
+            image_name="img", env_variables={"A": "template", "B": "template"}, secrets={"S": "storage"}
+        )
+    )
 
 
 def test_env_under_yields_over_wins_and_secrets_are_laid_over() -> None:
-    merged = _request().with_env(under={"A": "execution", "C": "execution"}, over={"B": "ours"},
-                                 secrets={"S": "flag", "T": "flag"})
+    merged = _request().with_env(
+        under={"A": "execution", "C": "execution"}, over={"B": "ours"}, secrets={"S": "flag", "T": "flag"}
+    )
     params = merged.docker_run_parameters
     assert params.env_variables == {"A": "template", "B": "ours", "C": "execution"}
     assert params.secrets == {"S": "flag", "T": "flag"}
@@ -113,16 +131,28 @@ def test_non_finite_numbers_are_invalid_input_with_their_place(bad: float) -> No
 
 
 def test_yaml_types_become_json_types() -> None:
-    document = {1: date(2024, 1, 2), "when": datetime(2024, 1, 2, 3, 4, tzinfo=UTC), "raw": b"\x00\xff",
-                "xs": (1.5, "a")}
-    assert jsonable(document) == {"1": "2024-01-02", "when": "2024-01-02T03:04:00+00:00", "raw": "AP8=",
-                                  "xs": [1.5, "a"]}
+    document = {
+        1: date(2024, 1, 2),
+        "when": datetime(2024, 1, 2, 3, 4, tzinfo=UTC),
+        "raw": b"\x00\xff",
+        "xs": (1.5, "a"),
+    }
+    assert jsonable(document) == {
+        "1": "2024-01-02",
+        "when": "2024-01-02T03:04:00+00:00",
+        "raw": "AP8=",
+        "xs": [1.5, "a"],
+    }
 
 
 def test_a_template_with_nan_anywhere_is_refused() -> None:
     """Not only in ``custom`` (checked after parsing): every field of a JSON/YAML template."""
-    document = {"type": "perian_task", "container": {"image": "x:1"}, "custom": {"environment": {"A": "ok"}},
-                "metadata": {"retries": {"retries": float("nan")}}}
+    document = {
+        "type": "perian_task",
+        "container": {"image": "x:1"},
+        "custom": {"environment": {"A": "ok"}},
+        "metadata": {"retries": {"retries": float("nan")}},
+    }
     with pytest.raises(TemplateError, match=r"^t\.json: metadata\.retries\.retries is nan, not a finite number$"):
         template_from_dict(document, "t.json")
 

@@ -23,9 +23,7 @@ def test_committed_templates_are_up_to_date() -> None:
     files = serialize.render_templates()
     assert set(files) == {f"{n}.{ext}" for n in serialize.EXAMPLES for ext in ("pb", "json")}
     stale = serialize.stale_files(TEMPLATES, files)
-    assert not stale, (
-        f"examples/templates is stale ({', '.join(stale)}): run `.venv/bin/python examples/serialize.py`"
-    )
+    assert not stale, f"examples/templates is stale ({', '.join(stale)}): run `.venv/bin/python examples/serialize.py`"
     assert {p.name for p in TEMPLATES.iterdir()} == set(files), "unexpected files in examples/templates"
 
 
@@ -36,8 +34,12 @@ def test_serialization_is_deterministic() -> None:
 
 @pytest.mark.parametrize(
     ("name", "module", "task_name"),
-    [("hello", "examples.hello", "hello"), ("add", "examples.hello", "add"),
-     ("fail", "examples.fail", "fail"), ("long", "examples.long", "long")],
+    [
+        ("hello", "examples.hello", "hello"),
+        ("add", "examples.hello", "add"),
+        ("fail", "examples.fail", "fail"),
+        ("long", "examples.long", "long"),
+    ],
 )
 def test_templates_are_perian_tasks_running_pyflyte_execute(name: str, module: str, task_name: str) -> None:
     template = load_template(name)
@@ -45,9 +47,17 @@ def test_templates_are_perian_tasks_running_pyflyte_execute(name: str, module: s
     assert template.custom.fields["cores"].number_value == 1.0
     args = list(template.container.args)
     assert args[:11] == [
-        "pyflyte-execute", "--inputs", "{{.input}}", "--output-prefix", "{{.outputPrefix}}",
-        "--raw-output-data-prefix", "{{.rawOutputDataPrefix}}", "--checkpoint-path", "{{.checkpointOutputPrefix}}",
-        "--prev-checkpoint", "{{.prevCheckpointPrefix}}",
+        "pyflyte-execute",
+        "--inputs",
+        "{{.input}}",
+        "--output-prefix",
+        "{{.outputPrefix}}",
+        "--raw-output-data-prefix",
+        "{{.rawOutputDataPrefix}}",
+        "--checkpoint-path",
+        "{{.checkpointOutputPrefix}}",
+        "--prev-checkpoint",
+        "{{.prevCheckpointPrefix}}",
     ]
     assert args[-5:] == ["--", "task-module", module, "task-name", task_name]
     from google.protobuf import json_format

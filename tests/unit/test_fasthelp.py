@@ -27,8 +27,18 @@ def test_no_arguments_prints_the_root_help_on_stderr() -> None:
     assert out == "" and err.startswith("Usage: perianctl [OPTIONS]") and code == 0
 
 
-@pytest.mark.parametrize("args", [["get", "SOME-ID", "--help"], ["-q", "--help"], ["--help", "-q"], ["nope", "--help"],
-                                  ["get"], ["--version"], ["get --help"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["get", "SOME-ID", "--help"],
+        ["-q", "--help"],
+        ["--help", "-q"],
+        ["nope", "--help"],
+        ["get"],
+        ["--version"],
+        ["get --help"],
+    ],
+)
 def test_anything_else_is_left_to_typer(args: list[str]) -> None:
     assert fasthelp.answer(args) is None
 

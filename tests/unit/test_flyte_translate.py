@@ -117,7 +117,11 @@ def test_environment_merge_order() -> None:
     tt.container.env.add(key="B", value="container")
     body = template_to_job_request(tt, overrides=JobOverrides(env={"C": "flag"})).to_wire()
     assert body["docker_run_parameters"]["env_variables"] == {
-        "A": "container", "B": "custom", "C": "flag", "FLYTE_FAIL_ON_ERROR": "true"}
+        "A": "container",
+        "B": "custom",
+        "C": "flag",
+        "FLYTE_FAIL_ON_ERROR": "true",
+    }
 
 
 def test_timeout_from_template_metadata() -> None:

@@ -27,16 +27,28 @@ JOB = "3f2c1a4e-0b1d-4c5e-9f00-1234567890ab"
 def _status(phase: str, message: str = "", **custom: Any) -> TaskStatus:
     from flyteidl.core import execution_pb2
 
-    return TaskStatus(phase=execution_pb2.TaskExecution.Phase.Value(phase), phase_name=phase, message=message,
-                      log_links=[LogLink("PERIAN", f"https://perian.example/jobs/{JOB}")],
-                      custom_info={"job_id": JOB, **custom})
+    return TaskStatus(
+        phase=execution_pb2.TaskExecution.Phase.Value(phase),
+        phase_name=phase,
+        message=message,
+        log_links=[LogLink("PERIAN", f"https://perian.example/jobs/{JOB}")],
+        custom_info={"job_id": JOB, **custom},
+    )
 
 
 def test_a_reported_perian_status_is_the_views_status() -> None:
-    view = view_from_task_status(JOB, _status(
-        "SUCCEEDED", "Done", status="Done", instance_type_id="it-1", started_at="2026-11-23T10:00:00+00:00",
-        done_at="2026-11-23T10:20:00+00:00",
-        price={"unit_price": "1.0", "currency": "EUR", "granularity": "PER_10_MINUTES"}))
+    view = view_from_task_status(
+        JOB,
+        _status(
+            "SUCCEEDED",
+            "Done",
+            status="Done",
+            instance_type_id="it-1",
+            started_at="2026-11-23T10:00:00+00:00",
+            done_at="2026-11-23T10:20:00+00:00",
+            price={"unit_price": "1.0", "currency": "EUR", "granularity": "PER_10_MINUTES"},
+        ),
+    )
     assert (view.id, view.status, view.errors) == (JOB, "Done", None)
     assert reported(view)
     assert view.runtime_metadata is not None and view.runtime_metadata.instance_type_id == "it-1"
@@ -47,11 +59,17 @@ def test_a_reported_perian_status_is_the_views_status() -> None:
     assert record["log_links"] == [{"name": "PERIAN", "uri": f"https://perian.example/jobs/{JOB}"}]
 
 
-@pytest.mark.parametrize(("phase", "status", "code"), [
-    ("SUCCEEDED", "Done", ExitCode.OK), ("FAILED", "UserError", ExitCode.JOB_FAILED),
-    ("RETRYABLE_FAILED", "ServerError", ExitCode.JOB_FAILED), ("ABORTED", "Cancelled", ExitCode.JOB_CANCELLED),
-    ("RUNNING", "Running", None), ("QUEUED", "Queued", None),
-])
+@pytest.mark.parametrize(
+    ("phase", "status", "code"),
+    [
+        ("SUCCEEDED", "Done", ExitCode.OK),
+        ("FAILED", "UserError", ExitCode.JOB_FAILED),
+        ("RETRYABLE_FAILED", "ServerError", ExitCode.JOB_FAILED),
+        ("ABORTED", "Cancelled", ExitCode.JOB_CANCELLED),
+        ("RUNNING", "Running", None),
+        ("QUEUED", "Queued", None),
+    ],
+)
 def test_without_a_perian_status_the_phase_decides(phase: str, status: str, code: ExitCode | None) -> None:
     from perianctl.flyte.phase import exit_code_for_status
 
@@ -74,11 +92,13 @@ def test_a_perian_timeout_through_a_connector_is_exit_5() -> None:
 def test_a_connector_that_cannot_reach_perian_says_so_in_the_message() -> None:
     from perianctl.flyte.phase import status_to_phase
 
-    view = view_from_task_status(JOB, _status("RUNNING", "PERIAN API unavailable since 10:00:00Z, retrying",
-                                              perian_api="unavailable"))
+    view = view_from_task_status(
+        JOB, _status("RUNNING", "PERIAN API unavailable since 10:00:00Z, retrying", perian_api="unavailable")
+    )
     assert view.status == "Running" and not reported(view)
-    assert status_to_phase(view.status, errors=view.errors).message.endswith("PERIAN API unavailable since "
-                                                                              "10:00:00Z, retrying")
+    assert status_to_phase(view.status, errors=view.errors).message.endswith(
+        "PERIAN API unavailable since 10:00:00Z, retrying"
+    )
 
 
 def test_the_answer_survives_the_pollers_compact_json() -> None:

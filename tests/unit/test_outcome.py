@@ -59,4 +59,5 @@ def test_missing_outputs_are_noticed_only_when_the_task_declares_some(tmp_path: 
     assert read_outcome(JOB, _template(), str(tmp_path), 0).missing_outputs
     assert not read_outcome(JOB, _template(outputs=False), str(tmp_path), 0).missing_outputs
     assert read_outcome(JOB, _template(), str(tmp_path), int(ExitCode.JOB_CANCELLED)) == TaskOutcome(
-        exit_code=int(ExitCode.JOB_CANCELLED))
+        exit_code=int(ExitCode.JOB_CANCELLED)
+    )

@@ -63,9 +63,18 @@ def test_budget_turns_into_whole_units_of_runtime(granularity: str, budget: str,
 
 @pytest.mark.parametrize(
     ("unit", "granularity", "currency"),
-    [(None, "PER_HOUR", "EUR"), ("NaN", "PER_HOUR", "EUR"), ("-1", "PER_HOUR", "EUR"), ("1e999999", "PER_HOUR", "EUR"),
-     ("x", "PER_HOUR", "EUR"), ("1", "UNDEFINED", "EUR"), ("1", None, "EUR"), ("1", "PER_HOUR", "Undefined"),
-     ("1", "PER_HOUR", None), (True, "PER_HOUR", "EUR")],
+    [
+        (None, "PER_HOUR", "EUR"),
+        ("NaN", "PER_HOUR", "EUR"),
+        ("-1", "PER_HOUR", "EUR"),
+        ("1e999999", "PER_HOUR", "EUR"),
+        ("x", "PER_HOUR", "EUR"),
+        ("1", "UNDEFINED", "EUR"),
+        ("1", None, "EUR"),
+        ("1", "PER_HOUR", "Undefined"),
+        ("1", "PER_HOUR", None),
+        (True, "PER_HOUR", "EUR"),
+    ],
 )
 def test_unusable_prices_are_none_never_a_guess(unit: object, granularity: str | None, currency: str | None) -> None:
     assert rate(unit, granularity, currency) is None
@@ -84,8 +93,9 @@ def test_runtime_and_cost_of_a_job_follow_its_timestamps() -> None:
     cost = job_cost(running, t0 + timedelta(seconds=1200))
     assert cost is not None and cost.amount == Decimal(2) and not cost.final
     # Finished without done_at: PERIAN's last change ends it (never "now", which would keep growing).
-    ended = JobView.model_validate({"status": "Cancelled", "started_at": t0, "price": price,
-                                    "updated_at": t0 + timedelta(seconds=601)})
+    ended = JobView.model_validate(
+        {"status": "Cancelled", "started_at": t0, "price": price, "updated_at": t0 + timedelta(seconds=601)}
+    )
     assert runtime_seconds(ended, t0 + timedelta(days=3)) == 601
     cost = job_cost(ended)
     assert cost is not None and cost.amount == Decimal(2) and cost.final

@@ -35,8 +35,9 @@ from hypothesis import strategies as st
 from perianctl.errors import ConfigError, InputError, PerianctlError, TemplateError
 from tests.support.properties import JOB_ID, TEMPLATES, _valid_job
 
-FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                       HealthCheck.data_too_large])
+FAST = settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 LINE_BREAKS = "\n\r\x0b\x0c\x85\u2028\u2029"
 
 
@@ -62,11 +63,38 @@ def expect_clean(call: Callable[[], Any], allowed: type[PerianctlError] | tuple[
 _text = st.text(st.characters(codec="utf-8"), max_size=40)
 _nasty_text = st.one_of(
     _text,
-    st.sampled_from(["", " ", "\n", "\r\n", "\x00", "\u2028", "\x1b[31mred", "{{.input}}", "null", "NaN", "-0",
-                     "1e309", "9" * 30, "ä" * 10, "\ud7ff", "%s%n", "../../etc/passwd", "s3://", "0x1F"]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "\n",
+            "\r\n",
+            "\x00",
+            "\u2028",
+            "\x1b[31mred",
+            "{{.input}}",
+            "null",
+            "NaN",
+            "-0",
+            "1e309",
+            "9" * 30,
+            "ä" * 10,
+            "\ud7ff",
+            "%s%n",
+            "../../etc/passwd",
+            "s3://",
+            "0x1F",
+        ]
+    ),
 )
-_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(min_value=-(2**70), max_value=2**70),
-                     st.floats(allow_nan=False, allow_infinity=False), _nasty_text)
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    _nasty_text,
+)
 json_values = st.recursive(
     _scalars,
     lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(_nasty_text, inner, max_size=5)),
@@ -112,8 +140,9 @@ _SUFFIXES = st.sampled_from(["", ".pb", ".json", ".yaml", ".yml", ".tgz", ".tar"
 
 @st.composite
 def template_bytes(draw: st.DrawFn) -> bytes:
-    kind = draw(st.sampled_from(["bytes", "json", "yaml", "text", "truncated-pb", "flipped-pb", "mutated-json",
-                                 "gzip", "tar"]))
+    kind = draw(
+        st.sampled_from(["bytes", "json", "yaml", "text", "truncated-pb", "flipped-pb", "mutated-json", "gzip", "tar"])
+    )
     if kind == "bytes":
         return draw(st.binary(min_size=1, max_size=3000))
     if kind == "json":
@@ -185,15 +214,62 @@ def interface(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return serialize(module, "everything").interface
 
 
-_NAMES = ["i", "f", "s", "flag", "when", "wait", "color", "xs", "m", "doc", "folder", "point", "blob", "nested",
-          "maybe", "either"]
+_NAMES = [
+    "i",
+    "f",
+    "s",
+    "flag",
+    "when",
+    "wait",
+    "color",
+    "xs",
+    "m",
+    "doc",
+    "folder",
+    "point",
+    "blob",
+    "nested",
+    "maybe",
+    "either",
+]
 _input_values = st.one_of(
     _nasty_text,
     json_values.map(json.dumps),
-    st.sampled_from(["1", "-7", "1_000", "1.5", "1e-3", "inf", "nan", "true", "no", "2024-05-01T12:00:00Z",
-                     "2024-13-45", "1h30m", "PT1H", "P1DT2H", "99:99:99", "500ms", "red", "RED", "[1, 2]",
-                     "[[\"a\"], []]", '{"a": 1.5}', '{"x": 1, "y": 2.5}', "none", "null", "s3://bucket/key",
-                     "/nonexistent/file", ".", "9" * 400, "1" * 5000, "[" * 5000, '{"a":' * 3000]),
+    st.sampled_from(
+        [
+            "1",
+            "-7",
+            "1_000",
+            "1.5",
+            "1e-3",
+            "inf",
+            "nan",
+            "true",
+            "no",
+            "2024-05-01T12:00:00Z",
+            "2024-13-45",
+            "1h30m",
+            "PT1H",
+            "P1DT2H",
+            "99:99:99",
+            "500ms",
+            "red",
+            "RED",
+            "[1, 2]",
+            '[["a"], []]',
+            '{"a": 1.5}',
+            '{"x": 1, "y": 2.5}',
+            "none",
+            "null",
+            "s3://bucket/key",
+            "/nonexistent/file",
+            ".",
+            "9" * 400,
+            "1" * 5000,
+            "[" * 5000,
+            '{"a":' * 3000,
+        ]
+    ),
 )
 _pairs = st.lists(
     st.one_of(
@@ -213,13 +289,18 @@ def test_b_any_input_flags_build_or_are_a_one_line_input_error(interface: Any, p
 
 
 @FAST
-@given(data=st.one_of(
-    st.binary(min_size=1, max_size=2000),
-    st.dictionaries(st.sampled_from(_NAMES), json_values, max_size=8).map(lambda d: json.dumps(d).encode()),
-    st.dictionaries(st.sampled_from(_NAMES), json_values, max_size=8).map(
-        lambda d: yaml.safe_dump(d, allow_unicode=True).encode()),
-    json_values.map(lambda v: json.dumps({"literals": v}).encode()),
-), suffix=st.sampled_from(["", ".json", ".yaml", ".pb"]), pairs=_pairs)
+@given(
+    data=st.one_of(
+        st.binary(min_size=1, max_size=2000),
+        st.dictionaries(st.sampled_from(_NAMES), json_values, max_size=8).map(lambda d: json.dumps(d).encode()),
+        st.dictionaries(st.sampled_from(_NAMES), json_values, max_size=8).map(
+            lambda d: yaml.safe_dump(d, allow_unicode=True).encode()
+        ),
+        json_values.map(lambda v: json.dumps({"literals": v}).encode()),
+    ),
+    suffix=st.sampled_from(["", ".json", ".yaml", ".pb"]),
+    pairs=_pairs,
+)
 def test_b_any_inputs_file_builds_or_is_a_one_line_input_error(
     interface: Any, scratch: Path, data: bytes, suffix: str, pairs: list[str]
 ) -> None:
@@ -236,30 +317,42 @@ def test_b_any_inputs_file_builds_or_is_a_one_line_input_error(
 
 _PROFILE_KEYS = ["api_url", "organization", "token", "output_prefix", "connector"]
 _toml_scalars = st.one_of(
-    _nasty_text.filter(lambda s: "\x00" not in s), st.integers(min_value=-(2**63), max_value=2**63 - 1),
-    st.floats(allow_nan=False), st.booleans(), st.datetimes(),
+    _nasty_text.filter(lambda s: "\x00" not in s),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False),
+    st.booleans(),
+    st.datetimes(),
     st.sampled_from(["http://127.0.0.1:8080", "https://api.perian.cloud/", "ftp://x", "http://a b", "http://"]),
 )
-_toml_values = st.recursive(_toml_scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(_nasty_text, inner, max_size=3)), max_leaves=8)
+_toml_values = st.recursive(
+    _toml_scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_nasty_text, inner, max_size=3)),
+    max_leaves=8,
+)
 _profile = st.dictionaries(st.one_of(st.sampled_from(_PROFILE_KEYS), _nasty_text), _toml_values, max_size=5)
 _config_doc = st.fixed_dictionaries(
     {},
     optional={
         "current_profile": st.one_of(st.sampled_from(["default", "sandbox", "x"]), _toml_values),
-        "profiles": st.one_of(st.dictionaries(st.one_of(st.sampled_from(["default", "sandbox"]), _nasty_text),
-                                              st.one_of(_profile, _toml_values), max_size=3), _toml_values),
+        "profiles": st.one_of(
+            st.dictionaries(
+                st.one_of(st.sampled_from(["default", "sandbox"]), _nasty_text),
+                st.one_of(_profile, _toml_values),
+                max_size=3,
+            ),
+            _toml_values,
+        ),
         "extra": _toml_values,
     },
 )
-_VALID_CONFIG = textwrap.dedent('''\
+_VALID_CONFIG = textwrap.dedent("""\
     current_profile = "default"
 
     [profiles.default]
     api_url = "http://127.0.0.1:8080"
     organization = "org"
     token = "tok-123456"
-''')
+""")
 
 
 @st.composite
@@ -275,7 +368,7 @@ def config_bytes(draw: st.DrawFn) -> bytes:
         for _ in range(draw(st.integers(1, 4))):
             at = draw(st.integers(0, len(text)))
             cut = draw(st.integers(0, 5))
-            text = text[:at] + draw(st.text(max_size=6)) + text[at + cut:]
+            text = text[:at] + draw(st.text(max_size=6)) + text[at + cut :]
         return text.encode("utf-8", "surrogatepass")
     if kind == "bytes":
         return draw(st.binary(max_size=500))
@@ -315,9 +408,30 @@ _STATUSES = [200, 200, 200, 201, 204, 301, 400, 401, 403, 404, 409, 422, 429, 50
 
 _odd_values = st.one_of(
     json_values,
-    st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999999", "-1", "0001-01-01T00:00:00+23:59",
-                     "9999-12-31T23:59:59-23:59", "2026-02-30T00:00:00Z", "not a date", "Undefined", "PER_SECOND",
-                     "\x1b]0;pwned\x07", "a\rb", "x" * 10_000, 10**30, -(10**30), 1e308, True, [], {}]),
+    st.sampled_from(
+        [
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "1e999999",
+            "-1",
+            "0001-01-01T00:00:00+23:59",
+            "9999-12-31T23:59:59-23:59",
+            "2026-02-30T00:00:00Z",
+            "not a date",
+            "Undefined",
+            "PER_SECOND",
+            "\x1b]0;pwned\x07",
+            "a\rb",
+            "x" * 10_000,
+            10**30,
+            -(10**30),
+            1e308,
+            True,
+            [],
+            {},
+        ]
+    ),
 )
 
 
@@ -328,22 +442,39 @@ def api_body(draw: st.DrawFn) -> Any:
     rnd = random.Random(draw(st.integers(0, 2**32)))
     if kind == "jobs":
         jobs = [_valid_job() for _ in range(draw(st.integers(0, 3)))]
-        doc: Any = {"status_code": 200, "jobs": jobs,
-                    "pagination": {"total_items": len(jobs), "current_page": 1, "total_pages": 1, "next_page": None}}
+        doc: Any = {
+            "status_code": 200,
+            "jobs": jobs,
+            "pagination": {"total_items": len(jobs), "current_page": 1, "total_pages": 1, "next_page": None},
+        }
         for _ in range(draw(st.integers(0, 4))):
             doc = _mutate(doc, rnd, draw(_odd_values))
         return doc
     if kind == "created":
-        return _mutate({"status_code": 200, "id": JOB_ID, "message": "Job created successfully"}, rnd,
-                       draw(_odd_values))
+        return _mutate(
+            {"status_code": 200, "id": JOB_ID, "message": "Job created successfully"}, rnd, draw(_odd_values)
+        )
     if kind == "error":
-        return {"status": "Error", "message": draw(_odd_values), "detail": draw(_odd_values),
-                "status_code": draw(st.one_of(st.sampled_from(_STATUSES), _odd_values))}
+        return {
+            "status": "Error",
+            "message": draw(_odd_values),
+            "detail": draw(_odd_values),
+            "status_code": draw(st.one_of(st.sampled_from(_STATUSES), _odd_values)),
+        }
     if kind == "validation":
-        return {"detail": draw(st.one_of(
-            st.lists(st.fixed_dictionaries({}, optional={"loc": _odd_values, "msg": _odd_values,
-                                                         "type": _odd_values}), max_size=4),
-            _odd_values))}
+        return {
+            "detail": draw(
+                st.one_of(
+                    st.lists(
+                        st.fixed_dictionaries(
+                            {}, optional={"loc": _odd_values, "msg": _odd_values, "type": _odd_values}
+                        ),
+                        max_size=4,
+                    ),
+                    _odd_values,
+                )
+            )
+        }
     if kind == "json":
         return draw(json_values)
     return draw(st.binary(max_size=300))
@@ -381,8 +512,9 @@ async def _call_api(operation: str, status: int, body: Any, headers: dict[str, s
     from perianctl.perian import models as m
     from perianctl.perian.client import PerianClient, RetryPolicy
 
-    policy = RetryPolicy(attempts=2, timeout=0.05, wait_initial=0.001, wait_max=0.001, wait_jitter=0.0,
-                         max_retry_after=0.0)
+    policy = RetryPolicy(
+        attempts=2, timeout=0.05, wait_initial=0.001, wait_max=0.001, wait_jitter=0.0, max_retry_after=0.0
+    )
     transport = httpx.MockTransport(lambda request: _response(status, body, headers))
     async with PerianClient("http://perian.test", "org", "tok", retry=policy, transport=transport) as client:
         if operation == "get":
@@ -395,20 +527,23 @@ async def _call_api(operation: str, status: int, body: Any, headers: dict[str, s
         elif operation == "cancel":
             await client.cancel_job(JOB_ID)
         else:
-            request = m.CreateJobRequest(requirements=m.InstanceTypeQueryInput(cpu=m.CpuQueryInput(cores=1)),
-                                         docker_run_parameters=m.DockerRunParameters(image_name="ubuntu"))
+            request = m.CreateJobRequest(
+                requirements=m.InstanceTypeQueryInput(cpu=m.CpuQueryInput(cores=1)),
+                docker_run_parameters=m.DockerRunParameters(image_name="ubuntu"),
+            )
             await client.create_job(request, idempotency_key="k-1" if operation == "create-keyed" else None)
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                   HealthCheck.data_too_large])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(
     operation=st.sampled_from(["get", "list", "iter", "cancel", "create", "create-keyed"]),
     status=st.sampled_from(_STATUSES),
     body=api_body(),
-    headers=st.dictionaries(st.sampled_from(["retry-after", "content-type", "content-encoding"]),
-                            st.sampled_from(["0", "-5", "abc", "Wed, 21 Oct 2015 07:28:00 GMT", "text/html",
-                                             "gzip", "1e9"]), max_size=2),
+    headers=st.dictionaries(
+        st.sampled_from(["retry-after", "content-type", "content-encoding"]),
+        st.sampled_from(["0", "-5", "abc", "Wed, 21 Oct 2015 07:28:00 GMT", "text/html", "gzip", "1e9"]),
+        max_size=2,
+    ),
 )
 def test_d_any_api_response_is_data_or_a_perianctl_error(
     operation: str, status: int, body: Any, headers: dict[str, str]
@@ -418,8 +553,12 @@ def test_d_any_api_response_is_data_or_a_perianctl_error(
 
 def test_d_huge_fields_are_handled() -> None:
     """5 MB of logs, a 1 MB error, 2,000 env variables: parsed and rendered, one-line messages."""
-    job = _valid_job() | {"logs": "x" * 5_000_000 + "\nlast line", "errors": "E" * 1_000_000,
-                          "status": "UserError", "done_at": "2026-01-01T01:00:00Z"}
+    job = _valid_job() | {
+        "logs": "x" * 5_000_000 + "\nlast line",
+        "errors": "E" * 1_000_000,
+        "status": "UserError",
+        "done_at": "2026-01-01T01:00:00Z",
+    }
     job["docker_metadata"]["docker_run_parameters"]["env_variables"] = {f"K{i}": "v" * 100 for i in range(2000)}
     body = {"status_code": 200, "jobs": [job] * 3, "pagination": {"total_items": 3}}
     started = time.monotonic()

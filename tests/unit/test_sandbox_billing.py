@@ -11,11 +11,15 @@ from perianctl.sandbox import billing, catalogue
 
 def test_bill_windows_and_periods() -> None:
     now = dt.datetime(2026, 3, 18, 15, 30, tzinfo=dt.UTC)  # a Wednesday
-    assert billing.period("Day", now) == (dt.datetime(2026, 3, 18, tzinfo=dt.UTC),
-                                          dt.datetime(2026, 3, 19, tzinfo=dt.UTC))
+    assert billing.period("Day", now) == (
+        dt.datetime(2026, 3, 18, tzinfo=dt.UTC),
+        dt.datetime(2026, 3, 19, tzinfo=dt.UTC),
+    )
     assert billing.period("Week", now)[0] == dt.datetime(2026, 3, 16, tzinfo=dt.UTC)
-    assert billing.period("Month", now) == (dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
-                                            dt.datetime(2026, 4, 1, tzinfo=dt.UTC))
+    assert billing.period("Month", now) == (
+        dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
+        dt.datetime(2026, 4, 1, tzinfo=dt.UTC),
+    )
     assert billing.period("Year", now)[1] == dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
     start, end = billing.last_month(dt.datetime(2026, 1, 10, tzinfo=dt.UTC))
     assert start == dt.datetime(2025, 12, 1, tzinfo=dt.UTC) and end.date() == dt.date(2025, 12, 31)

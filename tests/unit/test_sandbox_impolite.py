@@ -12,9 +12,18 @@ from perianctl.sandbox.impolite import ImpoliteRule, ImpoliteRuleError, parse_ru
 # --------------------------------------------------------------------------- rule model
 
 
-@pytest.mark.parametrize("text", ["create=slow:7s", "create=stall:15s,count=1", "*=refuse:10s",
-                                  "*=429:count=20,retry-after=2s", "cancel=slow:0.25s,commit=no", "get=429",
-                                  "list=429:0.5s,retry-after=0.1s"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "create=slow:7s",
+        "create=stall:15s,count=1",
+        "*=refuse:10s",
+        "*=429:count=20,retry-after=2s",
+        "cancel=slow:0.25s,commit=no",
+        "get=429",
+        "list=429:0.5s,retry-after=0.1s",
+    ],
+)
 def test_compact_syntax_round_trips(text: str) -> None:
     rule = parse_rule(text)
     assert rule.spec() == text
@@ -29,6 +38,8 @@ def test_one_refuse_window_at_a_time() -> None:
 def test_the_admin_body_takes_rules_in_the_compact_syntax_too() -> None:
     """``connector check`` sends its scenarios' rules as written (it imports nothing of the sandbox)."""
     assert rules_from_json({"rules": ["get=slow:7s", {"endpoint": "create", "mode": "429"}]}) == (
-        parse_rule("get=slow:7s"), parse_rule("create=429"))
+        parse_rule("get=slow:7s"),
+        parse_rule("create=429"),
+    )
     with pytest.raises(ImpoliteRuleError, match="rule 0"):
         rules_from_json({"rules": ["get=sideways"]})

@@ -20,18 +20,69 @@ from perianctl.sandbox.runtimes.process import JobSetupError, LogBuffer, contain
 
 # --------------------------------------------------------------------------- requirements echo
 
-_scalar = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=True),
-                    st.text(max_size=8), st.lists(st.text(max_size=3), max_size=2),
-                    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
-_keys = st.sampled_from(["all", "no", "cores", "threads", "speed", "size", "name", "vendor", "location",
-                         "status", "id", "operator", "options", "memory", "type", "inbound_speed",
-                         "unit_price", "available", "sustainable", "description", "junk"])
+_scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 10**6),
+    st.floats(allow_nan=True),
+    st.text(max_size=8),
+    st.lists(st.text(max_size=3), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+_keys = st.sampled_from(
+    [
+        "all",
+        "no",
+        "cores",
+        "threads",
+        "speed",
+        "size",
+        "name",
+        "vendor",
+        "location",
+        "status",
+        "id",
+        "operator",
+        "options",
+        "memory",
+        "type",
+        "inbound_speed",
+        "unit_price",
+        "available",
+        "sustainable",
+        "description",
+        "junk",
+    ]
+)
 _sub = st.dictionaries(_keys, st.one_of(_scalar, st.dictionaries(_keys, _scalar, max_size=3)), max_size=6)
 _requirements = st.dictionaries(
-    st.sampled_from(["all", "id", "region", "zone", "name", "cpu", "accelerator", "ram", "storage", "network",
-                     "price", "availability", "type", "billing_granularity", "provider", "reference_id",
-                     "attributes_hash", "operator", "options", "unknown"]),
-    st.one_of(_scalar, _sub), max_size=8)
+    st.sampled_from(
+        [
+            "all",
+            "id",
+            "region",
+            "zone",
+            "name",
+            "cpu",
+            "accelerator",
+            "ram",
+            "storage",
+            "network",
+            "price",
+            "availability",
+            "type",
+            "billing_granularity",
+            "provider",
+            "reference_id",
+            "attributes_hash",
+            "operator",
+            "options",
+            "unknown",
+        ]
+    ),
+    st.one_of(_scalar, _sub),
+    max_size=8,
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -43,17 +94,29 @@ def test_echoed_requirements_always_parse_in_the_sdk(requirements: dict[str, Any
 
 
 def test_echo_stringifies_sizes_and_keeps_names() -> None:
-    echoed = wire.echo_requirements({
-        "ram": {"size": 8}, "storage": {"size": 50.0, "speed": 1.5}, "cpu": {"cores": "4", "speed": 3},
-        "accelerator": {"name": ["A100", "H100"], "memory": {"size": 80}, "no": 2.0},
-        "price": {"unit_price": 1.25}, "network": {"inbound_speed": 10}, "reference_id": "ref-1",
-        "options": {"order": "price", "limit": 3}, "operator": "equals",
-    })
+    echoed = wire.echo_requirements(
+        {
+            "ram": {"size": 8},
+            "storage": {"size": 50.0, "speed": 1.5},
+            "cpu": {"cores": "4", "speed": 3},
+            "accelerator": {"name": ["A100", "H100"], "memory": {"size": 80}, "no": 2.0},
+            "price": {"unit_price": 1.25},
+            "network": {"inbound_speed": 10},
+            "reference_id": "ref-1",
+            "options": {"order": "price", "limit": 3},
+            "operator": "equals",
+        }
+    )
     assert echoed == {
-        "operator": "EQUALS", "options": {"limit": 3, "order": "PRICE"},
-        "cpu": {"cores": 4, "speed": "3"}, "accelerator": {"no": 2, "memory": {"size": "80"}, "name": ["A100", "H100"]},
-        "ram": {"size": "8"}, "storage": {"size": "50", "speed": "1.5"}, "network": {"inbound_speed": "10"},
-        "price": {"unit_price": "1.25"}, "reference_id": {"id": "ref-1"},
+        "operator": "EQUALS",
+        "options": {"limit": 3, "order": "PRICE"},
+        "cpu": {"cores": 4, "speed": "3"},
+        "accelerator": {"no": 2, "memory": {"size": "80"}, "name": ["A100", "H100"]},
+        "ram": {"size": "8"},
+        "storage": {"size": "50", "speed": "1.5"},
+        "network": {"inbound_speed": "10"},
+        "price": {"unit_price": "1.25"},
+        "reference_id": {"id": "ref-1"},
     }
     assert wire.echo_requirements(None) is None
 
@@ -77,18 +140,21 @@ def test_catalogue_views_parse_in_the_sdk() -> None:
     assert len(providers) >= 4 and any(t.accelerator is None for t in catalogue.INSTANCE_TYPES)
 
 
-@pytest.mark.parametrize("query, expected", [
-    ("A100", {"NVIDIA_A100_40", "NVIDIA_A100_80"}),
-    ("a100-80gb", {"NVIDIA_A100_80"}),
-    ("NVIDIA A100 80", {"NVIDIA_A100_80"}),
-    ("NVIDIA_H100_80", {"NVIDIA_H100_80"}),
-    ("H100", {"NVIDIA_H100_80"}),
-    ("l4", {"NVIDIA_L4_24"}),
-    ("A10", {"NVIDIA_A10_24"}),  # not the A100s
-    ("L40S", {"NVIDIA_L40S_48"}),
-    ("B200", set()),
-    ("T4", {"NVIDIA_T4_16"}),
-])
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ("A100", {"NVIDIA_A100_40", "NVIDIA_A100_80"}),
+        ("a100-80gb", {"NVIDIA_A100_80"}),
+        ("NVIDIA A100 80", {"NVIDIA_A100_80"}),
+        ("NVIDIA_H100_80", {"NVIDIA_H100_80"}),
+        ("H100", {"NVIDIA_H100_80"}),
+        ("l4", {"NVIDIA_L4_24"}),
+        ("A10", {"NVIDIA_A10_24"}),  # not the A100s
+        ("L40S", {"NVIDIA_L40S_48"}),
+        ("B200", set()),
+        ("T4", {"NVIDIA_T4_16"}),
+    ],
+)
 def test_accelerator_names_match_loosely(query: str, expected: set[str]) -> None:
     assert {a.name for a in catalogue.ACCELERATOR_TYPES if catalogue.accelerator_name_matches(query, a)} == expected
 
@@ -138,10 +204,24 @@ def test_config_argv_round_trips_through_the_cli(tmp_path: Path) -> None:
     from perianctl.commands.sandbox import _build_config, sandbox_app
 
     config = SandboxConfig(
-        state_dir=tmp_path, host="127.0.0.1", port=0, runtime="process", timings=SimTimings(speed=7.5),
-        faults=FaultConfig(latency=(0.1, 0.4), latency_endpoints=frozenset({"create"}), rate=0.25,
-                           kinds=("503", "reset"), endpoints=frozenset({"get", "list"}), phase="mixed", seed=9),
-        kill_grace=2.0, max_parallel=3, log_cap_bytes=5000, access_log=False,
+        state_dir=tmp_path,
+        host="127.0.0.1",
+        port=0,
+        runtime="process",
+        timings=SimTimings(speed=7.5),
+        faults=FaultConfig(
+            latency=(0.1, 0.4),
+            latency_endpoints=frozenset({"create"}),
+            rate=0.25,
+            kinds=("503", "reset"),
+            endpoints=frozenset({"get", "list"}),
+            phase="mixed",
+            seed=9,
+        ),
+        kill_grace=2.0,
+        max_parallel=3,
+        log_cap_bytes=5000,
+        access_log=False,
     )
     group = typer.main.get_command(sandbox_app)
     assert isinstance(group, TyperGroup)

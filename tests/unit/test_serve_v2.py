@@ -44,17 +44,26 @@ def test_flyteidl2_messages_are_wire_compatible_with_flyteidl() -> None:
                 problems += compare(f.message_type, g.message_type, f"{path}.{f.name}")
         return problems
 
-    pairs = [(v1_tasks.TaskTemplate, t2.TaskTemplate), (l1.Literal, l2.Literal),
-             (agent_pb2.TaskExecutionMetadata, c2.TaskExecutionMetadata), (e1.TaskLog, e2.TaskLog),
-             (m1.ExecutionMetricResult, m2.ExecutionMetricResult), (l1.LiteralMap, common_pb2.Inputs),
-             (agent_pb2.GetTaskMetricsResponse, c2.GetTaskMetricsResponse),
-             # what the CLI's connector mode sends and reads over either protocol (grpc_client)
-             (agent_pb2.CreateTaskRequest, c2.CreateTaskRequest), (agent_pb2.CreateTaskResponse, c2.CreateTaskResponse),
-             (agent_pb2.GetTaskRequest, c2.GetTaskRequest), (agent_pb2.GetTaskResponse, c2.GetTaskResponse),
-             (agent_pb2.DeleteTaskRequest, c2.DeleteTaskRequest), (agent_pb2.GetTaskLogsRequest, c2.GetTaskLogsRequest),
-             (agent_pb2.GetTaskMetricsRequest, c2.GetTaskMetricsRequest),
-             (agent_pb2.ListAgentsResponse, c2.ListConnectorsResponse),
-             (agent_pb2.GetAgentRequest, c2.GetConnectorRequest), (agent_pb2.GetAgentResponse, c2.GetConnectorResponse)]
+    pairs = [
+        (v1_tasks.TaskTemplate, t2.TaskTemplate),
+        (l1.Literal, l2.Literal),
+        (agent_pb2.TaskExecutionMetadata, c2.TaskExecutionMetadata),
+        (e1.TaskLog, e2.TaskLog),
+        (m1.ExecutionMetricResult, m2.ExecutionMetricResult),
+        (l1.LiteralMap, common_pb2.Inputs),
+        (agent_pb2.GetTaskMetricsResponse, c2.GetTaskMetricsResponse),
+        # what the CLI's connector mode sends and reads over either protocol (grpc_client)
+        (agent_pb2.CreateTaskRequest, c2.CreateTaskRequest),
+        (agent_pb2.CreateTaskResponse, c2.CreateTaskResponse),
+        (agent_pb2.GetTaskRequest, c2.GetTaskRequest),
+        (agent_pb2.GetTaskResponse, c2.GetTaskResponse),
+        (agent_pb2.DeleteTaskRequest, c2.DeleteTaskRequest),
+        (agent_pb2.GetTaskLogsRequest, c2.GetTaskLogsRequest),
+        (agent_pb2.GetTaskMetricsRequest, c2.GetTaskMetricsRequest),
+        (agent_pb2.ListAgentsResponse, c2.ListConnectorsResponse),
+        (agent_pb2.GetAgentRequest, c2.GetConnectorRequest),
+        (agent_pb2.GetAgentResponse, c2.GetConnectorResponse),
+    ]
     for a, b in pairs:
         assert compare(a.DESCRIPTOR, b.DESCRIPTOR, a.DESCRIPTOR.name) == []
     assert e1.TaskExecution.Phase.items() == e2.TaskExecution.Phase.items()
@@ -68,7 +77,7 @@ def test_log_tokens_resume_after_the_head_of_the_log_was_dropped() -> None:
     assert resume_at(lines, token) == 6
     assert resume_at([*lines, "line 10"], token) == 6
     capped = ["[sandbox] earlier output was dropped", *lines[4:], "line 10"]  # 4 lines dropped
-    assert capped[resume_at(capped, token):] == ["line 6", "line 7", "line 8", "line 9", "line 10"]
+    assert capped[resume_at(capped, token) :] == ["line 6", "line 7", "line 8", "line 9", "line 10"]
     assert resume_at(["other"], token) == 0  # its line is gone: everything left is new
     assert resume_at(lines, "4") == 4 and resume_at(lines, "40") == 10  # a v1 offset token
     for bad in ("x", "-1", "3:zz"):
@@ -83,8 +92,14 @@ def test_log_line_timestamps_come_from_the_line_or_the_job() -> None:
     from perianctl.perian import models as m
 
     done = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
-    job = m.JobView.model_validate({"id": "j", "status": "Done", "done_at": done.isoformat(),
-                                    "logs": "2026-01-01T10:00:00.123456789Z started\nplain line\n"})
+    job = m.JobView.model_validate(
+        {
+            "id": "j",
+            "status": "Done",
+            "done_at": done.isoformat(),
+            "logs": "2026-01-01T10:00:00.123456789Z started\nplain line\n",
+        }
+    )
     token, page = log_page(job)
     assert [line.message for line in page] == ["2026-01-01T10:00:00.123456789Z started", "plain line"]
     assert page[0].timestamp.ToDatetime(tzinfo=dt.UTC) == dt.datetime(2026, 1, 1, 10, 0, 0, 123456, tzinfo=dt.UTC)

@@ -36,10 +36,12 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def _invocation(tmp_path: Path, *, environ: dict[str, str] | None = None, notes: list[Note] | None = None,
-                **values: str) -> Invocation:
-    settings = Settings(profile="default", config_file=tmp_path / "config.toml",
-                        values={"api_url": "http://127.0.0.1:9", **values})
+def _invocation(
+    tmp_path: Path, *, environ: dict[str, str] | None = None, notes: list[Note] | None = None, **values: str
+) -> Invocation:
+    settings = Settings(
+        profile="default", config_file=tmp_path / "config.toml", values={"api_url": "http://127.0.0.1:9", **values}
+    )
 
     def client(**kwargs: Any) -> PerianClient:  # what commands.common.make_client does
         organization, token = settings.require_credentials()
@@ -54,8 +56,16 @@ def _files(root: Path) -> list[Path]:
 
 
 def test_plan_decides_the_request_and_writes_nothing(tmp_path: Path, state: Path) -> None:
-    planned = plan(SubmitOptions(template=str(EXAMPLES / "add.json"), inputs=("a=1", "b=2"), cores=4,
-                                 env=("GREETING=hi",), timeout_seconds=600), _invocation(tmp_path))
+    planned = plan(
+        SubmitOptions(
+            template=str(EXAMPLES / "add.json"),
+            inputs=("a=1", "b=2"),
+            cores=4,
+            env=("GREETING=hi",),
+            timeout_seconds=600,
+        ),
+        _invocation(tmp_path),
+    )
     assert not state.exists()  # no run directory, no inputs.pb, no journal
     assert planned.own_prefix and planned.launch.output_prefix == str(state / "runs" / planned.run_id)
     assert planned.launch.needs_inputs_file and not planned.launch.wrote_inputs
@@ -72,13 +82,17 @@ def test_plan_decides_the_request_and_writes_nothing(tmp_path: Path, state: Path
     assert planned.offer is None
 
 
-def test_secret_env_is_merged_into_the_request_and_redacted_in_the_dry_run_view(
-    tmp_path: Path, state: Path
-) -> None:
+def test_secret_env_is_merged_into_the_request_and_redacted_in_the_dry_run_view(tmp_path: Path, state: Path) -> None:
     environ = {"HF_TOKEN": "hf-unit-test-value-91be"}
-    planned = plan(SubmitOptions(template=str(EXAMPLES / "hello.json"), inputs=("name=x",),
-                                 secret_env=("HF_TOKEN",), output_prefix=str(tmp_path / "out")),
-                   _invocation(tmp_path, environ=environ))
+    planned = plan(
+        SubmitOptions(
+            template=str(EXAMPLES / "hello.json"),
+            inputs=("name=x",),
+            secret_env=("HF_TOKEN",),
+            output_prefix=str(tmp_path / "out"),
+        ),
+        _invocation(tmp_path, environ=environ),
+    )
     assert planned.request is not None
     assert planned.request.docker_run_parameters.secrets == {"HF_TOKEN": "hf-unit-test-value-91be"}
     record = planned.dry_run_record()
@@ -100,19 +114,26 @@ def test_secret_env_is_merged_into_the_request_and_redacted_in_the_dry_run_view(
         ({"country_code": "Germany"}, "country code"),
     ],
 )
-def test_bad_input_is_refused_before_anything_exists(tmp_path: Path, state: Path, options: dict[str, Any],
-                                                     message: str) -> None:
+def test_bad_input_is_refused_before_anything_exists(
+    tmp_path: Path, state: Path, options: dict[str, Any], message: str
+) -> None:
     with pytest.raises(UsageError) as caught:
-        plan(SubmitOptions(template=str(EXAMPLES / "add.json"), **{"inputs": ("a=1", "b=2"), **options}),
-             _invocation(tmp_path))
+        plan(
+            SubmitOptions(template=str(EXAMPLES / "add.json"), **{"inputs": ("a=1", "b=2"), **options}),
+            _invocation(tmp_path),
+        )
     assert message in caught.value.message
     assert caught.value.exit_code == ExitCode.USAGE
     assert not state.exists()
 
 
 def test_connector_plan_carries_the_flags_in_the_template(tmp_path: Path, state: Path) -> None:
-    planned = plan(SubmitOptions(template=str(EXAMPLES / "add.json"), inputs=("a=1", "b=2"), cores=8,
-                                 env=("K=v",), connector="127.0.0.1:9"), _invocation(tmp_path))
+    planned = plan(
+        SubmitOptions(
+            template=str(EXAMPLES / "add.json"), inputs=("a=1", "b=2"), cores=8, env=("K=v",), connector="127.0.0.1:9"
+        ),
+        _invocation(tmp_path),
+    )
     assert planned.via == "connector" and planned.request is None and planned.offer is None
     template = planned.launch.template
     assert template.custom["cores"] == 8 and template.custom["environment"]["K"] == "v"
@@ -124,8 +145,10 @@ def test_connector_plan_carries_the_flags_in_the_template(tmp_path: Path, state:
 
 def test_dry_run_preview_without_credentials_is_a_warning(tmp_path: Path, state: Path) -> None:
     notes: list[Note] = []
-    planned = plan(SubmitOptions(template=str(EXAMPLES / "add.json"), inputs=("a=1", "b=2"), dry_run=True),
-                   _invocation(tmp_path, notes=notes))
+    planned = plan(
+        SubmitOptions(template=str(EXAMPLES / "add.json"), inputs=("a=1", "b=2"), dry_run=True),
+        _invocation(tmp_path, notes=notes),
+    )
     assert planned.offer is None and planned.dry_run_note() is None
     assert [n.level for n in notes] == ["warn"]
     assert notes[0].text.startswith("cannot tell which instance type PERIAN would choose: no PERIAN")
@@ -134,8 +157,10 @@ def test_dry_run_preview_without_credentials_is_a_warning(tmp_path: Path, state:
 
 def test_a_budget_without_credentials_refuses(tmp_path: Path, state: Path) -> None:
     with pytest.raises(UsageError, match="no PERIAN"):
-        plan(SubmitOptions(template=str(EXAMPLES / "add.json"), inputs=("a=1", "b=2"), max_cost="5"),
-             _invocation(tmp_path))
+        plan(
+            SubmitOptions(template=str(EXAMPLES / "add.json"), inputs=("a=1", "b=2"), max_cost="5"),
+            _invocation(tmp_path),
+        )
     assert not state.exists()
 
 
@@ -146,8 +171,7 @@ def test_a_template_that_is_not_a_perian_task_is_a_warning_not_an_error(tmp_path
     source.write_text(json.dumps(document))
     notes: list[Note] = []
     plan(SubmitOptions(template=str(source), inputs=("name=x",)), _invocation(tmp_path, notes=notes))
-    assert notes == [Note("warn", "template type is 'python-task', not 'perian_task'; submitting it to PERIAN "
-                                  "anyway")]
+    assert notes == [Note("warn", "template type is 'python-task', not 'perian_task'; submitting it to PERIAN anyway")]
 
 
 def test_may_exist_only_a_definite_refusal_says_no_job() -> None:
@@ -158,4 +182,3 @@ def test_may_exist_only_a_definite_refusal_says_no_job() -> None:
     assert may_exist(UnavailableError("read timeout after sending"))
     assert may_exist(KeyboardInterrupt())
     assert may_exist(RuntimeError("unexpected"))
-

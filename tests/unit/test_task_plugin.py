@@ -77,8 +77,9 @@ def template_of(entity: Any) -> Any:
 
 
 # Tasks are defined at module level: flytekit reads their source (return-statement check).
-FULL = PerianConfig(cores=2, memory=8, accelerators=1, accelerator_type="A100", os_storage_size=100,
-                    country_code="de", provider="ovh")
+FULL = PerianConfig(
+    cores=2, memory=8, accelerators=1, accelerator_type="A100", os_storage_size=100, country_code="de", provider="ovh"
+)
 
 
 @task(task_config=FULL)
@@ -96,8 +97,10 @@ def with_env(name: str) -> str:
     return name
 
 
-@task(task_config=PerianConfig(cores=1, environment={"FROM_CONFIG": "1", "SHARED": "config"}),
-      environment={"SHARED": "task"})
+@task(
+    task_config=PerianConfig(cores=1, environment={"FROM_CONFIG": "1", "SHARED": "config"}),
+    environment={"SHARED": "task"},
+)
 def merged_env(name: str) -> str:
     return name
 
@@ -125,12 +128,26 @@ def test_decorator_builds_a_perian_task() -> None:
 @pytest.mark.parametrize(
     ("entity", "expected"),
     [
-        (full, official_custom(cores=2, memory=8, accelerators=1, accelerator_type="A100", os_storage_size=100,
-                               country_code="de", provider="ovh")),
+        (
+            full,
+            official_custom(
+                cores=2,
+                memory=8,
+                accelerators=1,
+                accelerator_type="A100",
+                os_storage_size=100,
+                country_code="de",
+                provider="ovh",
+            ),
+        ),
         (bare, official_custom()),
         (with_env, official_custom(cores=1, memory=1, environment={"GREETING": "hello", "SHARED": "task"})),
-        (CONTAINER, official_custom(cores=4, memory=16, country_code="fr", image="ubuntu:22.04",
-                                    command=["echo", "{{.inputs.name}}"])),
+        (
+            CONTAINER,
+            official_custom(
+                cores=4, memory=16, country_code="fr", image="ubuntu:22.04", command=["echo", "{{.inputs.name}}"]
+            ),
+        ),
     ],
     ids=["full", "empty-config", "task-environment", "container-task"],
 )
@@ -203,8 +220,16 @@ def test_empty_country_code_means_unset() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"cores": 0}, {"memory": -1}, {"accelerators": -1}, {"cores": 1.5}, {"cores": True},
-               {"os_storage_size": 0}, {"environment": {"A": 1}}],
+    "kwargs",
+    [
+        {"cores": 0},
+        {"memory": -1},
+        {"accelerators": -1},
+        {"cores": 1.5},
+        {"cores": True},
+        {"os_storage_size": 0},
+        {"environment": {"A": 1}},
+    ],
 )
 def test_invalid_numbers_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="PerianConfig"):
@@ -213,8 +238,16 @@ def test_invalid_numbers_are_refused(kwargs: dict[str, Any]) -> None:
 
 def test_defaults_match_the_official_config() -> None:
     config = PerianConfig()
-    assert (config.cores, config.memory, config.accelerators, config.accelerator_type, config.os_storage_size,
-            config.country_code, config.provider, config.environment) == (None,) * 8
+    assert (
+        config.cores,
+        config.memory,
+        config.accelerators,
+        config.accelerator_type,
+        config.os_storage_size,
+        config.country_code,
+        config.provider,
+        config.environment,
+    ) == (None,) * 8
 
 
 def test_container_task_refuses_outputs() -> None:
@@ -231,8 +264,9 @@ def test_register_task_plugin_is_idempotent() -> None:
 def test_register_replaces_a_stale_registration_of_a_reloaded_module() -> None:
     """A re-imported module has new class objects with the same names: no collision error."""
     plugins = TaskPlugins._PYTHONFUNCTION_TASK_PLUGINS
-    stale_config = type("PerianConfig", (), {"__module__": PerianConfig.__module__,
-                                             "__qualname__": PerianConfig.__qualname__})
+    stale_config = type(
+        "PerianConfig", (), {"__module__": PerianConfig.__module__, "__qualname__": PerianConfig.__qualname__}
+    )
     plugins[stale_config] = PerianTask
     try:
         register_task_plugin()

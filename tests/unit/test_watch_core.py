@@ -108,10 +108,15 @@ def test_transition_line_format() -> None:
 
 
 def test_cells_are_single_line_and_truncated() -> None:
-    w = _watched("id-1", "UserError", errors="Traceback\x1b[31m " + "x" * 500 + "\nsecond line",
-                 started_at=NOW - timedelta(seconds=90), done_at=NOW,
-                 price={"unit_price": "0.50", "currency": "EUR", "granularity": "PER_MINUTE"},
-                 requirement_metadata={"requirements": {"accelerator": {"no": 2, "name": "A100"}}})
+    w = _watched(
+        "id-1",
+        "UserError",
+        errors="Traceback\x1b[31m " + "x" * 500 + "\nsecond line",
+        started_at=NOW - timedelta(seconds=90),
+        done_at=NOW,
+        price={"unit_price": "0.50", "currency": "EUR", "granularity": "PER_MINUTE"},
+        requirement_metadata={"requirements": {"accelerator": {"no": 2, "name": "A100"}}},
+    )
     cells = job_cells(w, "train-model", NOW)
     assert len(cells) == len(COLUMNS)
     assert all("\n" not in c and "\x1b" not in c for c in cells)
@@ -254,8 +259,10 @@ def test_full_table_printed_in_chunks_is_one_table_with_one_header() -> None:
 
     from perianctl.ui.live import build_table, print_full_table, snapshot_rows
 
-    jobs = [_watched(f"job-{i:04d}", "Running" if i % 3 else "Queued",
-                     errors="x" * (i if i == 17 else 1)) for i in range(40)]
+    jobs = [
+        _watched(f"job-{i:04d}", "Running" if i % 3 else "Queued", errors="x" * (i if i == 17 else 1))
+        for i in range(40)
+    ]
     now = NOW + timedelta(minutes=5)
 
     def printed(chunk: int) -> str:
@@ -279,14 +286,20 @@ def test_full_table_printed_in_chunks_is_one_table_with_one_header() -> None:
 def test_watched_job_keeps_the_whole_view_and_answers_status_without_a_model() -> None:
     """A watched job is kept compactly (its JSON) but gives back the same view: every field, the
     unknown ones PERIAN may add, and a status we do not know."""
-    job = JobView.model_validate({
-        "id": "j1", "status": "Paused", "created_at": "2026-11-23T09:59:00Z", "logs": "a\nb\n",
-        "price": {"unit_price": "0.000006", "currency": "EUR", "granularity": "PER_SECOND"},
-        "docker_metadata": {"docker_run_parameters": {"image_name": "busybox", "image_tag": "1",
-                                                      "env_variables": {"K": "V"}}},
-        "requirement_metadata": {"requirements": {"accelerator": {"name": ["A100"], "no": 2}}},
-        "brand_new_field": {"nested": [1, 2.5, None]},
-    })
+    job = JobView.model_validate(
+        {
+            "id": "j1",
+            "status": "Paused",
+            "created_at": "2026-11-23T09:59:00Z",
+            "logs": "a\nb\n",
+            "price": {"unit_price": "0.000006", "currency": "EUR", "granularity": "PER_SECOND"},
+            "docker_metadata": {
+                "docker_run_parameters": {"image_name": "busybox", "image_tag": "1", "env_variables": {"K": "V"}}
+            },
+            "requirement_metadata": {"requirements": {"accelerator": {"name": ["A100"], "no": 2}}},
+            "brand_new_field": {"nested": [1, 2.5, None]},
+        }
+    )
     watched = WatchedJob("j1", job=job)
     assert watched.status == "Paused" and not watched.terminal and watched.exit_code is None
     assert watched.created_at == datetime(2026, 11, 23, 9, 59, tzinfo=UTC)

@@ -87,4 +87,3 @@ class Runtime(ABC):
 
     def end(self, job_id: str, status: str, *, errors: str | None = None, logs: str | None = None) -> bool:
         return self.store.update(JobUpdate(job_id, status=status, at=time.time(), errors=errors, append_logs=logs))
-

@@ -31,8 +31,16 @@ from perianctl.sandbox.runtimes.base import JobSpec, SandboxStartError
 from perianctl.sandbox.runtimes.process import JobSetupError, Prepared, ProcessRuntime
 from perianctl.sandbox.store import JobRow
 
-_CLIENT_ENV = ("PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_CERT_PATH",
-               "DOCKER_TLS_VERIFY", "XDG_RUNTIME_DIR")
+_CLIENT_ENV = (
+    "PATH",
+    "HOME",
+    "DOCKER_HOST",
+    "DOCKER_CONFIG",
+    "DOCKER_CONTEXT",
+    "DOCKER_CERT_PATH",
+    "DOCKER_TLS_VERIFY",
+    "XDG_RUNTIME_DIR",
+)
 
 
 def container_name(job_id: str) -> str:
@@ -53,11 +61,15 @@ class DockerRuntime(ProcessRuntime):
         try:
             probe = subprocess.run(
                 [docker, "info", "--format", "{{.ServerVersion}}"],
-                capture_output=True, text=True, timeout=20, check=False,
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=False,
             )
         except subprocess.TimeoutExpired:
-            raise SandboxStartError("docker runtime: 'docker info' did not answer within 20 s; "
-                                    "is the Docker engine healthy?") from None
+            raise SandboxStartError(
+                "docker runtime: 'docker info' did not answer within 20 s; is the Docker engine healthy?"
+            ) from None
         reason = (probe.stderr or probe.stdout).strip().splitlines()
         if probe.returncode != 0 or not probe.stdout.strip():
             first = reason[0] if reason else f"exit code {probe.returncode}"
@@ -71,17 +83,26 @@ class DockerRuntime(ProcessRuntime):
         for job in ended:
             if docker:
                 with contextlib.suppress(OSError, subprocess.SubprocessError):
-                    subprocess.run([docker, "rm", "-f", container_name(job.id)], capture_output=True,
-                                   timeout=20, check=False)
+                    subprocess.run(
+                        [docker, "rm", "-f", container_name(job.id)], capture_output=True, timeout=20, check=False
+                    )
         super().recover(ended)
 
     def command(self, spec: JobSpec, prepared: Prepared) -> tuple[list[str], dict[str, str], Path]:
         if not spec.image:
             raise JobSetupError("the docker runtime needs an image, but this job has none")
         client_env = {key: os.environ[key] for key in _CLIENT_ENV if key in os.environ}
-        argv = ["docker", "run", "--rm", "--name", container_name(spec.job_id),
-                "--label", f"perianctl.sandbox.job={spec.job_id}",
-                "--env", f"PERIAN_JOB_ID={spec.job_id}"]
+        argv = [
+            "docker",
+            "run",
+            "--rm",
+            "--name",
+            container_name(spec.job_id),
+            "--label",
+            f"perianctl.sandbox.job={spec.job_id}",
+            "--env",
+            f"PERIAN_JOB_ID={spec.job_id}",
+        ]
         for key, value in prepared.job_env.items():
             if key in client_env or key.startswith("DOCKER_"):
                 argv += ["--env", f"{key}={value}"]  # cannot hide it in the client's environment

@@ -184,8 +184,10 @@ class ProcessRuntime(Runtime):
     async def stop(self) -> None:
         self._stopping = True
         grace = min(self.config.kill_grace, 3.0)
-        await asyncio.gather(*(self._terminate(job_id, proc, grace) for job_id, proc in list(self._procs.items())),
-                             return_exceptions=True)
+        await asyncio.gather(
+            *(self._terminate(job_id, proc, grace) for job_id, proc in list(self._procs.items())),
+            return_exceptions=True,
+        )
         tasks = list(self._tasks.values())
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=5)
@@ -199,8 +201,7 @@ class ProcessRuntime(Runtime):
         """argv, environment and cwd of the job's process."""
         if not spec.command or not spec.command.strip():
             raise JobSetupError(
-                "the process runtime runs the job's command locally and ignores the image, "
-                "but this job has no command"
+                "the process runtime runs the job's command locally and ignores the image, but this job has no command"
             )
         try:
             argv = shlex.split(spec.command)
@@ -267,8 +268,13 @@ class ProcessRuntime(Runtime):
                 self.store.scrub_private(job_id)
                 try:
                     proc = await asyncio.create_subprocess_exec(
-                        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                        stderr=asyncio.subprocess.PIPE, cwd=str(cwd), env=env, start_new_session=True,
+                        *argv,
+                        stdin=asyncio.subprocess.DEVNULL,
+                        stdout=asyncio.subprocess.PIPE,
+                        stderr=asyncio.subprocess.PIPE,
+                        cwd=str(cwd),
+                        env=env,
+                        start_new_session=True,
                     )
                 except OSError as exc:
                     raise JobSetupError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
@@ -318,14 +324,19 @@ class ProcessRuntime(Runtime):
             self._procs.pop(job_id, None)
             self._cancelling.discard(job_id)
 
-    def _outcome(self, job_id: str, spec: JobSpec, code: int | None, timed_out: bool,
-                 output: LogBuffer, stderr_tail: LogBuffer) -> JobUpdate:
+    def _outcome(
+        self, job_id: str, spec: JobSpec, code: int | None, timed_out: bool, output: LogBuffer, stderr_tail: LogBuffer
+    ) -> JobUpdate:
         logs = output.text() or None
         if job_id in self._cancelling:
             return JobUpdate(job_id, status=S.CANCELLED.value, logs=(logs or "") + "[sandbox] job cancelled\n")
         if timed_out:
-            return JobUpdate(job_id, status=S.TIMEOUT.value, logs=logs,
-                             errors=f"The job exceeded its timeout of {spec.timeout_seconds} s and was stopped")
+            return JobUpdate(
+                job_id,
+                status=S.TIMEOUT.value,
+                logs=logs,
+                errors=f"The job exceeded its timeout of {spec.timeout_seconds} s and was stopped",
+            )
         if self._stopping:
             return JobUpdate(job_id, status=S.SERVER_ERROR.value, logs=logs, errors=STOPPED_ERROR)
         if code == 0:
@@ -378,4 +389,3 @@ def _failure_text(code: int | None, stderr_tail: LogBuffer, output: LogBuffer) -
     if not lines:
         return f"The command failed ({reason})"
     return f"{reason}: {lines[-1]}\n" + "\n".join(lines)
-

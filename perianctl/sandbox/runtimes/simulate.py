@@ -68,8 +68,9 @@ def scenario_of(spec: JobSpec) -> tuple[str, list[str]]:
     name = str(raw).strip().lower().replace("_", "-")
     if name in SCENARIOS:
         return name, []
-    return "success", [f"[sandbox] unknown {SCENARIO_ENV}={raw!r}; running as 'success' "
-                       f"(known: {', '.join(SCENARIOS)})\n"]
+    return "success", [
+        f"[sandbox] unknown {SCENARIO_ENV}={raw!r}; running as 'success' (known: {', '.join(SCENARIOS)})\n"
+    ]
 
 
 def _duration(spec: JobSpec) -> float | None:
@@ -199,8 +200,9 @@ class SimulateRuntime(Runtime):
                 self._schedule(sim, min(now + sim.line_interval, sim.run_end))
         elif sim.phase == "cancelling":
             self._sims.pop(job_id, None)
-            batch.append(JobUpdate(job_id, status=S.CANCELLED.value, at=wall,
-                                   append_logs="stopped after the cancel request\n"))
+            batch.append(
+                JobUpdate(job_id, status=S.CANCELLED.value, at=wall, append_logs="stopped after the cancel request\n")
+            )
 
     def _enter_running(self, sim: _Sim, now: float, wall: float, batch: list[JobUpdate]) -> None:
         spec = sim.spec
@@ -224,25 +226,39 @@ class SimulateRuntime(Runtime):
         self._sims.pop(sim.job_id, None)
         scenario = sim.scenario
         if scenario == "fail":
-            batch.append(JobUpdate(
-                sim.job_id, status=S.USER_ERROR.value, at=wall,
-                append_logs=("Traceback (most recent call last):\n  File \"/app/main.py\", line 7, in <module>\n"
-                             f"RuntimeError: simulated failure ({SCENARIO_ENV}=fail)\n"),
-                errors=f"Container exited with code 1: RuntimeError: simulated failure ({SCENARIO_ENV}=fail)",
-            ))
+            batch.append(
+                JobUpdate(
+                    sim.job_id,
+                    status=S.USER_ERROR.value,
+                    at=wall,
+                    append_logs=(
+                        'Traceback (most recent call last):\n  File "/app/main.py", line 7, in <module>\n'
+                        f"RuntimeError: simulated failure ({SCENARIO_ENV}=fail)\n"
+                    ),
+                    errors=f"Container exited with code 1: RuntimeError: simulated failure ({SCENARIO_ENV}=fail)",
+                )
+            )
         elif scenario == "server-error":
-            batch.append(JobUpdate(
-                sim.job_id, status=S.SERVER_ERROR.value, at=wall,
-                append_logs="[sandbox] lost contact with the instance\n",
-                errors=f"The instance was preempted by the provider (simulated, {SCENARIO_ENV}=server-error)",
-            ))
+            batch.append(
+                JobUpdate(
+                    sim.job_id,
+                    status=S.SERVER_ERROR.value,
+                    at=wall,
+                    append_logs="[sandbox] lost contact with the instance\n",
+                    errors=f"The instance was preempted by the provider (simulated, {SCENARIO_ENV}=server-error)",
+                )
+            )
         elif scenario == "timeout":
             limit = sim.spec.timeout_seconds
             what = f"its timeout of {limit} s" if limit is not None else "its timeout"
-            batch.append(JobUpdate(
-                sim.job_id, status=S.TIMEOUT.value, at=wall,
-                append_logs="[sandbox] timeout reached; stopping the container\n",
-                errors=f"The job exceeded {what} and was stopped",
-            ))
+            batch.append(
+                JobUpdate(
+                    sim.job_id,
+                    status=S.TIMEOUT.value,
+                    at=wall,
+                    append_logs="[sandbox] timeout reached; stopping the container\n",
+                    errors=f"The job exceeded {what} and was stopped",
+                )
+            )
         else:
             batch.append(JobUpdate(sim.job_id, status=S.DONE.value, at=wall, append_logs="done\n"))
