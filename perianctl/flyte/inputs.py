@@ -237,6 +237,10 @@ def _json_text(value: object, want: str) -> object:
         raise _Bad(f"expected {want} as JSON ({exc.msg} at column {exc.colno}), got {_show(value)}") from None
     except RecursionError:
         raise _Bad("JSON value is nested too deeply") from None
+    except ValueError as exc:
+        from perianctl.flyte.templates import unreadable_number
+
+        raise _Bad(unreadable_number(exc)) from None
     from perianctl.flyte.templates import has_lone_surrogate
 
     if has_lone_surrogate(data):

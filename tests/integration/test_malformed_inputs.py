@@ -319,6 +319,15 @@ case("inputs-file-garbage-binary")(lambda t, a: _file(t, "g.pb", random.Random(3
 case("inputs-file-unknown-name")(lambda t, a: _file(t, "u.json", '{"b": 1}'))
 case("inputs-file-wrong-type")(lambda t, a: _file(t, "w.json", '{"a": {"nested": 1}}'))
 case("inputs-file-bad-literal-json")(lambda t, a: _file(t, "lj.json", '{"literals": {"a": {"scalar": 5}}}'))
+# Integers past Python's digit limit (4,300): JSON's and YAML's int() raise a bare ValueError.
+_HUGE = "9" * 5000
+case("template-json-huge-integer")(lambda t, a: load_template(_write(t, "h.json", '{"a": ' + _HUGE + "}")))
+case("template-yaml-huge-integer")(lambda t, a: load_template(_write(t, "h.yaml", f"a: {_HUGE}\n")))
+case("inputs-file-json-huge-integer")(lambda t, a: _file(t, "h.json", '{"a": ' + _HUGE + "}"))
+case("inputs-file-yaml-huge-integer")(lambda t, a: _file(t, "h.yaml", f"a: {_HUGE}\n"))
+case("input-json-list-huge-integer")(
+    lambda t, a: _one(f"x=[{_HUGE}]", types_pb2.LiteralType(collection_type=_s(S.INTEGER)))
+)
 case("inputs-file-alias-bomb")(
     lambda t, a: _file(
         t,
