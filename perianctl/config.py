@@ -33,6 +33,7 @@ from perianctl import envvars, paths
 from perianctl.errors import ConfigError, UsageError
 from perianctl.files import atomic_write, private_dir
 from perianctl.redact import REDACTED, register_secret
+from perianctl.text import unreadable_number
 
 DEFAULT_API_URL = envvars.DEFAULT_API_URL
 DEFAULT_PROFILE = "default"
@@ -93,6 +94,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not UTF-8 text") from None
     except tomli.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except ValueError as exc:  # TOML's int(), past Python's digit limit
+        raise ConfigError(f"config file {path}: {unreadable_number(exc)}") from None
     profiles = data.get("profiles", {})
     if not isinstance(profiles, dict) or not all(isinstance(v, dict) for v in profiles.values()):
         raise ConfigError(f"config file {path}: [profiles.NAME] must be tables")

@@ -5,6 +5,9 @@ Stdlib only: the fast CLI paths, the connector and the sandbox all use it.
 
 from __future__ import annotations
 
+import re
+import sys
+
 
 def one_line(text: str, limit: int | None = None) -> str:
     """``text`` as a single printable line, at most ``limit`` characters (``…`` marks a cut).
@@ -32,3 +35,16 @@ def last_line(text: str | None, limit: int | None = None) -> str:
         if line.strip():
             return one_line(line, limit)
     return ""
+
+
+def unreadable_number(exc: ValueError) -> str:
+    """The one-line reason for a ``ValueError`` that a JSON or YAML parser let out of ``int()``.
+
+    Python refuses to convert integers of more than ``sys.get_int_max_str_digits()`` digits (4,300 by
+    default, a guard against quadratic-time conversion); the parsers raise that as a bare
+    ``ValueError`` with advice for Python programmers, not for someone who wrote a document.
+    """
+    found = re.search(r"value has (\d+) digits", str(exc))
+    if found:
+        return f"a number has {found.group(1)} digits; at most {sys.get_int_max_str_digits()} can be read"
+    return f"cannot read a value: {one_line(str(exc))}"

@@ -238,7 +238,7 @@ def _json_text(value: object, want: str) -> object:
     except RecursionError:
         raise _Bad("JSON value is nested too deeply") from None
     except ValueError as exc:
-        from perianctl.flyte.templates import unreadable_number
+        from perianctl.text import unreadable_number
 
         raise _Bad(unreadable_number(exc)) from None
     from perianctl.flyte.templates import has_lone_surrogate

@@ -48,7 +48,7 @@ from google.protobuf import json_format, unknown_fields
 from google.protobuf.message import DecodeError, Message
 
 from perianctl.errors import PerianctlError, TemplateError
-from perianctl.text import one_line
+from perianctl.text import one_line, unreadable_number
 
 PERIAN_TASK_TYPE = "perian_task"
 """The Flyte task type (and version) of PERIAN tasks: the official plugin's, its connector's and
@@ -275,19 +275,6 @@ def parse_text_document(data: bytes, *, path: str, error: type[PerianctlError]) 
     except ValueError as exc:  # JSON's and YAML's int(), past Python's digit limit
         raise error(f"{path}: {unreadable_number(exc)}") from None
     return document
-
-
-def unreadable_number(exc: ValueError) -> str:
-    """The one-line reason for a ``ValueError`` that a JSON or YAML parser let out of ``int()``.
-
-    Python refuses to convert integers of more than ``sys.get_int_max_str_digits()`` digits (4,300 by
-    default, a guard against quadratic-time conversion); the parsers raise that as a bare
-    ``ValueError`` with advice for Python programmers, not for someone who wrote a document.
-    """
-    found = re.search(r"value has (\d+) digits", str(exc))
-    if found:
-        return f"a number has {found.group(1)} digits; at most {sys.get_int_max_str_digits()} can be read"
-    return f"cannot read a value: {one_line(str(exc))}"
 
 
 def has_lone_surrogate(document: Any) -> bool:

@@ -90,3 +90,12 @@ def test_token_file_permissions_not_loosened(tmp_path: Path) -> None:
     os.chmod(cfg, 0o644)  # a user loosened it; the next write must tighten it again
     save_profile("a", {"organization": "o"}, config_path=cfg)
     assert stat.S_IMODE(cfg.stat().st_mode) == 0o600
+
+
+def test_an_integer_past_pythons_digit_limit_is_a_config_error(tmp_path: Path) -> None:
+    """TOML's int() refuses more than 4,300 digits with a bare ValueError: a one-line ConfigError instead."""
+    path = tmp_path / "config.toml"
+    path.write_text('current_profile = "p"\n[profiles.p]\napi_url = "http://x"\nextra = ' + "9" * 5000 + "\n")
+    with pytest.raises(ConfigError) as info:
+        resolve(config_file=path, environ={})
+    assert str(info.value) == f"config file {path}: a number has 5000 digits; at most 4300 can be read"
