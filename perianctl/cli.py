@@ -10,6 +10,7 @@ import contextlib
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -375,6 +376,33 @@ def _skip_httpx_cli() -> None:
     sys.modules["httpx._main"] = None  # type: ignore[assignment]
 
 
+def reraise_swallowed_interrupts(
+    previous: Callable[[sys.UnraisableHookArgs], object],
+) -> Callable[[sys.UnraisableHookArgs], object]:
+    """An ``unraisablehook`` that gives a swallowed Ctrl-C back to the main thread.
+
+    A ``KeyboardInterrupt`` raised while Python runs a weakref callback, a ``__del__`` or the GC
+    (e.g. the import system's module-lock callbacks, hit often during start-up) cannot propagate:
+    Python reports it as "Exception ignored in ..." and carries on, so the command kept running
+    (seen: ``wait`` polling on after a Ctrl-C). This hook re-delivers it with
+    ``_thread.interrupt_main()`` from a short-lived thread, so the main thread raises it again at its
+    next point where it can propagate (inside ``asyncio.run``: cancels the main task, as a Ctrl-C there
+    does), and prints nothing.
+    Every other unraisable exception goes to ``previous``.
+    """
+    import _thread
+
+    def hook(unraisable: sys.UnraisableHookArgs) -> object:
+        if issubclass(unraisable.exc_type, KeyboardInterrupt):
+            # From another thread: the main thread takes it at its next chance, after this hook and
+            # the callback returned (called here, it would be raised inside the hook and lost again).
+            _thread.start_new_thread(_thread.interrupt_main, ())
+            return None
+        return previous(unraisable)
+
+    return hook
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and turn every failure into an exit code.
 
@@ -393,6 +421,7 @@ def main(argv: list[str] | None = None) -> None:
     # from here on a Ctrl-C is a KeyboardInterrupt that the handler below reports as exit 130.
     with contextlib.suppress(ValueError):  # not the main thread (an embedding program)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    sys.unraisablehook = reraise_swallowed_interrupts(sys.unraisablehook)
     _skip_pydantic_plugin_scan()
     _skip_httpx_cli()
     try:
