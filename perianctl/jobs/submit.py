@@ -139,7 +139,7 @@ class SubmitPlan:
             "url": f"{self.api_url}/job",
             "output_prefix": self.launch.output_prefix,
             "body": redact(body),
-            "instance_type": self.offer.record() if self.offer is not None else None,
+            "instance_type": self.offer.offer.record() if self.offer is not None else None,
             "budget": self.offer.record() if self.offer is not None and self.offer.budget else None,
         }
 
@@ -152,7 +152,7 @@ class SubmitPlan:
             if self.request.instance_type_id
             else "the cheapest match now; PERIAN chooses at creation"
         )
-        return Note("info", f"would run on {self.offer.describe()} ({how})")
+        return Note("info", f"would run on {self.offer.offer.describe()} ({how})")
 
     def create_task_request(self) -> CreateTaskRequest:
         """Through a connector: the ``CreateTaskRequest`` that would be sent (as flytepropeller sends it)."""

@@ -196,7 +196,10 @@ def test_429_storm_bounded_by_time(sandbox: SandboxHandle) -> None:
         '{"rules": [{"endpoint": "create", "mode": "429", "count": 1.5}]}',
         '{"rules": [{"endpoint": "create", "mode": "429", "commit": "yes"}]}',
         '{"rules": [{"endpoint": "create", "mode": "429", "colour": "red"}]}',
-        '{"rules": [{"endpoint": "get", "mode": "429"}, "create=slow:1s"]}',
+        # Items may be rule objects or compact specs ("create=slow:1s"); one bad item of either refuses all.
+        '{"rules": [{"endpoint": "get", "mode": "429"}, "create=nap:1s"]}',
+        '{"rules": ["get=429", "create=slow"]}',
+        '{"rules": ["create=slow:1s", 7]}',
         '{"rules": {"endpoint": "get", "mode": "429"}}',
         "not json",
     ],
