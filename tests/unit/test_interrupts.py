@@ -9,6 +9,7 @@ propagate.
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 import weakref
@@ -36,6 +37,8 @@ def _raise_in_callback() -> None:
 def test_a_swallowed_interrupt_is_raised_again_in_the_main_thread() -> None:
     previous = sys.unraisablehook
     sys.unraisablehook = reraise_swallowed_interrupts(previous)
+    # What cli.main installs (flytekit, once imported by another test, installs a handler that exits).
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
             _raise_in_callback()
@@ -44,6 +47,7 @@ def test_a_swallowed_interrupt_is_raised_again_in_the_main_thread() -> None:
                 time.sleep(0.01)
     finally:
         sys.unraisablehook = previous
+        signal.signal(signal.SIGINT, handler)
 
 
 def test_other_unraisable_exceptions_go_to_the_previous_hook() -> None:
