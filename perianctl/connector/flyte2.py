@@ -6,7 +6,7 @@ server (``flyte serve connector``) finds it, and so do local runs: the authoring
 (:mod:`perianctl.flyte.flyte2`, ``PerianTask``/``PerianContainerTask``) loads that entry point
 before a run when no connector is registered. It holds no PERIAN logic: every call goes to
 :class:`~perianctl.connector.v2.PerianV2` over one :class:`~perianctl.connector.service.PerianConnector`
-(settings: :meth:`ConnectorSettings.from_env <perianctl.connector.settings.ConnectorSettings.from_env>`).
+(given by the entry point: :func:`perianctl.plugins.settings_from_env`, ``PERIAN_*`` or the profile).
 
 Local executions (no ``task_execution_metadata``): each is its own attempt with its own output
 prefix; the declared outputs are read back from ``<outputPrefix>/outputs.pb`` (a flyteidl2
@@ -32,7 +32,6 @@ from flyteidl2.core import execution_pb2 as e2
 from google.protobuf import json_format
 
 from perianctl.connector.service import CONNECTOR_NAME, TASK_TYPE, TASK_TYPE_VERSION, PerianConnector, PerianMetadata
-from perianctl.connector.settings import ConnectorSettings
 from perianctl.connector.v2 import PerianV2
 
 __all__ = ["PerianFlyte2Connector", "PerianJobMeta", "register"]
@@ -59,17 +58,10 @@ class PerianFlyte2Connector(AsyncConnector[PerianJobMeta]):
     task_type_version = TASK_TYPE_VERSION
     metadata_type = PerianJobMeta
 
-    def __init__(self, core: PerianConnector | None = None) -> None:
-        self._core = core
-        self._v2: PerianV2 | None = None
+    def __init__(self, core: PerianConnector) -> None:
+        self.v2 = PerianV2(core)
         # job id → (output prefix, output types) of local executions, to read outputs.pb back
         self._local: collections.OrderedDict[str, tuple[str, dict[str, type]]] = collections.OrderedDict()
-
-    @property
-    def v2(self) -> PerianV2:
-        if self._v2 is None:
-            self._v2 = PerianV2(self._core or PerianConnector(ConnectorSettings.from_env()))
-        return self._v2
 
     async def create(
         self,
@@ -161,8 +153,8 @@ async def _read_outputs(prefix: str, types: dict[str, type]) -> dict[str, Any] |
     return {name: values[name] for name in types if name in values}
 
 
-def register(core: PerianConnector | None = None) -> PerianFlyte2Connector:
-    """Register the connector (``perian_task`` v0) with the ``flyte`` SDK. Idempotent."""
+def register(core: PerianConnector) -> PerianFlyte2Connector:
+    """Register the connector (``perian_task`` v0), over ``core``, with the ``flyte`` SDK. Idempotent."""
     connector = PerianFlyte2Connector(core)
     ConnectorRegistry.register(connector, override=True)
     metadata = ConnectorRegistry._METADATA.get(connector.name)
