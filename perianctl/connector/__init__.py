@@ -2,7 +2,7 @@
 
 Settings come in explicitly (:mod:`.settings`); nothing here reads perianctl's CLI configuration.
 
-* :mod:`.settings` -- ConnectorSettings and ServeOptions (``serve``'s flag defaults); ``from_env`` for the entry points.
+* :mod:`.settings` -- ConnectorSettings and ServeOptions (``serve``'s flag defaults); ``from_env`` (``PERIAN_*`` only).
 * :mod:`.service` -- PerianConnector: ``perian_task`` → PERIAN jobs, deadline-aware, convergent, idempotent.
 * :mod:`.secrets` -- credentials and job secrets, looked up as a flytekit connector server does.
 * :mod:`.idempotency` -- the attempt key and node tag of a CreateTask.

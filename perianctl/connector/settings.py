@@ -4,9 +4,11 @@ The connector reads no settings of its own: whoever starts it builds these and p
 ``perianctl serve`` builds them from its flags (whose defaults are the defaults here: one source),
 with a :data:`~perianctl.connector.secrets.CredentialSource` over perianctl's profile. The entry
 points that flytekit and the ``flyte`` SDK load (``pyflyte serve connector``, local runs) have no
-flags: they use :meth:`ConnectorSettings.from_env`, the one place this package reads the process
-environment for settings (flytekit-style secrets, ``_FSEC_*`` and ``/etc/secrets``, are looked up by
-:mod:`.secrets` at every refresh, as flytekit does).
+flags: :func:`perianctl.plugins.settings_from_env` gives them the same credential source over
+``PERIAN_*`` and the profile. :meth:`ConnectorSettings.from_env` is the config-free variant
+(``PERIAN_*`` only) for a program that embeds the connector without perianctl's configuration.
+Flytekit-style secrets, ``_FSEC_*`` and ``/etc/secrets``, are looked up by :mod:`.secrets` at every
+refresh, as flytekit does.
 
 Kept free of heavy imports (no grpc, flytekit, httpx): ``perianctl --help`` imports it for the
 ``serve`` flag defaults.
@@ -75,7 +77,8 @@ class ConnectorSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ConnectorSettings:
-        """Settings for a connector started without flags (the flytekit and ``flyte`` entry points).
+        """Settings for a connector embedded without perianctl's configuration (the entry points use
+        :func:`perianctl.plugins.settings_from_env`, which adds the profile).
 
         Everything is a default except the credential fallback: ``PERIAN_API_URL``,
         ``PERIAN_ORGANIZATION`` and ``PERIAN_TOKEN`` (re-read at every refresh; ``environ`` ``None``

@@ -49,8 +49,6 @@ def settings_from_env() -> ConnectorSettings:
     """Connector settings for a process started without flags: the defaults, with the credential
     fallback of :func:`profile_credentials` (``PERIAN_*``, then ``PERIANCTL_PROFILE`` /
     ``PERIANCTL_CONFIG`` or the current profile, all read at every refresh)."""
-    from dataclasses import replace
-
     from perianctl.connector.settings import ConnectorSettings
 
-    return replace(ConnectorSettings.from_env(), credentials=profile_credentials())
+    return ConnectorSettings(credentials=profile_credentials())
